@@ -1,0 +1,370 @@
+//! arm64, 4 KiB granule, 48-bit VA (`arch/arm64/include/asm/pgtable-hwdef.h`,
+//! `pgtable-prot.h`, `pgtable.h`, `memory.h`, `uaccess.h`).
+
+use crate::{
+    Arch, ArchId, Family, HwRoot, Layout, Level, LevelGeom, Pfn, Pte, PteFlags, SizeKind, VirtAddr,
+    bits,
+};
+
+/// arm64 with 4 KiB pages and 48-bit virtual addresses.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Arm64;
+
+const PTE_VALID: u64 = 1 << 0;
+/// Bit 1: table descriptor at upper levels, page descriptor at the last level.
+const PTE_TABLE_BIT: u64 = 1 << 1;
+/// AttrIndx = MT_NORMAL (4) in bits 2..4.
+const PTE_ATTRINDX_NORMAL: u64 = 4 << 2;
+const PTE_USER: u64 = 1 << 6;
+const PTE_RDONLY: u64 = 1 << 7;
+/// SH = inner shareable.
+const PTE_SHARED: u64 = 3 << 8;
+const PTE_AF: u64 = 1 << 10;
+/// nG for a valid entry; `PTE_PRESENT_INVALID` when VALID is clear (6.x).
+const PTE_NG: u64 = 1 << 11;
+const PTE_PRESENT_INVALID: u64 = 1 << 11;
+/// DBM, used by Linux as the software write permission.
+const PTE_WRITE: u64 = 1 << 51;
+const PTE_PXN: u64 = 1 << 53;
+const PTE_UXN: u64 = 1 << 54;
+const PTE_DIRTY: u64 = 1 << 55;
+const PTE_SPECIAL: u64 = 1 << 56;
+/// 6.x only.
+const PTE_DEVMAP: u64 = 1 << 57;
+/// v4.10 only (bit 58 is UFFD_WP in 6.x).
+const PTE_PROT_NONE: u64 = 1 << 58;
+/// Output address bits 47..12.
+const PTE_ADDR_MASK: u64 = bits(48) & !bits(12);
+
+impl Arch for Arm64 {
+    const ID: ArchId = ArchId::Arm64;
+    const PAGE_SHIFT: u32 = 12;
+    const LEVELS: &'static [LevelGeom] = &[
+        LevelGeom {
+            name: "pgd",
+            shift: 39,
+            bits: 9,
+            leaf_ok: false,
+        },
+        LevelGeom {
+            name: "pud",
+            shift: 30,
+            bits: 9,
+            leaf_ok: true,
+        },
+        LevelGeom {
+            name: "pmd",
+            shift: 21,
+            bits: 9,
+            leaf_ok: true,
+        },
+        LevelGeom {
+            name: "pte",
+            shift: 12,
+            bits: 9,
+            leaf_ok: true,
+        },
+    ];
+    const BIG_ENDIAN: bool = false;
+    const TABLE_PERMS: bool = false;
+
+    fn layout(family: Family) -> Layout {
+        let task_size = 1u64 << 48;
+        match family {
+            // v4.10: linear map in the upper half of the kernel range; VA_START
+            // holds the modules (128 MiB) and then vmalloc (no KASAN shadow).
+            Family::Legacy => Layout {
+                task_size_max: task_size,
+                page_offset: 0xffff_8000_0000_0000,
+                vmalloc_start: 0xffff_0000_0800_0000,
+                user_ds: task_size,
+                kernel_ds: u64::MAX,
+                virtual_mask_shift: None,
+                vsyscall: None,
+            },
+            // 6.x (since 5.4): linear map at -2^48; modules (2 GiB) then vmalloc
+            // at PAGE_END.
+            Family::Modern => Layout {
+                task_size_max: task_size,
+                page_offset: 0xffff_0000_0000_0000,
+                vmalloc_start: 0xffff_8000_8000_0000,
+                user_ds: task_size,
+                kernel_ds: task_size,
+                virtual_mask_shift: None,
+                vsyscall: None,
+            },
+        }
+    }
+
+    fn access_ok(family: Family, addr: VirtAddr, size: u64, limit: u64, _kind: SizeKind) -> bool {
+        match family {
+            // v4.10 __range_ok(): (u65)addr + (u65)size <= addr_limit, with
+            // USER_DS = 2^48 and KERNEL_DS = 2^64 - 1.
+            Family::Legacy => (addr.0 as u128) + (size as u128) <= limit as u128,
+            Family::Modern => generic_access_ok(Self::layout(family).task_size_max, addr, size),
+        }
+    }
+
+    fn decode(family: Family, level: Level, raw: u64) -> Pte {
+        if raw == 0 {
+            return Pte::NONE;
+        }
+        let last = level == Self::leaf_level();
+        let valid = raw & PTE_VALID != 0;
+        let pfn = Pfn((raw & PTE_ADDR_MASK) >> 12);
+        if !last && raw & PTE_TABLE_BIT != 0 {
+            // A table descriptor (when valid); an invalid entry with bit 1 set is
+            // neither table nor leaf.
+            let flags = if valid {
+                PteFlags::VALID | PteFlags::PRESENT | PteFlags::TABLE
+            } else {
+                PteFlags::empty()
+            };
+            return Pte { flags, pfn };
+        }
+        // A page (last level) or block (upper level, bit 1 clear). A last-level
+        // descriptor with bit 1 clear is reserved: the hardware faults on it.
+        let hw_valid = valid && (!last || raw & PTE_TABLE_BIT != 0);
+        let mut f = PteFlags::LEAF;
+        f.set(PteFlags::VALID, hw_valid);
+        let user = raw & PTE_USER != 0;
+        let protnone = !valid
+            && match family {
+                Family::Legacy => raw & PTE_PROT_NONE != 0,
+                Family::Modern => raw & PTE_PRESENT_INVALID != 0 && !user && raw & PTE_UXN != 0,
+            };
+        let present = hw_valid
+            || match family {
+                Family::Legacy => raw & PTE_PROT_NONE != 0,
+                Family::Modern => raw & PTE_PRESENT_INVALID != 0,
+            };
+        f.set(PteFlags::PROTNONE, protnone);
+        f.set(PteFlags::PRESENT, present);
+        f.set(PteFlags::READ, hw_valid);
+        f.set(PteFlags::USER, user);
+        f.set(PteFlags::RDONLY, raw & PTE_RDONLY != 0);
+        f.set(PteFlags::YOUNG, raw & PTE_AF != 0);
+        let write = raw & PTE_WRITE != 0;
+        f.set(PteFlags::WRITE, write);
+        f.set(PteFlags::EXEC, raw & PTE_UXN == 0);
+        // pte_dirty: software dirty, or hardware dirty (writable and RDONLY clear).
+        f.set(
+            PteFlags::DIRTY,
+            raw & PTE_DIRTY != 0 || (write && raw & PTE_RDONLY == 0),
+        );
+        f.set(PteFlags::SPECIAL, raw & PTE_SPECIAL != 0);
+        f.set(
+            PteFlags::DEVMAP,
+            family == Family::Modern && raw & PTE_DEVMAP != 0,
+        );
+        Pte { flags: f, pfn }
+    }
+
+    fn encode(family: Family, level: Level, pte: Pte) -> u64 {
+        let f = pte.flags;
+        let last = level == Self::leaf_level();
+        let mut raw = (pte.pfn.0 << 12) & PTE_ADDR_MASK;
+        if f.contains(PteFlags::TABLE) {
+            if f.contains(PteFlags::VALID) {
+                raw |= PTE_VALID | PTE_TABLE_BIT;
+            }
+            return raw;
+        }
+        if !f.contains(PteFlags::LEAF) {
+            return raw;
+        }
+        raw |= PTE_ATTRINDX_NORMAL | PTE_SHARED | PTE_PXN;
+        if last {
+            raw |= PTE_TABLE_BIT; // page descriptor type
+        }
+        let set = |raw: &mut u64, flag: PteFlags, bit: u64| {
+            if f.contains(flag) {
+                *raw |= bit;
+            }
+        };
+        set(&mut raw, PteFlags::VALID, PTE_VALID);
+        set(&mut raw, PteFlags::USER, PTE_USER);
+        set(&mut raw, PteFlags::RDONLY, PTE_RDONLY);
+        set(&mut raw, PteFlags::YOUNG, PTE_AF);
+        set(&mut raw, PteFlags::WRITE, PTE_WRITE);
+        set(&mut raw, PteFlags::DIRTY, PTE_DIRTY);
+        set(&mut raw, PteFlags::SPECIAL, PTE_SPECIAL);
+        if !f.contains(PteFlags::EXEC) {
+            raw |= PTE_UXN;
+        }
+        if f.contains(PteFlags::USER) && f.contains(PteFlags::VALID) {
+            raw |= PTE_NG;
+        }
+        match family {
+            Family::Legacy => {
+                if f.contains(PteFlags::PROTNONE) {
+                    raw = (raw & !PTE_VALID) | PTE_PROT_NONE;
+                }
+            }
+            Family::Modern => {
+                set(&mut raw, PteFlags::DEVMAP, PTE_DEVMAP);
+                if f.contains(PteFlags::PROTNONE) {
+                    raw = (raw & !(PTE_VALID | PTE_USER)) | PTE_PRESENT_INVALID | PTE_UXN;
+                }
+            }
+        }
+        raw
+    }
+
+    fn hw_root(_family: Family, va: VirtAddr) -> Option<HwRoot> {
+        // Bit 55 selects TTBR1 (kernel) or TTBR0 (user); the bits between the
+        // 48-bit VA and bit 55 must match it, and (TBI1 off) so must the top byte
+        // of a kernel address. User addresses have TBI0 (top byte ignored).
+        let upper = va.0 >> 48;
+        if va.0 & (1 << 55) != 0 {
+            (upper == 0xffff).then_some(HwRoot::Kernel)
+        } else {
+            (upper & 0xff == 0).then_some(HwRoot::Mm)
+        }
+    }
+}
+
+/// `asm-generic/access_ok.h` (6.x): `size <= max && addr <= max - size`.
+pub(crate) fn generic_access_ok(max: u64, addr: VirtAddr, size: u64) -> bool {
+    size <= max && addr.0 <= max - size
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_readonly_vector() {
+        // A user read-only page: VALID, page type, MT_NORMAL, USER, RDONLY, SH,
+        // AF, nG, PXN and UXN (not executable).
+        let pte = Pte {
+            flags: PteFlags::VALID
+                | PteFlags::USER
+                | PteFlags::RDONLY
+                | PteFlags::YOUNG
+                | PteFlags::LEAF,
+            pfn: Pfn(0x40_0000),
+        };
+        let raw = Arm64::encode(Family::Legacy, Level(3), pte);
+        assert_eq!(raw, 0x0060_0004_0000_0fd3);
+        let back = Arm64::decode(Family::Legacy, Level(3), raw);
+        assert!(back.has(PteFlags::PRESENT | PteFlags::USER | PteFlags::RDONLY | PteFlags::READ));
+        assert!(!back.has(PteFlags::WRITE) && !back.has(PteFlags::DIRTY));
+    }
+
+    #[test]
+    fn writable_clean_is_rdonly_and_hw_dirty_is_not() {
+        let base = PteFlags::VALID | PteFlags::USER | PteFlags::WRITE | PteFlags::LEAF;
+        let clean = Arm64::encode(
+            Family::Legacy,
+            Level(3),
+            Pte {
+                flags: base | PteFlags::RDONLY,
+                pfn: Pfn(1),
+            },
+        );
+        assert!(!Arm64::decode(Family::Legacy, Level(3), clean).has(PteFlags::DIRTY));
+        let dirty = Arm64::encode(
+            Family::Legacy,
+            Level(3),
+            Pte {
+                flags: base,
+                pfn: Pfn(1),
+            },
+        );
+        assert!(Arm64::decode(Family::Legacy, Level(3), dirty).has(PteFlags::DIRTY));
+    }
+
+    #[test]
+    fn block_vs_table_at_pmd() {
+        let block = Arm64::encode(
+            Family::Legacy,
+            Level(2),
+            Pte {
+                flags: PteFlags::VALID | PteFlags::LEAF,
+                pfn: Pfn(0x200),
+            },
+        );
+        assert_eq!(block & 3, 0b01);
+        assert!(Arm64::decode(Family::Legacy, Level(2), block).has(PteFlags::LEAF));
+        let table = Arm64::encode(
+            Family::Legacy,
+            Level(2),
+            Pte {
+                flags: PteFlags::VALID | PteFlags::TABLE,
+                pfn: Pfn(0x33),
+            },
+        );
+        assert_eq!(table, 0x33003);
+        assert!(Arm64::decode(Family::Legacy, Level(2), table).has(PteFlags::TABLE));
+        // At the last level bits[1:0] = 01 is reserved: not valid for the MMU.
+        assert!(!Arm64::decode(Family::Legacy, Level(3), 0x1001).has(PteFlags::VALID));
+    }
+
+    #[test]
+    fn prot_none_per_family() {
+        let pn = Pte {
+            flags: PteFlags::PROTNONE | PteFlags::LEAF | PteFlags::RDONLY,
+            pfn: Pfn(9),
+        };
+        let l = Arm64::encode(Family::Legacy, Level(3), pn);
+        assert_ne!(l & PTE_PROT_NONE, 0);
+        assert_eq!(l & PTE_VALID, 0);
+        let d = Arm64::decode(Family::Legacy, Level(3), l);
+        assert!(d.has(PteFlags::PROTNONE | PteFlags::PRESENT) && !d.has(PteFlags::VALID));
+        let m = Arm64::encode(Family::Modern, Level(3), pn);
+        assert_ne!(m & PTE_PRESENT_INVALID, 0);
+        assert_eq!(m & PTE_PROT_NONE, 0);
+        let d = Arm64::decode(Family::Modern, Level(3), m);
+        assert!(d.has(PteFlags::PROTNONE | PteFlags::PRESENT) && !d.has(PteFlags::VALID));
+        // In 6.x bit 58 is UFFD_WP, not PROT_NONE.
+        assert!(!Arm64::decode(Family::Modern, Level(3), l).has(PteFlags::PRESENT));
+    }
+
+    #[test]
+    fn exec_only_has_user_clear() {
+        // v4.9+ exec-only: valid, USER clear, UXN clear.
+        let raw = Arm64::encode(
+            Family::Legacy,
+            Level(3),
+            Pte {
+                flags: PteFlags::VALID | PteFlags::EXEC | PteFlags::LEAF | PteFlags::RDONLY,
+                pfn: Pfn(3),
+            },
+        );
+        let d = Arm64::decode(Family::Legacy, Level(3), raw);
+        assert!(d.has(PteFlags::EXEC | PteFlags::PRESENT) && !d.has(PteFlags::USER));
+    }
+
+    #[test]
+    fn ttbr_selection_by_bit_55() {
+        assert_eq!(
+            Arm64::hw_root(Family::Legacy, VirtAddr(0x0000_ffff_ffff_f000)),
+            Some(HwRoot::Mm)
+        );
+        assert_eq!(
+            Arm64::hw_root(Family::Legacy, VirtAddr(0xffff_8000_0000_0000)),
+            Some(HwRoot::Kernel)
+        );
+        assert_eq!(
+            Arm64::hw_root(Family::Legacy, VirtAddr(0x0001_0000_0000_0000)),
+            None
+        );
+        // Top byte ignored for user addresses.
+        assert_eq!(
+            Arm64::hw_root(Family::Legacy, VirtAddr(0x5a00_0000_0000_1000)),
+            Some(HwRoot::Mm)
+        );
+    }
+
+    #[test]
+    fn linear_map_aliases_upper_user_half_in_v4_10_and_low_in_6x() {
+        let l = Arm64::layout(Family::Legacy).page_offset;
+        assert_eq!(
+            Arm64::pgd_index(VirtAddr(l)),
+            Arm64::pgd_index(VirtAddr(1 << 47))
+        );
+        let m = Arm64::layout(Family::Modern).page_offset;
+        assert_eq!(Arm64::pgd_index(VirtAddr(m)), 0);
+    }
+}

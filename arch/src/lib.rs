@@ -1,0 +1,300 @@
+//! `vmemu-arch`: page-table formats and address-space rules of the emulated
+//! architectures, as pure code (no memory access).
+//!
+//! Every architecture is a zero-sized type implementing [`Arch`]: its page size,
+//! its level table (shift, index bits, which levels may hold leaves), its layout
+//! constants per kernel family (`TASK_SIZE`, `PAGE_OFFSET`, `USER_DS`/`KERNEL_DS`),
+//! its exact `access_ok` predicate, the codec between raw 64-bit entries and the
+//! neutral [`Pte`] view, and the hardware root selection. Generic code (the
+//! walker, gup, the copy loops in `vmemu-mm`) is monomorphised over it; the
+//! run-time choice is [`ArchId`] with [`with_arch!`] at the edge.
+//!
+//! Two kernel families are modelled: [`Family::Legacy`] (v4.10 to v4.17: `set_fs`
+//! exists, the arm64 linear map is the upper half of the kernel VA range) and
+//! [`Family::Modern`] (v6.13).
+//!
+//! ```
+//! use vmemu_arch::{Arch, Arm64, Family, VirtAddr};
+//! // The software pgd_index of an arm64 linear-map address is the index of the
+//! // user address kaddr mod 2^48: the alias the thread was about.
+//! let kaddr = VirtAddr(Arm64::layout(Family::Legacy).page_offset);
+//! let alias = VirtAddr(kaddr.0 & ((1 << 48) - 1));
+//! assert_eq!(Arm64::pgd_index(kaddr), Arm64::pgd_index(alias));
+//! ```
+#![forbid(unsafe_code)]
+
+mod addr;
+mod arm64;
+mod ppc64;
+mod pte;
+mod x86_64;
+
+pub use addr::{Level, Pfn, PhysAddr, VirtAddr};
+pub use arm64::Arm64;
+pub use ppc64::{Ppc64, Ppc64_4k};
+pub use pte::{Pte, PteFlags};
+pub use x86_64::X86_64;
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Kernel family whose layout constants, entry formats and `access_ok` apply.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Family {
+    /// v4.10 .. v4.17: `set_fs`/`addr_limit` exist; v4.x layouts and PTE bits.
+    Legacy,
+    /// v6.13: no `set_fs`; generic `access_ok` against `TASK_SIZE_MAX`.
+    Modern,
+}
+
+/// Whether the size given to `access_ok` is a compile-time constant at the call
+/// site (x86 takes a shorter path for those) or computed at run time.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SizeKind {
+    /// `__builtin_constant_p(size)` holds (e.g. `get_user` of a `u64`).
+    Constant,
+    /// The size is a run-time value (copies, gup ranges).
+    Runtime,
+}
+
+/// Address-space constants of one arch in one kernel family.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Layout {
+    /// `TASK_SIZE_MAX`: first address above the largest user address space.
+    pub task_size_max: u64,
+    /// `PAGE_OFFSET`: start of the linear (direct) map of physical memory.
+    pub page_offset: u64,
+    /// `VMALLOC_START`.
+    pub vmalloc_start: u64,
+    /// `USER_DS`: the `addr_limit` of a normal task.
+    pub user_ds: u64,
+    /// `KERNEL_DS`: the `addr_limit` under `set_fs(KERNEL_DS)`.
+    pub kernel_ds: u64,
+    /// x86 `__VIRTUAL_MASK_SHIFT` (gup-fast's `end >> 47` test); `None` elsewhere.
+    pub virtual_mask_shift: Option<u32>,
+    /// The x86-64 vsyscall page (the gate area), when the kernel maps it readable.
+    pub vsyscall: Option<u64>,
+}
+
+/// Which translation root the hardware uses for an address.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum HwRoot {
+    /// The current mm's table (x86 CR3 — whose kernel half is shared —, arm64
+    /// TTBR0, powerpc radix quadrant 0 = the mm's PID).
+    Mm,
+    /// The kernel's `init_mm` table (arm64 TTBR1, powerpc radix quadrant 3 = PID 0).
+    Kernel,
+}
+
+/// One level of the page-table geometry.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LevelGeom {
+    /// Kernel name of the level (`pgd`, `pud`, `pmd`, `pte`).
+    pub name: &'static str,
+    /// `PGDIR_SHIFT`, `PUD_SHIFT`, ...: the VA bit where this level's index starts.
+    pub shift: u32,
+    /// Number of index bits (`log2(PTRS_PER_*)`).
+    pub bits: u32,
+    /// Whether an entry at this level may be a leaf (huge page / block).
+    pub leaf_ok: bool,
+}
+
+/// The run-time name of an emulated architecture.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum ArchId {
+    /// x86-64, 4-level paging, 4 KiB pages.
+    X86_64,
+    /// arm64, 4 KiB granule, 48-bit VA.
+    Arm64,
+    /// powerpc64 book3s radix, 64 KiB pages (the distribution default).
+    Ppc64,
+    /// powerpc64 book3s radix, 4 KiB pages.
+    Ppc64_4k,
+}
+
+impl ArchId {
+    /// Every modelled arch, in transcript order.
+    pub const ALL: [ArchId; 4] = [
+        ArchId::X86_64,
+        ArchId::Arm64,
+        ArchId::Ppc64,
+        ArchId::Ppc64_4k,
+    ];
+    /// The three arches of the main job (`ppc64-4k` is a variant run on request).
+    pub const MAIN: [ArchId; 3] = [ArchId::X86_64, ArchId::Arm64, ArchId::Ppc64];
+
+    /// The name used on the command line and in transcripts.
+    #[must_use]
+    pub const fn name(self) -> &'static str {
+        match self {
+            ArchId::X86_64 => "x86_64",
+            ArchId::Arm64 => "arm64",
+            ArchId::Ppc64 => "ppc64",
+            ArchId::Ppc64_4k => "ppc64-4k",
+        }
+    }
+}
+
+impl fmt::Display for ArchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An arch name that is not one of [`ArchId::ALL`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownArch(pub String);
+
+impl fmt::Display for UnknownArch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "unknown arch `{}` (expected one of x86_64, arm64, ppc64, ppc64-4k)",
+            self.0
+        )
+    }
+}
+impl std::error::Error for UnknownArch {}
+
+impl FromStr for ArchId {
+    type Err = UnknownArch;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ArchId::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| UnknownArch(s.to_string()))
+    }
+}
+
+/// Runs `$body` with the type alias `$A` bound to the zero-sized arch type of `$id`.
+///
+/// ```
+/// use vmemu_arch::{with_arch, Arch, ArchId};
+/// let size = with_arch!(ArchId::Ppc64, A => A::PAGE_SIZE);
+/// assert_eq!(size, 65536);
+/// ```
+#[macro_export]
+macro_rules! with_arch {
+    ($id:expr, $A:ident => $body:expr) => {
+        match $id {
+            $crate::ArchId::X86_64 => {
+                type $A = $crate::X86_64;
+                $body
+            }
+            $crate::ArchId::Arm64 => {
+                type $A = $crate::Arm64;
+                $body
+            }
+            $crate::ArchId::Ppc64 => {
+                type $A = $crate::Ppc64;
+                $body
+            }
+            $crate::ArchId::Ppc64_4k => {
+                type $A = $crate::Ppc64_4k;
+                $body
+            }
+        }
+    };
+}
+
+/// The rules of one emulated architecture.
+pub trait Arch: Copy + Default + Send + Sync + fmt::Debug + 'static {
+    /// Run-time name.
+    const ID: ArchId;
+    /// `PAGE_SHIFT`.
+    const PAGE_SHIFT: u32;
+    /// `PAGE_SIZE`.
+    const PAGE_SIZE: u64 = 1 << Self::PAGE_SHIFT;
+    /// The level table, top (PGD) first, leaf (PTE) last.
+    const LEVELS: &'static [LevelGeom];
+    /// Entries are stored big-endian in memory (powerpc64).
+    const BIG_ENDIAN: bool;
+    /// Table entries carry user/write bits that the hardware ANDs with the leaf's (x86).
+    const TABLE_PERMS: bool;
+
+    /// Layout constants in `family`.
+    fn layout(family: Family) -> Layout;
+
+    /// `access_ok(addr, size)` against `limit` (the task's `addr_limit`, ignored
+    /// by the modern generic form) exactly as the family's header computes it.
+    fn access_ok(family: Family, addr: VirtAddr, size: u64, limit: u64, kind: SizeKind) -> bool;
+
+    /// Decode a raw entry read at `level`.
+    fn decode(family: Family, level: Level, raw: u64) -> Pte;
+
+    /// Encode a neutral entry for `level`. Flags that the format cannot hold in
+    /// this family (e.g. DEVMAP on v4.10 arm64) are dropped.
+    fn encode(family: Family, level: Level, pte: Pte) -> u64;
+
+    /// The root the MMU selects for `va`, or `None` when the address cannot be
+    /// translated at all (non-canonical on x86, bits outside the VA range on
+    /// arm64, a reserved quadrant or bits above the radix tree on powerpc).
+    fn hw_root(family: Family, va: VirtAddr) -> Option<HwRoot>;
+
+    /// Number of levels.
+    #[must_use]
+    fn levels() -> usize {
+        Self::LEVELS.len()
+    }
+    /// The leaf (PTE) level.
+    #[must_use]
+    fn leaf_level() -> Level {
+        Level((Self::LEVELS.len() - 1) as u8)
+    }
+    /// Geometry of `level`.
+    #[must_use]
+    fn geom(level: Level) -> LevelGeom {
+        Self::LEVELS[level.index()]
+    }
+    /// Entries in a table at `level` (`PTRS_PER_*`).
+    #[must_use]
+    fn entries(level: Level) -> usize {
+        1 << Self::geom(level).bits
+    }
+    /// Bytes of a table at `level`.
+    #[must_use]
+    fn table_bytes(level: Level) -> u64 {
+        (Self::entries(level) as u64) * 8
+    }
+    /// Bytes mapped by one entry at `level` (`PGDIR_SIZE`, `PMD_SIZE`, ...).
+    #[must_use]
+    fn entry_span(level: Level) -> u64 {
+        1 << Self::geom(level).shift
+    }
+    /// Index of `va` in a table at `level`: `(va >> shift) & (PTRS_PER - 1)`.
+    /// Bits above the level's index are dropped, as the kernel's macros do.
+    #[must_use]
+    fn index(va: VirtAddr, level: Level) -> usize {
+        let g = Self::geom(level);
+        ((va.0 >> g.shift) & ((1u64 << g.bits) - 1)) as usize
+    }
+    /// `pgd_index(addr)`.
+    #[must_use]
+    fn pgd_index(va: VirtAddr) -> usize {
+        Self::index(va, Level(0))
+    }
+    /// Bits of VA the table tree resolves (`PGDIR_SHIFT + PGD index bits`).
+    #[must_use]
+    fn va_bits() -> u32 {
+        let g = Self::LEVELS[0];
+        g.shift + g.bits
+    }
+    /// `*_addr_end(addr, end)` at `level`: the next boundary of an entry at
+    /// `level` above `addr`, or `end` if that is nearer, computed as
+    /// "boundary − 1 < end − 1" so an `end` of 0 (top of the address space) works.
+    #[must_use]
+    fn addr_end(addr: VirtAddr, end: VirtAddr, level: Level) -> VirtAddr {
+        let span = Self::entry_span(level);
+        let boundary = (addr.0.wrapping_add(span)) & !(span - 1);
+        if boundary.wrapping_sub(1) < end.0.wrapping_sub(1) {
+            VirtAddr(boundary)
+        } else {
+            end
+        }
+    }
+}
+
+/// Mask of `n` low bits.
+pub(crate) const fn bits(n: u32) -> u64 {
+    if n >= 64 { u64::MAX } else { (1u64 << n) - 1 }
+}

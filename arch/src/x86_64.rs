@@ -1,0 +1,274 @@
+//! x86-64, 4-level paging (`arch/x86/include/asm/pgtable_64_types.h`,
+//! `pgtable_types.h`, `uaccess.h`).
+
+use crate::{
+    Arch, ArchId, Family, HwRoot, Layout, Level, LevelGeom, Pfn, Pte, PteFlags, SizeKind, VirtAddr,
+    bits,
+};
+
+/// x86-64 with 4-level page tables and 4 KiB pages.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct X86_64;
+
+const _PAGE_PRESENT: u64 = 1 << 0;
+const _PAGE_RW: u64 = 1 << 1;
+const _PAGE_USER: u64 = 1 << 2;
+const _PAGE_ACCESSED: u64 = 1 << 5;
+const _PAGE_DIRTY: u64 = 1 << 6;
+/// `_PAGE_PSE` in a PMD/PUD (PAT in a PTE).
+const _PAGE_PSE: u64 = 1 << 7;
+/// `_PAGE_GLOBAL`, read as `_PAGE_PROTNONE` when PRESENT is clear.
+const _PAGE_PROTNONE: u64 = 1 << 8;
+const _PAGE_SPECIAL: u64 = 1 << 9;
+/// `_PAGE_DEVMAP`: SOFTW4 (bit 58) in v4.10, bit 57 in 6.x.
+const fn page_devmap(f: Family) -> u64 {
+    match f {
+        Family::Legacy => 1 << 58,
+        Family::Modern => 1 << 57,
+    }
+}
+const _PAGE_NX: u64 = 1 << 63;
+/// `PTE_PFN_MASK` for 52-bit physical addresses.
+const PTE_PFN_MASK: u64 = bits(52) & !bits(12);
+
+impl Arch for X86_64 {
+    const ID: ArchId = ArchId::X86_64;
+    const PAGE_SHIFT: u32 = 12;
+    const LEVELS: &'static [LevelGeom] = &[
+        LevelGeom {
+            name: "pgd",
+            shift: 39,
+            bits: 9,
+            leaf_ok: false,
+        },
+        LevelGeom {
+            name: "pud",
+            shift: 30,
+            bits: 9,
+            leaf_ok: true,
+        },
+        LevelGeom {
+            name: "pmd",
+            shift: 21,
+            bits: 9,
+            leaf_ok: true,
+        },
+        LevelGeom {
+            name: "pte",
+            shift: 12,
+            bits: 9,
+            leaf_ok: true,
+        },
+    ];
+    const BIG_ENDIAN: bool = false;
+    const TABLE_PERMS: bool = true;
+
+    fn layout(family: Family) -> Layout {
+        // TASK_SIZE_MAX = 2^47 - PAGE_SIZE (the guard page below the
+        // non-canonical hole), USER_DS = TASK_SIZE_MAX, KERNEL_DS = -1.
+        let task_size_max = (1u64 << 47) - 4096;
+        Layout {
+            task_size_max,
+            page_offset: match family {
+                Family::Legacy => 0xffff_8800_0000_0000,
+                Family::Modern => 0xffff_8880_0000_0000,
+            },
+            vmalloc_start: 0xffff_c900_0000_0000,
+            user_ds: task_size_max,
+            kernel_ds: u64::MAX,
+            virtual_mask_shift: Some(47),
+            // v4.10 default vsyscall=emulate maps the page readable with USER;
+            // 6.x defaults to xonly, which leaves no readable PTE.
+            vsyscall: match family {
+                Family::Legacy => Some(0xffff_ffff_ff60_0000),
+                Family::Modern => None,
+            },
+        }
+    }
+
+    fn access_ok(family: Family, addr: VirtAddr, size: u64, limit: u64, kind: SizeKind) -> bool {
+        match family {
+            // v4.10 __chk_range_not_ok(): a constant size compares addr with
+            // limit - size; otherwise the sum must not carry and must be <= limit.
+            Family::Legacy => match kind {
+                SizeKind::Constant => addr.0 <= limit.wrapping_sub(size),
+                SizeKind::Runtime => {
+                    let sum = addr.0.wrapping_add(size);
+                    sum >= size && sum <= limit
+                }
+            },
+            // 6.13 __access_ok(): USER_PTR_MAX = TASK_SIZE_MAX; constant sizes up
+            // to a page only check the start (the guard page absorbs the slop).
+            Family::Modern => {
+                let max = Self::layout(family).task_size_max;
+                if kind == SizeKind::Constant && size <= Self::PAGE_SIZE {
+                    addr.0 <= max
+                } else {
+                    let sum = addr.0.wrapping_add(size);
+                    sum <= max && sum >= addr.0
+                }
+            }
+        }
+    }
+
+    fn decode(family: Family, level: Level, raw: u64) -> Pte {
+        if raw == 0 {
+            return Pte::NONE;
+        }
+        let last = level == Self::leaf_level();
+        let p = raw & _PAGE_PRESENT != 0;
+        let pse = !last && raw & _PAGE_PSE != 0;
+        let leaf = last || pse;
+        let mut f = PteFlags::empty();
+        f.set(PteFlags::VALID, p);
+        // pte_protnone: PROTNONE set and PRESENT clear.
+        let protnone = leaf && !p && raw & _PAGE_PROTNONE != 0;
+        f.set(PteFlags::PROTNONE, protnone);
+        // pte_present accepts PROTNONE; pmd_present also PSE.
+        let present = p || protnone || pse;
+        f.set(PteFlags::PRESENT, present);
+        f.set(PteFlags::WRITE, raw & _PAGE_RW != 0);
+        f.set(PteFlags::USER, raw & _PAGE_USER != 0);
+        f.set(PteFlags::YOUNG, raw & _PAGE_ACCESSED != 0);
+        f.set(PteFlags::DIRTY, raw & _PAGE_DIRTY != 0);
+        f.set(PteFlags::EXEC, raw & _PAGE_NX == 0);
+        if leaf {
+            f |= PteFlags::LEAF;
+            f.set(PteFlags::READ, p);
+            f.set(PteFlags::SPECIAL, raw & _PAGE_SPECIAL != 0);
+            f.set(PteFlags::DEVMAP, raw & page_devmap(family) != 0);
+        } else if p {
+            f |= PteFlags::TABLE;
+        }
+        Pte {
+            flags: f,
+            pfn: Pfn((raw & PTE_PFN_MASK) >> 12),
+        }
+    }
+
+    fn encode(family: Family, level: Level, pte: Pte) -> u64 {
+        let f = pte.flags;
+        let last = level == Self::leaf_level();
+        let mut raw = (pte.pfn.0 << 12) & PTE_PFN_MASK;
+        let set = |raw: &mut u64, flag: PteFlags, bit: u64| {
+            if f.contains(flag) {
+                *raw |= bit;
+            }
+        };
+        set(&mut raw, PteFlags::VALID, _PAGE_PRESENT);
+        set(&mut raw, PteFlags::WRITE, _PAGE_RW);
+        set(&mut raw, PteFlags::USER, _PAGE_USER);
+        set(&mut raw, PteFlags::YOUNG, _PAGE_ACCESSED);
+        set(&mut raw, PteFlags::DIRTY, _PAGE_DIRTY);
+        if !f.contains(PteFlags::EXEC) {
+            raw |= _PAGE_NX;
+        }
+        if f.contains(PteFlags::LEAF) {
+            if !last {
+                raw |= _PAGE_PSE;
+            }
+            set(&mut raw, PteFlags::SPECIAL, _PAGE_SPECIAL);
+            set(&mut raw, PteFlags::DEVMAP, page_devmap(family));
+            if f.contains(PteFlags::PROTNONE) {
+                raw = (raw & !_PAGE_PRESENT) | _PAGE_PROTNONE;
+            }
+        }
+        raw
+    }
+
+    fn hw_root(_family: Family, va: VirtAddr) -> Option<HwRoot> {
+        // Canonical: bits 63..47 all equal. One root; its kernel half is shared.
+        let canonical = ((va.0 << 16) as i64 >> 16) as u64 == va.0;
+        canonical.then_some(HwRoot::Mm)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEGACY: Family = Family::Legacy;
+
+    #[test]
+    fn user_rw_4k_vector() {
+        // A present, writable, user, accessed, dirty 4K entry for pfn 0x1234 with NX.
+        let pte = Pte {
+            flags: PteFlags::VALID
+                | PteFlags::WRITE
+                | PteFlags::USER
+                | PteFlags::YOUNG
+                | PteFlags::DIRTY
+                | PteFlags::LEAF,
+            pfn: Pfn(0x1234),
+        };
+        let raw = X86_64::encode(LEGACY, Level(3), pte);
+        assert_eq!(raw, 0x8000_0000_0123_4067);
+        let back = X86_64::decode(LEGACY, Level(3), raw);
+        assert!(back.has(PteFlags::PRESENT | PteFlags::READ | PteFlags::USER | PteFlags::WRITE));
+        assert!(!back.has(PteFlags::EXEC));
+        assert_eq!(back.pfn, Pfn(0x1234));
+    }
+
+    #[test]
+    fn pse_marks_upper_leaf_but_is_pat_at_pte_level() {
+        let raw = 0x0000_0000_0020_0000 | _PAGE_PRESENT | _PAGE_RW | _PAGE_PSE;
+        let pmd = X86_64::decode(LEGACY, Level(2), raw);
+        assert!(pmd.has(PteFlags::LEAF) && !pmd.has(PteFlags::TABLE));
+        assert_eq!(pmd.pfn, Pfn(0x200));
+        let pte = X86_64::decode(LEGACY, Level(3), raw);
+        assert!(pte.has(PteFlags::LEAF));
+        // Without PSE the same entry at PMD level is a table pointer.
+        let table = X86_64::decode(LEGACY, Level(2), raw & !_PAGE_PSE);
+        assert!(table.has(PteFlags::TABLE) && !table.has(PteFlags::LEAF));
+    }
+
+    #[test]
+    fn protnone_is_global_bit_without_present() {
+        let raw = (5 << 12) | _PAGE_PROTNONE | _PAGE_ACCESSED;
+        let p = X86_64::decode(LEGACY, Level(3), raw);
+        assert!(p.has(PteFlags::PROTNONE | PteFlags::PRESENT));
+        assert!(!p.has(PteFlags::VALID));
+        // With PRESENT set, bit 8 is GLOBAL, not PROTNONE.
+        let g = X86_64::decode(LEGACY, Level(3), raw | _PAGE_PRESENT);
+        assert!(!g.has(PteFlags::PROTNONE));
+    }
+
+    #[test]
+    fn devmap_moved_from_58_to_57() {
+        let pte = Pte {
+            flags: PteFlags::VALID | PteFlags::LEAF | PteFlags::DEVMAP,
+            pfn: Pfn(1),
+        };
+        assert_ne!(X86_64::encode(Family::Legacy, Level(3), pte) & (1 << 58), 0);
+        assert_ne!(X86_64::encode(Family::Modern, Level(3), pte) & (1 << 57), 0);
+        assert!(X86_64::decode(Family::Modern, Level(3), (1 << 57) | 1).has(PteFlags::DEVMAP));
+        assert!(!X86_64::decode(Family::Legacy, Level(3), (1 << 57) | 1).has(PteFlags::DEVMAP));
+    }
+
+    #[test]
+    fn canonical_addresses_only() {
+        assert_eq!(
+            X86_64::hw_root(LEGACY, VirtAddr(0x7fff_ffff_f000)),
+            Some(HwRoot::Mm)
+        );
+        assert_eq!(
+            X86_64::hw_root(LEGACY, VirtAddr(0xffff_8800_0000_0000)),
+            Some(HwRoot::Mm)
+        );
+        assert_eq!(
+            X86_64::hw_root(LEGACY, VirtAddr(0x0000_8000_0000_0000)),
+            None
+        );
+    }
+
+    #[test]
+    fn kernel_addresses_index_the_shared_half() {
+        // pgd_index(PAGE_OFFSET) = KERNEL_PGD_BOUNDARY: 272 in v4.10, 273 in 6.x.
+        let l = X86_64::layout(Family::Legacy).page_offset;
+        let m = X86_64::layout(Family::Modern).page_offset;
+        assert_eq!(X86_64::pgd_index(VirtAddr(l)), 272);
+        assert_eq!(X86_64::pgd_index(VirtAddr(m)), 273);
+        // A non-canonical address aliases by bit 47.
+        assert_eq!(X86_64::pgd_index(VirtAddr(0x0000_8000_0000_0000)), 256);
+    }
+}
