@@ -120,8 +120,22 @@ fn encode(family: Family, page_shift: u32, next_bits: Option<u32>, pte: Pte) -> 
         set(&mut raw, PteFlags::DEVMAP, _PAGE_DEVMAP);
     }
     if f.contains(PteFlags::PROTNONE) {
-        // PAGE_NONE: PRESENT | PRIVILEGED (| ACCESSED) with no R/W/X, in both families.
-        raw = (raw & !_PAGE_RWX) | _PAGE_PRESENT | _PAGE_PRIVILEGED;
+        // Set what the family's pte_protnone tests, so that decode -> encode is
+        // lossless. PAGE_NONE (PRESENT | PRIVILEGED (| ACCESSED), no R/W/X) results
+        // when USER and R/W/X are not asked for.
+        raw |= _PAGE_PRESENT;
+        match family {
+            // v4.10: PRESENT and PRIVILEGED. A user entry becomes PAGE_NONE (R/W/X
+            // cleared); a kernel entry already decodes as protnone and keeps R/W/X.
+            Family::Legacy => {
+                if f.contains(PteFlags::USER) {
+                    raw &= !_PAGE_RWX;
+                }
+                raw |= _PAGE_PRIVILEGED;
+            }
+            // 6.x: PRESENT | PTE with no R/W/X; PRIVILEGED follows USER (set above).
+            Family::Modern => raw &= !_PAGE_RWX,
+        }
     }
     raw
 }

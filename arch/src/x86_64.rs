@@ -65,7 +65,7 @@ impl Arch for X86_64 {
 
     fn layout(family: Family) -> Layout {
         // TASK_SIZE_MAX = 2^47 - PAGE_SIZE (the guard page below the
-        // non-canonical hole), USER_DS = TASK_SIZE_MAX, KERNEL_DS = -1.
+        // non-canonical hole), USER_DS = TASK_SIZE_MAX, KERNEL_DS = -1 (v4.10).
         let task_size_max = (1u64 << 47) - 4096;
         Layout {
             task_size_max,
@@ -75,7 +75,11 @@ impl Arch for X86_64 {
             },
             vmalloc_start: 0xffff_c900_0000_0000,
             user_ds: task_size_max,
-            kernel_ds: u64::MAX,
+            // 6.x has no set_fs: KERNEL_DS cannot widen the limit (as on arm64/ppc64).
+            kernel_ds: match family {
+                Family::Legacy => u64::MAX,
+                Family::Modern => task_size_max,
+            },
             virtual_mask_shift: Some(47),
             // v4.10 default vsyscall=emulate maps the page readable with USER;
             // 6.x defaults to xonly, which leaves no readable PTE.
@@ -147,6 +151,10 @@ impl Arch for X86_64 {
     }
 
     fn encode(family: Family, level: Level, pte: Pte) -> u64 {
+        // pXd_none() is the all-zero entry (NX below would otherwise be set).
+        if pte == Pte::NONE {
+            return 0;
+        }
         let f = pte.flags;
         let last = level == Self::leaf_level();
         let mut raw = (pte.pfn.0 << 12) & PTE_PFN_MASK;

@@ -1,0 +1,57 @@
+//! Events: what the emulator observed besides return values — hazards the
+//! modelled kernel would hit (reading past a table, an unbounded walk), kernel
+//! contract violations, deadlocks and livelocks detected instead of hung.
+
+use std::fmt;
+
+/// Kind of event, named as in transcripts.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub enum EventKind {
+    /// A walk advanced a table pointer past the end of its table.
+    TableOverrun,
+    /// gup-fast reached its walker with a zero-length range (no guard in the
+    /// modelled version: the leaf loop would run until an entry fails).
+    ZeroLengthWalk,
+    /// A kernel contract was violated (e.g. `->page_mkwrite` returned
+    /// `VM_FAULT_RETRY` without `FAULT_FLAG_ALLOW_RETRY`).
+    KernelBug,
+    /// A cycle in the wait-for graph.
+    Deadlock,
+    /// A task would sleep on a lock that is not part of a cycle.
+    Blocked,
+    /// A loop made no progress (the kernel would spin: soft lockup).
+    SoftLockup,
+    /// A reference count would have gone below zero.
+    RefUnderflow,
+}
+
+impl EventKind {
+    /// Transcript name.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::TableOverrun => "table_overrun",
+            EventKind::ZeroLengthWalk => "zero_length_walk",
+            EventKind::KernelBug => "kernel_bug",
+            EventKind::Deadlock => "deadlock",
+            EventKind::Blocked => "blocked",
+            EventKind::SoftLockup => "soft_lockup",
+            EventKind::RefUnderflow => "ref_underflow",
+        }
+    }
+}
+
+/// One event with a human-readable detail.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// Details for the transcript.
+    pub detail: String,
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind.name(), self.detail)
+    }
+}

@@ -1,0 +1,1018 @@
+//! get_user_pages: the slow path (`__get_user_pages`, the locked retry loop,
+//! `get_user_pages{,_unlocked,_remote}`) and gup-fast, structured like
+//! `mm/gup.c` (and v4.10 `arch/x86/mm/gup.c`): range check, then one function
+//! per page-table level (`gup_pgd_range` → `gup_pud_range` → `gup_pmd_range`
+//! → `gup_pte_range`, huge leaves in `gup_huge_leaf`), then the fallback.
+//!
+//! gup-fast walks with the **software** root: `pgd_offset(current->mm, addr)`
+//! and then advances the top-level index by one per `PGDIR_SIZE` step, as the
+//! kernel advances its pointer; a step past the end of a table is reported as
+//! a `table_overrun` event instead of being read.
+
+use vmemu_arch::{Arch, ArchId, Level, Pfn, PhysAddr, Pte, PteFlags, SizeKind, VirtAddr};
+
+use crate::errno::Errno;
+use crate::event::EventKind;
+use crate::fault::{FaultFlags, VmFault};
+use crate::mm::{Machine, VmFlags, Vma};
+use crate::pgtable::{self, next_table};
+use crate::phys::{GUP_PIN_COUNTING_BIAS, PageFlags};
+use crate::profile::{GupFastLeaf, GupFastRange};
+use crate::sync::MmId;
+
+bitflags::bitflags! {
+    /// `FOLL_*` flags. The values are the emulator's own (v4.10 and 6.13
+    /// number them differently); names are the kernel's.
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+    pub struct GupFlags: u32 {
+        /// FOLL_WRITE
+        const FOLL_WRITE = 1 << 0;
+        /// FOLL_TOUCH
+        const FOLL_TOUCH = 1 << 1;
+        /// FOLL_GET
+        const FOLL_GET = 1 << 2;
+        /// FOLL_DUMP
+        const FOLL_DUMP = 1 << 3;
+        /// FOLL_FORCE
+        const FOLL_FORCE = 1 << 4;
+        /// FOLL_NOWAIT
+        const FOLL_NOWAIT = 1 << 5;
+        /// FOLL_POPULATE
+        const FOLL_POPULATE = 1 << 6;
+        /// FOLL_HWPOISON
+        const FOLL_HWPOISON = 1 << 8;
+        /// FOLL_NUMA (v4.10; 6.x inverts it as FOLL_HONOR_NUMA_FAULT)
+        const FOLL_NUMA = 1 << 9;
+        /// FOLL_TRIED
+        const FOLL_TRIED = 1 << 11;
+        /// FOLL_REMOTE
+        const FOLL_REMOTE = 1 << 13;
+        /// FOLL_COW (v4.10: the Dirty-COW fix's marker)
+        const FOLL_COW = 1 << 14;
+        /// FOLL_PIN (5.7+)
+        const FOLL_PIN = 1 << 19;
+        /// FOLL_LONGTERM
+        const FOLL_LONGTERM = 1 << 20;
+        /// FOLL_FAST_ONLY (internal)
+        const FOLL_FAST_ONLY = 1 << 21;
+        /// FOLL_UNLOCKABLE (internal, 6.x)
+        const FOLL_UNLOCKABLE = 1 << 22;
+        /// FOLL_NOFAULT
+        const FOLL_NOFAULT = 1 << 23;
+    }
+}
+
+/// What `follow_page_mask` found.
+enum Follow {
+    /// The page (with a reference if FOLL_GET/FOLL_PIN).
+    Page(Pfn),
+    /// Nothing usable: fault it in.
+    NoPage,
+    /// A mapping without a struct page, skipped (`-EEXIST`).
+    Skip,
+    /// An error.
+    Err(Errno),
+}
+
+/// The per-entry test gup-fast applies.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Flavour {
+    /// v4.10 `arch/x86/mm/gup.c`: `pte_allows_gup` (PRESENT, USER, RW if
+    /// writing), devmap entries bypass it; plain `get_page`.
+    X86Private,
+    /// v4.10 generic RCU GUP: present, not special, writable if writing; no
+    /// user check; speculative reference then re-check.
+    GenericNoUser,
+    /// `pte_access_permitted` era.
+    AccessPermitted,
+}
+
+/// State of one lockless walk.
+struct FastWalk<'a> {
+    pages: &'a mut Vec<Pfn>,
+    write: bool,
+    pin: bool,
+    longterm: bool,
+    flavour: Flavour,
+    taken: u64,
+}
+
+fn partial(done: u64, e: Errno) -> Result<u64, Errno> {
+    if done > 0 { Ok(done) } else { Err(e) }
+}
+
+impl<A: Arch> Machine<A> {
+    // ------------------------------------------------------------------
+    // Slow path
+    // ------------------------------------------------------------------
+
+    /// gup's VMA lookup: v4.10 `find_extend_vma` (grows a VM_GROWSDOWN stack;
+    /// never finds a kernel address), 6.x `gup_vma_lookup` (never grows).
+    fn gup_vma_lookup(&mut self, mm: MmId, addr: VirtAddr) -> Option<Vma> {
+        let addr = addr.align_down(A::PAGE_SIZE);
+        let vma = self.find_vma(mm, addr)?;
+        if vma.start <= addr {
+            return Some(vma);
+        }
+        if !self.knobs.gup_extends_stack || !vma.flags.contains(VmFlags::VM_GROWSDOWN) {
+            return None;
+        }
+        self.expand_stack(mm, addr)
+    }
+
+    /// `in_gate_area`: the x86-64 vsyscall page.
+    fn in_gate_area(&self, addr: VirtAddr) -> bool {
+        self.layout
+            .vsyscall
+            .is_some_and(|v| addr.0 >= v && addr.0 < v + A::PAGE_SIZE)
+    }
+
+    /// `get_gate_page`: a read of the gate area takes the page the kernel's
+    /// tables map there.
+    fn get_gate_page(
+        &mut self,
+        addr: VirtAddr,
+        flags: GupFlags,
+        want: bool,
+    ) -> Result<Option<Pfn>, Errno> {
+        if flags.contains(GupFlags::FOLL_WRITE) {
+            return Err(Errno::EFAULT);
+        }
+        let slot = pgtable::lookup::<A>(&self.phys, self.family(), self.init_pgd, addr)
+            .ok_or(Errno::EFAULT)?;
+        if !slot.pte.has(PteFlags::LEAF) || !slot.pte.has(PteFlags::PRESENT) {
+            return Err(Errno::EFAULT);
+        }
+        if !want {
+            return Ok(None);
+        }
+        self.phys.get_page(slot.pte.pfn, 1);
+        self.hold(slot.pte.pfn, false, 1);
+        Ok(Some(slot.pte.pfn))
+    }
+
+    /// `check_vma_flags`.
+    fn check_vma_flags(vma: &Vma, flags: GupFlags) -> Result<(), Errno> {
+        let vf = vma.flags;
+        if vf.intersects(VmFlags::VM_IO | VmFlags::VM_PFNMAP) {
+            return Err(Errno::EFAULT);
+        }
+        if flags.contains(GupFlags::FOLL_WRITE) {
+            if !vf.contains(VmFlags::VM_WRITE) {
+                let cow = vf & (VmFlags::VM_SHARED | VmFlags::VM_MAYWRITE) == VmFlags::VM_MAYWRITE;
+                if !flags.contains(GupFlags::FOLL_FORCE) || !cow {
+                    return Err(Errno::EFAULT);
+                }
+            }
+        } else if !vf.contains(VmFlags::VM_READ)
+            && (!flags.contains(GupFlags::FOLL_FORCE) || !vf.contains(VmFlags::VM_MAYREAD))
+        {
+            return Err(Errno::EFAULT);
+        }
+        Ok(())
+    }
+
+    /// Takes `refs` references (FOLL_GET) or pins (FOLL_PIN) on the page
+    /// containing `pfn` and records them as held by the caller. Pins of the
+    /// zero page take nothing (6.x).
+    fn grab(&mut self, pfn: Pfn, refs: u32, pin: bool, speculative: bool) -> bool {
+        let head = self.phys.compound_head(pfn);
+        if pin {
+            if head == self.zero_pfn {
+                self.hold(head, true, refs);
+                return true;
+            }
+            let large = self.phys.page(head).order > 0;
+            let add = if large {
+                refs
+            } else {
+                refs * GUP_PIN_COUNTING_BIAS
+            };
+            if !self.phys.try_get_page(head, add) {
+                return false;
+            }
+            if large {
+                self.phys.page_mut(head).pincount += refs;
+            }
+        } else if speculative {
+            if !self.phys.try_get_page(head, refs) {
+                return false;
+            }
+        } else {
+            self.phys.get_page(head, refs);
+        }
+        self.hold(head, pin, refs);
+        true
+    }
+
+    /// Undoes [`Machine::grab`].
+    fn ungrab(&mut self, pfn: Pfn, refs: u32, pin: bool) {
+        for _ in 0..refs {
+            let r = if pin {
+                self.unpin_user_page(pfn)
+            } else {
+                self.put_page(pfn)
+            };
+            debug_assert!(r.is_ok());
+        }
+    }
+
+    /// `follow_page_mask`: the software walk under the page-table lock.
+    fn follow_page_mask(&mut self, mm: MmId, addr: VirtAddr, flags: GupFlags) -> Follow {
+        let pgd = self.mm(mm).pgd;
+        let Some(slot) = pgtable::lookup::<A>(
+            &self.phys,
+            self.family(),
+            pgd,
+            addr.align_down(A::PAGE_SIZE),
+        ) else {
+            return Follow::NoPage;
+        };
+        let pte = slot.pte;
+        if !pte.has(PteFlags::LEAF) || !pte.has(PteFlags::PRESENT) {
+            return Follow::NoPage;
+        }
+        if flags.contains(GupFlags::FOLL_NUMA)
+            && self.knobs.numa_balancing
+            && pte.has(PteFlags::PROTNONE)
+        {
+            return Follow::NoPage;
+        }
+        if flags.contains(GupFlags::FOLL_WRITE)
+            && !pte.has(PteFlags::WRITE)
+            && !(flags.contains(GupFlags::FOLL_FORCE | GupFlags::FOLL_COW)
+                && pte.has(PteFlags::DIRTY))
+        {
+            return Follow::NoPage;
+        }
+        let span = A::entry_span(slot.level);
+        let pfn = Pfn(pte.pfn.0 + addr.offset_in(span) / A::PAGE_SIZE);
+        if pte.has(PteFlags::SPECIAL) && pte.pfn != self.zero_pfn {
+            // vm_normal_page() is NULL and it is not the zero page.
+            if flags.contains(GupFlags::FOLL_DUMP) {
+                return Follow::Err(Errno::EFAULT);
+            }
+            return if flags.intersects(GupFlags::FOLL_GET | GupFlags::FOLL_PIN) {
+                Follow::Err(Errno::EFAULT)
+            } else {
+                Follow::Skip
+            };
+        }
+        let get = flags.intersects(GupFlags::FOLL_GET | GupFlags::FOLL_PIN);
+        if get && !self.grab(pfn, 1, flags.contains(GupFlags::FOLL_PIN), false) {
+            return Follow::Err(Errno::ENOMEM);
+        }
+        if flags.contains(GupFlags::FOLL_TOUCH) {
+            let mut f = pte.flags | PteFlags::YOUNG;
+            if flags.contains(GupFlags::FOLL_WRITE) && pte.has(PteFlags::WRITE) {
+                f |= PteFlags::DIRTY;
+                f.remove(PteFlags::RDONLY);
+                let head = self.phys.compound_head(pfn);
+                self.phys.page_mut(head).flags |= PageFlags::DIRTY;
+            }
+            let raw = A::encode(
+                self.family(),
+                slot.level,
+                Pte {
+                    flags: f,
+                    pfn: pte.pfn,
+                },
+            );
+            let _ = self.phys.write_entry(slot.entry_pa, raw);
+            let head = self.phys.compound_head(pfn);
+            self.phys.page_mut(head).flags |= PageFlags::REFERENCED;
+        }
+        Follow::Page(pfn)
+    }
+
+    /// `faultin_page`.
+    fn faultin_page(
+        &mut self,
+        mm: MmId,
+        vma: &Vma,
+        addr: VirtAddr,
+        flags: &mut GupFlags,
+        locked: Option<&mut bool>,
+    ) -> Result<(), Errno> {
+        let mut ff = FaultFlags::empty();
+        if flags.contains(GupFlags::FOLL_WRITE) {
+            ff |= FaultFlags::WRITE;
+        }
+        if flags.contains(GupFlags::FOLL_REMOTE) {
+            ff |= FaultFlags::REMOTE;
+        }
+        if locked.is_some() {
+            ff |= FaultFlags::ALLOW_RETRY;
+        }
+        if flags.contains(GupFlags::FOLL_NOWAIT) {
+            ff |= FaultFlags::ALLOW_RETRY | FaultFlags::RETRY_NOWAIT;
+        }
+        if flags.contains(GupFlags::FOLL_TRIED) {
+            ff |= FaultFlags::TRIED;
+        }
+        let ret = self.handle_mm_fault(mm, vma, addr, ff);
+        if ret.intersects(VmFault::ERROR) {
+            if ret.contains(VmFault::OOM) {
+                return Err(Errno::ENOMEM);
+            }
+            if ret.intersects(VmFault::HWPOISON | VmFault::HWPOISON_LARGE) {
+                return Err(if flags.contains(GupFlags::FOLL_HWPOISON) {
+                    Errno::EHWPOISON
+                } else {
+                    Errno::EFAULT
+                });
+            }
+            return Err(Errno::EFAULT);
+        }
+        if ret.contains(VmFault::RETRY) {
+            if !ff.contains(FaultFlags::RETRY_NOWAIT)
+                && let Some(l) = locked
+            {
+                *l = false;
+            }
+            return Err(Errno::EBUSY);
+        }
+        // A COW was broken on a VMA the caller may not write (FOLL_FORCE):
+        // follow the (read-only, dirty) copy from now on.
+        if ret.contains(VmFault::WRITE) && !vma.flags.contains(VmFlags::VM_WRITE) {
+            *flags |= GupFlags::FOLL_COW;
+        }
+        Ok(())
+    }
+
+    /// `__get_user_pages`: does not align `start`; page `i` is the page
+    /// containing `start + i * PAGE_SIZE`. Returns the pages taken so far if
+    /// any, else the error; `Ok(0)` with `*locked == false` after a retry.
+    pub fn __get_user_pages(
+        &mut self,
+        mm: MmId,
+        start: VirtAddr,
+        nr: u64,
+        mut gup_flags: GupFlags,
+        mut pages: Option<&mut Vec<Pfn>>,
+        mut locked: Option<&mut bool>,
+    ) -> Result<u64, Errno> {
+        if nr == 0 {
+            return Ok(0);
+        }
+        if !gup_flags.contains(GupFlags::FOLL_FORCE) {
+            gup_flags |= GupFlags::FOLL_NUMA;
+        }
+        let want = pages.is_some() && gup_flags.intersects(GupFlags::FOLL_GET | GupFlags::FOLL_PIN);
+        let mut vma: Option<Vma> = None;
+        let mut i = 0u64;
+        while i < nr {
+            let addr = start.wrapping_add(i.wrapping_mul(A::PAGE_SIZE));
+            if vma.is_none_or(|v| addr >= v.end || addr < v.start) {
+                vma = self.gup_vma_lookup(mm, addr);
+                if vma.is_none() && self.in_gate_area(addr) {
+                    match self.get_gate_page(addr, gup_flags, want) {
+                        Ok(p) => {
+                            if let (Some(v), Some(p)) = (pages.as_deref_mut(), p) {
+                                v.push(p);
+                            }
+                            i += 1;
+                            continue;
+                        }
+                        Err(e) => return partial(i, e),
+                    }
+                }
+                match vma {
+                    None => return partial(i, Errno::EFAULT),
+                    Some(v) => {
+                        if let Err(e) = Self::check_vma_flags(&v, gup_flags) {
+                            return partial(i, e);
+                        }
+                    }
+                }
+            }
+            let Some(v) = vma else {
+                return partial(i, Errno::EFAULT);
+            };
+            if self.task().fatal_signal {
+                return partial(i, self.knobs.gup_fatal_signal);
+            }
+            let mut foll = gup_flags;
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                if tries > 8 {
+                    self.event(
+                        EventKind::SoftLockup,
+                        format!("__get_user_pages: no progress faulting in {addr}"),
+                    );
+                    return partial(i, Errno::EFAULT);
+                }
+                match self.follow_page_mask(mm, addr, foll) {
+                    Follow::Page(p) => {
+                        if let Some(v) = pages.as_deref_mut() {
+                            v.push(p);
+                        }
+                        break;
+                    }
+                    Follow::Skip => break,
+                    Follow::Err(e) => return partial(i, e),
+                    Follow::NoPage => {
+                        match self.faultin_page(mm, &v, addr, &mut foll, locked.as_deref_mut()) {
+                            Ok(()) => {}
+                            Err(Errno::EBUSY) => return Ok(i),
+                            Err(e) => return partial(i, e),
+                        }
+                    }
+                }
+            }
+            i += 1;
+        }
+        Ok(i)
+    }
+
+    /// `__get_user_pages_locked`: with `locked`, faults may drop `mmap_sem`
+    /// (VM_FAULT_RETRY); the loop re-takes it and fetches one page with
+    /// FOLL_TRIED (v4.10: without ALLOW_RETRY; 6.x: retries repeatedly).
+    fn __get_user_pages_locked(
+        &mut self,
+        mm: MmId,
+        mut start: VirtAddr,
+        mut nr: u64,
+        pages: &mut Vec<Pfn>,
+        flags: GupFlags,
+        locked: Option<&mut bool>,
+    ) -> Result<u64, Errno> {
+        let Some(locked) = locked else {
+            return self.__get_user_pages(mm, start, nr, flags, Some(pages), None);
+        };
+        let mut done = 0u64;
+        loop {
+            let ret =
+                self.__get_user_pages(mm, start, nr, flags, Some(&mut *pages), Some(&mut *locked));
+            let got = match ret {
+                Ok(n) => n,
+                Err(e) => return if done > 0 { Ok(done) } else { Err(e) },
+            };
+            nr -= got;
+            done += got;
+            if nr == 0 || *locked {
+                return Ok(done);
+            }
+            // VM_FAULT_RETRY: mmap_sem was dropped.
+            start = start.wrapping_add(got * A::PAGE_SIZE);
+            if self.task().fatal_signal {
+                return if done > 0 {
+                    Ok(done)
+                } else {
+                    Err(self.knobs.gup_fatal_signal)
+                };
+            }
+            if self.mmap_read_lock(mm).is_err() {
+                return if done > 0 { Ok(done) } else { Err(Errno(35)) };
+            }
+            *locked = true;
+            let again = if self.knobs.gup_repeat_retry {
+                Some(&mut *locked)
+            } else {
+                None
+            };
+            let r = self.__get_user_pages(
+                mm,
+                start,
+                1,
+                flags | GupFlags::FOLL_TRIED,
+                Some(&mut *pages),
+                again,
+            );
+            match r {
+                Ok(1) => {}
+                Ok(_) if self.knobs.gup_repeat_retry && !*locked => continue,
+                Ok(_) => return Ok(done),
+                Err(e) => return if done > 0 { Ok(done) } else { Err(e) },
+            }
+            nr -= 1;
+            done += 1;
+            if nr == 0 {
+                return Ok(done);
+            }
+            start = start.wrapping_add(A::PAGE_SIZE);
+        }
+    }
+
+    /// `get_user_pages(start, nr, gup_flags, pages)` of the current mm; the
+    /// caller holds `mmap_sem` (checked: calling without it is a kernel bug).
+    pub fn get_user_pages(
+        &mut self,
+        start: VirtAddr,
+        nr: u64,
+        gup_flags: GupFlags,
+        pages: &mut Vec<Pfn>,
+    ) -> Result<u64, Errno> {
+        let mm = self.current_mm();
+        self.get_user_pages_remote(mm, start, nr, gup_flags & !GupFlags::FOLL_REMOTE, pages)
+    }
+
+    /// `get_user_pages_remote(mm, ...)`: gup on another mm (FOLL_REMOTE).
+    pub fn get_user_pages_remote(
+        &mut self,
+        mm: MmId,
+        start: VirtAddr,
+        nr: u64,
+        gup_flags: GupFlags,
+        pages: &mut Vec<Pfn>,
+    ) -> Result<u64, Errno> {
+        if !self.holds_mmap_sem(mm) {
+            self.event(
+                EventKind::KernelBug,
+                "get_user_pages called without mmap_sem held",
+            );
+        }
+        let mut flags = gup_flags | GupFlags::FOLL_TOUCH;
+        if !flags.contains(GupFlags::FOLL_PIN) {
+            flags |= GupFlags::FOLL_GET;
+        }
+        self.__get_user_pages_locked(mm, start, nr, pages, flags, None)
+    }
+
+    /// `get_user_pages_unlocked(start, nr, pages, gup_flags)`: takes
+    /// `mmap_sem` itself and lets faults drop it.
+    pub fn get_user_pages_unlocked(
+        &mut self,
+        start: VirtAddr,
+        nr: u64,
+        pages: &mut Vec<Pfn>,
+        gup_flags: GupFlags,
+    ) -> Result<u64, Errno> {
+        let mm = self.current_mm();
+        self.mmap_read_lock(mm)?;
+        let mut locked = true;
+        let mut flags = gup_flags | GupFlags::FOLL_TOUCH;
+        if !flags.contains(GupFlags::FOLL_PIN) {
+            flags |= GupFlags::FOLL_GET;
+        }
+        let r = self.__get_user_pages_locked(mm, start, nr, pages, flags, Some(&mut locked));
+        if locked {
+            self.mmap_read_unlock(mm);
+        }
+        r
+    }
+
+    // ------------------------------------------------------------------
+    // gup-fast
+    // ------------------------------------------------------------------
+
+    fn flavour(&self) -> Flavour {
+        if A::ID == ArchId::X86_64 && self.knobs.x86_private_gup {
+            Flavour::X86Private
+        } else {
+            match self.knobs.gup_fast_leaf {
+                GupFastLeaf::GenericNoUser => Flavour::GenericNoUser,
+                GupFastLeaf::AccessPermitted => Flavour::AccessPermitted,
+            }
+        }
+    }
+
+    /// The permission test of one leaf (PTE or huge) for gup-fast; `None`
+    /// means stop.
+    fn gup_fast_leaf_ok(&self, w: &FastWalk<'_>, pte: Pte) -> bool {
+        let f = pte.flags;
+        let numa_stop = self.knobs.numa_balancing && f.contains(PteFlags::PROTNONE);
+        match w.flavour {
+            Flavour::X86Private => {
+                if numa_stop {
+                    return false;
+                }
+                // Devmap entries skip pte_allows_gup (the v4.10 DAX branch).
+                if f.contains(PteFlags::DEVMAP) {
+                    return true;
+                }
+                let allows = f.contains(PteFlags::VALID | PteFlags::USER)
+                    && (!w.write || f.contains(PteFlags::WRITE));
+                allows && !f.contains(PteFlags::SPECIAL)
+            }
+            Flavour::GenericNoUser => {
+                f.contains(PteFlags::PRESENT)
+                    && !f.contains(PteFlags::SPECIAL)
+                    && !numa_stop
+                    && (!w.write || f.contains(PteFlags::WRITE))
+            }
+            Flavour::AccessPermitted => {
+                if numa_stop {
+                    return false;
+                }
+                let permitted = f.contains(PteFlags::VALID | PteFlags::USER | PteFlags::READ)
+                    && (!w.write || f.contains(PteFlags::WRITE));
+                if !permitted {
+                    return false;
+                }
+                if f.contains(PteFlags::DEVMAP) {
+                    return !w.longterm;
+                }
+                !f.contains(PteFlags::SPECIAL)
+            }
+        }
+    }
+
+    fn overrun(&mut self, level: Level, index: usize) {
+        self.event(
+            EventKind::TableOverrun,
+            format!(
+                "gup-fast advanced the {} pointer to index {index}, past the end of its {}-entry table",
+                A::geom(level).name,
+                A::entries(level)
+            ),
+        );
+    }
+
+    /// `gup_pgd_range`: the lockless walk from `pgd_offset(current->mm, addr)`.
+    fn gup_pgd_range(&mut self, start: VirtAddr, end: VirtAddr, w: &mut FastWalk<'_>) {
+        let mm = self.current_mm();
+        let pgd = self.mm(mm).pgd;
+        self.lockless_walkers += 1; // local_irq_save
+        let mut addr = start;
+        let mut idx = A::pgd_index(start);
+        loop {
+            let next = A::addr_end(addr, end, Level(0));
+            let Some(raw) = self.read_table_entry(pgd, Level(0), idx) else {
+                self.overrun(Level(0), idx);
+                break;
+            };
+            let e = A::decode(self.family(), Level(0), raw);
+            if raw == 0 || !e.has(PteFlags::TABLE) {
+                break;
+            }
+            if !self.gup_pud_range(next_table::<A>(e), addr, next, w) {
+                break;
+            }
+            addr = next;
+            idx += 1;
+            if addr == end {
+                break;
+            }
+        }
+        self.lockless_walkers -= 1; // local_irq_restore
+        if self.lockless_walkers == 0 {
+            self.flush_deferred_tables();
+        }
+    }
+
+    fn read_table_entry(&self, table: PhysAddr, level: Level, idx: usize) -> Option<u64> {
+        self.phys.table(table, A::entries(level)).ok()?.get(idx)
+    }
+
+    /// `gup_pud_range` / `gup_pmd_range`: one upper level (PUD = level 1,
+    /// PMD = level 2): empty → stop; huge leaf → `gup_huge_leaf`; table → next.
+    fn gup_upper_range(
+        &mut self,
+        level: Level,
+        table: PhysAddr,
+        mut addr: VirtAddr,
+        end: VirtAddr,
+        w: &mut FastWalk<'_>,
+    ) -> bool {
+        let mut idx = A::index(addr, level);
+        loop {
+            let next = A::addr_end(addr, end, level);
+            let Some(raw) = self.read_table_entry(table, level, idx) else {
+                self.overrun(level, idx);
+                return false;
+            };
+            let e = A::decode(self.family(), level, raw);
+            if raw == 0 {
+                return false;
+            }
+            let ok = if e.has(PteFlags::LEAF) {
+                e.has(PteFlags::PRESENT)
+                    && self.gup_huge_leaf(level, table, idx, raw, e, addr, next, w)
+            } else if e.has(PteFlags::TABLE) {
+                if level.0 + 2 == A::levels() as u8 {
+                    self.gup_pte_range(next_table::<A>(e), addr, next, w)
+                } else {
+                    self.gup_upper_range(Level(level.0 + 1), next_table::<A>(e), addr, next, w)
+                }
+            } else {
+                false
+            };
+            if !ok {
+                return false;
+            }
+            addr = next;
+            idx += 1;
+            if addr == end {
+                return true;
+            }
+        }
+    }
+
+    /// `gup_pud_range`.
+    fn gup_pud_range(
+        &mut self,
+        table: PhysAddr,
+        addr: VirtAddr,
+        end: VirtAddr,
+        w: &mut FastWalk<'_>,
+    ) -> bool {
+        self.gup_upper_range(Level(1), table, addr, end, w)
+    }
+
+    /// `gup_huge_pmd` / `gup_huge_pud`: all subpages of `[addr, end)` in one
+    /// step on the compound head, then re-check the entry.
+    fn gup_huge_leaf(
+        &mut self,
+        level: Level,
+        table: PhysAddr,
+        idx: usize,
+        raw: u64,
+        e: Pte,
+        addr: VirtAddr,
+        end: VirtAddr,
+        w: &mut FastWalk<'_>,
+    ) -> bool {
+        if !self.gup_fast_leaf_ok(w, e) {
+            return false;
+        }
+        let span = A::entry_span(level);
+        let first = e.pfn.0 + addr.offset_in(span) / A::PAGE_SIZE;
+        let refs = (end.0.wrapping_sub(addr.0) / A::PAGE_SIZE) as u32;
+        let speculative = w.flavour != Flavour::X86Private;
+        if !self.grab(Pfn(first), refs, w.pin, speculative) {
+            return false;
+        }
+        if speculative && self.read_table_entry(table, level, idx) != Some(raw) {
+            self.ungrab(Pfn(first), refs, w.pin);
+            return false;
+        }
+        for i in 0..u64::from(refs) {
+            w.pages.push(Pfn(first + i));
+        }
+        let head = self.phys.compound_head(e.pfn);
+        self.phys.page_mut(head).flags |= PageFlags::REFERENCED;
+        w.taken += u64::from(refs);
+        true
+    }
+
+    /// `gup_pte_range`: the leaf table is resolved once for the whole span.
+    fn gup_pte_range(
+        &mut self,
+        table: PhysAddr,
+        mut addr: VirtAddr,
+        end: VirtAddr,
+        w: &mut FastWalk<'_>,
+    ) -> bool {
+        let level = A::leaf_level();
+        let mut idx = A::index(addr, level);
+        let speculative = w.flavour != Flavour::X86Private;
+        loop {
+            let raw = match self.phys.table(table, A::entries(level)) {
+                Ok(t) => t.get(idx),
+                Err(_) => None,
+            };
+            let Some(raw) = raw else {
+                self.overrun(level, idx);
+                return false;
+            };
+            let pte = A::decode(self.family(), level, raw);
+            if !self.gup_fast_leaf_ok(w, pte) {
+                return false;
+            }
+            if !self.phys.pfn_valid(pte.pfn) || !self.grab(pte.pfn, 1, w.pin, speculative) {
+                return false;
+            }
+            if speculative && self.read_table_entry(table, level, idx) != Some(raw) {
+                self.ungrab(pte.pfn, 1, w.pin);
+                return false;
+            }
+            let head = self.phys.compound_head(pte.pfn);
+            self.phys.page_mut(head).flags |= PageFlags::REFERENCED;
+            w.pages.push(pte.pfn);
+            w.taken += 1;
+            addr = addr.wrapping_add(A::PAGE_SIZE);
+            idx += 1;
+            if addr == end {
+                return true;
+            }
+        }
+    }
+
+    /// The gup-fast walk over `[start, end)`, with the zero-length hazard of
+    /// the modelled versions reported instead of run.
+    fn gup_fast_walk(
+        &mut self,
+        start: VirtAddr,
+        end: VirtAddr,
+        flags: GupFlags,
+        pages: &mut Vec<Pfn>,
+    ) -> u64 {
+        if start == end {
+            self.event(
+                EventKind::ZeroLengthWalk,
+                "gup-fast reached its walker with start == end: the leaf loop has no length guard \
+                 and would take pages until an entry fails (modelled as 0 pages)",
+            );
+            return 0;
+        }
+        let mut w = FastWalk {
+            pages,
+            write: flags.contains(GupFlags::FOLL_WRITE),
+            pin: flags.contains(GupFlags::FOLL_PIN),
+            longterm: flags.contains(GupFlags::FOLL_LONGTERM),
+            flavour: self.flavour(),
+            taken: 0,
+        };
+        self.gup_pgd_range(start, end, &mut w);
+        w.taken
+    }
+
+    /// Capper's check: no wraparound and `end <= TASK_SIZE`.
+    fn capper_ok(&self, start: VirtAddr, end: VirtAddr) -> bool {
+        end >= start && end.0 <= self.layout.task_size_max
+    }
+
+    /// x86 `gup_fast_permitted` (and the generic one: only "no wrap").
+    fn gup_fast_permitted(&self, start: VirtAddr, end: VirtAddr) -> bool {
+        if end < start {
+            return false;
+        }
+        match self.layout.virtual_mask_shift {
+            Some(s) => end.0 >> s == 0,
+            None => true,
+        }
+    }
+
+    /// The common fast part: `(start, end)` after alignment, or the early result.
+    fn fast_range(&self, start: VirtAddr, nr_pages: i64) -> (VirtAddr, u64, VirtAddr) {
+        let start = start.align_down(A::PAGE_SIZE);
+        // (unsigned long)nr_pages << PAGE_SHIFT: a negative int sign-extends.
+        let len = (nr_pages as u64).wrapping_shl(A::PAGE_SHIFT);
+        (start, len, start.wrapping_add(len))
+    }
+
+    /// `__get_user_pages_fast(start, nr_pages, write, pages)` (v4.x) /
+    /// `get_user_pages_fast_only` (6.x): never sleeps, never faults.
+    pub fn __get_user_pages_fast(
+        &mut self,
+        start: VirtAddr,
+        nr_pages: i64,
+        flags: GupFlags,
+        pages: &mut Vec<Pfn>,
+    ) -> Result<u64, Errno> {
+        if self.knobs.gup_fast_range == GupFastRange::TaskSizeMax {
+            return self.gup_fast_fallback(
+                start,
+                nr_pages,
+                flags | GupFlags::FOLL_GET | GupFlags::FOLL_FAST_ONLY,
+                pages,
+            );
+        }
+        let (start, len, end) = self.fast_range(start, nr_pages);
+        let flags = flags | GupFlags::FOLL_GET;
+        let range_ok = match self.knobs.gup_fast_range {
+            GupFastRange::Capper => self.capper_ok(start, end),
+            GupFastRange::AccessOkThenPermitted => {
+                self.access_ok(start, len, SizeKind::Runtime) && self.gup_fast_permitted(start, end)
+            }
+            _ => self.access_ok(start, len, SizeKind::Runtime),
+        };
+        if !range_ok {
+            return Ok(0);
+        }
+        Ok(self.gup_fast_walk(start, end, flags, pages))
+    }
+
+    /// `get_user_pages_fast(start, nr_pages, write, pages)`: the fast walk,
+    /// then the slow path for the rest.
+    pub fn get_user_pages_fast(
+        &mut self,
+        start: VirtAddr,
+        nr_pages: i64,
+        flags: GupFlags,
+        pages: &mut Vec<Pfn>,
+    ) -> Result<u64, Errno> {
+        let flags = flags | GupFlags::FOLL_GET;
+        let (start, len, end) = self.fast_range(start, nr_pages);
+        let taken = match (self.knobs.gup_fast_range, self.flavour()) {
+            (GupFastRange::TaskSizeMax, _) => {
+                return self.gup_fast_fallback(start, nr_pages, flags, pages);
+            }
+            // v4.10 arch/x86/mm/gup.c: wrap and __VIRTUAL_MASK_SHIFT, no access_ok.
+            (GupFastRange::AccessOk, Flavour::X86Private) => {
+                let shift = self.layout.virtual_mask_shift.unwrap_or(64);
+                if end < start || end.0.checked_shr(shift).unwrap_or(0) != 0 {
+                    0
+                } else {
+                    self.gup_fast_walk(start, end, flags, pages)
+                }
+            }
+            (GupFastRange::Capper, _) => {
+                if self.capper_ok(start, end) {
+                    self.gup_fast_walk(start, end, flags, pages)
+                } else {
+                    0
+                }
+            }
+            (GupFastRange::AccessOk, _) => {
+                if self.access_ok(start, len, SizeKind::Runtime) {
+                    self.gup_fast_walk(start, end, flags, pages)
+                } else {
+                    0
+                }
+            }
+            (GupFastRange::AccessOkThenPermitted, _) => {
+                if !self.access_ok(start, len, SizeKind::Runtime) {
+                    return Ok(0);
+                }
+                if self.gup_fast_permitted(start, end) {
+                    self.gup_fast_walk(start, end, flags, pages)
+                } else {
+                    0
+                }
+            }
+        };
+        let total = end.0.wrapping_sub(start.0) / A::PAGE_SIZE;
+        if taken >= total {
+            return Ok(taken);
+        }
+        let rest_start = start.wrapping_add(taken * A::PAGE_SIZE);
+        let slow = self.get_user_pages_unlocked(
+            rest_start,
+            total - taken,
+            pages,
+            flags & GupFlags::FOLL_WRITE,
+        );
+        Ok(match slow {
+            Ok(n) => taken + n,
+            Err(e) if taken == 0 => return Err(e),
+            Err(_) => taken,
+        })
+    }
+
+    /// `pin_user_pages_fast` (FOLL_PIN; profiles with pins only).
+    pub fn pin_user_pages_fast(
+        &mut self,
+        start: VirtAddr,
+        nr_pages: i64,
+        flags: GupFlags,
+        pages: &mut Vec<Pfn>,
+    ) -> Result<u64, Errno> {
+        if !self.knobs.foll_pin {
+            return Err(Errno::EINVAL);
+        }
+        self.gup_fast_fallback(
+            start,
+            nr_pages,
+            (flags - GupFlags::FOLL_GET) | GupFlags::FOLL_PIN,
+            pages,
+        )
+    }
+
+    /// 6.13 `gup_fast_fallback`.
+    fn gup_fast_fallback(
+        &mut self,
+        start: VirtAddr,
+        nr_pages: i64,
+        flags: GupFlags,
+        pages: &mut Vec<Pfn>,
+    ) -> Result<u64, Errno> {
+        let allowed = GupFlags::FOLL_WRITE
+            | GupFlags::FOLL_LONGTERM
+            | GupFlags::FOLL_FORCE
+            | GupFlags::FOLL_PIN
+            | GupFlags::FOLL_GET
+            | GupFlags::FOLL_FAST_ONLY
+            | GupFlags::FOLL_NOFAULT;
+        if !(flags - allowed).is_empty() || flags.contains(GupFlags::FOLL_GET | GupFlags::FOLL_PIN)
+        {
+            return Err(Errno::EINVAL);
+        }
+        if flags.contains(GupFlags::FOLL_PIN) {
+            let mm = self.current_mm();
+            self.mm_mut(mm).has_pinned = true;
+        }
+        let start = start.align_down(A::PAGE_SIZE);
+        let len = (nr_pages as u64).wrapping_shl(A::PAGE_SHIFT);
+        let end = VirtAddr(start.0.checked_add(len).ok_or(Errno::EOVERFLOW)?);
+        if end.0 > self.layout.task_size_max {
+            return Err(Errno::EFAULT);
+        }
+        if !self.access_ok(start, len, SizeKind::Runtime) {
+            return Err(Errno::EFAULT);
+        }
+        let taken = if self.gup_fast_permitted(start, end) {
+            self.gup_fast_walk(start, end, flags, pages)
+        } else {
+            0
+        };
+        let total = len / A::PAGE_SIZE;
+        if taken == total || flags.contains(GupFlags::FOLL_FAST_ONLY) {
+            return Ok(taken);
+        }
+        let rest = start.wrapping_add(taken * A::PAGE_SIZE);
+        let slow_flags = flags
+            & (GupFlags::FOLL_WRITE
+                | GupFlags::FOLL_PIN
+                | GupFlags::FOLL_FORCE
+                | GupFlags::FOLL_LONGTERM)
+            | GupFlags::FOLL_UNLOCKABLE;
+        match self.get_user_pages_unlocked(rest, total - taken, pages, slow_flags) {
+            Ok(n) => Ok(taken + n),
+            Err(e) if taken == 0 => Err(e),
+            Err(_) => Ok(taken),
+        }
+    }
+}

@@ -1,0 +1,716 @@
+//! The emulated kernel state: physical memory, `init_mm` with its direct map,
+//! address spaces (`mm_struct`) with VMAs, files with a page cache, tasks with
+//! `current->mm` and `addr_limit`, the lock model and the event log.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use vmemu_arch::{Arch, Family, Layout, Level, Pfn, PhysAddr, Pte, PteFlags, VirtAddr};
+
+use crate::errno::Errno;
+use crate::event::{Event, EventKind};
+use crate::fault::VmFault;
+use crate::pgtable::{self, MapError, Roots};
+use crate::phys::{Owner, PageFlags, PhysError, PhysMem};
+use crate::profile::{KernelProfile, Knobs};
+use crate::sync::{LockModel, MmId, TaskId};
+
+bitflags::bitflags! {
+    /// `vma->vm_flags` (values of `include/linux/mm.h`).
+    #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+    pub struct VmFlags: u64 {
+        /// VM_READ
+        const VM_READ = 0x1;
+        /// VM_WRITE
+        const VM_WRITE = 0x2;
+        /// VM_EXEC
+        const VM_EXEC = 0x4;
+        /// VM_SHARED
+        const VM_SHARED = 0x8;
+        /// VM_MAYREAD
+        const VM_MAYREAD = 0x10;
+        /// VM_MAYWRITE
+        const VM_MAYWRITE = 0x20;
+        /// VM_MAYEXEC
+        const VM_MAYEXEC = 0x40;
+        /// VM_MAYSHARE
+        const VM_MAYSHARE = 0x80;
+        /// VM_GROWSDOWN
+        const VM_GROWSDOWN = 0x100;
+        /// VM_PFNMAP
+        const VM_PFNMAP = 0x400;
+        /// VM_IO
+        const VM_IO = 0x4000;
+        /// VM_HUGEPAGE (madvise(MADV_HUGEPAGE): THP faults map PMD leaves)
+        const VM_HUGEPAGE = 0x2000_0000;
+    }
+}
+
+/// `PROT_*` of mmap/mprotect.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub struct Prot {
+    /// PROT_READ
+    pub read: bool,
+    /// PROT_WRITE
+    pub write: bool,
+    /// PROT_EXEC
+    pub exec: bool,
+}
+
+impl Prot {
+    /// PROT_READ|PROT_WRITE.
+    pub const RW: Prot = Prot {
+        read: true,
+        write: true,
+        exec: false,
+    };
+    /// PROT_READ.
+    pub const R: Prot = Prot {
+        read: true,
+        write: false,
+        exec: false,
+    };
+    /// PROT_NONE.
+    pub const NONE: Prot = Prot {
+        read: false,
+        write: false,
+        exec: false,
+    };
+}
+
+/// What backs a VMA.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Backing {
+    /// Anonymous memory.
+    Anon,
+    /// A file (page-cache pages); `pgoff` is in pages.
+    File {
+        /// The file.
+        file: FileId,
+        /// `vm_pgoff`.
+        pgoff: u64,
+    },
+    /// Device memory mapped with `remap_pfn_range` (VM_IO | VM_PFNMAP).
+    Pfnmap {
+        /// First frame.
+        base: Pfn,
+    },
+}
+
+/// A file in the emulated page cache.
+pub type FileId = u32;
+
+/// One `vm_area_struct`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Vma {
+    /// `vm_start`.
+    pub start: VirtAddr,
+    /// `vm_end`.
+    pub end: VirtAddr,
+    /// `vm_flags`.
+    pub flags: VmFlags,
+    /// What backs it.
+    pub backing: Backing,
+    /// Name id (for symbolic page names: `name[index]`).
+    pub name: u32,
+    /// Page index of `start` within the named object (grows-down stacks
+    /// decrease it when they extend).
+    pub name_base: i64,
+}
+
+/// What `->page_mkwrite` does, as scripted by a workload.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum MkwriteBehaviour {
+    /// No `->page_mkwrite` (the page is made writable directly).
+    #[default]
+    None,
+    /// Returns `block_page_mkwrite_return(err)` (0 → LOCKED).
+    Errno(Option<Errno>),
+    /// Returns this raw `VM_FAULT_*` code (e.g. RETRY, the thread's point G).
+    Raw(VmFault),
+}
+
+/// `vm_operations_struct` behaviour of a file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct FileOps {
+    /// `->page_mkwrite`.
+    pub page_mkwrite: MkwriteBehaviour,
+    /// `->fault` finds the page locked and returns `VM_FAULT_RETRY` when
+    /// `FAULT_FLAG_ALLOW_RETRY` is set and `FAULT_FLAG_TRIED` is not
+    /// (`lock_page_or_retry`), dropping `mmap_sem`.
+    pub fault_retry: bool,
+}
+
+/// A file with its page cache.
+#[derive(Clone, Debug)]
+pub struct File {
+    /// Name.
+    pub name: u32,
+    /// Size in bytes (`i_size`).
+    pub size: u64,
+    /// Page cache: index → frame.
+    pub pages: BTreeMap<u64, Pfn>,
+    /// Fault handlers.
+    pub ops: FileOps,
+}
+
+/// One `mm_struct`.
+#[derive(Clone, Debug)]
+pub struct MmStruct {
+    /// `mm->pgd`.
+    pub pgd: PhysAddr,
+    /// VMAs by start address.
+    pub vmas: BTreeMap<u64, Vma>,
+    /// Top of the top-down mmap area (`mm->mmap_base`).
+    pub mmap_base: u64,
+    /// Whether the mm has been pinned (`MMF_HAS_PINNED`).
+    pub has_pinned: bool,
+}
+
+/// One task.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Task {
+    /// `current->mm`.
+    pub mm: MmId,
+    /// `addr_limit` (`USER_DS` or `KERNEL_DS`; fixed at `USER_DS` where the
+    /// profile has no `set_fs`).
+    pub addr_limit: u64,
+    /// A fatal signal is pending.
+    pub fatal_signal: bool,
+}
+
+/// References the workload holds on pages (from gup, get_page, ...), per head.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct Held {
+    /// Plain references (FOLL_GET).
+    pub refs: u32,
+    /// Pins (FOLL_PIN).
+    pub pins: u32,
+}
+
+/// Errors creating the machine or its objects (emulator limits).
+#[derive(Debug, thiserror::Error)]
+pub enum MachineError {
+    /// Physical memory.
+    #[error(transparent)]
+    Phys(#[from] PhysError),
+    /// Page tables.
+    #[error(transparent)]
+    Map(#[from] MapError),
+    /// Out of emulated memory.
+    #[error("out of emulated physical memory")]
+    NoMemory,
+}
+
+/// The emulated kernel of arch `A`.
+#[derive(Debug)]
+pub struct Machine<A: Arch> {
+    /// Physical memory and `struct page`s.
+    pub phys: PhysMem,
+    /// The profile.
+    pub profile: KernelProfile,
+    /// Its knobs (copied for speed).
+    pub knobs: Knobs,
+    /// Layout constants of the family.
+    pub layout: Layout,
+    /// `init_mm.pgd`.
+    pub init_pgd: PhysAddr,
+    /// Address spaces.
+    pub mms: Vec<MmStruct>,
+    /// Tasks.
+    pub tasks: Vec<Task>,
+    /// The running task.
+    pub current: TaskId,
+    /// Files.
+    pub files: Vec<File>,
+    /// Names of mappings, files and kernel buffers.
+    pub names: Vec<String>,
+    /// The event log.
+    pub events: Vec<Event>,
+    /// Sleeping locks.
+    pub locks: LockModel,
+    /// The zero page.
+    pub zero_pfn: Pfn,
+    /// The x86 vsyscall page.
+    pub vsyscall_pfn: Option<Pfn>,
+    /// References held by the workload.
+    pub held: BTreeMap<Pfn, Held>,
+    /// Table pages unlinked while a lockless walker may still see them.
+    pub(crate) deferred_tables: Vec<PhysAddr>,
+    /// Lockless (gup-fast) walkers inside their IRQ-off section.
+    pub(crate) lockless_walkers: u32,
+    pub(crate) table_seq: u32,
+    _arch: PhantomData<A>,
+}
+
+/// Default emulated memory: 256 MiB.
+pub const DEFAULT_PHYS_SIZE: u64 = 256 << 20;
+
+impl<A: Arch> Machine<A> {
+    /// Boots an emulated kernel: physical memory, the zero page, `init_mm`
+    /// with the direct map of all memory (kernel-only leaves, the largest leaf
+    /// size that fits), the vmalloc top-level slot, the x86 vsyscall page, and
+    /// one task with its own mm.
+    pub fn new(profile: KernelProfile, phys_size: u64) -> Result<Self, MachineError> {
+        let knobs = profile.knobs;
+        let layout = A::layout(knobs.family);
+        let mut phys = PhysMem::new::<A>(phys_size)?;
+        phys.reserve(Owner::Reserved)
+            .ok_or(MachineError::NoMemory)?;
+        let zero_pfn = phys.reserve(Owner::Zero).ok_or(MachineError::NoMemory)?;
+        let mut seq = 0;
+        let init_pgd = pgtable::alloc_table::<A>(&mut phys, Level(0), &mut seq)
+            .ok_or(MachineError::NoMemory)?;
+        let mut m = Self {
+            phys,
+            profile,
+            knobs,
+            layout,
+            init_pgd,
+            mms: Vec::new(),
+            tasks: Vec::new(),
+            current: TaskId(0),
+            files: Vec::new(),
+            names: Vec::new(),
+            events: Vec::new(),
+            locks: LockModel::new(),
+            zero_pfn,
+            vsyscall_pfn: None,
+            held: BTreeMap::new(),
+            deferred_tables: Vec::new(),
+            lockless_walkers: 0,
+            table_seq: seq,
+            _arch: PhantomData,
+        };
+        m.map_direct()?;
+        // Populate the top-level slot of vmalloc so that (on x86) every pgd
+        // copied later shares it, as the kernel's preallocation does.
+        pgtable::ensure_slot::<A>(
+            &mut m.phys,
+            knobs.family,
+            init_pgd,
+            VirtAddr(layout.vmalloc_start),
+            Level(1),
+            &mut m.table_seq,
+        )?;
+        if let Some(v) = layout.vsyscall {
+            let pfn = m
+                .phys
+                .reserve(Owner::Vsyscall)
+                .ok_or(MachineError::NoMemory)?;
+            // PAGE_KERNEL_VVAR: read-only, USER, NX.
+            let flags = PteFlags::VALID
+                | PteFlags::PRESENT
+                | PteFlags::READ
+                | PteFlags::USER
+                | PteFlags::YOUNG;
+            m.set_kernel_leaf(VirtAddr(v), A::leaf_level(), Pte { flags, pfn })?;
+            m.vsyscall_pfn = Some(pfn);
+        }
+        let mm = m.mm_alloc()?;
+        m.tasks.push(Task {
+            mm,
+            addr_limit: layout.user_ds,
+            fatal_signal: false,
+        });
+        Ok(m)
+    }
+
+    fn set_kernel_leaf(&mut self, va: VirtAddr, level: Level, pte: Pte) -> Result<(), MapError> {
+        pgtable::set_leaf::<A>(
+            &mut self.phys,
+            self.knobs.family,
+            self.init_pgd,
+            va,
+            level,
+            pte,
+            &mut self.table_seq,
+        )
+        .map(|_| ())
+    }
+
+    /// The kernel's direct map: all of physical memory at `PAGE_OFFSET`.
+    fn map_direct(&mut self) -> Result<(), MachineError> {
+        let flags = PteFlags::VALID
+            | PteFlags::PRESENT
+            | PteFlags::READ
+            | PteFlags::WRITE
+            | PteFlags::YOUNG
+            | PteFlags::DIRTY;
+        let size = self.phys.size();
+        let mut pa = 0u64;
+        while pa < size {
+            let level = (1..A::levels() as u8)
+                .map(Level)
+                .find(|&l| {
+                    let span = A::entry_span(l);
+                    A::geom(l).leaf_ok && pa.is_multiple_of(span) && pa + span <= size
+                })
+                .unwrap_or(A::leaf_level());
+            let va = VirtAddr(self.layout.page_offset + pa);
+            let pfn = PhysAddr(pa).pfn(A::PAGE_SHIFT);
+            self.set_kernel_leaf(va, level, Pte { flags, pfn })?;
+            pa += A::entry_span(level);
+        }
+        Ok(())
+    }
+
+    /// `mm_alloc()` + `pgd_alloc()`: a new address space. On x86 the kernel
+    /// half of the pgd (slots `pgd_index(PAGE_OFFSET)`..) is copied from
+    /// `swapper_pg_dir` (`pgd_ctor`); arm64 and powerpc keep kernel mappings in
+    /// a separate root.
+    pub fn mm_alloc(&mut self) -> Result<MmId, MachineError> {
+        let pgd = pgtable::alloc_table::<A>(&mut self.phys, Level(0), &mut self.table_seq)
+            .ok_or(MachineError::NoMemory)?;
+        if A::TABLE_PERMS {
+            let first = A::pgd_index(VirtAddr(self.layout.page_offset));
+            for i in first..A::entries(Level(0)) {
+                let raw = self.phys.read_entry(self.init_pgd.add(i as u64 * 8))?;
+                self.phys.write_entry(pgd.add(i as u64 * 8), raw)?;
+            }
+        }
+        self.mms.push(MmStruct {
+            pgd,
+            vmas: BTreeMap::new(),
+            mmap_base: self.layout.task_size_max.min(1 << 46) - (256 << 20),
+            has_pinned: false,
+        });
+        Ok(MmId(self.mms.len() as u32 - 1))
+    }
+
+    /// Adds a task running in `mm`; returns its id.
+    pub fn new_task(&mut self, mm: MmId) -> TaskId {
+        self.tasks.push(Task {
+            mm,
+            addr_limit: self.layout.user_ds,
+            fatal_signal: false,
+        });
+        TaskId(self.tasks.len() as u32 - 1)
+    }
+
+    /// The running task.
+    #[must_use]
+    pub fn task(&self) -> &Task {
+        &self.tasks[self.current.0 as usize]
+    }
+    /// `current->mm`.
+    #[must_use]
+    pub fn current_mm(&self) -> MmId {
+        self.task().mm
+    }
+    /// An mm.
+    #[must_use]
+    pub fn mm(&self, id: MmId) -> &MmStruct {
+        &self.mms[id.0 as usize]
+    }
+    pub(crate) fn mm_mut(&mut self, id: MmId) -> &mut MmStruct {
+        &mut self.mms[id.0 as usize]
+    }
+    /// The roots for walks in `mm`.
+    #[must_use]
+    pub fn roots(&self, mm: MmId) -> Roots {
+        Roots {
+            mm: self.mm(mm).pgd,
+            kernel: self.init_pgd,
+        }
+    }
+    /// The family.
+    #[must_use]
+    pub fn family(&self) -> Family {
+        self.knobs.family
+    }
+
+    /// Records an event.
+    pub fn event(&mut self, kind: EventKind, detail: impl Into<String>) {
+        self.events.push(Event {
+            kind,
+            detail: detail.into(),
+        });
+    }
+
+    /// Interns a name for symbolic page names.
+    pub fn intern(&mut self, name: &str) -> u32 {
+        if let Some(i) = self.names.iter().position(|n| n == name) {
+            return i as u32;
+        }
+        self.names.push(name.to_string());
+        self.names.len() as u32 - 1
+    }
+
+    /// `set_fs(KERNEL_DS)` (true) or `set_fs(USER_DS)`; returns the previous
+    /// limit. Without `set_fs` in the profile the limit stays `USER_DS`.
+    pub fn set_fs(&mut self, kernel_ds: bool) -> u64 {
+        let l = if kernel_ds && self.knobs.set_fs {
+            self.layout.kernel_ds
+        } else {
+            self.layout.user_ds
+        };
+        let t = &mut self.tasks[self.current.0 as usize];
+        std::mem::replace(&mut t.addr_limit, l)
+    }
+    /// Restores a limit saved by [`Machine::set_fs`].
+    pub fn restore_fs(&mut self, old: u64) {
+        self.tasks[self.current.0 as usize].addr_limit = old;
+    }
+    /// Whether the current task runs under `KERNEL_DS`.
+    #[must_use]
+    pub fn under_kernel_ds(&self) -> bool {
+        self.knobs.set_fs && self.task().addr_limit == self.layout.kernel_ds
+    }
+
+    /// Direct-map address of a frame (`page_address` / `__va`).
+    #[must_use]
+    pub fn page_address(&self, pfn: Pfn) -> VirtAddr {
+        VirtAddr(self.layout.page_offset + (pfn.0 << A::PAGE_SHIFT))
+    }
+
+    /// Allocates `pages` kernel pages named `name` (as `alloc_pages` would)
+    /// and returns their frames; their direct-map addresses are contiguous
+    /// when `contiguous` (a high-order allocation split into pages).
+    pub fn alloc_kernel_pages(&mut self, name: &str, pages: u32) -> Result<Vec<Pfn>, MachineError> {
+        let id = self.intern(name);
+        let mut out = Vec::with_capacity(pages as usize);
+        for index in 0..pages {
+            let p = self
+                .phys
+                .alloc(0, Owner::Kernel { name: id, index })
+                .ok_or(MachineError::NoMemory)?;
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// Creates a file of `size` bytes; its pages are filled with `fill(index)`
+    /// when first read into the page cache.
+    pub fn create_file(&mut self, name: &str, size: u64, ops: FileOps) -> FileId {
+        let name = self.intern(name);
+        self.files.push(File {
+            name,
+            size,
+            pages: BTreeMap::new(),
+            ops,
+        });
+        self.files.len() as FileId - 1
+    }
+
+    /// Finds or reads page `index` of `file` into the page cache; returns the
+    /// frame and whether I/O was needed (`VM_FAULT_MAJOR`).
+    pub fn find_or_read_page(&mut self, file: FileId, index: u64) -> Option<(Pfn, bool)> {
+        if let Some(&p) = self.files[file as usize].pages.get(&index) {
+            return Some((p, false));
+        }
+        let name = self.files[file as usize].name;
+        let pfn = self.phys.alloc(
+            0,
+            Owner::File {
+                file: name,
+                index: index as u32,
+            },
+        )?;
+        self.phys.page_mut(pfn).flags |= PageFlags::UPTODATE;
+        // Fill with a recognisable pattern: byte = (index * 7 + offset) as u8.
+        let mut buf = vec![0u8; A::PAGE_SIZE as usize];
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (index as usize * 7 + i) as u8;
+        }
+        self.phys.write(pfn.addr(A::PAGE_SHIFT), &buf).ok()?;
+        self.files[file as usize].pages.insert(index, pfn);
+        Some((pfn, true))
+    }
+
+    /// `find_vma(mm, addr)`: the first VMA with `end > addr`.
+    #[must_use]
+    pub fn find_vma(&self, mm: MmId, addr: VirtAddr) -> Option<Vma> {
+        self.mm(mm)
+            .vmas
+            .range(..)
+            .find(|(_, v)| v.end > addr)
+            .map(|(_, v)| *v)
+    }
+
+    /// The VMA containing `addr`.
+    #[must_use]
+    pub fn vma_at(&self, mm: MmId, addr: VirtAddr) -> Option<Vma> {
+        self.mm(mm)
+            .vmas
+            .range(..=addr.0)
+            .next_back()
+            .map(|(_, v)| *v)
+            .filter(|v| v.end > addr)
+    }
+
+    /// `vm_get_page_prot`: the leaf flags for a VMA's protection (writable
+    /// only where `write` is also asked for, as faults decide).
+    pub(crate) fn leaf_flags(flags: VmFlags, write: bool) -> PteFlags {
+        let mut f = PteFlags::VALID | PteFlags::PRESENT | PteFlags::LEAF | PteFlags::YOUNG;
+        let r = flags.contains(VmFlags::VM_READ);
+        let w = flags.contains(VmFlags::VM_WRITE) && write;
+        let x = flags.contains(VmFlags::VM_EXEC);
+        if !r && !flags.contains(VmFlags::VM_WRITE) && !x {
+            // PROT_NONE
+            return PteFlags::PRESENT | PteFlags::PROTNONE | PteFlags::LEAF | PteFlags::YOUNG;
+        }
+        if r || flags.contains(VmFlags::VM_WRITE) {
+            f |= PteFlags::READ | PteFlags::USER;
+        } else if A::ID == vmemu_arch::ArchId::Arm64 {
+            // arm64 PAGE_EXECONLY: valid with PTE_USER clear.
+        } else {
+            f |= PteFlags::USER;
+        }
+        if x {
+            f |= PteFlags::EXEC;
+        }
+        if w {
+            f |= PteFlags::WRITE | PteFlags::DIRTY;
+        } else if A::ID == vmemu_arch::ArchId::Arm64 {
+            f |= PteFlags::RDONLY;
+        }
+        f
+    }
+
+    /// Installs a user leaf in `mm`.
+    pub(crate) fn set_user_leaf(
+        &mut self,
+        mm: MmId,
+        va: VirtAddr,
+        level: Level,
+        pte: Pte,
+    ) -> Result<Pte, MapError> {
+        let pgd = self.mm(mm).pgd;
+        pgtable::set_leaf::<A>(
+            &mut self.phys,
+            self.knobs.family,
+            pgd,
+            va,
+            level,
+            pte,
+            &mut self.table_seq,
+        )
+    }
+
+    /// Frees table pages now, or defers them while a lockless walker is inside
+    /// its IRQ-off section (`tlb_remove_table`).
+    pub(crate) fn free_tables(&mut self, tables: Vec<PhysAddr>) {
+        self.deferred_tables.extend(tables);
+        if self.lockless_walkers == 0 {
+            self.flush_deferred_tables();
+        }
+    }
+
+    pub(crate) fn flush_deferred_tables(&mut self) {
+        for t in std::mem::take(&mut self.deferred_tables) {
+            let _ = self.phys.put_page(t.pfn(A::PAGE_SHIFT), 1);
+        }
+    }
+
+    /// Table pages waiting for lockless walkers to leave.
+    #[must_use]
+    pub fn deferred_table_count(&self) -> usize {
+        self.deferred_tables.len()
+    }
+
+    /// Records `n` references (or pins) handed to the workload on `pfn`.
+    pub(crate) fn hold(&mut self, pfn: Pfn, pin: bool, n: u32) {
+        let h = self.phys.compound_head(pfn);
+        let e = self.held.entry(h).or_default();
+        if pin {
+            e.pins += n;
+        } else {
+            e.refs += n;
+        }
+    }
+
+    /// Total references and pins the workload still holds.
+    #[must_use]
+    pub fn held_total(&self) -> (u64, u64) {
+        self.held.values().fold((0, 0), |(r, p), h| {
+            (r + u64::from(h.refs), p + u64::from(h.pins))
+        })
+    }
+
+    /// `put_page()` of a reference the workload holds.
+    pub fn put_page(&mut self, pfn: Pfn) -> Result<(), Errno> {
+        let h = self.phys.compound_head(pfn);
+        match self.held.get_mut(&h) {
+            Some(e) if e.refs > 0 => {
+                e.refs -= 1;
+                if e.refs == 0 && e.pins == 0 {
+                    self.held.remove(&h);
+                }
+            }
+            _ => {
+                self.event(
+                    EventKind::RefUnderflow,
+                    format!("put_page of pfn {:#x}: no reference held", pfn.0),
+                );
+                return Err(Errno::EINVAL);
+            }
+        }
+        self.phys.put_page(h, 1)
+    }
+
+    /// `unpin_user_page()` of a pin the workload holds.
+    pub fn unpin_user_page(&mut self, pfn: Pfn) -> Result<(), Errno> {
+        let h = self.phys.compound_head(pfn);
+        match self.held.get_mut(&h) {
+            Some(e) if e.pins > 0 => {
+                e.pins -= 1;
+                if e.refs == 0 && e.pins == 0 {
+                    self.held.remove(&h);
+                }
+            }
+            _ => {
+                self.event(
+                    EventKind::RefUnderflow,
+                    format!("unpin_user_page of pfn {:#x}: no pin held", pfn.0),
+                );
+                return Err(Errno::EINVAL);
+            }
+        }
+        self.unpin_raw(h)
+    }
+
+    pub(crate) fn unpin_raw(&mut self, head: Pfn) -> Result<(), Errno> {
+        if head == self.zero_pfn {
+            return Ok(()); // the zero page is never pinned
+        }
+        let large = self.phys.page(head).order > 0;
+        if large {
+            let p = self.phys.page_mut(head);
+            p.pincount = p.pincount.checked_sub(1).ok_or(Errno::EINVAL)?;
+            self.phys.put_page(head, 1)
+        } else {
+            self.phys.put_page(head, crate::phys::GUP_PIN_COUNTING_BIAS)
+        }
+    }
+
+    /// Symbolic name of a frame: `buf[3]`, `file:f[0]`, `kdirect[17]`,
+    /// `ZERO`, `vsyscall`, `pt:L1#4`.
+    #[must_use]
+    pub fn page_name(&self, pfn: Pfn) -> String {
+        if !self.phys.pfn_valid(pfn) {
+            return format!("pfn[{:#x}]", pfn.0);
+        }
+        let head = self.phys.compound_head(pfn);
+        let sub = pfn.0 - head.0;
+        let p = self.phys.page(head);
+        let name = |i: u32| self.names.get(i as usize).map_or("?", String::as_str);
+        match p.owner {
+            Owner::Zero => "ZERO".to_string(),
+            Owner::Vsyscall => "vsyscall".to_string(),
+            Owner::PageTable { level, seq } => format!("pt:L{level}#{seq}"),
+            Owner::Anon { name: n, index } => format!("{}[{}]", name(n), u64::from(index) + sub),
+            Owner::File { file, index } => {
+                format!("file:{}[{}]", name(file), u64::from(index) + sub)
+            }
+            Owner::Kernel { name: n, index } => format!("{}[{}]", name(n), u64::from(index) + sub),
+            Owner::Free | Owner::Reserved => format!("kdirect[{}]", pfn.0),
+        }
+    }
+}
+
+/// Rounds `len` up to whole pages of `A`.
+pub(crate) fn page_align<A: Arch>(len: u64) -> Option<u64> {
+    len.checked_add(A::PAGE_SIZE - 1)
+        .map(|l| l & !(A::PAGE_SIZE - 1))
+}

@@ -1,0 +1,475 @@
+//! Page-table construction and the one walker.
+//!
+//! Tables are frames of [`PhysMem`]; entries are the arch's raw words. The
+//! walker has two root selections, as the kernel has two walks:
+//! * [`RootSel::Hardware`]: the MMU's choice ([`Arch::hw_root`]): x86 one root
+//!   whose kernel half is shared, arm64 TTBR0/TTBR1 by bit 55, powerpc radix by
+//!   EA quadrant. Used by uaccess.
+//! * [`RootSel::Software`]: `pgd_offset(mm, addr)`, always the mm's table with
+//!   the index masking of [`Arch::index`]; kernel addresses alias into user
+//!   slots on arm64 and powerpc. Used by gup.
+
+use vmemu_arch::{Arch, Family, HwRoot, Level, Pfn, PhysAddr, Pte, PteFlags, VirtAddr};
+
+use crate::phys::{Owner, PhysMem};
+
+/// Which root a walk starts from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum RootSel {
+    /// The MMU's root selection.
+    Hardware,
+    /// `pgd_offset(mm, addr)`.
+    Software,
+}
+
+/// The two roots a walk may start from.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Roots {
+    /// The current mm's pgd.
+    pub mm: PhysAddr,
+    /// `init_mm.pgd` (`swapper_pg_dir`).
+    pub kernel: PhysAddr,
+}
+
+/// One level visited by a walk (for `vmemu explain` and tests).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Step {
+    /// The level.
+    pub level: Level,
+    /// Index used in the table at this level.
+    pub index: usize,
+    /// Physical address of the entry read.
+    pub entry_pa: PhysAddr,
+    /// The raw entry.
+    pub raw: u64,
+    /// Its decoding.
+    pub pte: Pte,
+}
+
+/// A successful translation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Translation {
+    /// The leaf entry, decoded.
+    pub leaf: Pte,
+    /// The raw leaf entry.
+    pub raw: u64,
+    /// Level of the leaf.
+    pub level: Level,
+    /// Physical address of the leaf entry.
+    pub entry_pa: PhysAddr,
+    /// Bytes mapped by the leaf.
+    pub page_size: u64,
+    /// The base page containing the address.
+    pub pfn: Pfn,
+    /// Physical address of the byte.
+    pub pa: PhysAddr,
+    /// Permissions in effect: the leaf's, ANDed with the table entries' user
+    /// and write bits where the arch does that (x86).
+    pub eff: PteFlags,
+    /// Which root the walk used.
+    pub root: HwRoot,
+}
+
+/// Why a walk stopped without a translation.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FaultKind {
+    /// The hardware cannot translate the address at all (non-canonical,
+    /// reserved quadrant): a fault before any table is read.
+    NoTranslation,
+    /// An empty or non-present entry.
+    NotPresent,
+}
+
+/// The neutral fault record: where the walk stopped and what it saw.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WalkFault {
+    /// The address walked.
+    pub va: VirtAddr,
+    /// Level where the walk stopped.
+    pub level: Level,
+    /// The raw entry read there (0 for [`FaultKind::NoTranslation`]).
+    pub raw: u64,
+    /// Physical address of that entry, if one was read.
+    pub entry_pa: Option<PhysAddr>,
+    /// Why.
+    pub kind: FaultKind,
+}
+
+/// Errors building page tables (emulator limits, not emulated faults).
+#[derive(Clone, Copy, PartialEq, Eq, Debug, thiserror::Error)]
+pub enum MapError {
+    /// Out of emulated physical memory for a table.
+    #[error("out of emulated physical memory")]
+    NoMemory,
+    /// A huge leaf covers the address at an upper level.
+    #[error("a huge leaf at level {0} covers the address")]
+    HugeInTheWay(u8),
+    /// The leaf level cannot hold leaves on this arch.
+    #[error("level {0} cannot hold a leaf")]
+    BadLevel(u8),
+    /// The address is not aligned to the leaf size.
+    #[error("address not aligned to the leaf size")]
+    Unaligned,
+}
+
+/// Allocation order for a table of `level` (tables larger than a page, such as
+/// the 64 KiB pgd of ppc64 with 4 KiB pages, take several contiguous frames).
+pub fn table_order<A: Arch>(level: Level) -> u8 {
+    let pages = A::table_bytes(level).div_ceil(A::PAGE_SIZE);
+    pages.next_power_of_two().trailing_zeros() as u8
+}
+
+/// Allocates a zeroed table for `level`; `seq` numbers tables for names.
+pub fn alloc_table<A: Arch>(phys: &mut PhysMem, level: Level, seq: &mut u32) -> Option<PhysAddr> {
+    let pfn = phys.alloc(
+        table_order::<A>(level),
+        Owner::PageTable {
+            level: level.0,
+            seq: *seq,
+        },
+    )?;
+    *seq += 1;
+    Some(pfn.addr(A::PAGE_SHIFT))
+}
+
+/// The table entry pointing at a next-level table.
+pub fn table_entry<A: Arch>(family: Family, level: Level, table: PhysAddr) -> u64 {
+    // x86 _PAGE_TABLE: P|RW|USER|A|D (v4.10 populates kernel tables this way
+    // too, which is what lets user mode reach the vsyscall page).
+    let flags = PteFlags::VALID
+        | PteFlags::PRESENT
+        | PteFlags::TABLE
+        | PteFlags::WRITE
+        | PteFlags::USER
+        | PteFlags::YOUNG
+        | PteFlags::DIRTY
+        | PteFlags::EXEC;
+    A::encode(
+        family,
+        level,
+        Pte {
+            flags,
+            pfn: table.pfn(A::PAGE_SHIFT),
+        },
+    )
+}
+
+/// Physical address of the table an entry points at.
+pub fn next_table<A: Arch>(pte: Pte) -> PhysAddr {
+    pte.pfn.addr(A::PAGE_SHIFT)
+}
+
+/// Finds the entry slot for `va` at `leaf_level`, allocating missing tables.
+/// Returns the physical address of the slot.
+pub fn ensure_slot<A: Arch>(
+    phys: &mut PhysMem,
+    family: Family,
+    pgd: PhysAddr,
+    va: VirtAddr,
+    leaf_level: Level,
+    seq: &mut u32,
+) -> Result<PhysAddr, MapError> {
+    let mut table = pgd;
+    for l in 0..leaf_level.0 {
+        let level = Level(l);
+        let slot = table.add(A::index(va, level) as u64 * 8);
+        let raw = phys.read_entry(slot).map_err(|_| MapError::NoMemory)?;
+        let pte = A::decode(family, level, raw);
+        table = if pte.has(PteFlags::TABLE) {
+            next_table::<A>(pte)
+        } else if raw == 0 {
+            let t = alloc_table::<A>(phys, Level(l + 1), seq).ok_or(MapError::NoMemory)?;
+            phys.write_entry(slot, table_entry::<A>(family, level, t))
+                .map_err(|_| MapError::NoMemory)?;
+            t
+        } else {
+            return Err(MapError::HugeInTheWay(l));
+        };
+    }
+    Ok(table.add(A::index(va, leaf_level) as u64 * 8))
+}
+
+/// Installs a leaf for `va` at `level` and returns the entry it replaced.
+pub fn set_leaf<A: Arch>(
+    phys: &mut PhysMem,
+    family: Family,
+    pgd: PhysAddr,
+    va: VirtAddr,
+    level: Level,
+    pte: Pte,
+    seq: &mut u32,
+) -> Result<Pte, MapError> {
+    if !A::geom(level).leaf_ok {
+        return Err(MapError::BadLevel(level.0));
+    }
+    if va.offset_in(A::entry_span(level)) != 0 {
+        return Err(MapError::Unaligned);
+    }
+    let slot = ensure_slot::<A>(phys, family, pgd, va, level, seq)?;
+    let old = phys.read_entry(slot).map_err(|_| MapError::NoMemory)?;
+    let mut pte = pte;
+    pte.flags |= PteFlags::LEAF;
+    phys.write_entry(slot, A::encode(family, level, pte))
+        .map_err(|_| MapError::NoMemory)?;
+    Ok(A::decode(family, level, old))
+}
+
+/// A leaf found by [`lookup`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LeafSlot {
+    /// Level of the entry.
+    pub level: Level,
+    /// Physical address of the entry.
+    pub entry_pa: PhysAddr,
+    /// The raw entry.
+    pub raw: u64,
+    /// Decoded.
+    pub pte: Pte,
+}
+
+/// The software walk of `pgd` for `va` without permission checks: the deepest
+/// entry reached (a leaf, or the first empty/non-table entry).
+pub fn lookup<A: Arch>(
+    phys: &PhysMem,
+    family: Family,
+    pgd: PhysAddr,
+    va: VirtAddr,
+) -> Option<LeafSlot> {
+    let mut table = pgd;
+    for l in 0..A::levels() as u8 {
+        let level = Level(l);
+        let slot = table.add(A::index(va, level) as u64 * 8);
+        let raw = phys.read_entry(slot).ok()?;
+        let pte = A::decode(family, level, raw);
+        if pte.has(PteFlags::TABLE) && level != A::leaf_level() {
+            table = next_table::<A>(pte);
+            continue;
+        }
+        return Some(LeafSlot {
+            level,
+            entry_pa: slot,
+            raw,
+            pte,
+        });
+    }
+    None
+}
+
+/// The walker. `trace` sees every level visited.
+pub fn walk<A: Arch>(
+    phys: &PhysMem,
+    family: Family,
+    roots: Roots,
+    va: VirtAddr,
+    sel: RootSel,
+    mut trace: impl FnMut(&Step),
+) -> Result<Translation, WalkFault> {
+    let root = match sel {
+        RootSel::Software => HwRoot::Mm,
+        RootSel::Hardware => A::hw_root(family, va).ok_or(WalkFault {
+            va,
+            level: Level(0),
+            raw: 0,
+            entry_pa: None,
+            kind: FaultKind::NoTranslation,
+        })?,
+    };
+    let mut table_pa = match root {
+        HwRoot::Mm => roots.mm,
+        HwRoot::Kernel => roots.kernel,
+    };
+    let mut eff = PteFlags::USER | PteFlags::WRITE;
+    for l in 0..A::levels() as u8 {
+        let level = Level(l);
+        let index = A::index(va, level);
+        let table = phys
+            .table(table_pa, A::entries(level))
+            .map_err(|_| WalkFault {
+                va,
+                level,
+                raw: 0,
+                entry_pa: None,
+                kind: FaultKind::NotPresent,
+            })?;
+        let raw = table.get(index).unwrap_or(0);
+        let entry_pa = table.entry_pa(index);
+        let pte = A::decode(family, level, raw);
+        trace(&Step {
+            level,
+            index,
+            entry_pa,
+            raw,
+            pte,
+        });
+        let fault = WalkFault {
+            va,
+            level,
+            raw,
+            entry_pa: Some(entry_pa),
+            kind: FaultKind::NotPresent,
+        };
+        if pte.has(PteFlags::TABLE) && level != A::leaf_level() {
+            if A::TABLE_PERMS {
+                eff &= pte.flags | !(PteFlags::USER | PteFlags::WRITE);
+            }
+            table_pa = next_table::<A>(pte);
+            continue;
+        }
+        if !pte.has(PteFlags::LEAF) || !pte.has(PteFlags::VALID) {
+            return Err(fault);
+        }
+        let page_size = A::entry_span(level);
+        let off = va.offset_in(page_size);
+        let pa = pte.pfn.addr(A::PAGE_SHIFT).add(off);
+        let eff = (pte.flags & !(PteFlags::USER | PteFlags::WRITE))
+            | (pte.flags & eff & (PteFlags::USER | PteFlags::WRITE));
+        return Ok(Translation {
+            leaf: pte,
+            raw,
+            level,
+            entry_pa,
+            page_size,
+            pfn: pa.pfn(A::PAGE_SHIFT),
+            pa,
+            eff,
+            root,
+        });
+    }
+    unreachable!("the leaf level always returns")
+}
+
+/// Visits every present or non-empty leaf entry in `[start, end)` of `pgd`,
+/// skipping empty tables (cost grows with what is mapped, not with the range).
+pub fn for_each_leaf<A: Arch>(
+    phys: &PhysMem,
+    family: Family,
+    pgd: PhysAddr,
+    start: VirtAddr,
+    end: VirtAddr,
+    f: &mut impl FnMut(VirtAddr, LeafSlot),
+) {
+    fn rec<A: Arch>(
+        phys: &PhysMem,
+        family: Family,
+        table: PhysAddr,
+        level: Level,
+        base: u64,
+        start: u64,
+        end: u64,
+        f: &mut impl FnMut(VirtAddr, LeafSlot),
+    ) {
+        let span = A::entry_span(level);
+        let n = A::entries(level) as u64;
+        let Ok(t) = phys.table(table, n as usize) else {
+            return;
+        };
+        let first = start.saturating_sub(base) / span;
+        for i in first..n {
+            let va = base + i * span;
+            if va >= end {
+                break;
+            }
+            let raw = t.get(i as usize).unwrap_or(0);
+            if raw == 0 {
+                continue;
+            }
+            let pte = A::decode(family, level, raw);
+            if pte.has(PteFlags::TABLE) && level != A::leaf_level() {
+                rec::<A>(
+                    phys,
+                    family,
+                    next_table::<A>(pte),
+                    Level(level.0 + 1),
+                    va,
+                    start,
+                    end,
+                    f,
+                );
+            } else if va + span > start {
+                f(
+                    VirtAddr(va),
+                    LeafSlot {
+                        level,
+                        entry_pa: t.entry_pa(i as usize),
+                        raw,
+                        pte,
+                    },
+                );
+            }
+        }
+    }
+    let top = 1u64 << A::va_bits();
+    let end = end.0.min(top);
+    if start.0 < end {
+        rec::<A>(phys, family, pgd, Level(0), 0, start.0, end, f);
+    }
+}
+
+/// Frees the tables below `pgd` that became empty inside `[start, end)` and
+/// clears the entries pointing at them; the freed table frames are returned
+/// to the caller, which must free them only after every lockless walker that
+/// could see them has left (the RCU/IPI rule of gup-fast).
+pub fn prune_empty_tables<A: Arch>(
+    phys: &PhysMem,
+    family: Family,
+    pgd: PhysAddr,
+    start: VirtAddr,
+    end: VirtAddr,
+) -> Vec<PhysAddr> {
+    fn rec<A: Arch>(
+        phys: &PhysMem,
+        family: Family,
+        table: PhysAddr,
+        level: Level,
+        base: u64,
+        start: u64,
+        end: u64,
+        freed: &mut Vec<PhysAddr>,
+    ) -> bool {
+        let span = A::entry_span(level);
+        let n = A::entries(level) as u64;
+        let mut empty = true;
+        for i in 0..n {
+            let va = base + i * span;
+            let slot = table.add(i * 8);
+            let raw = phys.read_entry(slot).unwrap_or(0);
+            if raw == 0 {
+                continue;
+            }
+            let pte = A::decode(family, level, raw);
+            let inside = va < end && va + span > start;
+            if inside && pte.has(PteFlags::TABLE) && level != A::leaf_level() {
+                let child = next_table::<A>(pte);
+                if rec::<A>(
+                    phys,
+                    family,
+                    child,
+                    Level(level.0 + 1),
+                    va,
+                    start,
+                    end,
+                    freed,
+                ) {
+                    let _ = phys.write_entry(slot, 0);
+                    freed.push(child);
+                    continue;
+                }
+            }
+            empty = false;
+        }
+        empty
+    }
+    let mut freed = Vec::new();
+    let top = 1u64 << A::va_bits();
+    rec::<A>(
+        phys,
+        family,
+        pgd,
+        Level(0),
+        0,
+        start.0,
+        end.0.min(top),
+        &mut freed,
+    );
+    freed
+}

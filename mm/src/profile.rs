@@ -1,0 +1,458 @@
+//! Kernel profiles: a base version plus patch overlays, resolved into named knobs.
+//!
+//! Code asks knobs, never version numbers. Each knob documents the kernel
+//! commit or patch it stands for ([`KernelProfile::knob_table`] prints them).
+//! Names are written `v4.10`, `v4.10+capper`, `v4.10+layton`, `v4.17`, `v6.13`.
+
+use std::fmt;
+
+use vmemu_arch::Family;
+
+use crate::errno::Errno;
+
+/// How gup-fast checks the range before walking.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GupFastRange {
+    /// v4.10: generic RCU GUP and x86 `__get_user_pages_fast` use `access_ok`
+    /// against the current `addr_limit`; x86 `get_user_pages_fast` checks
+    /// `end < start` and `end >> __VIRTUAL_MASK_SHIFT` instead (7f8189068726).
+    AccessOk,
+    /// v4.14..v4.19: `access_ok`, then the walk only if `gup_fast_permitted()`
+    /// (generic: no wrap; x86: also `end >> __VIRTUAL_MASK_SHIFT == 0`), in both
+    /// entry points (Shutemov, 5b65c4677a57).
+    AccessOkThenPermitted,
+    /// The fix asked for in the 2017 thread (Torvalds' rule, Capper's offered
+    /// arm64 patch): no wraparound and `end <= TASK_SIZE`, instead of
+    /// `access_ok`, in both entry points. Never merged in this form.
+    Capper,
+    /// v6.13 `gup_fast_fallback()`: overflow → `-EOVERFLOW` (9883c7f84053),
+    /// `end > TASK_SIZE_MAX` → `-EFAULT` (v6.4), `access_ok` → `-EFAULT`.
+    TaskSizeMax,
+}
+
+/// The per-leaf permission test of gup-fast on arches using the generic walker.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GupFastLeaf {
+    /// v4.10 generic RCU GUP: present, not special, not protnone (NUMA
+    /// balancing only), writable if writing. **No user-bit check.**
+    GenericNoUser,
+    /// v4.13+: `pte_access_permitted(pte, write)` (x86 PRESENT+USER[+RW];
+    /// arm64 VALID+USER[+WRITE], 6218f96c58db; ppc64 present+user+READ[+WRITE]).
+    AccessPermitted,
+}
+
+/// How `iov_iter_get_pages_alloc` gathers pages (used by `vmemu-iter`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum GetPagesAlloc {
+    /// v4.10: the first non-empty segment only.
+    FirstSegment,
+    /// Jeff Layton's Feb 2017 patch as posted (`iov_iter_pvec_size`).
+    LaytonPosted,
+    /// The rule Layton's commit message states (stop at the first segment that
+    /// breaks page contiguity; subtract the first offset once).
+    LaytonIntended,
+}
+
+/// The knobs of one profile.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Knobs {
+    /// Layout constants, PTE bit positions and `access_ok` form.
+    pub family: Family,
+    /// `set_fs()`/`addr_limit` exist (removed: x86 5.10, 47058bb54b57; arm64 5.11).
+    pub set_fs: bool,
+    /// x86 uses its private `arch/x86/mm/gup.c` (until Shutemov's move to the
+    /// generic walker in v4.13, e585513b76f7).
+    pub x86_private_gup: bool,
+    /// Range check of gup-fast.
+    pub gup_fast_range: GupFastRange,
+    /// Leaf test of the generic gup-fast walker.
+    pub gup_fast_leaf: GupFastLeaf,
+    /// `CONFIG_NUMA_BALANCING`: `pte_protnone()` is meaningful (else constant 0).
+    pub numa_balancing: bool,
+    /// FOLL_PIN / `pin_user_pages*` exist, with `GUP_PIN_COUNTING_BIAS` (5.7+).
+    pub foll_pin: bool,
+    /// `get_user_pages_fast_only` may return a negative errno (6.13).
+    pub gup_fast_only_errno: bool,
+    /// gup's VMA lookup grows a VM_GROWSDOWN stack (`find_extend_vma`); 6.x
+    /// `gup_vma_lookup` never does (8d7071af8907).
+    pub gup_extends_stack: bool,
+    /// The errno of gup's fatal-signal check (v4.10 `-ERESTARTSYS`, 6.x `-EINTR`).
+    pub gup_fatal_signal: Errno,
+    /// The locked gup loop may retry after `VM_FAULT_RETRY` more than once (6.x).
+    pub gup_repeat_retry: bool,
+    /// `iov_iter_get_pages_alloc` page gathering.
+    pub get_pages_alloc: GetPagesAlloc,
+    /// ITER_PIPE exists (v4.9 .. v6.4).
+    pub pipe_iter: bool,
+    /// ITER_UBUF exists (v6.0+).
+    pub ubuf_iter: bool,
+    /// `iov_iter_revert` exists (v4.11+).
+    pub iov_iter_revert: bool,
+}
+
+/// A base kernel version.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Base {
+    /// Linux 4.10 (Feb 2017, the thread).
+    V4_10,
+    /// Linux 4.17 (ceph's reworked DIO, generic gup on x86).
+    V4_17,
+    /// Linux 6.13.
+    V6_13,
+}
+
+/// A patch applied on top of a base.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Overlay {
+    /// gup-fast range check = no wrap and `end <= TASK_SIZE` (the thread's fix).
+    Capper,
+    /// Jeff Layton's `iov_iter_get_pages_alloc` patch as posted.
+    Layton,
+    /// The rule Layton's commit message states.
+    LaytonIntended,
+    /// `CONFIG_NUMA_BALANCING=y`.
+    Numa,
+}
+
+impl Base {
+    const ALL: [(Base, &'static str); 3] = [
+        (Base::V4_10, "v4.10"),
+        (Base::V4_17, "v4.17"),
+        (Base::V6_13, "v6.13"),
+    ];
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(b, _)| *b == self)
+            .map_or("?", |(_, n)| n)
+    }
+    fn knobs(self) -> Knobs {
+        match self {
+            Base::V4_10 => Knobs {
+                family: Family::Legacy,
+                set_fs: true,
+                x86_private_gup: true,
+                gup_fast_range: GupFastRange::AccessOk,
+                gup_fast_leaf: GupFastLeaf::GenericNoUser,
+                numa_balancing: false,
+                foll_pin: false,
+                gup_fast_only_errno: false,
+                gup_extends_stack: true,
+                gup_fatal_signal: Errno::ERESTARTSYS,
+                gup_repeat_retry: false,
+                get_pages_alloc: GetPagesAlloc::FirstSegment,
+                pipe_iter: true,
+                ubuf_iter: false,
+                iov_iter_revert: false,
+            },
+            Base::V4_17 => Knobs {
+                x86_private_gup: false,
+                gup_fast_range: GupFastRange::AccessOkThenPermitted,
+                gup_fast_leaf: GupFastLeaf::AccessPermitted,
+                iov_iter_revert: true,
+                ..Base::V4_10.knobs()
+            },
+            Base::V6_13 => Knobs {
+                family: Family::Modern,
+                set_fs: false,
+                x86_private_gup: false,
+                gup_fast_range: GupFastRange::TaskSizeMax,
+                gup_fast_leaf: GupFastLeaf::AccessPermitted,
+                numa_balancing: false,
+                foll_pin: true,
+                gup_fast_only_errno: true,
+                gup_extends_stack: false,
+                gup_fatal_signal: Errno::EINTR,
+                gup_repeat_retry: true,
+                get_pages_alloc: GetPagesAlloc::FirstSegment,
+                pipe_iter: false,
+                ubuf_iter: true,
+                iov_iter_revert: true,
+            },
+        }
+    }
+}
+
+impl Overlay {
+    const ALL: [(Overlay, &'static str); 4] = [
+        (Overlay::Capper, "capper"),
+        (Overlay::Layton, "layton"),
+        (Overlay::LaytonIntended, "layton-intended"),
+        (Overlay::Numa, "numa"),
+    ];
+    fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(o, _)| *o == self)
+            .map_or("?", |(_, n)| n)
+    }
+    /// Applies the overlay, or says why it makes no sense on these knobs.
+    fn apply(self, k: &mut Knobs) -> Result<(), String> {
+        match self {
+            Overlay::Capper => {
+                if k.gup_fast_range == GupFastRange::TaskSizeMax {
+                    return Err("the base already checks end against TASK_SIZE_MAX".into());
+                }
+                k.gup_fast_range = GupFastRange::Capper;
+            }
+            Overlay::Layton | Overlay::LaytonIntended => {
+                if !k.pipe_iter || k.family != Family::Legacy {
+                    return Err("the patch applies to the v4.x iov_iter code only".into());
+                }
+                if k.get_pages_alloc != GetPagesAlloc::FirstSegment {
+                    return Err("only one of layton and layton-intended can apply".into());
+                }
+                k.get_pages_alloc = if self == Overlay::Layton {
+                    GetPagesAlloc::LaytonPosted
+                } else {
+                    GetPagesAlloc::LaytonIntended
+                };
+            }
+            Overlay::Numa => k.numa_balancing = true,
+        }
+        Ok(())
+    }
+}
+
+/// A profile name that does not parse or does not make sense.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProfileError {
+    /// Unknown base version.
+    #[error(
+        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa)"
+    )]
+    UnknownBase(String),
+    /// Unknown overlay.
+    #[error("unknown overlay `+{0}` (expected capper, layton, layton-intended or numa)")]
+    UnknownOverlay(String),
+    /// The overlay does not apply to this base.
+    #[error("overlay `+{overlay}` makes no sense on {base}: {reason}")]
+    Inapplicable {
+        /// The overlay.
+        overlay: String,
+        /// The base version.
+        base: String,
+        /// Why.
+        reason: String,
+    },
+    /// The same overlay twice.
+    #[error("overlay `+{0}` is given twice")]
+    Duplicate(String),
+}
+
+/// A resolved kernel profile.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct KernelProfile {
+    /// The base version.
+    pub base: Base,
+    /// The overlays, in the order given.
+    pub overlays: Vec<Overlay>,
+    /// The resolved knobs.
+    pub knobs: Knobs,
+}
+
+impl KernelProfile {
+    /// Parses `v4.10`, `v4.10+capper`, ...
+    pub fn parse(s: &str) -> Result<Self, ProfileError> {
+        let mut parts = s.split('+');
+        let b = parts.next().unwrap_or_default();
+        let base = Base::ALL
+            .iter()
+            .find(|(_, n)| *n == b)
+            .map(|(b, _)| *b)
+            .ok_or_else(|| ProfileError::UnknownBase(b.to_string()))?;
+        let mut knobs = base.knobs();
+        let mut overlays = Vec::new();
+        for o in parts {
+            let ov = Overlay::ALL
+                .iter()
+                .find(|(_, n)| *n == o)
+                .map(|(o, _)| *o)
+                .ok_or_else(|| ProfileError::UnknownOverlay(o.to_string()))?;
+            if overlays.contains(&ov) {
+                return Err(ProfileError::Duplicate(o.to_string()));
+            }
+            ov.apply(&mut knobs)
+                .map_err(|reason| ProfileError::Inapplicable {
+                    overlay: o.to_string(),
+                    base: base.name().to_string(),
+                    reason,
+                })?;
+            overlays.push(ov);
+        }
+        Ok(Self {
+            base,
+            overlays,
+            knobs,
+        })
+    }
+
+    /// The profiles `vmemu list` shows and the matrix defaults to.
+    #[must_use]
+    pub fn builtin_names() -> &'static [&'static str] {
+        &[
+            "v4.10",
+            "v4.10+capper",
+            "v4.10+layton",
+            "v4.10+layton-intended",
+            "v4.17",
+            "v6.13",
+        ]
+    }
+
+    /// Every knob with its value and the kernel change it stands for.
+    #[must_use]
+    pub fn knob_table(&self) -> Vec<(&'static str, String, &'static str)> {
+        let k = &self.knobs;
+        vec![
+            (
+                "family",
+                format!("{:?}", k.family),
+                "layout, PTE bits and access_ok of v4.x vs 6.x",
+            ),
+            (
+                "set_fs",
+                k.set_fs.to_string(),
+                "addr_limit; removed by 47058bb54b57 (x86 5.10) and in arm64 5.11",
+            ),
+            (
+                "x86_private_gup",
+                k.x86_private_gup.to_string(),
+                "arch/x86/mm/gup.c until e585513b76f7 (v4.13)",
+            ),
+            (
+                "gup_fast_range",
+                format!("{:?}", k.gup_fast_range),
+                "access_ok (2008) / gup_fast_permitted (5b65c4677a57) / Capper 2017 / v6.4 TASK_SIZE_MAX + 9883c7f84053 EOVERFLOW",
+            ),
+            (
+                "gup_fast_leaf",
+                format!("{:?}", k.gup_fast_leaf),
+                "generic RCU GUP 2667f50e8b81 / pte_access_permitted (v4.13, arm64 6218f96c58db)",
+            ),
+            (
+                "numa_balancing",
+                k.numa_balancing.to_string(),
+                "CONFIG_NUMA_BALANCING: pte_protnone meaningful",
+            ),
+            (
+                "foll_pin",
+                k.foll_pin.to_string(),
+                "FOLL_PIN and GUP_PIN_COUNTING_BIAS (v5.7)",
+            ),
+            (
+                "gup_fast_only_errno",
+                k.gup_fast_only_errno.to_string(),
+                "get_user_pages_fast_only may return -errno (6.x gup_fast_fallback)",
+            ),
+            (
+                "gup_extends_stack",
+                k.gup_extends_stack.to_string(),
+                "find_extend_vma in __get_user_pages; 6.x gup_vma_lookup (8d7071af8907)",
+            ),
+            (
+                "gup_fatal_signal",
+                k.gup_fatal_signal.to_string(),
+                "fatal signal in __get_user_pages",
+            ),
+            (
+                "gup_repeat_retry",
+                k.gup_repeat_retry.to_string(),
+                "__get_user_pages_locked retries more than once (6.x)",
+            ),
+            (
+                "get_pages_alloc",
+                format!("{:?}", k.get_pages_alloc),
+                "iov_iter_get_pages_alloc; Layton Feb 2017 patch",
+            ),
+            (
+                "pipe_iter",
+                k.pipe_iter.to_string(),
+                "ITER_PIPE (241699cd72a8, v4.9; removed v6.5)",
+            ),
+            (
+                "ubuf_iter",
+                k.ubuf_iter.to_string(),
+                "ITER_UBUF (fcb14cb1bdac, v6.0)",
+            ),
+            (
+                "iov_iter_revert",
+                k.iov_iter_revert.to_string(),
+                "iov_iter_revert (27c0e3748e41, v4.11)",
+            ),
+        ]
+    }
+}
+
+impl fmt::Display for KernelProfile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.base.name())?;
+        for o in &self.overlays {
+            write!(f, "+{}", o.name())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for n in KernelProfile::builtin_names() {
+            assert_eq!(KernelProfile::parse(n).unwrap().to_string(), *n);
+        }
+    }
+
+    #[test]
+    fn overlays_change_knobs() {
+        let p = KernelProfile::parse("v4.10+capper").unwrap();
+        assert_eq!(p.knobs.gup_fast_range, GupFastRange::Capper);
+        assert_eq!(
+            KernelProfile::parse("v4.10+layton")
+                .unwrap()
+                .knobs
+                .get_pages_alloc,
+            GetPagesAlloc::LaytonPosted
+        );
+        assert!(
+            KernelProfile::parse("v6.13+numa")
+                .unwrap()
+                .knobs
+                .numa_balancing
+        );
+    }
+
+    #[test]
+    fn bad_names_are_clear_errors() {
+        assert!(matches!(
+            KernelProfile::parse("v5.0"),
+            Err(ProfileError::UnknownBase(_))
+        ));
+        assert!(matches!(
+            KernelProfile::parse("v4.10+foo"),
+            Err(ProfileError::UnknownOverlay(_))
+        ));
+        assert!(matches!(
+            KernelProfile::parse("v6.13+capper"),
+            Err(ProfileError::Inapplicable { .. })
+        ));
+        assert!(matches!(
+            KernelProfile::parse("v6.13+layton"),
+            Err(ProfileError::Inapplicable { .. })
+        ));
+        assert!(matches!(
+            KernelProfile::parse("v4.10+layton+layton-intended"),
+            Err(ProfileError::Inapplicable { .. })
+        ));
+        assert!(matches!(
+            KernelProfile::parse("v4.10+numa+numa"),
+            Err(ProfileError::Duplicate(_))
+        ));
+        let msg = KernelProfile::parse("v6.13+capper")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("TASK_SIZE_MAX"), "{msg}");
+    }
+}

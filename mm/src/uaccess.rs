@@ -1,0 +1,282 @@
+//! uaccess: `access_ok` against the task's `addr_limit`, and
+//! `copy_to_user`/`copy_from_user`/`clear_user`/`get_user`/`put_user` with
+//! the kernel's short-copy semantics (they return the bytes **not** copied),
+//! translating through the **hardware** root and faulting user pages in.
+//!
+//! Copies are byte-exact up to the first byte whose page cannot be made
+//! accessible (the x86 and arm64 fixup paths finish a faulting copy with a
+//! byte-granular tail; the emulator reports that exact count on every arch).
+
+use vmemu_arch::{Arch, HwRoot, PhysAddr, PteFlags, SizeKind, VirtAddr};
+
+use crate::errno::Errno;
+use crate::event::EventKind;
+use crate::fault::{FaultFlags, VmFault};
+use crate::mm::{Machine, VmFlags};
+use crate::pgtable::{self, RootSel};
+use crate::sync::{Acquire, MmId};
+
+impl<A: Arch> Machine<A> {
+    /// `access_ok(addr, size)` of the current task.
+    #[must_use]
+    pub fn access_ok(&self, addr: VirtAddr, size: u64, kind: SizeKind) -> bool {
+        A::access_ok(self.family(), addr, size, self.task().addr_limit, kind)
+    }
+
+    /// `mmap_read_lock(mm)` of the current task through the lock model.
+    /// A task that would sleep is reported (deadlock or blocked) and the
+    /// caller gets `EDEADLK`, the emulator's stand-in for "never returns".
+    pub fn mmap_read_lock(&mut self, mm: MmId) -> Result<(), Errno> {
+        let task = self.current;
+        match self.locks.down_read(task, mm) {
+            Ok(Acquire::Granted) => Ok(()),
+            Ok(Acquire::Queued) => {
+                match self.locks.deadlock() {
+                    Some(d) => self.event(EventKind::Deadlock, d.to_string()),
+                    None => self.event(
+                        EventKind::Blocked,
+                        format!("{task} sleeps in down_read({mm:?})"),
+                    ),
+                }
+                Err(Errno(35))
+            }
+            Err(e) => {
+                self.event(EventKind::KernelBug, e.to_string());
+                Err(Errno(35))
+            }
+        }
+    }
+
+    /// `mmap_read_unlock(mm)` of the current task.
+    pub fn mmap_read_unlock(&mut self, mm: MmId) {
+        let task = self.current;
+        if let Err(e) = self.locks.up_read(task, mm) {
+            self.event(EventKind::KernelBug, e.to_string());
+        }
+    }
+
+    /// Whether the current task holds `mmap_sem` of `mm`.
+    #[must_use]
+    pub fn holds_mmap_sem(&self, mm: MmId) -> bool {
+        self.locks.holds_mmap_sem(self.current, mm)
+    }
+
+    /// Translates `va` for a kernel-mode access, faulting a user page in as
+    /// `do_page_fault` would. `None` means the exception-table fixup runs.
+    fn uaccess_translate(&mut self, va: VirtAddr, write: bool) -> Option<PhysAddr> {
+        let mm = self.current_mm();
+        for attempt in 0..3 {
+            let roots = self.roots(mm);
+            if let Ok(t) = pgtable::walk::<A>(
+                &self.phys,
+                self.family(),
+                roots,
+                va,
+                RootSel::Hardware,
+                |_| {},
+            ) {
+                let ok =
+                    t.eff.contains(PteFlags::READ) && (!write || t.eff.contains(PteFlags::WRITE));
+                if ok {
+                    if write && !t.leaf.has(PteFlags::DIRTY) && t.root == HwRoot::Mm {
+                        // The hardware sets the dirty bit on a writable entry.
+                        let mut f = t.leaf.flags | PteFlags::DIRTY | PteFlags::YOUNG;
+                        f.remove(PteFlags::RDONLY);
+                        let raw = A::encode(
+                            self.family(),
+                            t.level,
+                            vmemu_arch::Pte {
+                                flags: f,
+                                pfn: t.leaf.pfn,
+                            },
+                        );
+                        let _ = self.phys.write_entry(t.entry_pa, raw);
+                    }
+                    return Some(t.pa);
+                }
+                if t.root == HwRoot::Kernel {
+                    return None;
+                }
+            }
+            if attempt == 2 || !self.do_user_fault(mm, va, write) {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// The user-address part of `do_page_fault` for a kernel-mode access:
+    /// `find_vma`, stack expansion, the VMA permission check, then
+    /// `handle_mm_fault` with ALLOW_RETRY|KILLABLE and one TRIED retry.
+    /// Returns whether the fault was handled.
+    fn do_user_fault(&mut self, mm: MmId, va: VirtAddr, write: bool) -> bool {
+        if A::hw_root(self.family(), va) != Some(HwRoot::Mm) || va.0 >= self.layout.task_size_max {
+            return false; // kernel address: no user fault handling, fixup
+        }
+        if self.mmap_read_lock(mm).is_err() {
+            return false;
+        }
+        let (handled, still_locked) = self.do_user_fault_locked(mm, va, write);
+        if still_locked {
+            self.mmap_read_unlock(mm);
+        }
+        handled
+    }
+
+    /// Returns (handled, still holding the lock).
+    fn do_user_fault_locked(&mut self, mm: MmId, va: VirtAddr, write: bool) -> (bool, bool) {
+        let Some(mut vma) = self.find_vma(mm, va) else {
+            return (false, true);
+        };
+        if vma.start > va {
+            if !vma.flags.contains(VmFlags::VM_GROWSDOWN) {
+                return (false, true);
+            }
+            match self.expand_stack(mm, va) {
+                Some(v) => vma = v,
+                None => return (false, true),
+            }
+        }
+        let allowed = if write {
+            vma.flags.contains(VmFlags::VM_WRITE)
+        } else {
+            vma.flags
+                .intersects(VmFlags::VM_READ | VmFlags::VM_WRITE | VmFlags::VM_EXEC)
+        };
+        if !allowed {
+            return (false, true);
+        }
+        let mut flags = FaultFlags::ALLOW_RETRY | FaultFlags::KILLABLE;
+        if write {
+            flags |= FaultFlags::WRITE;
+        }
+        let r = self.handle_mm_fault(mm, &vma, va, flags);
+        if r.contains(VmFault::RETRY) {
+            // mmap_sem was dropped: take it again and retry once with TRIED.
+            if self.mmap_read_lock(mm).is_err() {
+                return (false, false);
+            }
+            flags.remove(FaultFlags::ALLOW_RETRY);
+            flags |= FaultFlags::TRIED;
+            let r = self.handle_mm_fault(mm, &vma, va, flags);
+            return (!r.intersects(VmFault::ERROR | VmFault::RETRY), true);
+        }
+        (!r.intersects(VmFault::ERROR), true)
+    }
+
+    /// `expand_stack`: grows a VM_GROWSDOWN VMA down to cover `va`.
+    pub(crate) fn expand_stack(&mut self, mm: MmId, va: VirtAddr) -> Option<crate::mm::Vma> {
+        let next = self.find_vma(mm, va)?;
+        if !next.flags.contains(VmFlags::VM_GROWSDOWN) {
+            return None;
+        }
+        let new_start = va.align_down(A::PAGE_SIZE);
+        // The stack guard gap: no other VMA may end within one page below.
+        if let Some(prev) = self.vma_at(mm, VirtAddr(new_start.0.saturating_sub(1)))
+            && prev.start != next.start
+        {
+            return None;
+        }
+        let grown_pages = (next.start.0 - new_start.0) / A::PAGE_SIZE;
+        let mut v = next;
+        v.start = new_start;
+        v.name_base -= grown_pages as i64;
+        let vmas = &mut self.mm_mut(mm).vmas;
+        vmas.remove(&next.start.0);
+        vmas.insert(v.start.0, v);
+        Some(v)
+    }
+
+    /// Copies between kernel memory and user memory page by page; `op` gets the
+    /// physical address and the offset/length within the kernel buffer.
+    /// Returns the bytes not done.
+    fn uaccess(
+        &mut self,
+        addr: VirtAddr,
+        n: u64,
+        write: bool,
+        kind: SizeKind,
+        mut op: impl FnMut(&Machine<A>, PhysAddr, usize, usize) -> bool,
+    ) -> u64 {
+        if !self.access_ok(addr, n, kind) {
+            return n;
+        }
+        let mut done = 0u64;
+        while done < n {
+            let va = addr.wrapping_add(done);
+            let chunk = (A::PAGE_SIZE - va.offset_in(A::PAGE_SIZE)).min(n - done);
+            let Some(pa) = self.uaccess_translate(va, write) else {
+                break;
+            };
+            if !op(self, pa, done as usize, chunk as usize) {
+                break;
+            }
+            done += chunk;
+        }
+        n - done
+    }
+
+    /// `copy_to_user(to, from)`: bytes not copied.
+    pub fn copy_to_user(&mut self, to: VirtAddr, from: &[u8]) -> u64 {
+        self.uaccess(
+            to,
+            from.len() as u64,
+            true,
+            SizeKind::Runtime,
+            |m, pa, off, len| m.phys.write(pa, &from[off..off + len]).is_ok(),
+        )
+    }
+
+    /// `copy_from_user(to, from)`: bytes not copied; the uncopied tail of
+    /// `to` is zeroed, as the kernel does.
+    pub fn copy_from_user(&mut self, to: &mut [u8], from: VirtAddr) -> u64 {
+        let n = to.len() as u64;
+        let left = self.uaccess(from, n, false, SizeKind::Runtime, |m, pa, off, len| {
+            m.phys.read(pa, &mut to[off..off + len]).is_ok()
+        });
+        let done = (n - left) as usize;
+        to[done..].fill(0);
+        left
+    }
+
+    /// `clear_user(to, n)`: bytes not cleared.
+    pub fn clear_user(&mut self, to: VirtAddr, n: u64) -> u64 {
+        self.uaccess(to, n, true, SizeKind::Runtime, |m, pa, _, len| {
+            m.phys.zero(pa, len).is_ok()
+        })
+    }
+
+    /// `get_user(x, ptr)` of a `size`-byte (1, 2, 4, 8) little-endian value.
+    pub fn get_user(&mut self, ptr: VirtAddr, size: u64) -> Result<u64, Errno> {
+        let mut buf = [0u8; 8];
+        let n = size.min(8) as usize;
+        let left = self.uaccess(
+            ptr,
+            n as u64,
+            false,
+            SizeKind::Constant,
+            |m, pa, off, len| m.phys.read(pa, &mut buf[off..off + len]).is_ok(),
+        );
+        if left != 0 {
+            return Err(Errno::EFAULT);
+        }
+        Ok(u64::from_le_bytes(buf))
+    }
+
+    /// `put_user(x, ptr)` of a `size`-byte value.
+    pub fn put_user(&mut self, val: u64, ptr: VirtAddr, size: u64) -> Result<(), Errno> {
+        let bytes = val.to_le_bytes();
+        let n = size.min(8) as usize;
+        if self.uaccess(
+            ptr,
+            n as u64,
+            true,
+            SizeKind::Constant,
+            |m, pa, off, len| m.phys.write(pa, &bytes[off..off + len]).is_ok(),
+        ) != 0
+        {
+            return Err(Errno::EFAULT);
+        }
+        Ok(())
+    }
+}
