@@ -1,1 +1,17 @@
-pub fn placeholder() {}
+//! `vmemu-harness`: the workload language, the runner and the `vmemu`
+//! command-line tool.
+//!
+//! A workload (`*.vmw`) declares user mappings, `set_fs` scopes and calls of
+//! mm primitives with `expect` lines; [`run::run`] executes it on one arch and
+//! kernel profile and returns a transcript with symbolic page names.
+//!
+//! ```
+//! use vmemu_arch::ArchId;
+//! let w = vmemu_harness::lang::parse("demo.vmw", "map buf 2 pages rw\ntouch buf\nr = get_user_pages_fast(buf, 2, FOLL_WRITE)\nexpect r == 2\nrelease r\n").unwrap();
+//! let run = vmemu_harness::run::run(&w, ArchId::Arm64, "v4.10").unwrap();
+//! assert!(run.summary.passed);
+//! ```
+
+pub mod lang;
+pub mod run;
+pub mod workloads;

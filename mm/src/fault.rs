@@ -212,7 +212,7 @@ impl<A: Arch> Machine<A> {
             && base >= vma.start
             && base.0 + span <= vma.end.0
             && pgtable::lookup::<A>(&self.phys, self.family(), self.mm(mm).pgd, base)
-                .is_none_or(|s| s.level == pmd && s.raw == 0)
+                .is_none_or(|s| s.level <= pmd && s.raw == 0)
         {
             return self.do_huge_pmd_anonymous_page(mm, vma, base, pmd);
         }

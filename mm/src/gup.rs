@@ -914,8 +914,13 @@ impl<A: Arch> Machine<A> {
                 }
             }
             (GupFastRange::AccessOkThenPermitted, _) => {
-                if !self.access_ok(start, len, SizeKind::Runtime) {
+                // v4.17 (observed): a guard for nr_pages <= 0, and access_ok
+                // failure is -EFAULT here (0 in __get_user_pages_fast).
+                if nr_pages <= 0 {
                     return Ok(0);
+                }
+                if !self.access_ok(start, len, SizeKind::Runtime) {
+                    return Err(Errno::EFAULT);
                 }
                 if self.gup_fast_permitted(start, end) {
                     self.gup_fast_walk(start, end, flags, pages)

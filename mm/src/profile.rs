@@ -17,9 +17,11 @@ pub enum GupFastRange {
     /// against the current `addr_limit`; x86 `get_user_pages_fast` checks
     /// `end < start` and `end >> __VIRTUAL_MASK_SHIFT` instead (7f8189068726).
     AccessOk,
-    /// v4.14..v4.19: `access_ok`, then the walk only if `gup_fast_permitted()`
-    /// (generic: no wrap; x86: also `end >> __VIRTUAL_MASK_SHIFT == 0`), in both
-    /// entry points (Shutemov, 5b65c4677a57).
+    /// v4.17 (read in a 4.17 tree): `access_ok` (failure: 0 from
+    /// `__get_user_pages_fast`, `-EFAULT` from `get_user_pages_fast`, which
+    /// also returns 0 for `nr_pages <= 0` first), then the walk only if
+    /// `gup_fast_permitted()` (generic: no wrap; x86: also
+    /// `end >> __VIRTUAL_MASK_SHIFT == 0`) (Shutemov, 5b65c4677a57).
     AccessOkThenPermitted,
     /// The fix asked for in the 2017 thread (Torvalds' rule, Capper's offered
     /// arm64 patch): no wraparound and `end <= TASK_SIZE`, instead of

@@ -17,8 +17,6 @@ pub struct MapFlags {
     pub growsdown: bool,
     /// madvise(MADV_HUGEPAGE): anon faults map PMD leaves where they fit.
     pub hugepage: bool,
-    /// Map the PMD-sized anon leaves at once (MAP_POPULATE of a THP range).
-    pub populate: bool,
 }
 
 impl<A: Arch> Machine<A> {

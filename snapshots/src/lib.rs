@@ -1,1 +1,2 @@
-//! Test-only package.
+//! Test-only package: insta snapshots of every built-in workload on every
+//! main arch under every profile it declares (see `tests/workloads.rs`).

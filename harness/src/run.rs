@@ -1,0 +1,884 @@
+//! The runner: executes a workload on one (arch, profile) and produces its
+//! transcript — one record per statement with the return value (negative
+//! errnos written `-EFAULT`), the pages returned named symbolically, and the
+//! events — followed by the leak check.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+use vmemu_arch::{Arch, ArchId, Level, Pfn, SizeKind, VirtAddr, with_arch};
+use vmemu_mm::{
+    Backing, DEFAULT_PHYS_SIZE, Errno, FileOps, GupFlags, KernelProfile, Machine, MapFlags,
+    MkwriteBehaviour, Prot, VmFault,
+};
+
+use crate::lang::{
+    Arg, Expr, MapSpec, Qual, ScriptError, Span, Stmt, StmtKind, Target, Value, Workload,
+};
+
+/// One transcript line.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Record {
+    /// Workload name.
+    pub workload: String,
+    /// Arch.
+    pub arch: String,
+    /// Profile.
+    pub kernel: String,
+    /// Script line.
+    pub line: usize,
+    /// Operation: the function called, or `map`, `expect`, ...
+    pub op: String,
+    /// The statement's text.
+    pub text: String,
+    /// Return value (count, address, bytes not copied, or `-errno`).
+    pub ret: Option<i64>,
+    /// Errno name when `ret` is negative.
+    pub errno: Option<String>,
+    /// Pages returned, by symbolic name.
+    pub pages: Vec<String>,
+    /// Events raised by the statement.
+    pub events: Vec<String>,
+    /// For `expect`: whether it held.
+    pub ok: Option<bool>,
+    /// Extra detail (what an expect saw, a note).
+    pub detail: Option<String>,
+}
+
+/// The outcome of one run.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Summary {
+    /// Always true: marks the summary record in JSON Lines.
+    pub summary: bool,
+    /// Workload name.
+    pub workload: String,
+    /// Arch.
+    pub arch: String,
+    /// Profile.
+    pub kernel: String,
+    /// Whether every expect held, nothing leaked and no unexpected event.
+    pub passed: bool,
+    /// Expects checked.
+    pub expects: usize,
+    /// Expects that failed.
+    pub failed_expects: usize,
+    /// References and pins still held at the end.
+    pub leaked_refs: u64,
+    /// Events nobody expected.
+    pub unexpected_events: Vec<String>,
+}
+
+/// A run: its records and summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// Transcript records.
+    pub records: Vec<Record>,
+    /// The summary.
+    pub summary: Summary,
+}
+
+/// Whether a workload applies to `arch` (its `arches` line).
+#[must_use]
+pub fn applies(w: &Workload, arch: ArchId) -> bool {
+    w.arches.is_empty() || w.arches.iter().any(|a| a == arch.name())
+}
+
+/// The profiles a workload runs under by default.
+#[must_use]
+pub fn default_kernels(w: &Workload) -> Vec<String> {
+    if w.kernels.is_empty() {
+        vec!["v6.13".to_string()]
+    } else {
+        w.kernels.clone()
+    }
+}
+
+/// Runs `w` on `arch` under `kernel`.
+pub fn run(w: &Workload, arch: ArchId, kernel: &str) -> Result<Run, ScriptError> {
+    with_arch!(arch, A => Runner::<A>::start(w, kernel)?.run())
+}
+
+struct Var {
+    ret: i64,
+    pages: Vec<Pfn>,
+    pin: bool,
+}
+
+struct Runner<'w, A: Arch> {
+    w: &'w Workload,
+    kernel: String,
+    m: Machine<A>,
+    maps: HashMap<String, (VirtAddr, u64)>,
+    files: HashMap<String, u32>,
+    vars: HashMap<String, Var>,
+    records: Vec<Record>,
+    expected_events: BTreeSet<String>,
+    seen_events: usize,
+    expects: usize,
+    failed: usize,
+}
+
+/// Largest copy a script may ask for.
+const MAX_COPY: u64 = 64 << 20;
+/// Largest emulated memory a script may ask for.
+const MAX_MEM: i128 = 16 << 30;
+
+fn prot_of(s: &str) -> Prot {
+    Prot {
+        read: s.contains('r'),
+        write: s.contains('w'),
+        exec: s.contains('x'),
+    }
+}
+
+impl<'w, A: Arch> Runner<'w, A> {
+    fn start(w: &'w Workload, kernel: &str) -> Result<Self, ScriptError> {
+        let profile = KernelProfile::parse(kernel).map_err(|e| ScriptError {
+            file: w.file.clone(),
+            span: Span { line: 0, col: 0 },
+            msg: e.to_string(),
+            source_line: String::new(),
+        })?;
+        let mut size = DEFAULT_PHYS_SIZE;
+        if let Some(e) = &w.mem {
+            let layout = A::layout(profile.knobs.family);
+            let v = eval_const::<A>(
+                w,
+                e,
+                layout.page_offset,
+                layout.task_size_max,
+                layout.vmalloc_start,
+            )?;
+            if !(16 << 20..=MAX_MEM).contains(&v) {
+                return Err(err_at(
+                    w,
+                    Span { line: 1, col: 1 },
+                    format!("mem must be between 16M and 16G, found {v}"),
+                ));
+            }
+            size = v as u64;
+        }
+        let m = Machine::<A>::new(profile, size)
+            .map_err(|e| err_at(w, Span { line: 1, col: 1 }, e.to_string()))?;
+        Ok(Self {
+            w,
+            kernel: kernel.to_string(),
+            m,
+            maps: HashMap::new(),
+            files: HashMap::new(),
+            vars: HashMap::new(),
+            records: Vec::new(),
+            expected_events: BTreeSet::new(),
+            seen_events: 0,
+            expects: 0,
+            failed: 0,
+        })
+    }
+
+    fn applies(&self, q: &Qual) -> bool {
+        let arch_ok =
+            q.arches.is_empty() || q.arches.iter().any(|a| a == A::ID.name() || a == "all");
+        let kernel_ok = q.kernels.is_empty() || q.kernels.contains(&self.kernel);
+        arch_ok && kernel_ok
+    }
+
+    fn run(mut self) -> Result<Run, ScriptError> {
+        let stmts = self.w.stmts.clone();
+        // Expected events are declared anywhere in the script.
+        collect_expected_events(&stmts, &mut |k, q| {
+            if self.applies(q) {
+                self.expected_events.insert(k.to_string());
+            }
+        });
+        self.exec_block(&stmts)?;
+        let (refs, pins) = self.m.held_total();
+        let leaked = refs + pins;
+        let mut unexpected: Vec<String> = self
+            .m
+            .events
+            .iter()
+            .filter(|e| !self.expected_events.contains(e.kind.name()))
+            .map(|e| e.to_string())
+            .collect();
+        unexpected.dedup();
+        let passed = self.failed == 0 && leaked == 0 && unexpected.is_empty();
+        let summary = Summary {
+            summary: true,
+            workload: self.w.name.clone(),
+            arch: A::ID.name().to_string(),
+            kernel: self.kernel.clone(),
+            passed,
+            expects: self.expects,
+            failed_expects: self.failed,
+            leaked_refs: leaked,
+            unexpected_events: unexpected,
+        };
+        Ok(Run {
+            records: self.records,
+            summary,
+        })
+    }
+
+    fn exec_block(&mut self, stmts: &[Stmt]) -> Result<(), ScriptError> {
+        for s in stmts {
+            if self.applies(&s.qual) {
+                self.exec(s)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn record(&mut self, s: &Stmt, op: &str) -> Record {
+        Record {
+            workload: self.w.name.clone(),
+            arch: A::ID.name().to_string(),
+            kernel: self.kernel.clone(),
+            line: s.span.line,
+            op: op.to_string(),
+            text: s.text.clone(),
+            ret: None,
+            errno: None,
+            pages: Vec::new(),
+            events: Vec::new(),
+            ok: None,
+            detail: None,
+        }
+    }
+
+    fn push(&mut self, mut r: Record) {
+        r.events = self.m.events[self.seen_events..]
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        self.seen_events = self.m.events.len();
+        self.records.push(r);
+    }
+
+    fn err(&self, span: Span, msg: impl Into<String>) -> ScriptError {
+        err_at(self.w, span, msg)
+    }
+
+    fn eval(&self, e: &Expr) -> Result<i128, ScriptError> {
+        let l = self.m.layout;
+        match e {
+            Expr::Name(n, span) => {
+                self.maps
+                    .get(n)
+                    .map(|(a, _)| i128::from(a.0))
+                    .ok_or_else(|| {
+                        self.err(
+                            *span,
+                            format!("undefined mapping `{n}` (map it first, on this arch)"),
+                        )
+                    })
+            }
+            Expr::Call(f, args, span) if f == "page" => {
+                let Expr::Name(n, nspan) = &args[0] else {
+                    return Err(self.err(*span, "page(NAME, INDEX) takes a mapping name first"));
+                };
+                let base = self.eval(&Expr::Name(n.clone(), *nspan))?;
+                let i = self.eval(&args[1])?;
+                checked(
+                    self,
+                    *span,
+                    i.checked_mul(i128::from(A::PAGE_SIZE))
+                        .and_then(|o| o.checked_add(base)),
+                )
+            }
+            Expr::Call(f, args, span) => {
+                let v: Vec<i128> = args
+                    .iter()
+                    .map(|a| self.eval(a))
+                    .collect::<Result<_, _>>()?;
+                apply_func::<A>(self.w, f, &v, *span, l.page_offset)
+            }
+            Expr::Bin(a, op, b, span) => {
+                let (x, y) = (self.eval(a)?, self.eval(b)?);
+                binop(self.w, *op, x, y, *span)
+            }
+            other => eval_const::<A>(
+                self.w,
+                other,
+                l.page_offset,
+                l.task_size_max,
+                l.vmalloc_start,
+            ),
+        }
+    }
+
+    fn addr(&self, e: &Expr, span: Span) -> Result<VirtAddr, ScriptError> {
+        let v = self.eval(e)?;
+        to_u64(self.w, v, span).map(VirtAddr)
+    }
+
+    fn exec(&mut self, s: &Stmt) -> Result<(), ScriptError> {
+        match &s.kind {
+            StmtKind::Map(name, spec) => self.exec_map(s, name, spec),
+            StmtKind::File {
+                name,
+                size,
+                mkwrite,
+                fault_retry,
+            } => {
+                let size = to_u64(self.w, self.eval(size)?, s.span)?;
+                let page_mkwrite = match mkwrite.as_deref() {
+                    None => MkwriteBehaviour::None,
+                    Some("ok") => MkwriteBehaviour::Errno(None),
+                    Some(v) => match Errno::from_name(v) {
+                        Some(e) => MkwriteBehaviour::Errno(Some(e)),
+                        None => {
+                            MkwriteBehaviour::Raw(VmFault::parse_name(v).unwrap_or(VmFault::SIGBUS))
+                        }
+                    },
+                };
+                let id = self.m.create_file(
+                    name,
+                    size,
+                    FileOps {
+                        page_mkwrite,
+                        fault_retry: *fault_retry,
+                    },
+                );
+                self.files.insert(name.clone(), id);
+                let r = self.record(s, "file");
+                self.push(r);
+                Ok(())
+            }
+            StmtKind::Touch(name, write) => {
+                let &(addr, len) = self
+                    .maps
+                    .get(name)
+                    .ok_or_else(|| self.err(s.span, format!("undefined mapping `{name}`")))?;
+                let left = if *write {
+                    self.m.clear_user(addr, len)
+                } else {
+                    let mut buf = vec![0u8; len.min(MAX_COPY) as usize];
+                    self.m.copy_from_user(&mut buf, addr)
+                };
+                let mut r = self.record(s, "touch");
+                r.ret = Some(left as i64);
+                self.push(r);
+                Ok(())
+            }
+            StmtKind::SetFs(kds, body) => {
+                let old = self.m.set_fs(*kds);
+                let mut r = self.record(s, "set_fs");
+                if !self.m.knobs.set_fs {
+                    r.detail = Some("no effect: this kernel has no set_fs/addr_limit".into());
+                }
+                self.push(r);
+                let res = self.exec_block(body);
+                self.m.restore_fs(old);
+                res
+            }
+            StmtKind::Call { var, func, args } => self.exec_call(s, var.as_deref(), func, args),
+            StmtKind::Expect(t, eq, v) => self.exec_expect(s, t, *eq, v.as_ref()),
+            StmtKind::Release(var) => {
+                let v = self
+                    .vars
+                    .get_mut(var)
+                    .ok_or_else(|| err_at(self.w, s.span, format!("undefined result `{var}`")))?;
+                let pages = std::mem::take(&mut v.pages);
+                let pin = v.pin;
+                let mut bad = 0;
+                for p in pages {
+                    let r = if pin {
+                        self.m.unpin_user_page(p)
+                    } else {
+                        self.m.put_page(p)
+                    };
+                    if r.is_err() {
+                        bad += 1;
+                    }
+                }
+                let mut r = self.record(s, if pin { "unpin_user_pages" } else { "put_page" });
+                r.ret = Some(if bad == 0 { 0 } else { Errno::EINVAL.to_ret() });
+                self.push(r);
+                Ok(())
+            }
+        }
+    }
+
+    fn exec_map(&mut self, s: &Stmt, name: &str, spec: &MapSpec) -> Result<(), ScriptError> {
+        let size = self.eval(&spec.size)?;
+        let bytes = if spec.in_pages {
+            size.checked_mul(i128::from(A::PAGE_SIZE))
+        } else {
+            Some(size)
+        };
+        let bytes = bytes.filter(|b| *b > 0 && *b <= 1 << 44).ok_or_else(|| {
+            self.err(
+                s.span,
+                format!("mapping size must be between 1 byte and 16 TiB, found {size}"),
+            )
+        })? as u64;
+        let at = match &spec.at {
+            Some(e) => Some(self.addr(e, s.span)?),
+            None => None,
+        };
+        let backing = if let Some(f) = &spec.file {
+            let id = *self.files.get(f).ok_or_else(|| {
+                self.err(
+                    s.span,
+                    format!("undefined file `{f}` (declare it with `file {f} SIZE`)"),
+                )
+            })?;
+            Backing::File { file: id, pgoff: 0 }
+        } else if spec.device {
+            // Device memory lies outside RAM: frames with no struct page.
+            Backing::Pfnmap {
+                base: Pfn(self.m.phys.nr_frames() + 0x100),
+            }
+        } else {
+            Backing::Anon
+        };
+        let flags = MapFlags {
+            shared: spec.shared,
+            growsdown: spec.growsdown,
+            hugepage: spec.huge,
+        };
+        let mm = self.m.current_mm();
+        let res = self
+            .m
+            .mmap(mm, at, bytes, prot_of(&spec.prot), flags, backing, name);
+        let mut r = self.record(s, "mmap");
+        match res {
+            Ok(a) => {
+                self.maps
+                    .insert(name.to_string(), (a, bytes.next_multiple_of(A::PAGE_SIZE)));
+                r.ret = Some(a.0 as i64);
+            }
+            Err(e) => set_err(&mut r, e),
+        }
+        self.push(r);
+        Ok(())
+    }
+
+    fn flags(&self, s: &Stmt, a: &Arg) -> Result<GupFlags, ScriptError> {
+        match a {
+            Arg::Expr(e) => {
+                let v = self.eval(e)?;
+                if v != 0 {
+                    return Err(
+                        self.err(s.span, "gup flags are FOLL_* names joined with `|`, or 0")
+                    );
+                }
+                Ok(GupFlags::empty())
+            }
+            Arg::Flags(names) => {
+                let mut f = GupFlags::empty();
+                for n in names {
+                    f |= GupFlags::from_name(n).ok_or_else(|| self.err(s.span, format!("unknown flag `{n}` (expected a FOLL_* name such as FOLL_WRITE, FOLL_FORCE, FOLL_LONGTERM)")))?;
+                }
+                Ok(f)
+            }
+        }
+    }
+
+    fn expr_arg(&self, a: &Arg, s: &Stmt) -> Result<i128, ScriptError> {
+        match a {
+            Arg::Expr(e) => self.eval(e),
+            Arg::Flags(_) => Err(self.err(s.span, "expected a value, found flags")),
+        }
+    }
+
+    fn exec_call(
+        &mut self,
+        s: &Stmt,
+        var: Option<&str>,
+        func: &str,
+        args: &[Arg],
+    ) -> Result<(), ScriptError> {
+        let mut r = self.record(s, func);
+        let a0 = to_u64(self.w, self.expr_arg(&args[0], s)?, s.span).map(VirtAddr)?;
+        let mut pages = Vec::new();
+        let mut pin = false;
+        let ret: Result<i64, Errno> = match func {
+            "get_user_pages_fast"
+            | "__get_user_pages_fast"
+            | "get_user_pages_fast_only"
+            | "pin_user_pages_fast"
+            | "get_user_pages"
+            | "get_user_pages_unlocked" => {
+                let nr = self.expr_arg(&args[1], s)?;
+                let nr = i64::try_from(nr)
+                    .ok()
+                    .filter(|n| i32::try_from(*n).is_ok())
+                    .ok_or_else(|| {
+                        self.err(s.span, format!("nr_pages must fit an int, found {nr}"))
+                    })?;
+                let flags = self.flags(s, &args[2])?;
+                let m = &mut self.m;
+                let res = match func {
+                    "get_user_pages_fast" => m.get_user_pages_fast(a0, nr, flags, &mut pages),
+                    "__get_user_pages_fast" | "get_user_pages_fast_only" => {
+                        m.__get_user_pages_fast(a0, nr, flags, &mut pages)
+                    }
+                    "pin_user_pages_fast" => {
+                        pin = true;
+                        m.pin_user_pages_fast(a0, nr, flags, &mut pages)
+                    }
+                    "get_user_pages" => {
+                        let mm = m.current_mm();
+                        match m.mmap_read_lock(mm) {
+                            Ok(()) => {
+                                let res = m.get_user_pages(a0, nr.max(0) as u64, flags, &mut pages);
+                                m.mmap_read_unlock(mm);
+                                res
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    _ => m.get_user_pages_unlocked(a0, nr.max(0) as u64, &mut pages, flags),
+                };
+                res.map(|n| n as i64)
+            }
+            "copy_to_user" | "copy_from_user" | "clear_user" => {
+                let len = self.expr_arg(&args[1], s)?;
+                let len = u64::try_from(len)
+                    .ok()
+                    .filter(|l| *l <= MAX_COPY)
+                    .ok_or_else(|| {
+                        self.err(s.span, format!("copy length must be 0..=64M, found {len}"))
+                    })?;
+                let left = match func {
+                    "copy_to_user" => {
+                        let buf: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+                        self.m.copy_to_user(a0, &buf)
+                    }
+                    "copy_from_user" => {
+                        let mut buf = vec![0u8; len as usize];
+                        self.m.copy_from_user(&mut buf, a0)
+                    }
+                    _ => self.m.clear_user(a0, len),
+                };
+                Ok(left as i64)
+            }
+            "access_ok" => {
+                let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
+                Ok(i64::from(self.m.access_ok(a0, len, SizeKind::Runtime)))
+            }
+            "munmap" | "madvise_dontneed" | "mprotect" => {
+                let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
+                let mm = self.m.current_mm();
+                let res = match func {
+                    "munmap" => self.m.munmap(mm, a0, len),
+                    "madvise_dontneed" => self.m.madvise_dontneed(mm, a0, len),
+                    _ => {
+                        let prot = match &args[2] {
+                            Arg::Flags(f) => {
+                                let mut p = Prot::NONE;
+                                for n in f {
+                                    match n.as_str() {
+                                        "PROT_READ" => p.read = true,
+                                        "PROT_WRITE" => p.write = true,
+                                        "PROT_EXEC" => p.exec = true,
+                                        "PROT_NONE" => {}
+                                        _ => {
+                                            return Err(self
+                                                .err(s.span, format!("unknown protection `{n}`")));
+                                        }
+                                    }
+                                }
+                                p
+                            }
+                            Arg::Expr(_) => Prot::NONE,
+                        };
+                        self.m.mprotect(mm, a0, len, prot)
+                    }
+                };
+                res.map(|()| 0)
+            }
+            _ => return Err(self.err(s.span, format!("unknown function `{func}`"))),
+        };
+        match ret {
+            Ok(v) => r.ret = Some(v),
+            Err(e) => set_err(&mut r, e),
+        }
+        r.pages = pages.iter().map(|p| self.m.page_name(*p)).collect();
+        let retv = r.ret.unwrap_or(0);
+        self.push(r);
+        match var {
+            Some(v) => {
+                if let Some(old) = self.vars.get(v)
+                    && !old.pages.is_empty()
+                {
+                    return Err(self.err(
+                        s.span,
+                        format!("`{v}` still holds pages: `release {v}` before reusing the name"),
+                    ));
+                }
+                self.vars.insert(
+                    v.to_string(),
+                    Var {
+                        ret: retv,
+                        pages,
+                        pin,
+                    },
+                );
+            }
+            None if !pages.is_empty() => {
+                // Pages nobody can release: give them back and say so.
+                for p in pages {
+                    let _ = if pin {
+                        self.m.unpin_user_page(p)
+                    } else {
+                        self.m.put_page(p)
+                    };
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn exec_expect(
+        &mut self,
+        s: &Stmt,
+        t: &Target,
+        eq: bool,
+        v: Option<&Value>,
+    ) -> Result<(), ScriptError> {
+        self.expects += 1;
+        let (holds, seen) = match t {
+            Target::Event(kind) => {
+                let seen = self.m.events.iter().any(|e| e.kind.name() == kind);
+                (
+                    seen,
+                    if seen {
+                        "raised".to_string()
+                    } else {
+                        "not raised".to_string()
+                    },
+                )
+            }
+            Target::Ret(var) | Target::Pages(var) => {
+                let x = self
+                    .vars
+                    .get(var)
+                    .ok_or_else(|| self.err(s.span, format!("undefined result `{var}`")))?;
+                let names: Vec<String> = x.pages.iter().map(|p| self.m.page_name(*p)).collect();
+                match v {
+                    Some(Value::Pages(want)) => {
+                        let got = names.clone();
+                        (got == *want, format!("[{}]", names.join(", ")))
+                    }
+                    Some(Value::Expr(e)) => {
+                        if matches!(t, Target::Pages(_)) {
+                            return Err(self.err(
+                                s.span,
+                                "compare `.pages` with a list such as [buf[0], buf[1]]",
+                            ));
+                        }
+                        let want = self.eval(e)?;
+                        (i128::from(x.ret) == want, fmt_ret(x.ret))
+                    }
+                    None => (true, String::new()),
+                }
+            }
+        };
+        let ok = holds == eq;
+        if !ok {
+            self.failed += 1;
+        }
+        let mut r = self.record(s, "expect");
+        r.ok = Some(ok);
+        r.detail = Some(if ok {
+            "ok".to_string()
+        } else {
+            format!("FAILED: got {seen}")
+        });
+        self.push(r);
+        Ok(())
+    }
+}
+
+fn collect_expected_events(stmts: &[Stmt], f: &mut impl FnMut(&str, &Qual)) {
+    for s in stmts {
+        match &s.kind {
+            StmtKind::Expect(Target::Event(k), _, _) => f(k, &s.qual),
+            StmtKind::SetFs(_, body) => collect_expected_events(body, f),
+            _ => {}
+        }
+    }
+}
+
+fn set_err(r: &mut Record, e: Errno) {
+    r.ret = Some(e.to_ret());
+    r.errno = Some(e.name().to_string());
+}
+
+/// `-EFAULT` for negative errnos, the number otherwise.
+#[must_use]
+pub fn fmt_ret(v: i64) -> String {
+    if v < 0 && v > -4096 {
+        let e = Errno((-v) as i32);
+        if e.name() != "E?" {
+            return format!("-{}", e.name());
+        }
+    }
+    if v > 0xffff {
+        format!("{v:#x}")
+    } else {
+        v.to_string()
+    }
+}
+
+fn err_at(w: &Workload, span: Span, msg: impl Into<String>) -> ScriptError {
+    ScriptError {
+        file: w.file.clone(),
+        span,
+        msg: msg.into(),
+        source_line: w
+            .source
+            .lines()
+            .nth(span.line.saturating_sub(1))
+            .unwrap_or("")
+            .to_string(),
+    }
+}
+
+fn checked<A: Arch>(r: &Runner<'_, A>, span: Span, v: Option<i128>) -> Result<i128, ScriptError> {
+    v.filter(|x| (-(1i128 << 64)..(1i128 << 64)).contains(x))
+        .ok_or_else(|| r.err(span, "arithmetic overflow"))
+}
+
+fn to_u64(w: &Workload, v: i128, span: Span) -> Result<u64, ScriptError> {
+    if (-(1i128 << 63)..(1i128 << 64)).contains(&v) {
+        Ok(v as u64)
+    } else {
+        Err(err_at(
+            w,
+            span,
+            format!("value {v} does not fit in 64 bits"),
+        ))
+    }
+}
+
+fn binop(w: &Workload, op: char, x: i128, y: i128, span: Span) -> Result<i128, ScriptError> {
+    let r = match op {
+        '+' => x.checked_add(y),
+        '-' => x.checked_sub(y),
+        '*' => x.checked_mul(y),
+        '/' => x.checked_div(y),
+        _ => x.checked_rem(y),
+    };
+    r.filter(|v| (-(1i128 << 64)..(1i128 << 64)).contains(v))
+        .ok_or_else(|| {
+            err_at(
+                w,
+                span,
+                if y == 0 && matches!(op, '/' | '%') {
+                    "division by zero".to_string()
+                } else {
+                    "arithmetic overflow".to_string()
+                },
+            )
+        })
+}
+
+fn apply_func<A: Arch>(
+    w: &Workload,
+    f: &str,
+    v: &[i128],
+    span: Span,
+    page_offset: u64,
+) -> Result<i128, ScriptError> {
+    match f {
+        "kdirect" => v[0]
+            .checked_mul(i128::from(A::PAGE_SIZE))
+            .and_then(|o| o.checked_add(i128::from(page_offset)))
+            .filter(|x| *x < 1i128 << 64)
+            .ok_or_else(|| err_at(w, span, "kdirect: frame number out of range")),
+        // The user address the software walk (pgd_offset + index masking)
+        // resolves for this address: its low va_bits bits.
+        _ => Ok(((v[0] as u128 as u64) & ((1u64 << A::va_bits()) - 1)).into()),
+    }
+}
+
+fn eval_const<A: Arch>(
+    w: &Workload,
+    e: &Expr,
+    page_offset: u64,
+    task_size: u64,
+    vmalloc: u64,
+) -> Result<i128, ScriptError> {
+    match e {
+        Expr::Num(n) => Ok(*n),
+        Expr::Errno(e) => Ok(-i128::from(*e)),
+        Expr::Const(c, _) => Ok(match c.as_str() {
+            "PAGE_SIZE" => A::PAGE_SIZE.into(),
+            "PAGE_SHIFT" => A::PAGE_SHIFT.into(),
+            "TASK_SIZE" => task_size.into(),
+            "PAGE_OFFSET" => page_offset.into(),
+            "VMALLOC_START" => vmalloc.into(),
+            "PMD_SIZE" => A::entry_span(Level(A::levels() as u8 - 2)).into(),
+            _ => A::entry_span(Level(1)).into(),
+        }),
+        Expr::Bin(a, op, b, span) => {
+            let x = eval_const::<A>(w, a, page_offset, task_size, vmalloc)?;
+            let y = eval_const::<A>(w, b, page_offset, task_size, vmalloc)?;
+            binop(w, *op, x, y, *span)
+        }
+        Expr::Call(f, args, span) if f != "page" => {
+            let v: Vec<i128> = args
+                .iter()
+                .map(|a| eval_const::<A>(w, a, page_offset, task_size, vmalloc))
+                .collect::<Result<_, _>>()?;
+            apply_func::<A>(w, f, &v, *span, page_offset)
+        }
+        Expr::Name(n, span) | Expr::Call(n, _, span) => {
+            Err(err_at(w, *span, format!("`{n}` cannot be used here")))
+        }
+    }
+}
+
+/// Text form of one record.
+#[must_use]
+pub fn format_record(r: &Record) -> String {
+    let mut s = format!("L{:<3} {}", r.line, r.text);
+    if let Some(ok) = r.ok {
+        s.push_str(if ok { "  -> ok" } else { "  -> " });
+        if !ok {
+            s.push_str(r.detail.as_deref().unwrap_or("FAILED"));
+        }
+        return s;
+    }
+    if let Some(v) = r.ret {
+        s.push_str(&format!("  = {}", fmt_ret(v)));
+    }
+    if !r.pages.is_empty() {
+        s.push_str(&format!(" [{}]", r.pages.join(", ")));
+    }
+    if let Some(d) = &r.detail {
+        s.push_str(&format!("  ({d})"));
+    }
+    for e in &r.events {
+        s.push_str(&format!("\n       event {e}"));
+    }
+    s
+}
+
+/// Text transcript of a run.
+#[must_use]
+pub fn format_run(run: &Run) -> String {
+    let sm = &run.summary;
+    let mut out = format!("# {} on {} under {}\n", sm.workload, sm.arch, sm.kernel);
+    for r in &run.records {
+        out.push_str(&format_record(r));
+        out.push('\n');
+    }
+    out.push_str(&format!(
+        "# {}: {} expects, {} failed, {} references leaked{}\n",
+        if sm.passed { "pass" } else { "FAIL" },
+        sm.expects,
+        sm.failed_expects,
+        sm.leaked_refs,
+        if sm.unexpected_events.is_empty() {
+            String::new()
+        } else {
+            format!(", unexpected events: {}", sm.unexpected_events.join("; "))
+        }
+    ));
+    out
+}

@@ -1,0 +1,61 @@
+//! One snapshot per built-in workload × arch × kernel profile, so a review
+//! diff names exactly which arch and profile changed. Transcripts are computed
+//! in parallel and asserted serially (insta settings are thread-local).
+
+use rayon::prelude::*;
+use vmemu_arch::ArchId;
+use vmemu_harness::{lang, run, workloads::BUILTIN};
+
+#[test]
+fn builtin_workloads() {
+    let ws: Vec<lang::Workload> = BUILTIN
+        .iter()
+        .map(|(f, s)| lang::parse(f, s).expect("built-in workloads parse"))
+        .collect();
+    let mut jobs = Vec::new();
+    for w in &ws {
+        for a in ArchId::MAIN {
+            if !run::applies(w, a) {
+                continue;
+            }
+            for k in run::default_kernels(w) {
+                jobs.push((w, a, k));
+            }
+        }
+    }
+    let outs: Vec<(String, String, bool)> = jobs
+        .par_iter()
+        .map(|(w, a, k)| {
+            let r = run::run(w, *a, k).expect("built-in workloads run");
+            (
+                format!("{}__{}__{}", w.name, a, k),
+                run::format_run(&r),
+                r.summary.passed,
+            )
+        })
+        .collect();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../transcripts");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| {
+        for (name, text, passed) in &outs {
+            assert!(passed, "{name} fails:\n{text}");
+            insta::assert_snapshot!(name.as_str(), text);
+        }
+    });
+}
+
+#[test]
+fn parse_error_display() {
+    let err = lang::parse(
+        "bad.vmw",
+        "map buf 2 pages rw\nr = get_user_pages_fast(buf, 0xZZ, 0)\n",
+    )
+    .unwrap_err();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../transcripts");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| insta::assert_snapshot!("parse_error", err.to_string()));
+}
