@@ -576,6 +576,22 @@ pub const CALLS: [(&str, usize); 13] = [
     ("access_ok", 2),
 ];
 
+/// Parses one expression (the address argument of `vmemu explain`).
+pub fn parse_expr_str(file: &str, src: &str) -> Result<Expr, ScriptError> {
+    let mut c = Cursor {
+        file,
+        line_no: 1,
+        line: src,
+        pos: 0,
+    };
+    let e = parse_expr(&mut c)?;
+    if !c.at_end() {
+        let f = c.found();
+        return Err(c.err(format!("expected end of expression, found {f}")));
+    }
+    Ok(e)
+}
+
 /// Parses a workload script.
 pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
     let name = std::path::Path::new(file)

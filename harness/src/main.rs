@@ -70,6 +70,23 @@ enum Cmd {
     },
     /// List arches, kernel profiles with their knobs, and built-in workloads.
     List,
+    /// Show both walks of an address level by level, and the knobs that decide gup-fast and uaccess.
+    #[command(
+        after_help = "Example:\n  vmemu explain 'kdirect(256)' --arch arm64 --kernel v4.10 --workload harness/workloads/kernel_ds_gup_fast.vmw"
+    )]
+    Explain {
+        /// The address: a number or an expression such as kdirect(256) or PAGE_OFFSET + 0x1000.
+        addr: String,
+        /// Arch.
+        #[arg(long)]
+        arch: String,
+        /// Kernel profile.
+        #[arg(long, default_value = "v6.13")]
+        kernel: String,
+        /// Run this workload first (its mappings are then in the address space).
+        #[arg(long)]
+        workload: Option<String>,
+    },
     /// Parse workload files and report errors, without running them.
     #[command(after_help = "Example:\n  vmemu check harness/workloads/*.vmw")]
     Check {
@@ -297,6 +314,19 @@ fn real_main() -> Result<bool, Usage> {
             for (f, _) in BUILTIN {
                 let _ = writeln!(out, "  {f}");
             }
+            Ok(true)
+        }
+        Cmd::Explain {
+            addr,
+            arch,
+            kernel,
+            workload,
+        } => {
+            KernelProfile::parse(&kernel).map_err(|e| Usage(e.to_string()))?;
+            let arch = arch.parse::<ArchId>().map_err(|e| Usage(e.to_string()))?;
+            let w = workload.as_deref().map(load).transpose()?;
+            let text = run::explain(w.as_ref(), arch, &kernel, &addr).map_err(script_err)?;
+            let _ = write!(out, "{text}");
             Ok(true)
         }
         Cmd::Check { files } => {

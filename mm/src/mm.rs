@@ -240,6 +240,8 @@ pub struct Machine<A: Arch> {
     /// Lockless (gup-fast) walkers inside their IRQ-off section.
     pub(crate) lockless_walkers: u32,
     pub(crate) table_seq: u32,
+    /// Next free offset in the vmalloc area.
+    vmalloc_next: u64,
     _arch: PhantomData<A>,
 }
 
@@ -280,6 +282,7 @@ impl<A: Arch> Machine<A> {
             deferred_tables: Vec::new(),
             lockless_walkers: 0,
             table_seq: seq,
+            vmalloc_next: 0,
             _arch: PhantomData,
         };
         m.map_direct()?;
@@ -713,4 +716,71 @@ impl<A: Arch> Machine<A> {
 pub(crate) fn page_align<A: Arch>(len: u64) -> Option<u64> {
     len.checked_add(A::PAGE_SIZE - 1)
         .map(|l| l & !(A::PAGE_SIZE - 1))
+}
+
+impl<A: Arch> Machine<A> {
+    /// The physical address a kernel virtual address maps to in `init_mm`
+    /// (direct map, vmalloc), or `None` if it is not mapped.
+    #[must_use]
+    pub fn kernel_pa(&self, va: VirtAddr) -> Option<PhysAddr> {
+        let roots = Roots {
+            mm: self.init_pgd,
+            kernel: self.init_pgd,
+        };
+        pgtable::walk::<A>(
+            &self.phys,
+            self.family(),
+            roots,
+            va,
+            pgtable::RootSel::Software,
+            |_| {},
+        )
+        .ok()
+        .map(|t| t.pa)
+    }
+
+    /// `vmap(pages)`: maps frames at consecutive addresses of the vmalloc
+    /// area of `init_mm` (kernel read/write leaves) and returns the start.
+    pub fn vmap(&mut self, pages: &[Pfn]) -> Result<VirtAddr, MachineError> {
+        let start = VirtAddr(self.layout.vmalloc_start + self.vmalloc_next);
+        let flags = PteFlags::VALID
+            | PteFlags::PRESENT
+            | PteFlags::READ
+            | PteFlags::WRITE
+            | PteFlags::YOUNG
+            | PteFlags::DIRTY;
+        for (i, &pfn) in pages.iter().enumerate() {
+            let va = VirtAddr(start.0 + i as u64 * A::PAGE_SIZE);
+            self.set_kernel_leaf(va, A::leaf_level(), Pte { flags, pfn })?;
+        }
+        // Leave a guard page between areas, as vmalloc does.
+        self.vmalloc_next += (pages.len() as u64 + 1) * A::PAGE_SIZE;
+        Ok(start)
+    }
+}
+
+impl<A: Arch> Machine<A> {
+    /// `get_page()` on behalf of the workload (the reference is recorded as
+    /// held, like a gup reference).
+    pub fn get_page_held(&mut self, pfn: Pfn) {
+        self.phys.get_page(pfn, 1);
+        self.hold(pfn, false, 1);
+    }
+
+    /// Hands one held reference on `pfn` over to a kernel object (a pipe
+    /// buffer, a bio): the page keeps the reference, the workload's ledger
+    /// no longer counts it. Errors if the workload holds none.
+    pub fn disown_ref(&mut self, pfn: Pfn) -> Result<(), Errno> {
+        let h = self.phys.compound_head(pfn);
+        match self.held.get_mut(&h) {
+            Some(e) if e.refs > 0 => {
+                e.refs -= 1;
+                if e.refs == 0 && e.pins == 0 {
+                    self.held.remove(&h);
+                }
+                Ok(())
+            }
+            _ => Err(Errno::EINVAL),
+        }
+    }
 }

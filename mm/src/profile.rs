@@ -90,6 +90,9 @@ pub struct Knobs {
     pub ubuf_iter: bool,
     /// `iov_iter_revert` exists (v4.11+).
     pub iov_iter_revert: bool,
+    /// A zero-length bvec stops the bvec walker from making progress
+    /// (1bdc76aea115, v4.10; fixed by 7e24969022cb in 5.9, CVE-2020-25641).
+    pub bvec_zero_len_livelock: bool,
 }
 
 /// A base kernel version.
@@ -146,6 +149,7 @@ impl Base {
                 pipe_iter: true,
                 ubuf_iter: false,
                 iov_iter_revert: false,
+                bvec_zero_len_livelock: true,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
@@ -170,6 +174,7 @@ impl Base {
                 pipe_iter: false,
                 ubuf_iter: true,
                 iov_iter_revert: true,
+                bvec_zero_len_livelock: false,
             },
         }
     }

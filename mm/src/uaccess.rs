@@ -98,7 +98,19 @@ impl<A: Arch> Machine<A> {
                     return None;
                 }
             }
-            if attempt == 2 || !self.do_user_fault(mm, va, write) {
+            if attempt == 2 {
+                // Two faults were handled without error (e.g. VM_FAULT_NOPAGE
+                // from ->page_mkwrite returning -EAGAIN) and the access still
+                // faults: the kernel restarts the instruction forever.
+                self.event(
+                    EventKind::SoftLockup,
+                    format!(
+                        "uaccess at {va}: the fault was handled without error but the access still faults; the kernel would retry it forever"
+                    ),
+                );
+                return None;
+            }
+            if !self.do_user_fault(mm, va, write) {
                 return None;
             }
         }
