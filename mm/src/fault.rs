@@ -173,9 +173,10 @@ impl<A: Arch> Machine<A> {
         va: VirtAddr,
         pfn: Pfn,
         writable: bool,
+        dirty: bool,
     ) -> VmFault {
         let mut f = Self::leaf_flags(vma.flags, writable);
-        if writable {
+        if dirty {
             f |= PteFlags::DIRTY;
         }
         self.phys.page_mut(pfn).mapcount += 1;
@@ -221,7 +222,7 @@ impl<A: Arch> Machine<A> {
             return VmFault::OOM;
         };
         self.phys.page_mut(pfn).flags |= PageFlags::ANON_EXCLUSIVE | PageFlags::DIRTY;
-        self.map_new_page(mm, vma, va, pfn, true)
+        self.map_new_page(mm, vma, va, pfn, true, true)
     }
 
     fn do_huge_pmd_anonymous_page(
@@ -284,7 +285,7 @@ impl<A: Arch> Machine<A> {
             A::PAGE_SIZE as usize,
         );
         self.drop_mapping(old);
-        let r = self.map_new_page(mm, vma, va, new, writable);
+        let r = self.map_new_page(mm, vma, va, new, writable, true);
         if r.is_empty() { VmFault::WRITE } else { r }
     }
 
@@ -392,7 +393,7 @@ impl<A: Arch> Machine<A> {
         if !write {
             // do_read_fault: map the cache page read-only.
             self.phys.get_page(page, 1);
-            return self.map_new_page(mm, vma, va, page, false) | major;
+            return self.map_new_page(mm, vma, va, page, false, false) | major;
         }
         if !vma.flags.contains(VmFlags::VM_SHARED) {
             // do_cow_fault: a private copy in a fresh anon page.
@@ -406,8 +407,14 @@ impl<A: Arch> Machine<A> {
                 new.addr(A::PAGE_SHIFT),
                 A::PAGE_SIZE as usize,
             );
-            return self.map_new_page(mm, vma, va, new, vma.flags.contains(VmFlags::VM_WRITE))
-                | major;
+            return self.map_new_page(
+                mm,
+                vma,
+                va,
+                new,
+                vma.flags.contains(VmFlags::VM_WRITE),
+                true,
+            ) | major;
         }
         // do_shared_fault.
         let r = self.do_page_mkwrite(file, page, flags);
@@ -415,7 +422,7 @@ impl<A: Arch> Machine<A> {
             return r | major;
         }
         self.phys.get_page(page, 1);
-        let r2 = self.map_new_page(mm, vma, va, page, true);
+        let r2 = self.map_new_page(mm, vma, va, page, true, true);
         let p = self.phys.page_mut(page);
         p.flags |= PageFlags::DIRTY;
         p.flags.remove(PageFlags::LOCKED);

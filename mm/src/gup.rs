@@ -454,37 +454,41 @@ impl<A: Arch> Machine<A> {
             if nr == 0 || *locked {
                 return Ok(done);
             }
-            // VM_FAULT_RETRY: mmap_sem was dropped.
+            // VM_FAULT_RETRY: mmap_sem was dropped. Re-take it and fetch one
+            // page with FOLL_TRIED (6.x: again allowing a retry, which drops
+            // the lock once more and loops here).
             start = start.wrapping_add(got * A::PAGE_SIZE);
-            if self.task().fatal_signal {
-                return if done > 0 {
-                    Ok(done)
+            loop {
+                if self.task().fatal_signal {
+                    return if done > 0 {
+                        Ok(done)
+                    } else {
+                        Err(self.knobs.gup_fatal_signal)
+                    };
+                }
+                if self.mmap_read_lock(mm).is_err() {
+                    return if done > 0 { Ok(done) } else { Err(Errno(35)) };
+                }
+                *locked = true;
+                let again = if self.knobs.gup_repeat_retry {
+                    Some(&mut *locked)
                 } else {
-                    Err(self.knobs.gup_fatal_signal)
+                    None
                 };
-            }
-            if self.mmap_read_lock(mm).is_err() {
-                return if done > 0 { Ok(done) } else { Err(Errno(35)) };
-            }
-            *locked = true;
-            let again = if self.knobs.gup_repeat_retry {
-                Some(&mut *locked)
-            } else {
-                None
-            };
-            let r = self.__get_user_pages(
-                mm,
-                start,
-                1,
-                flags | GupFlags::FOLL_TRIED,
-                Some(&mut *pages),
-                again,
-            );
-            match r {
-                Ok(1) => {}
-                Ok(_) if self.knobs.gup_repeat_retry && !*locked => continue,
-                Ok(_) => return Ok(done),
-                Err(e) => return if done > 0 { Ok(done) } else { Err(e) },
+                let r = self.__get_user_pages(
+                    mm,
+                    start,
+                    1,
+                    flags | GupFlags::FOLL_TRIED,
+                    Some(&mut *pages),
+                    again,
+                );
+                match r {
+                    Ok(1) => break,
+                    Ok(_) if self.knobs.gup_repeat_retry && !*locked => continue,
+                    Ok(_) => return Ok(done),
+                    Err(e) => return if done > 0 { Ok(done) } else { Err(e) },
+                }
             }
             nr -= 1;
             done += 1;

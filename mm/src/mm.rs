@@ -702,7 +702,10 @@ impl<A: Arch> Machine<A> {
             Owner::Zero => "ZERO".to_string(),
             Owner::Vsyscall => "vsyscall".to_string(),
             Owner::PageTable { level, seq } => format!("pt:L{level}#{seq}"),
-            Owner::Anon { name: n, index } => format!("{}[{}]", name(n), u64::from(index) + sub),
+            // A grown-down stack has pages below its original start: index < 0.
+            Owner::Anon { name: n, index } => {
+                format!("{}[{}]", name(n), i64::from(index as i32) + sub as i64)
+            }
             Owner::File { file, index } => {
                 format!("file:{}[{}]", name(file), u64::from(index) + sub)
             }
