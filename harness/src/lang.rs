@@ -114,6 +114,8 @@ pub enum Target {
     Pages(String),
     /// `event KIND`: the event happened during the run.
     Event(String),
+    /// `r.start`, `it.count`, `it.iov_offset`, `it.nr_segs`.
+    Field(String, String),
 }
 
 /// One statement.
@@ -149,6 +151,23 @@ pub enum StmtKind {
     Expect(Target, bool, Option<Value>),
     /// `release r`: put_page/unpin every page of `r`.
     Release(String),
+    /// `kbuf NAME SIZE [pages]`: a vmalloc'ed kernel buffer.
+    Kbuf(String, Expr, bool),
+    /// `iter NAME KIND [READ|WRITE] [ADDR:LEN, ...]` or `iter NAME discard LEN`.
+    Iter {
+        /// Name.
+        name: String,
+        /// iovec, kvec, bvec, ubuf, discard, pipe.
+        kind: String,
+        /// READ (destination) or WRITE (source).
+        read: bool,
+        /// Segments (address, length).
+        segs: Vec<(Expr, Expr)>,
+        /// The pipe of a pipe iterator.
+        pipe: Option<String>,
+    },
+    /// `pipe NAME`: a pipe.
+    Pipe(String),
 }
 
 /// A call argument: an expression or a flag set.
@@ -196,6 +215,8 @@ pub struct Workload {
 pub const MAX_LINES: usize = 100_000;
 /// Longest accepted line.
 pub const MAX_LINE_LEN: usize = 4096;
+/// Most segments of one iterator (above UIO_MAXIOV, so import_iovec's limit shows).
+pub const MAX_SEGS: usize = 4096;
 /// Deepest `set_fs` nesting.
 pub const MAX_DEPTH: usize = 16;
 
@@ -298,7 +319,7 @@ impl<'a> Cursor<'a> {
         self.skip_ws();
         let rest = &self.line[self.pos..];
         let end = rest
-            .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | ')' | '#' | '{'))
+            .find(|c: char| c.is_whitespace() || matches!(c, ',' | ']' | ')' | '#' | '{' | ':'))
             .unwrap_or(rest.len());
         if end == 0 {
             return None;
@@ -560,7 +581,28 @@ fn parse_args(c: &mut Cursor<'_>) -> Result<Vec<Arg>, ScriptError> {
 }
 
 /// Functions a workload may call, with their arity.
-pub const CALLS: [(&str, usize); 13] = [
+pub const CALLS: [(&str, usize); 34] = [
+    ("vmsplice", 2),
+    ("readv", 2),
+    ("writev", 2),
+    ("splice_write", 2),
+    ("copy_to_iter", 2),
+    ("copy_from_iter", 2),
+    ("copy_from_iter_full", 2),
+    ("iov_iter_zero", 2),
+    ("iov_iter_advance", 2),
+    ("iov_iter_revert", 2),
+    ("iov_iter_get_pages", 3),
+    ("iov_iter_get_pages_alloc", 2),
+    ("iov_iter_get_pages2", 3),
+    ("iov_iter_get_pages_alloc2", 2),
+    ("iov_iter_extract_pages", 3),
+    ("iov_iter_npages", 2),
+    ("iov_iter_alignment", 1),
+    ("iov_iter_gap_alignment", 1),
+    ("iov_iter_single_seg_count", 1),
+    ("iov_iter_for_each_page", 4),
+    ("iov_iter_fill_bvecs", 3),
     ("get_user_pages_fast", 3),
     ("__get_user_pages_fast", 3),
     ("get_user_pages_fast_only", 3),
@@ -804,7 +846,17 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                 match c.need_ident("a result name or `event`")? {
                     "event" => StmtKind::Expect(Target::Event(c.need_ident("an event kind (table_overrun, zero_length_walk, kernel_bug, deadlock, ...)")?.to_string()), true, None),
                     var => {
-                        let t = if c.eat(".pages") { Target::Pages(var.to_string()) } else { Target::Ret(var.to_string()) };
+                        let t = if c.eat(".pages") {
+                            Target::Pages(var.to_string())
+                        } else if c.eat(".") {
+                            let f = c.need_ident("a field (pages, start, count, iov_offset, nr_segs)")?;
+                            if !["start", "count", "iov_offset", "nr_segs"].contains(&f) {
+                                return Err(c.err_at(c.pos - f.len(), format!("unknown field `{f}` (expected pages, start, count, iov_offset or nr_segs)")));
+                            }
+                            Target::Field(var.to_string(), f.to_string())
+                        } else {
+                            Target::Ret(var.to_string())
+                        };
                         let eq = if c.eat("==") {
                             true
                         } else if c.eat("!=") {
@@ -843,16 +895,68 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                 }
             }
             "release" => StmtKind::Release(c.need_ident("a result name")?.to_string()),
+            "pipe" => StmtKind::Pipe(c.need_ident("a pipe name")?.to_string()),
+            "kbuf" => {
+                let name = c.need_ident("a kernel buffer name")?.to_string();
+                let size = parse_expr(&mut c)?;
+                let pages = matches!(c.peek_word(), Some("page" | "pages"));
+                if pages {
+                    c.word();
+                }
+                StmtKind::Kbuf(name, size, pages)
+            }
+            "iter" => {
+                let name = c.need_ident("an iterator name")?.to_string();
+                let at = c.pos;
+                let kind = c.need_ident("an iterator kind (iovec, kvec, bvec, ubuf, discard, pipe)")?;
+                if !["iovec", "kvec", "bvec", "ubuf", "discard", "pipe"].contains(&kind) {
+                    return Err(c.err_at(at + 1, format!("expected an iterator kind (iovec, kvec, bvec, ubuf, discard, pipe), found `{kind}`")));
+                }
+                let mut segs = Vec::new();
+                let mut pipe = None;
+                let mut read = true;
+                match kind {
+                    "pipe" => pipe = Some(c.need_ident("a pipe name")?.to_string()),
+                    "discard" => segs.push((Expr::Num(0), parse_expr(&mut c)?)),
+                    _ => {
+                        read = match c.need_ident("READ or WRITE")? {
+                            "READ" => true,
+                            "WRITE" => false,
+                            other => return Err(c.err_at(c.pos - other.len(), format!("expected READ (the iterator is the destination) or WRITE (the source), found `{other}`"))),
+                        };
+                        c.expect("[", "`[` starting the segment list ADDR:LEN, ...")?;
+                        if !c.eat("]") {
+                            loop {
+                                let a = parse_expr(&mut c)?;
+                                c.expect(":", "`:` between a segment's address and length")?;
+                                let l = parse_expr(&mut c)?;
+                                segs.push((a, l));
+                                if segs.len() > MAX_SEGS {
+                                    return Err(c.err(format!("more than {MAX_SEGS} segments")));
+                                }
+                                if c.eat(",") {
+                                    continue;
+                                }
+                                c.expect("]", "`,` or `]`")?;
+                                break;
+                            }
+                        }
+                    }
+                }
+                StmtKind::Iter { name, kind: kind.to_string(), read, segs, pipe }
+            }
             first => {
                 // `r = call(...)` or `call(...)`.
-                let (var, func) = if c.eat("=") {
-                    (Some(first.to_string()), c.need_ident("a function name")?)
+                let (var, func, func_pos) = if c.eat("=") {
+                    c.skip_ws();
+                    let at = c.pos;
+                    (Some(first.to_string()), c.need_ident("a function name")?, at)
                 } else {
-                    (None, first)
+                    (None, first, kw_pos)
                 };
                 let Some(&(_, arity)) = CALLS.iter().find(|(n, _)| *n == func) else {
                     let known: Vec<&str> = CALLS.iter().map(|(n, _)| *n).collect();
-                    return Err(c.err_at(c.pos - func.len(), format!("unknown statement or function `{func}` (expected map, file, touch, set_fs, expect, release or one of: {})", known.join(", "))));
+                    return Err(c.err_at(func_pos, format!("unknown statement or function `{func}` (expected map, file, touch, set_fs, expect, release or one of: {})", known.join(", "))));
                 };
                 let args = parse_args(&mut c)?;
                 if args.len() != arity {

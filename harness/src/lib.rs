@@ -12,6 +12,7 @@
 //! assert!(run.summary.passed);
 //! ```
 
+pub mod cli;
 pub mod lang;
 pub mod run;
 pub mod workloads;

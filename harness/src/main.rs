@@ -5,102 +5,14 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser};
 use rayon::prelude::*;
 use vmemu_arch::ArchId;
+use vmemu_harness::cli::{Cli, Cmd, Format};
 use vmemu_harness::lang::{self, ScriptError, Workload};
 use vmemu_harness::run::{self, Run};
 use vmemu_harness::workloads::BUILTIN;
 use vmemu_mm::KernelProfile;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "vmemu",
-    version,
-    about = "Emulate the Linux kernel's user-memory access layer (page tables, access_ok/set_fs, get_user_pages, gup-fast) per arch and kernel version",
-    after_help = "Examples:\n  vmemu matrix                          run every built-in workload on x86_64, arm64, ppc64\n  vmemu run harness/workloads/kernel_ds_gup_fast.vmw --kernel v4.10\n  vmemu list                            arches, kernel profiles and their knobs"
-)]
-struct Cli {
-    #[command(subcommand)]
-    cmd: Cmd,
-}
-
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-enum Format {
-    Text,
-    Json,
-}
-
-#[derive(Subcommand, Debug)]
-enum Cmd {
-    /// Run workload scripts and print their transcripts.
-    #[command(
-        after_help = "Example:\n  vmemu run harness/workloads/kernel_ds_gup_fast.vmw --arch arm64 --kernel v4.10 --format json"
-    )]
-    Run {
-        /// Workload files (*.vmw), or names of built-in workloads.
-        #[arg(required = true)]
-        files: Vec<String>,
-        /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, or all (x86_64, arm64, ppc64).
-        #[arg(long = "arch", default_value = "all")]
-        arches: Vec<String>,
-        /// Kernel profile (repeatable), e.g. v4.10, v4.10+capper, v6.13; default: the script's `kernels` line, else v6.13.
-        #[arg(long = "kernel")]
-        kernels: Vec<String>,
-        /// Output format.
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
-    },
-    /// Run workloads x arches x their profiles in parallel and print a summary table.
-    #[command(
-        after_help = "Example:\n  vmemu matrix                 all built-in workloads\n  vmemu matrix my/workloads/   every *.vmw under a directory"
-    )]
-    Matrix {
-        /// Workload files or directories (default: the built-in workloads).
-        paths: Vec<PathBuf>,
-        /// Arch (repeatable); default all three main arches.
-        #[arg(long = "arch", default_value = "all")]
-        arches: Vec<String>,
-        /// Exit 1 if any run fails (the default is to report and exit 1 too; kept for scripts).
-        #[arg(long)]
-        check: bool,
-        /// Output format (json: every record plus one summary per run).
-        #[arg(long, value_enum, default_value = "text")]
-        format: Format,
-    },
-    /// List arches, kernel profiles with their knobs, and built-in workloads.
-    List,
-    /// Show both walks of an address level by level, and the knobs that decide gup-fast and uaccess.
-    #[command(
-        after_help = "Example:\n  vmemu explain 'kdirect(256)' --arch arm64 --kernel v4.10 --workload harness/workloads/kernel_ds_gup_fast.vmw"
-    )]
-    Explain {
-        /// The address: a number or an expression such as kdirect(256) or PAGE_OFFSET + 0x1000.
-        addr: String,
-        /// Arch.
-        #[arg(long)]
-        arch: String,
-        /// Kernel profile.
-        #[arg(long, default_value = "v6.13")]
-        kernel: String,
-        /// Run this workload first (its mappings are then in the address space).
-        #[arg(long)]
-        workload: Option<String>,
-    },
-    /// Parse workload files and report errors, without running them.
-    #[command(after_help = "Example:\n  vmemu check harness/workloads/*.vmw")]
-    Check {
-        /// Workload files.
-        #[arg(required = true)]
-        files: Vec<String>,
-    },
-    /// Print shell completions.
-    #[command(after_help = "Example:\n  vmemu completions bash > /etc/bash_completion.d/vmemu")]
-    Completions {
-        /// Shell.
-        shell: clap_complete::Shell,
-    },
-}
 
 /// An error that ends the command: a usage problem (exit 2).
 #[derive(Debug)]
@@ -170,11 +82,37 @@ fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[String]) -> Vec<(usize, A
     v
 }
 
-fn execute(ws: &[Workload], plan: &[(usize, ArchId, String)]) -> Result<Vec<Run>, Usage> {
-    plan.par_iter()
-        .map(|(i, a, k)| run::run(&ws[*i], *a, k))
+fn execute(
+    ws: &[Workload],
+    plan: &[(usize, ArchId, String)],
+    format: Format,
+) -> Result<Vec<Run>, Usage> {
+    // A progress bar on stderr, shown only once the runs take longer than a
+    // second, only on a terminal, and never with JSON output.
+    let bar = indicatif::ProgressBar::with_draw_target(
+        Some(plan.len() as u64),
+        indicatif::ProgressDrawTarget::hidden(),
+    );
+    let started = std::time::Instant::now();
+    let shown = std::sync::atomic::AtomicBool::new(false);
+    let out = plan
+        .par_iter()
+        .map(|(i, a, k)| {
+            let r = run::run(&ws[*i], *a, k);
+            bar.inc(1);
+            if format == Format::Text
+                && started.elapsed().as_secs() >= 1
+                && std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && !shown.swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+            r
+        })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(script_err)
+        .map_err(script_err);
+    bar.finish_and_clear();
+    out
 }
 
 fn emit(runs: &[Run], format: Format, out: &mut impl Write) -> std::io::Result<()> {
@@ -234,7 +172,7 @@ fn real_main() -> Result<bool, Usage> {
             }
             let arches = parse_arches(&arches)?;
             let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
-            let runs = execute(&ws, &plan(&ws, &arches, &kernels))?;
+            let runs = execute(&ws, &plan(&ws, &arches, &kernels), format)?;
             let _ = emit(&runs, format, &mut out);
             Ok(runs.iter().all(|r| r.summary.passed))
         }
@@ -246,7 +184,7 @@ fn real_main() -> Result<bool, Usage> {
         } => {
             let arches = parse_arches(&arches)?;
             let ws = collect_paths(&paths)?;
-            let runs = execute(&ws, &plan(&ws, &arches, &[]))?;
+            let runs = execute(&ws, &plan(&ws, &arches, &[]), format)?;
             match format {
                 Format::Json => {
                     let _ = emit(&runs, format, &mut out);

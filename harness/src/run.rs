@@ -7,8 +7,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 use vmemu_arch::{Arch, ArchId, Level, Pfn, SizeKind, VirtAddr, with_arch};
+use vmemu_iter::Sys;
+use vmemu_iter::get_pages::GotPages;
+use vmemu_iter::iov_iter::{BioVec, Dir, IovIter, Iovec};
 use vmemu_mm::{
-    Backing, DEFAULT_PHYS_SIZE, Errno, FileOps, GupFlags, KernelProfile, Machine, MapFlags,
+    Backing, DEFAULT_PHYS_SIZE, Errno, FileOps, GupFlags, KernelProfile, MapFlags,
     MkwriteBehaviour, Prot, VmFault,
 };
 
@@ -129,7 +132,7 @@ fn explain_in<A: Arch>(
     r.exec_block(&stmts)?;
     let e = crate::lang::parse_expr_str("<address>", addr)?;
     let va = r.addr(&e, Span { line: 1, col: 1 })?;
-    let m = &r.m;
+    let m = &r.sys.m;
     let fam = m.family();
     let mut out = String::new();
     let _ = writeln!(out, "address {va} on {} under {kernel}", A::ID);
@@ -258,15 +261,20 @@ struct Var {
     ret: i64,
     pages: Vec<Pfn>,
     pin: bool,
+    /// Whether the pages carry references the workload must release.
+    owned: bool,
+    start: u64,
 }
 
 struct Runner<'w, A: Arch> {
     w: &'w Workload,
     kernel: String,
-    m: Machine<A>,
+    sys: Sys<A>,
     maps: HashMap<String, (VirtAddr, u64)>,
     files: HashMap<String, u32>,
     vars: HashMap<String, Var>,
+    iters: HashMap<String, IovIter>,
+    pipes: HashMap<String, usize>,
     records: Vec<Record>,
     expected_events: BTreeSet<String>,
     seen_events: usize,
@@ -314,15 +322,17 @@ impl<'w, A: Arch> Runner<'w, A> {
             }
             size = v as u64;
         }
-        let m = Machine::<A>::new(profile, size)
+        let sys = Sys::<A>::new(profile, size)
             .map_err(|e| err_at(w, Span { line: 1, col: 1 }, e.to_string()))?;
         Ok(Self {
             w,
             kernel: kernel.to_string(),
-            m,
+            sys,
             maps: HashMap::new(),
             files: HashMap::new(),
             vars: HashMap::new(),
+            iters: HashMap::new(),
+            pipes: HashMap::new(),
             records: Vec::new(),
             expected_events: BTreeSet::new(),
             seen_events: 0,
@@ -347,9 +357,10 @@ impl<'w, A: Arch> Runner<'w, A> {
             }
         });
         self.exec_block(&stmts)?;
-        let (refs, pins) = self.m.held_total();
+        let (refs, pins) = self.sys.m.held_total();
         let leaked = refs + pins;
         let mut unexpected: Vec<String> = self
+            .sys
             .m
             .events
             .iter()
@@ -402,11 +413,11 @@ impl<'w, A: Arch> Runner<'w, A> {
     }
 
     fn push(&mut self, mut r: Record) {
-        r.events = self.m.events[self.seen_events..]
+        r.events = self.sys.m.events[self.seen_events..]
             .iter()
             .map(|e| e.to_string())
             .collect();
-        self.seen_events = self.m.events.len();
+        self.seen_events = self.sys.m.events.len();
         self.records.push(r);
     }
 
@@ -415,7 +426,7 @@ impl<'w, A: Arch> Runner<'w, A> {
     }
 
     fn eval(&self, e: &Expr) -> Result<i128, ScriptError> {
-        let l = self.m.layout;
+        let l = self.sys.m.layout;
         match e {
             Expr::Name(n, span) => {
                 self.maps
@@ -487,7 +498,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                         }
                     },
                 };
-                let id = self.m.create_file(
+                let id = self.sys.m.create_file(
                     name,
                     size,
                     FileOps {
@@ -506,10 +517,10 @@ impl<'w, A: Arch> Runner<'w, A> {
                     .get(name)
                     .ok_or_else(|| self.err(s.span, format!("undefined mapping `{name}`")))?;
                 let left = if *write {
-                    self.m.clear_user(addr, len)
+                    self.sys.m.clear_user(addr, len)
                 } else {
                     let mut buf = vec![0u8; len.min(MAX_COPY) as usize];
-                    self.m.copy_from_user(&mut buf, addr)
+                    self.sys.m.copy_from_user(&mut buf, addr)
                 };
                 let mut r = self.record(s, "touch");
                 r.ret = Some(left as i64);
@@ -517,17 +528,75 @@ impl<'w, A: Arch> Runner<'w, A> {
                 Ok(())
             }
             StmtKind::SetFs(kds, body) => {
-                let old = self.m.set_fs(*kds);
+                let old = self.sys.m.set_fs(*kds);
                 let mut r = self.record(s, "set_fs");
-                if !self.m.knobs.set_fs {
+                if !self.sys.m.knobs.set_fs {
                     r.detail = Some("no effect: this kernel has no set_fs/addr_limit".into());
                 }
                 self.push(r);
                 let res = self.exec_block(body);
-                self.m.restore_fs(old);
+                self.sys.m.restore_fs(old);
                 res
             }
-            StmtKind::Call { var, func, args } => self.exec_call(s, var.as_deref(), func, args),
+            StmtKind::Call { var, func, args } => {
+                if matches!(
+                    func.as_str(),
+                    "vmsplice" | "readv" | "writev" | "splice_write"
+                ) {
+                    self.exec_pipe_call(s, var.as_deref(), func, args)
+                } else if func.starts_with("iov_iter_")
+                    || func.contains("_iter")
+                    || func == "import_iovec"
+                {
+                    self.exec_iter_call(s, var.as_deref(), func, args)
+                } else {
+                    self.exec_call(s, var.as_deref(), func, args)
+                }
+            }
+            StmtKind::Kbuf(name, size, in_pages) => {
+                let n = self.eval(size)?;
+                let ps = i128::from(A::PAGE_SIZE);
+                let pages = if *in_pages { n } else { (n + ps - 1) / ps };
+                let pages = u32::try_from(pages)
+                    .ok()
+                    .filter(|p| (1..=4096).contains(p))
+                    .ok_or_else(|| {
+                        self.err(
+                            s.span,
+                            format!("kernel buffer must be 1..=4096 pages, found {pages}"),
+                        )
+                    })?;
+                let pfns = self
+                    .sys
+                    .m
+                    .alloc_kernel_pages(name, pages)
+                    .map_err(|e| self.err(s.span, e.to_string()))?;
+                let va = self
+                    .sys
+                    .m
+                    .vmap(&pfns)
+                    .map_err(|e| self.err(s.span, e.to_string()))?;
+                self.maps
+                    .insert(name.clone(), (va, u64::from(pages) * A::PAGE_SIZE));
+                let mut r = self.record(s, "vmalloc");
+                r.ret = Some(va.0 as i64);
+                self.push(r);
+                Ok(())
+            }
+            StmtKind::Pipe(name) => {
+                let id = self.sys.pipe_create();
+                self.pipes.insert(name.clone(), id);
+                let r = self.record(s, "pipe");
+                self.push(r);
+                Ok(())
+            }
+            StmtKind::Iter {
+                name,
+                kind,
+                read,
+                segs,
+                pipe,
+            } => self.exec_iter(s, name, kind, *read, segs, pipe.as_deref()),
             StmtKind::Expect(t, eq, v) => self.exec_expect(s, t, *eq, v.as_ref()),
             StmtKind::Release(var) => {
                 let v = self
@@ -536,12 +605,13 @@ impl<'w, A: Arch> Runner<'w, A> {
                     .ok_or_else(|| err_at(self.w, s.span, format!("undefined result `{var}`")))?;
                 let pages = std::mem::take(&mut v.pages);
                 let pin = v.pin;
+                let owned = v.owned;
                 let mut bad = 0;
-                for p in pages {
+                for p in pages.into_iter().filter(|_| owned) {
                     let r = if pin {
-                        self.m.unpin_user_page(p)
+                        self.sys.m.unpin_user_page(p)
                     } else {
-                        self.m.put_page(p)
+                        self.sys.m.put_page(p)
                     };
                     if r.is_err() {
                         bad += 1;
@@ -583,7 +653,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         } else if spec.device {
             // Device memory lies outside RAM: frames with no struct page.
             Backing::Pfnmap {
-                base: Pfn(self.m.phys.nr_frames() + 0x100),
+                base: Pfn(self.sys.m.phys.nr_frames() + 0x100),
             }
         } else {
             Backing::Anon
@@ -593,8 +663,9 @@ impl<'w, A: Arch> Runner<'w, A> {
             growsdown: spec.growsdown,
             hugepage: spec.huge,
         };
-        let mm = self.m.current_mm();
+        let mm = self.sys.m.current_mm();
         let res = self
+            .sys
             .m
             .mmap(mm, at, bytes, prot_of(&spec.prot), flags, backing, name);
         let mut r = self.record(s, "mmap");
@@ -664,7 +735,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                         self.err(s.span, format!("nr_pages must fit an int, found {nr}"))
                     })?;
                 let flags = self.flags(s, &args[2])?;
-                let m = &mut self.m;
+                let m = &mut self.sys.m;
                 let res = match func {
                     "get_user_pages_fast" => m.get_user_pages_fast(a0, nr, flags, &mut pages),
                     "__get_user_pages_fast" | "get_user_pages_fast_only" => {
@@ -700,26 +771,26 @@ impl<'w, A: Arch> Runner<'w, A> {
                 let left = match func {
                     "copy_to_user" => {
                         let buf: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
-                        self.m.copy_to_user(a0, &buf)
+                        self.sys.m.copy_to_user(a0, &buf)
                     }
                     "copy_from_user" => {
                         let mut buf = vec![0u8; len as usize];
-                        self.m.copy_from_user(&mut buf, a0)
+                        self.sys.m.copy_from_user(&mut buf, a0)
                     }
-                    _ => self.m.clear_user(a0, len),
+                    _ => self.sys.m.clear_user(a0, len),
                 };
                 Ok(left as i64)
             }
             "access_ok" => {
                 let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
-                Ok(i64::from(self.m.access_ok(a0, len, SizeKind::Runtime)))
+                Ok(i64::from(self.sys.m.access_ok(a0, len, SizeKind::Runtime)))
             }
             "munmap" | "madvise_dontneed" | "mprotect" => {
                 let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
-                let mm = self.m.current_mm();
+                let mm = self.sys.m.current_mm();
                 let res = match func {
-                    "munmap" => self.m.munmap(mm, a0, len),
-                    "madvise_dontneed" => self.m.madvise_dontneed(mm, a0, len),
+                    "munmap" => self.sys.m.munmap(mm, a0, len),
+                    "madvise_dontneed" => self.sys.m.madvise_dontneed(mm, a0, len),
                     _ => {
                         let prot = match &args[2] {
                             Arg::Flags(f) => {
@@ -740,7 +811,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                             }
                             Arg::Expr(_) => Prot::NONE,
                         };
-                        self.m.mprotect(mm, a0, len, prot)
+                        self.sys.m.mprotect(mm, a0, len, prot)
                     }
                 };
                 res.map(|()| 0)
@@ -751,7 +822,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             Ok(v) => r.ret = Some(v),
             Err(e) => set_err(&mut r, e),
         }
-        r.pages = pages.iter().map(|p| self.m.page_name(*p)).collect();
+        r.pages = pages.iter().map(|p| self.sys.m.page_name(*p)).collect();
         let retv = r.ret.unwrap_or(0);
         self.push(r);
         match var {
@@ -770,6 +841,8 @@ impl<'w, A: Arch> Runner<'w, A> {
                         ret: retv,
                         pages,
                         pin,
+                        owned: true,
+                        start: 0,
                     },
                 );
             }
@@ -777,9 +850,374 @@ impl<'w, A: Arch> Runner<'w, A> {
                 // Pages nobody can release: give them back and say so.
                 for p in pages {
                     let _ = if pin {
-                        self.m.unpin_user_page(p)
+                        self.sys.m.unpin_user_page(p)
                     } else {
-                        self.m.put_page(p)
+                        self.sys.m.put_page(p)
+                    };
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    fn exec_iter(
+        &mut self,
+        s: &Stmt,
+        name: &str,
+        kind: &str,
+        read: bool,
+        segs: &[(Expr, Expr)],
+        pipe: Option<&str>,
+    ) -> Result<(), ScriptError> {
+        let dir = if read { Dir::Read } else { Dir::Write };
+        let mut v = Vec::with_capacity(segs.len());
+        for (a, l) in segs {
+            let a = self.addr(a, s.span)?;
+            let l = to_u64(self.w, self.eval(l)?, s.span)?;
+            v.push(Iovec { base: a, len: l });
+        }
+        let count = v.iter().fold(0u64, |acc, x| acc.wrapping_add(x.len));
+        let not_here = |what: &str| {
+            format!(
+                "{what} does not exist in kernel {}: qualify the statement with `kernel ...`",
+                self.kernel
+            )
+        };
+        let it = match kind {
+            "iovec" => IovIter::init(&self.sys.m, dir, v, count),
+            "kvec" => IovIter::kvec(dir, v, count),
+            "bvec" => {
+                let mut b = Vec::new();
+                for x in &v {
+                    let mm = self.sys.m.current_mm();
+                    let pa = self
+                        .sys
+                        .m
+                        .kernel_pa(x.base)
+                        .or_else(|| self.sys.m.user_pa(mm, x.base))
+                        .ok_or_else(|| {
+                            self.err(s.span, format!("bvec address {} is not mapped", x.base))
+                        })?;
+                    let len = u32::try_from(x.len)
+                        .map_err(|_| self.err(s.span, "bvec length must fit in 32 bits"))?;
+                    b.push(BioVec {
+                        page: pa.pfn(A::PAGE_SHIFT),
+                        len,
+                        offset: (pa.0 % A::PAGE_SIZE) as u32,
+                    });
+                }
+                IovIter::bvec(dir, b, count)
+            }
+            "ubuf" => {
+                let [x] = v.as_slice() else {
+                    return Err(self.err(s.span, "a ubuf iterator has exactly one segment"));
+                };
+                IovIter::ubuf(&self.sys.m, dir, x.base, x.len)
+                    .map_err(|_| self.err(s.span, not_here("ITER_UBUF")))?
+            }
+            "discard" => IovIter::discard(&self.sys.m, count)
+                .map_err(|_| self.err(s.span, not_here("ITER_DISCARD")))?,
+            _ => {
+                let p = pipe.unwrap_or_default();
+                let id = *self
+                    .pipes
+                    .get(p)
+                    .ok_or_else(|| self.err(s.span, format!("undefined pipe `{p}`")))?;
+                self.sys
+                    .iov_iter_pipe(id)
+                    .map_err(|_| self.err(s.span, not_here("ITER_PIPE")))?
+            }
+        };
+        let mut r = self.record(s, "iov_iter_init");
+        r.ret = Some(it.count as i64);
+        r.detail = Some(format!("{:?}", it.ty).to_uppercase());
+        self.push(r);
+        self.iters.insert(name.to_string(), it);
+        Ok(())
+    }
+
+    fn exec_pipe_call(
+        &mut self,
+        s: &Stmt,
+        var: Option<&str>,
+        func: &str,
+        args: &[Arg],
+    ) -> Result<(), ScriptError> {
+        let name_of = |a: &Arg| match a {
+            Arg::Expr(Expr::Name(n, _)) => Some(n.clone()),
+            _ => None,
+        };
+        let pname = name_of(&args[0])
+            .ok_or_else(|| self.err(s.span, format!("`{func}` takes a pipe name first")))?;
+        let pipe = *self
+            .pipes
+            .get(&pname)
+            .ok_or_else(|| self.err(s.span, format!("undefined pipe `{pname}`")))?;
+        let mut r = self.record(s, func);
+        let res = if func == "splice_write" {
+            let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
+            let mut out = Vec::new();
+            self.sys.splice_to_vec(pipe, len, &mut out)
+        } else {
+            let iname = name_of(&args[1]).ok_or_else(|| {
+                self.err(s.span, format!("`{func}` takes an iterator name second"))
+            })?;
+            let mut it = self
+                .iters
+                .remove(&iname)
+                .ok_or_else(|| self.err(s.span, format!("undefined iterator `{iname}`")))?;
+            let res = match func {
+                "vmsplice" => {
+                    let iov = it.iov[it.idx.min(it.iov.len())..].to_vec();
+                    self.sys.vmsplice(pipe, iov, 0)
+                }
+                "readv" => self.sys.pipe_read(pipe, &mut it),
+                _ => self.sys.pipe_write(pipe, &mut it),
+            };
+            self.iters.insert(iname, it);
+            res
+        };
+        match res {
+            Ok(v) => r.ret = Some(v as i64),
+            Err(e) => set_err(&mut r, e),
+        }
+        let p = &self.sys.pipes[pipe];
+        r.detail = Some(format!(
+            "pipe: {} buffers, {} bytes",
+            p.nrbufs,
+            fmt_ret(p.bytes() as i64)
+        ));
+        let retv = r.ret.unwrap_or(0);
+        self.push(r);
+        if let Some(v) = var {
+            self.vars.insert(
+                v.to_string(),
+                Var {
+                    ret: retv,
+                    pages: Vec::new(),
+                    pin: false,
+                    owned: false,
+                    start: 0,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    fn exec_iter_call(
+        &mut self,
+        s: &Stmt,
+        var: Option<&str>,
+        func: &str,
+        args: &[Arg],
+    ) -> Result<(), ScriptError> {
+        let Some(Arg::Expr(Expr::Name(it_name, nspan))) = args.first() else {
+            return Err(self.err(s.span, format!("`{func}` takes an iterator name first")));
+        };
+        let mut it = self.iters.remove(it_name).ok_or_else(|| {
+            self.err(
+                *nspan,
+                format!("undefined iterator `{it_name}` (create it with `iter {it_name} ...`)"),
+            )
+        })?;
+        let mut nums = Vec::new();
+        for a in &args[1..] {
+            let v = self.expr_arg(a, s)?;
+            nums.push(
+                u64::try_from(v)
+                    .ok()
+                    .filter(|x| *x <= 1 << 40)
+                    .ok_or_else(|| {
+                        self.err(s.span, format!("argument must be 0..=2^40, found {v}"))
+                    })?,
+            );
+        }
+        let k = self.sys.m.knobs;
+        let present = match func {
+            "iov_iter_get_pages" | "iov_iter_get_pages_alloc" => !k.get_pages2,
+            "iov_iter_get_pages2" | "iov_iter_get_pages_alloc2" | "iov_iter_extract_pages" => {
+                k.get_pages2
+            }
+            "iov_iter_revert" => k.iov_iter_revert,
+            _ => true,
+        };
+        if !present {
+            self.iters.insert(it_name.clone(), it);
+            return Err(self.err(
+                s.span,
+                format!(
+                    "{func} does not exist in kernel {}: qualify the statement with `kernel ...`",
+                    self.kernel
+                ),
+            ));
+        }
+        let mut r = self.record(s, func);
+        let mut got: Option<(GotPages, bool)> = None;
+        let sys = &mut self.sys;
+        let res: Result<i64, Errno> = match func {
+            "copy_to_iter" => {
+                let src: Vec<u8> = (0..nums[0]).map(|i| (i % 251) as u8 + 1).collect();
+                Ok(sys.copy_to_iter(&src, &mut it) as i64)
+            }
+            "copy_from_iter" => {
+                let mut dst = vec![0u8; nums[0] as usize];
+                Ok(sys.copy_from_iter(&mut dst, &mut it) as i64)
+            }
+            "copy_from_iter_full" => {
+                let mut dst = vec![0u8; nums[0] as usize];
+                Ok(i64::from(sys.copy_from_iter_full(&mut dst, &mut it)))
+            }
+            "iov_iter_zero" => Ok(sys.iov_iter_zero(nums[0], &mut it) as i64),
+            "iov_iter_advance" => {
+                sys.iov_iter_advance(&mut it, nums[0]);
+                Ok(it.count as i64)
+            }
+            "iov_iter_revert" => match sys.iov_iter_revert(&mut it, nums[0]) {
+                Ok(()) => Ok(it.count as i64),
+                Err(_) => {
+                    self.iters.insert(it_name.clone(), it);
+                    return Err(self.err(
+                        s.span,
+                        format!("iov_iter_revert does not exist in kernel {}", self.kernel),
+                    ));
+                }
+            },
+            "iov_iter_get_pages" => sys.iov_iter_get_pages(&it, nums[0], nums[1]).map(|g| {
+                let b = g.bytes as i64;
+                got = Some((g, true));
+                b
+            }),
+            "iov_iter_get_pages_alloc" => sys.iov_iter_get_pages_alloc(&it, nums[0]).map(|g| {
+                let b = g.bytes as i64;
+                got = Some((g, true));
+                b
+            }),
+            "iov_iter_get_pages2" => sys.iov_iter_get_pages2(&mut it, nums[0], nums[1]).map(|g| {
+                let b = g.bytes as i64;
+                got = Some((g, true));
+                b
+            }),
+            "iov_iter_get_pages_alloc2" => {
+                sys.iov_iter_get_pages_alloc2(&mut it, nums[0]).map(|g| {
+                    let b = g.bytes as i64;
+                    got = Some((g, true));
+                    b
+                })
+            }
+            "iov_iter_extract_pages" => {
+                let user = it.user_backed();
+                sys.iov_iter_extract_pages(&mut it, nums[0], nums[1])
+                    .map(|g| {
+                        let b = g.bytes as i64;
+                        got = Some((g, user));
+                        b
+                    })
+            }
+            "iov_iter_npages" => Ok(sys.iov_iter_npages(&it, nums[0]) as i64),
+            "iov_iter_alignment" => Ok(sys.iov_iter_alignment(&it) as i64),
+            "iov_iter_gap_alignment" => Ok(sys.iov_iter_gap_alignment(&it) as i64),
+            "iov_iter_single_seg_count" => Ok(sys.iov_iter_single_seg_count(&it) as i64),
+            "iov_iter_for_each_page" => {
+                let stop_after = nums[2];
+                let mut calls = 0u64;
+                let mut seen = Vec::new();
+                let res =
+                    sys.iov_iter_for_each_page(&mut it, nums[0], nums[1], &mut |_, p, _, _| {
+                        calls += 1;
+                        seen.push(p);
+                        stop_after == 0 || calls < stop_after
+                    });
+                let n = res.map(|b| b as i64);
+                got = Some((
+                    GotPages {
+                        pages: seen,
+                        ..GotPages::default()
+                    },
+                    true,
+                ));
+                n
+            }
+            "iov_iter_fill_bvecs" => {
+                let mut bv = vec![
+                    BioVec {
+                        page: Pfn(0),
+                        len: 0,
+                        offset: 0
+                    };
+                    nums[0] as usize
+                ];
+                let res = sys.iov_iter_fill_bvecs(&mut it, &mut bv, nums[1]);
+                res.map(|(n, bytes)| {
+                    got = Some((
+                        GotPages {
+                            pages: bv[..n].iter().map(|b| b.page).collect(),
+                            bytes,
+                            ..GotPages::default()
+                        },
+                        true,
+                    ));
+                    bytes as i64
+                })
+            }
+            _ => {
+                self.iters.insert(it_name.clone(), it);
+                return Err(self.err(s.span, format!("unknown function `{func}`")));
+            }
+        };
+        match res {
+            Ok(v) => r.ret = Some(v),
+            Err(e) => set_err(&mut r, e),
+        }
+        let (pages, pin, owned, start) = match got {
+            Some((g, owned)) => (g.pages, g.pinned, owned, g.start),
+            None => (Vec::new(), false, false, 0),
+        };
+        r.pages = pages.iter().map(|p| self.sys.m.page_name(*p)).collect();
+        if start != 0 {
+            r.detail = Some(format!("start {start:#x}"));
+        }
+        r.detail = Some(format!(
+            "{}count {}, nr_segs {}, iov_offset {}",
+            r.detail
+                .as_deref()
+                .map(|d| format!("{d}; "))
+                .unwrap_or_default(),
+            fmt_ret(it.count as i64),
+            it.nr_segs,
+            fmt_ret(it.iov_offset as i64)
+        ));
+        let retv = r.ret.unwrap_or(0);
+        self.push(r);
+        self.iters.insert(it_name.clone(), it);
+        match var {
+            Some(v) => {
+                if let Some(old) = self.vars.get(v)
+                    && old.owned
+                    && !old.pages.is_empty()
+                {
+                    return Err(self.err(
+                        s.span,
+                        format!("`{v}` still holds pages: `release {v}` before reusing the name"),
+                    ));
+                }
+                self.vars.insert(
+                    v.to_string(),
+                    Var {
+                        ret: retv,
+                        pages,
+                        pin,
+                        owned,
+                        start,
+                    },
+                );
+            }
+            None if owned => {
+                for p in pages {
+                    let _ = if pin {
+                        self.sys.m.unpin_user_page(p)
+                    } else {
+                        self.sys.m.put_page(p)
                     };
                 }
             }
@@ -798,7 +1236,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         self.expects += 1;
         let (holds, seen) = match t {
             Target::Event(kind) => {
-                let seen = self.m.events.iter().any(|e| e.kind.name() == kind);
+                let seen = self.sys.m.events.iter().any(|e| e.kind.name() == kind);
                 (
                     seen,
                     if seen {
@@ -808,12 +1246,46 @@ impl<'w, A: Arch> Runner<'w, A> {
                     },
                 )
             }
+            Target::Field(var, field) => {
+                let got: u64 = if let Some(it) = self.iters.get(var) {
+                    match field.as_str() {
+                        "count" => it.count,
+                        "iov_offset" => it.iov_offset,
+                        "nr_segs" => it.nr_segs as u64,
+                        _ => {
+                            return Err(self.err(
+                                s.span,
+                                format!(
+                                    "an iterator has count, iov_offset and nr_segs, not `{field}`"
+                                ),
+                            ));
+                        }
+                    }
+                } else if let Some(x) = self.vars.get(var) {
+                    match field.as_str() {
+                        "start" => x.start,
+                        _ => {
+                            return Err(self.err(
+                                s.span,
+                                format!("a result has pages and start, not `{field}`"),
+                            ));
+                        }
+                    }
+                } else {
+                    return Err(self.err(s.span, format!("undefined result or iterator `{var}`")));
+                };
+                let Some(Value::Expr(e)) = v else {
+                    return Err(self.err(s.span, "compare a field with a number"));
+                };
+                let want = self.eval(e)?;
+                (i128::from(got) == want, format!("{got:#x}"))
+            }
             Target::Ret(var) | Target::Pages(var) => {
                 let x = self
                     .vars
                     .get(var)
                     .ok_or_else(|| self.err(s.span, format!("undefined result `{var}`")))?;
-                let names: Vec<String> = x.pages.iter().map(|p| self.m.page_name(*p)).collect();
+                let names: Vec<String> = x.pages.iter().map(|p| self.sys.m.page_name(*p)).collect();
                 match v {
                     Some(Value::Pages(want)) => {
                         let got = names.clone();
@@ -873,8 +1345,10 @@ pub fn fmt_ret(v: i64) -> String {
             return format!("-{}", e.name());
         }
     }
-    if v > 0xffff {
-        format!("{v:#x}")
+    if !(-0xffff..=0xffff).contains(&v) {
+        // Addresses and large sizes read best in hex (kernel addresses are
+        // negative as i64).
+        format!("{:#x}", v as u64)
     } else {
         v.to_string()
     }

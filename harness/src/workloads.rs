@@ -1,21 +1,20 @@
 //! The built-in workloads, embedded in the binary.
 
-/// (file name, source) of every built-in workload.
-pub const BUILTIN: &[(&str, &str)] = &[
-    (
-        "gup_fast_matrix.vmw",
-        include_str!("../workloads/gup_fast_matrix.vmw"),
-    ),
-    (
-        "kernel_ds_gup_fast.vmw",
-        include_str!("../workloads/kernel_ds_gup_fast.vmw"),
-    ),
-    (
-        "gup_fast_zero_and_alignment.vmw",
-        include_str!("../workloads/gup_fast_zero_and_alignment.vmw"),
-    ),
-    (
-        "page_mkwrite_retry.vmw",
-        include_str!("../workloads/page_mkwrite_retry.vmw"),
-    ),
+macro_rules! builtin {
+    ($($name:literal),* $(,)?) => {
+        &[$((concat!($name, ".vmw"), include_str!(concat!("../workloads/", $name, ".vmw")))),*]
+    };
+}
+
+/// (file name, source) of every built-in workload, in transcript order.
+pub const BUILTIN: &[(&str, &str)] = builtin![
+    "gup_fast_matrix",
+    "kernel_ds_gup_fast",
+    "gup_fast_zero_and_alignment",
+    "page_mkwrite_retry",
+    "get_pages_stitching",
+    "iov_iter_get_pages_examples",
+    "zero_len_bvec",
+    "vmsplice_16",
+    "pipe_iter_fill",
 ];

@@ -77,7 +77,10 @@ impl<A: Arch> Sys<A> {
     ) -> Result<GotPages, Errno> {
         let maxsize = maxsize.min(i.count);
         if i.ty == IterType::Pipe {
-            return self.pipe_get_pages(i, maxsize, maxpages.unwrap_or(u64::MAX));
+            return match maxpages {
+                Some(mp) => self.pipe_get_pages(i, maxsize, mp),
+                None => self.pipe_get_pages_alloc(i, maxsize),
+            };
         }
         let Some(p) = self.first_piece(i, maxsize) else {
             return Ok(GotPages::default());
@@ -179,7 +182,16 @@ impl<A: Arch> Sys<A> {
             return self.pipe_get_pages(i, maxsize, u64::MAX);
         }
         let maxsize = self.iov_iter_pvec_size(i, intended).min(maxsize);
-        let npages = maxsize.div_ceil(A::PAGE_SIZE);
+        // As posted, the array holds ceil(maxsize / PAGE_SIZE) entries: the
+        // first piece's in-page offset is left out, so an unaligned first
+        // piece that needs one more page fails with -EFAULT below. The
+        // intended rule (an unaligned first base is allowed) counts it.
+        let lead = match (intended, self.first_piece(i, maxsize)) {
+            (true, Some(Piece::User { addr, .. })) => addr.offset_in(A::PAGE_SIZE),
+            (true, Some(Piece::Page { offset, .. })) => offset,
+            _ => 0,
+        };
+        let npages = (maxsize + lead).div_ceil(A::PAGE_SIZE);
         let mut pages: Vec<Pfn> = Vec::new();
         let mut len = 0u64;
         let mut start = 0u64;
@@ -481,7 +493,8 @@ impl<A: Arch> Sys<A> {
     /// `iov_iter_get_pages`, calls `f(page, from, len)` for each page
     /// subrange — never with `mmap_sem` held (checked) — and advances the
     /// iterator. `f` receives the page's reference; if it returns false the
-    /// walk stops and only the references not handed out are dropped.
+    /// walk stops and only the references not handed out are dropped. KVEC
+    /// pages are looked up in the kernel's tables and carry no reference.
     /// Returns the bytes handed to `f`, or the first error if none.
     pub fn iov_iter_for_each_page(
         &mut self,
@@ -492,6 +505,38 @@ impl<A: Arch> Sys<A> {
     ) -> Result<u64, Errno> {
         let mut left = size.min(i.count);
         let mut done = 0u64;
+        if i.ty == IterType::Kvec {
+            // Kernel memory has no pages to get: look each page up (no
+            // reference is taken, none is handed to f).
+            let pieces = i.pieces(&mut self.m, left);
+            let mut bytes = 0u64;
+            'outer: for p in pieces {
+                let Piece::Kernel { addr, len } = p else {
+                    continue;
+                };
+                let mut off = 0u64;
+                while off < len {
+                    let va = addr.wrapping_add(off);
+                    let chunk = (A::PAGE_SIZE - va.offset_in(A::PAGE_SIZE)).min(len - off);
+                    let Some(pa) = self.m.kernel_pa(va) else {
+                        break 'outer;
+                    };
+                    let go_on = f(
+                        self,
+                        pa.pfn(A::PAGE_SHIFT),
+                        va.offset_in(A::PAGE_SIZE),
+                        chunk,
+                    );
+                    bytes += chunk;
+                    off += chunk;
+                    if !go_on {
+                        break 'outer;
+                    }
+                }
+            }
+            self.iov_iter_advance(i, bytes);
+            return Ok(bytes);
+        }
         while left > 0 {
             let g = match self.iov_iter_get_pages(i, left, batch) {
                 Ok(g) if g.bytes > 0 => g,

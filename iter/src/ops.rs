@@ -202,6 +202,13 @@ impl<A: Arch> Sys<A> {
         if n == 0 {
             return Ok(());
         }
+        if n > crate::iov_iter::MAX_RW_COUNT {
+            self.m.event(
+                EventKind::KernelBug,
+                "iov_iter_revert: WARN_ON(unroll > MAX_RW_COUNT)",
+            );
+            return Ok(());
+        }
         i.count += n;
         if i.ty == IterType::Pipe {
             self.pipe_revert(i, n);

@@ -467,7 +467,11 @@ impl<A: Arch> Machine<A> {
                     };
                 }
                 if self.mmap_read_lock(mm).is_err() {
-                    return if done > 0 { Ok(done) } else { Err(Errno(35)) };
+                    return if done > 0 {
+                        Ok(done)
+                    } else {
+                        Err(Errno::EDEADLK)
+                    };
                 }
                 *locked = true;
                 let again = if self.knobs.gup_repeat_retry {

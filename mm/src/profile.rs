@@ -90,6 +90,10 @@ pub struct Knobs {
     pub ubuf_iter: bool,
     /// `iov_iter_revert` exists (v4.11+).
     pub iov_iter_revert: bool,
+    /// The advancing `iov_iter_get_pages2`/`_alloc2` (6.0) and
+    /// `iov_iter_extract_pages` (6.3) replace the non-advancing
+    /// `iov_iter_get_pages`/`_alloc`.
+    pub get_pages2: bool,
     /// A zero-length bvec stops the bvec walker from making progress
     /// (1bdc76aea115, v4.10; fixed by 7e24969022cb in 5.9, CVE-2020-25641).
     pub bvec_zero_len_livelock: bool,
@@ -149,6 +153,7 @@ impl Base {
                 pipe_iter: true,
                 ubuf_iter: false,
                 iov_iter_revert: false,
+                get_pages2: false,
                 bvec_zero_len_livelock: true,
             },
             Base::V4_17 => Knobs {
@@ -174,6 +179,7 @@ impl Base {
                 pipe_iter: false,
                 ubuf_iter: true,
                 iov_iter_revert: true,
+                get_pages2: true,
                 bvec_zero_len_livelock: false,
             },
         }

@@ -38,11 +38,11 @@ impl<A: Arch> Machine<A> {
                         format!("{task} sleeps in down_read({mm:?})"),
                     ),
                 }
-                Err(Errno(35))
+                Err(Errno::EDEADLK)
             }
             Err(e) => {
                 self.event(EventKind::KernelBug, e.to_string());
-                Err(Errno(35))
+                Err(Errno::EDEADLK)
             }
         }
     }

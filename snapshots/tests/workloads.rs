@@ -59,3 +59,15 @@ fn parse_error_display() {
     settings.set_omit_expression(true);
     settings.bind(|| insta::assert_snapshot!("parse_error", err.to_string()));
 }
+
+#[test]
+fn vmemu_help() {
+    use clap::CommandFactory;
+    let mut cmd = vmemu_harness::cli::Cli::command();
+    let help = cmd.render_long_help().to_string();
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path("../transcripts");
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| insta::assert_snapshot!("vmemu_help", help));
+}

@@ -1,0 +1,98 @@
+//! The command line of `vmemu` (clap derive), in the library so tests can
+//! render its help.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vmemu",
+    version,
+    about = "Emulate the Linux kernel's user-memory access layer (page tables, access_ok/set_fs, get_user_pages, gup-fast) per arch and kernel version",
+    after_help = "Examples:\n  vmemu matrix                          run every built-in workload on x86_64, arm64, ppc64\n  vmemu run harness/workloads/kernel_ds_gup_fast.vmw --kernel v4.10\n  vmemu list                            arches, kernel profiles and their knobs"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    /// The subcommand.
+    pub cmd: Cmd,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    /// Transcripts for people.
+    Text,
+    /// JSON Lines for tools.
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run workload scripts and print their transcripts.
+    #[command(
+        after_help = "Example:\n  vmemu run harness/workloads/kernel_ds_gup_fast.vmw --arch arm64 --kernel v4.10 --format json"
+    )]
+    Run {
+        /// Workload files (*.vmw), or names of built-in workloads.
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, or all (x86_64, arm64, ppc64).
+        #[arg(long = "arch", default_value = "all")]
+        arches: Vec<String>,
+        /// Kernel profile (repeatable), e.g. v4.10, v4.10+capper, v6.13; default: the script's `kernels` line, else v6.13.
+        #[arg(long = "kernel")]
+        kernels: Vec<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// Run workloads x arches x their profiles in parallel and print a summary table.
+    #[command(
+        after_help = "Example:\n  vmemu matrix                 all built-in workloads\n  vmemu matrix my/workloads/   every *.vmw under a directory"
+    )]
+    Matrix {
+        /// Workload files or directories (default: the built-in workloads).
+        paths: Vec<PathBuf>,
+        /// Arch (repeatable); default all three main arches.
+        #[arg(long = "arch", default_value = "all")]
+        arches: Vec<String>,
+        /// Exit 1 if any run fails (the default is to report and exit 1 too; kept for scripts).
+        #[arg(long)]
+        check: bool,
+        /// Output format (json: every record plus one summary per run).
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+    },
+    /// List arches, kernel profiles with their knobs, and built-in workloads.
+    List,
+    /// Show both walks of an address level by level, and the knobs that decide gup-fast and uaccess.
+    #[command(
+        after_help = "Example:\n  vmemu explain 'kdirect(256)' --arch arm64 --kernel v4.10 --workload harness/workloads/kernel_ds_gup_fast.vmw"
+    )]
+    Explain {
+        /// The address: a number or an expression such as kdirect(256) or PAGE_OFFSET + 0x1000.
+        addr: String,
+        /// Arch.
+        #[arg(long)]
+        arch: String,
+        /// Kernel profile.
+        #[arg(long, default_value = "v6.13")]
+        kernel: String,
+        /// Run this workload first (its mappings are then in the address space).
+        #[arg(long)]
+        workload: Option<String>,
+    },
+    /// Parse workload files and report errors, without running them.
+    #[command(after_help = "Example:\n  vmemu check harness/workloads/*.vmw")]
+    Check {
+        /// Workload files.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Print shell completions.
+    #[command(after_help = "Example:\n  vmemu completions bash > /etc/bash_completion.d/vmemu")]
+    Completions {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+}

@@ -1,0 +1,194 @@
+//! The `vmemu` binary: exit codes, error spans, JSON Lines fields.
+
+use std::io::Write;
+use std::process::{Command, Output};
+
+fn vmemu(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vmemu"))
+        .args(args)
+        .output()
+        .expect("vmemu runs")
+}
+
+fn script(name: &str, body: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("vmemu-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::File::create(&p)
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    p
+}
+
+/// Malformed input: each gives exit 2 with `file:line:col` and never a panic.
+#[test]
+fn malformed_inputs_exit_2_with_a_span() {
+    let huge_iovecs = format!(
+        "map b 1 page\niter v iovec READ [{}]\n",
+        vec!["b:1"; 1_000_000].join(", ")
+    );
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "unknown statement",
+            "map buf 4K\nfrobnicate the pages\n".into(),
+            ":2:1:",
+        ),
+        ("bad number", "map buf 0x12G3\n".into(), ":1:9:"),
+        (
+            "undefined mapping",
+            "r = get_user_pages_fast(nowhere, 1, 0)\n".into(),
+            ":1:",
+        ),
+        (
+            "overflowing arithmetic",
+            "map a 1 page at 0xffffffffffffffff * 0xffffffffffffffff * 4\n".into(),
+            ":1:",
+        ),
+        ("10^6 iovecs", huge_iovecs, ":2:1:"),
+        (
+            "unclosed block",
+            "set_fs KERNEL_DS {\nmap a 1 page\n".into(),
+            ":1:1:",
+        ),
+        ("bad profile", "kernels v9.9\n".into(), ":1:9:"),
+        (
+            "bad flag",
+            "map a 1 page\nr = get_user_pages_fast(a, 1, FOLL_BOGUS)\n".into(),
+            ":2:",
+        ),
+    ];
+    for (what, body, span) in cases {
+        let p = script(&format!("{}.vmw", what.replace(' ', "_")), &body);
+        let out = vmemu(&["run", p.to_str().unwrap(), "--arch", "x86_64"]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains(span), "{what}: no span {span} in {err}");
+        assert!(!err.contains("panicked"), "{what}: {err}");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(vmemu(&["run", "/nonexistent.vmw"]).status.code(), Some(2));
+    assert_eq!(
+        vmemu(&["run", "kernel_ds_gup_fast", "--arch", "mips"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        vmemu(&["run", "kernel_ds_gup_fast", "--kernel", "v4.10+nope"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(vmemu(&["frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn failed_expect_exits_1_and_passing_exits_0() {
+    let ok = script(
+        "ok.vmw",
+        "map buf 1 page\ntouch buf\nr = get_user_pages_fast(buf, 1, 0)\nexpect r == 1\nrelease r\n",
+    );
+    assert_eq!(vmemu(&["run", ok.to_str().unwrap()]).status.code(), Some(0));
+    let bad = script(
+        "bad.vmw",
+        "map buf 1 page\nr = get_user_pages_fast(buf, 1, 0)\nexpect r == 7\nrelease r\n",
+    );
+    assert_eq!(
+        vmemu(&["run", bad.to_str().unwrap()]).status.code(),
+        Some(1)
+    );
+    // A reference never released is a leak: exit 1.
+    let leak = script(
+        "leak.vmw",
+        "map buf 1 page\nr = get_user_pages_fast(buf, 1, 0)\n",
+    );
+    let out = vmemu(&[
+        "run",
+        leak.to_str().unwrap(),
+        "--arch",
+        "arm64",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let last = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(last.contains("\"leaked_refs\":1"), "{last}");
+}
+
+#[test]
+fn json_lines_have_the_documented_fields() {
+    let out = vmemu(&[
+        "run",
+        "kernel_ds_gup_fast",
+        "--kernel",
+        "v4.10",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut saw_pin = false;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        if v.get("summary").is_some() {
+            assert!(v.get("leaked_refs").is_some());
+            continue;
+        }
+        for f in [
+            "workload", "arch", "kernel", "line", "op", "ret", "errno", "pages", "events",
+        ] {
+            assert!(v.get(f).is_some(), "missing {f} in {line}");
+        }
+        if v["op"] == "get_user_pages_fast" && v["arch"] == "arm64" {
+            assert_eq!(v["pages"], serde_json::json!(["victim[0]", "victim[1]"]));
+            saw_pin = true;
+        }
+        if v["op"] == "get_user_pages_fast" && v["arch"] == "x86_64" {
+            assert_eq!(v["errno"], "EFAULT");
+            assert_eq!(v["ret"], -14);
+        }
+    }
+    assert!(saw_pin);
+}
+
+#[test]
+fn explain_shows_both_walks() {
+    let out = vmemu(&[
+        "explain",
+        "kdirect(256)",
+        "--arch",
+        "arm64",
+        "--kernel",
+        "v4.10",
+        "--workload",
+        "kernel_ds_gup_fast",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(t.contains("page victim[0] (user)"), "{t}");
+    assert!(t.contains("TTBR1"), "{t}");
+    assert!(t.contains("kdirect[256] (kernel only)"), "{t}");
+}
+
+#[test]
+fn check_and_list() {
+    let out = vmemu(&["list"]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        t.contains("v4.10+capper")
+            && t.contains("gup_fast_range")
+            && t.contains("kernel_ds_gup_fast.vmw")
+    );
+    let bad = script("check.vmw", "map buf 4K\nthis is not a statement @@\n");
+    let out = vmemu(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check.vmw:2:"));
+}
