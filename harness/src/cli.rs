@@ -24,6 +24,8 @@ pub enum Format {
     Text,
     /// JSON Lines for tools.
     Json,
+    /// KTAP version 1, as KUnit prints it.
+    Ktap,
 }
 
 #[derive(Subcommand, Debug)]
@@ -89,6 +91,10 @@ pub enum Cmd {
         #[arg(required = true)]
         files: Vec<String>,
     },
+    /// Measure speed as ratios against yardsticks in the same run.
+    Bench(crate::bench::BenchArgs),
+    /// Generate seeded random workloads, check invariants and oracles, shrink failures.
+    Fuzz(crate::fuzz::FuzzArgs),
     /// Print shell completions.
     #[command(after_help = "Example:\n  vmemu completions bash > /etc/bash_completion.d/vmemu")]
     Completions {

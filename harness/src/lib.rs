@@ -12,7 +12,12 @@
 //! assert!(run.summary.passed);
 //! ```
 
+pub mod bench;
+pub mod callers;
 pub mod cli;
+pub mod fuzz;
+pub mod ktap;
 pub mod lang;
 pub mod run;
+pub mod syscalls;
 pub mod workloads;

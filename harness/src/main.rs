@@ -116,9 +116,13 @@ fn execute(
 }
 
 fn emit(runs: &[Run], format: Format, out: &mut impl Write) -> std::io::Result<()> {
+    if format == Format::Ktap {
+        return write!(out, "{}", vmemu_harness::ktap::format_runs(runs));
+    }
     for r in runs {
         match format {
             Format::Text => write!(out, "{}", run::format_run(r))?,
+            Format::Ktap => {}
             Format::Json => {
                 for rec in &r.records {
                     writeln!(out, "{}", serde_json::to_string(rec).unwrap_or_default())?;
@@ -186,7 +190,7 @@ fn real_main() -> Result<bool, Usage> {
             let ws = collect_paths(&paths)?;
             let runs = execute(&ws, &plan(&ws, &arches, &[]), format)?;
             match format {
-                Format::Json => {
+                Format::Json | Format::Ktap => {
                     let _ = emit(&runs, format, &mut out);
                 }
                 Format::Text => {
@@ -274,6 +278,8 @@ fn real_main() -> Result<bool, Usage> {
             }
             Ok(true)
         }
+        Cmd::Bench(args) => vmemu_harness::bench::main(&args).map_err(Usage),
+        Cmd::Fuzz(args) => vmemu_harness::fuzz::main(&args).map_err(Usage),
         Cmd::Completions { shell } => {
             clap_complete::aot::generate(shell, &mut Cli::command(), "vmemu", &mut out);
             Ok(true)

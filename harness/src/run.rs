@@ -257,29 +257,29 @@ fn explain_in<A: Arch>(
     Ok(out)
 }
 
-struct Var {
-    ret: i64,
-    pages: Vec<Pfn>,
-    pin: bool,
+pub(crate) struct Var {
+    pub(crate) ret: i64,
+    pub(crate) pages: Vec<Pfn>,
+    pub(crate) pin: bool,
     /// Whether the pages carry references the workload must release.
-    owned: bool,
-    start: u64,
+    pub(crate) owned: bool,
+    pub(crate) start: u64,
 }
 
-struct Runner<'w, A: Arch> {
-    w: &'w Workload,
-    kernel: String,
-    sys: Sys<A>,
-    maps: HashMap<String, (VirtAddr, u64)>,
-    files: HashMap<String, u32>,
-    vars: HashMap<String, Var>,
-    iters: HashMap<String, IovIter>,
-    pipes: HashMap<String, usize>,
-    records: Vec<Record>,
-    expected_events: BTreeSet<String>,
-    seen_events: usize,
-    expects: usize,
-    failed: usize,
+pub(crate) struct Runner<'w, A: Arch> {
+    pub(crate) w: &'w Workload,
+    pub(crate) kernel: String,
+    pub(crate) sys: Sys<A>,
+    pub(crate) maps: HashMap<String, (VirtAddr, u64)>,
+    pub(crate) files: HashMap<String, u32>,
+    pub(crate) vars: HashMap<String, Var>,
+    pub(crate) iters: HashMap<String, IovIter>,
+    pub(crate) pipes: HashMap<String, usize>,
+    pub(crate) records: Vec<Record>,
+    pub(crate) expected_events: BTreeSet<String>,
+    pub(crate) seen_events: usize,
+    pub(crate) expects: usize,
+    pub(crate) failed: usize,
 }
 
 /// Largest copy a script may ask for.
@@ -386,7 +386,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         })
     }
 
-    fn exec_block(&mut self, stmts: &[Stmt]) -> Result<(), ScriptError> {
+    pub(crate) fn exec_block(&mut self, stmts: &[Stmt]) -> Result<(), ScriptError> {
         for s in stmts {
             if self.applies(&s.qual) {
                 self.exec(s)?;
@@ -395,7 +395,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         Ok(())
     }
 
-    fn record(&mut self, s: &Stmt, op: &str) -> Record {
+    pub(crate) fn record(&mut self, s: &Stmt, op: &str) -> Record {
         Record {
             workload: self.w.name.clone(),
             arch: A::ID.name().to_string(),
@@ -412,7 +412,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         }
     }
 
-    fn push(&mut self, mut r: Record) {
+    pub(crate) fn push(&mut self, mut r: Record) {
         r.events = self.sys.m.events[self.seen_events..]
             .iter()
             .map(|e| e.to_string())
@@ -421,11 +421,11 @@ impl<'w, A: Arch> Runner<'w, A> {
         self.records.push(r);
     }
 
-    fn err(&self, span: Span, msg: impl Into<String>) -> ScriptError {
+    pub(crate) fn err(&self, span: Span, msg: impl Into<String>) -> ScriptError {
         err_at(self.w, span, msg)
     }
 
-    fn eval(&self, e: &Expr) -> Result<i128, ScriptError> {
+    pub(crate) fn eval(&self, e: &Expr) -> Result<i128, ScriptError> {
         let l = self.sys.m.layout;
         match e {
             Expr::Name(n, span) => {
@@ -473,7 +473,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         }
     }
 
-    fn addr(&self, e: &Expr, span: Span) -> Result<VirtAddr, ScriptError> {
+    pub(crate) fn addr(&self, e: &Expr, span: Span) -> Result<VirtAddr, ScriptError> {
         let v = self.eval(e)?;
         to_u64(self.w, v, span).map(VirtAddr)
     }
@@ -539,7 +539,11 @@ impl<'w, A: Arch> Runner<'w, A> {
                 res
             }
             StmtKind::Call { var, func, args } => {
-                if matches!(
+                if crate::callers::CALLS.iter().any(|(n, _)| n == func) {
+                    self.exec_caller(s, var.as_deref(), func, args)
+                } else if crate::syscalls::CALLS.iter().any(|(n, _)| n == func) {
+                    self.exec_syscall(s, var.as_deref(), func, args)
+                } else if matches!(
                     func.as_str(),
                     "vmsplice" | "readv" | "writev" | "splice_write"
                 ) {
@@ -681,7 +685,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         Ok(())
     }
 
-    fn flags(&self, s: &Stmt, a: &Arg) -> Result<GupFlags, ScriptError> {
+    pub(crate) fn flags(&self, s: &Stmt, a: &Arg) -> Result<GupFlags, ScriptError> {
         match a {
             Arg::Expr(e) => {
                 let v = self.eval(e)?;
@@ -702,7 +706,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         }
     }
 
-    fn expr_arg(&self, a: &Arg, s: &Stmt) -> Result<i128, ScriptError> {
+    pub(crate) fn expr_arg(&self, a: &Arg, s: &Stmt) -> Result<i128, ScriptError> {
         match a {
             Arg::Expr(e) => self.eval(e),
             Arg::Flags(_) => Err(self.err(s.span, "expected a value, found flags")),
@@ -1331,7 +1335,7 @@ fn collect_expected_events(stmts: &[Stmt], f: &mut impl FnMut(&str, &Qual)) {
     }
 }
 
-fn set_err(r: &mut Record, e: Errno) {
+pub(crate) fn set_err(r: &mut Record, e: Errno) {
     r.ret = Some(e.to_ret());
     r.errno = Some(e.name().to_string());
 }
@@ -1373,7 +1377,7 @@ fn checked<A: Arch>(r: &Runner<'_, A>, span: Span, v: Option<i128>) -> Result<i1
         .ok_or_else(|| r.err(span, "arithmetic overflow"))
 }
 
-fn to_u64(w: &Workload, v: i128, span: Span) -> Result<u64, ScriptError> {
+pub(crate) fn to_u64(w: &Workload, v: i128, span: Span) -> Result<u64, ScriptError> {
     if (-(1i128 << 63)..(1i128 << 64)).contains(&v) {
         Ok(v as u64)
     } else {

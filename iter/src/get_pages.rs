@@ -100,9 +100,15 @@ impl<A: Arch> Sys<A> {
                     gup_write(i),
                     &mut pages,
                 )?;
-                let bytes = if res == n { len } else { res * A::PAGE_SIZE } - start;
+                let covered = if res == n { len } else { res * A::PAGE_SIZE };
+                if covered < start {
+                    // maxpages = 0: no page and nothing covered, yet *start*
+                    // is still subtracted; the ssize_t result is -start,
+                    // which callers take for an errno.
+                    return Err(Errno((start - covered) as i32));
+                }
                 Ok(GotPages {
-                    bytes,
+                    bytes: covered - start,
                     pages,
                     start,
                     pinned: false,
@@ -327,6 +333,11 @@ impl<A: Arch> Sys<A> {
                 let page = Pfn(bv.page.0 + skip / A::PAGE_SIZE);
                 let start = skip % A::PAGE_SIZE;
                 let n = (start + size).div_ceil(A::PAGE_SIZE).min(maxpages);
+                if n == 0 {
+                    // An empty current element at a page boundary:
+                    // want_pages_array() sizes a 0-entry array → -ENOMEM.
+                    return Err(Errno::ENOMEM);
+                }
                 let mut pages = Vec::new();
                 for k in 0..n {
                     self.m.get_page_held(Pfn(page.0 + k));

@@ -404,7 +404,7 @@ impl IovIter {
         }
         let (done, mut idx, mut off) = self.walk(m, n, step);
         if matches!(self.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec)
-            && self.iov.get(idx).is_some_and(|s| off == s.len && false)
+            && self.iov.get(idx).is_some_and(|s| off == s.len)
         {
             idx += 1;
             off = 0;

@@ -362,11 +362,24 @@ impl<A: Arch> Sys<A> {
         k.count = u64::MAX;
         k.iterate(&mut self.m, bytes, &mut |m, p, _| {
             if let Piece::User { addr, len } = p {
-                let mut b = vec![0u8; len.min(1 << 20) as usize];
-                let left = m.copy_from_user(&mut b, addr);
-                if left != 0 {
-                    failed = true;
-                    return left;
+                // fault_in_pages_readable: one byte of every page of the
+                // piece, however long it is.
+                let mut a = addr;
+                let end = addr.wrapping_add(len - 1);
+                if end < addr {
+                    failed = true; // the range wraps: -EFAULT
+                    return len;
+                }
+                while a <= end {
+                    let mut b = [0u8; 1];
+                    if m.copy_from_user(&mut b, a) != 0 {
+                        failed = true;
+                        return len;
+                    }
+                    a = a.align_down(A::PAGE_SIZE).wrapping_add(A::PAGE_SIZE);
+                    if a.0 == 0 {
+                        break;
+                    }
                 }
             }
             0
