@@ -18,6 +18,8 @@ pub mod cli;
 pub mod fuzz;
 pub mod ktap;
 pub mod lang;
+pub mod limits;
+pub(crate) mod oracle;
 pub mod run;
 pub mod syscalls;
 pub mod workloads;

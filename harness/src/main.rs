@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use vmemu_arch::ArchId;
 use vmemu_harness::cli::{Cli, Cmd, Format};
 use vmemu_harness::lang::{self, ScriptError, Workload};
-use vmemu_harness::run::{self, Run};
+use vmemu_harness::run::{self, Run, RunOptions};
 use vmemu_harness::workloads::BUILTIN;
 use vmemu_mm::KernelProfile;
 
@@ -86,7 +86,9 @@ fn execute(
     ws: &[Workload],
     plan: &[(usize, ArchId, String)],
     format: Format,
+    opts: &RunOptions,
 ) -> Result<Vec<Run>, Usage> {
+    run::check_step_budget(ws, plan, opts.limits.max_steps).map_err(script_err)?;
     // A progress bar on stderr, shown only once the runs take longer than a
     // second, only on a terminal, and never with JSON output.
     let bar = indicatif::ProgressBar::with_draw_target(
@@ -98,7 +100,7 @@ fn execute(
     let out = plan
         .par_iter()
         .map(|(i, a, k)| {
-            let r = run::run(&ws[*i], *a, k);
+            let r = run::run_with(&ws[*i], *a, k, opts);
             bar.inc(1);
             if format == Format::Text
                 && started.elapsed().as_secs() >= 1
@@ -170,13 +172,20 @@ fn real_main() -> Result<bool, Usage> {
             arches,
             kernels,
             format,
+            check_invariants,
+            limits,
         } => {
+            let opts = RunOptions {
+                check_invariants,
+                oracles: false,
+                limits,
+            };
             for k in &kernels {
                 KernelProfile::parse(k).map_err(|e| Usage(e.to_string()))?;
             }
             let arches = parse_arches(&arches)?;
             let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
-            let runs = execute(&ws, &plan(&ws, &arches, &kernels), format)?;
+            let runs = execute(&ws, &plan(&ws, &arches, &kernels), format, &opts)?;
             let _ = emit(&runs, format, &mut out);
             Ok(runs.iter().all(|r| r.summary.passed))
         }
@@ -185,10 +194,17 @@ fn real_main() -> Result<bool, Usage> {
             arches,
             check: _,
             format,
+            check_invariants,
+            limits,
         } => {
+            let opts = RunOptions {
+                check_invariants,
+                oracles: false,
+                limits,
+            };
             let arches = parse_arches(&arches)?;
             let ws = collect_paths(&paths)?;
-            let runs = execute(&ws, &plan(&ws, &arches, &[]), format)?;
+            let runs = execute(&ws, &plan(&ws, &arches, &[]), format, &opts)?;
             match format {
                 Format::Json | Format::Ktap => {
                     let _ = emit(&runs, format, &mut out);
@@ -205,7 +221,7 @@ fn real_main() -> Result<bool, Usage> {
                             format!("pass ({} expects)", s.expects)
                         } else {
                             format!(
-                                "FAIL ({} of {} expects failed, {} refs leaked{})",
+                                "FAIL ({} of {} expects failed, {} refs leaked{}{})",
                                 s.failed_expects,
                                 s.expects,
                                 s.leaked_refs,
@@ -213,6 +229,11 @@ fn real_main() -> Result<bool, Usage> {
                                     ""
                                 } else {
                                     ", unexpected events"
+                                },
+                                if s.invariant_violations == 0 {
+                                    ""
+                                } else {
+                                    ", invariant violated"
                                 }
                             )
                         };

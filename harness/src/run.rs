@@ -18,6 +18,7 @@ use vmemu_mm::{
 use crate::lang::{
     Arg, Expr, MapSpec, Qual, ScriptError, Span, Stmt, StmtKind, Target, Value, Workload,
 };
+pub use crate::limits::{Limits, RunOptions};
 
 /// One transcript line.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -69,6 +70,13 @@ pub struct Summary {
     pub leaked_refs: u64,
     /// Events nobody expected.
     pub unexpected_events: Vec<String>,
+    /// Invariant violations (with `--check-invariants`; the run stops at the first).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub invariant_violations: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A run: its records and summary.
@@ -98,7 +106,80 @@ pub fn default_kernels(w: &Workload) -> Vec<String> {
 
 /// Runs `w` on `arch` under `kernel`.
 pub fn run(w: &Workload, arch: ArchId, kernel: &str) -> Result<Run, ScriptError> {
-    with_arch!(arch, A => Runner::<A>::start(w, kernel)?.run())
+    run_with(w, arch, kernel, &RunOptions::default())
+}
+
+/// Runs `w` on `arch` under `kernel` with options (invariant checks,
+/// oracles, resource bounds).
+pub fn run_with(
+    w: &Workload,
+    arch: ArchId,
+    kernel: &str,
+    opts: &RunOptions,
+) -> Result<Run, ScriptError> {
+    with_arch!(arch, A => Runner::<A>::start_with(w, kernel, *opts)?.run())
+}
+
+/// Statements in `stmts`, `set_fs` bodies included.
+#[must_use]
+pub fn count_statements(stmts: &[Stmt]) -> usize {
+    stmts
+        .iter()
+        .map(|s| match &s.kind {
+            StmtKind::SetFs(_, body) => 1 + count_statements(body),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// The statements a run of `w` on `arch` under `kernel` executes, in order
+/// (the language has no loops or branches: qualifiers decide statically).
+#[must_use]
+pub fn executed_spans(w: &Workload, arch: ArchId, kernel: &str) -> Vec<Span> {
+    fn rec(stmts: &[Stmt], arch: ArchId, kernel: &str, out: &mut Vec<Span>) {
+        for s in stmts {
+            let q = &s.qual;
+            let arch_ok =
+                q.arches.is_empty() || q.arches.iter().any(|a| a == arch.name() || a == "all");
+            let kernel_ok = q.kernels.is_empty() || q.kernels.iter().any(|k| k == kernel);
+            if arch_ok && kernel_ok {
+                out.push(s.span);
+                if let StmtKind::SetFs(_, body) = &s.kind {
+                    rec(body, arch, kernel, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    rec(&w.stmts, arch, kernel, &mut out);
+    out
+}
+
+/// Checks that the runs of `plan` (workload index, arch, kernel) together
+/// execute at most `max_steps` statements; the error points at the first
+/// statement past the bound.
+pub fn check_step_budget(
+    ws: &[Workload],
+    plan: &[(usize, ArchId, String)],
+    max_steps: u64,
+) -> Result<(), ScriptError> {
+    let mut total = 0u64;
+    for (i, a, k) in plan {
+        let w = &ws[*i];
+        for span in executed_spans(w, *a, k) {
+            total += 1;
+            if total > max_steps {
+                return Err(err_at(
+                    w,
+                    span,
+                    format!(
+                        "the runs would execute more than {max_steps} statements in total (on {a} under {k}); raise the limit with --max-steps"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `vmemu explain`: both walks of `addr` level by level, after running the
@@ -280,12 +361,18 @@ pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) seen_events: usize,
     pub(crate) expects: usize,
     pub(crate) failed: usize,
+    pub(crate) opts: RunOptions,
+    /// An invariant or oracle failed: the rest of the workload is skipped.
+    pub(crate) halted: bool,
+    pub(crate) violations: usize,
+    /// Pipe slots created so far (`--max-pipe-buffers`).
+    pub(crate) pipe_buffers: usize,
+    /// Oracle state (the flat models of the iterators).
+    pub(crate) oracle: crate::oracle::OracleState,
 }
 
 /// Largest copy a script may ask for.
 const MAX_COPY: u64 = 64 << 20;
-/// Largest emulated memory a script may ask for.
-const MAX_MEM: i128 = 16 << 30;
 
 fn prot_of(s: &str) -> Prot {
     Prot {
@@ -297,6 +384,22 @@ fn prot_of(s: &str) -> Prot {
 
 impl<'w, A: Arch> Runner<'w, A> {
     fn start(w: &'w Workload, kernel: &str) -> Result<Self, ScriptError> {
+        Self::start_with(w, kernel, RunOptions::default())
+    }
+
+    fn start_with(w: &'w Workload, kernel: &str, opts: RunOptions) -> Result<Self, ScriptError> {
+        let n = count_statements(&w.stmts);
+        if n > opts.limits.max_statements {
+            let span = nth_statement(&w.stmts, opts.limits.max_statements).unwrap_or_default();
+            return Err(err_at(
+                w,
+                span,
+                format!(
+                    "the workload has {n} statements, more than {}; raise the limit with --max-statements",
+                    opts.limits.max_statements
+                ),
+            ));
+        }
         let profile = KernelProfile::parse(kernel).map_err(|e| ScriptError {
             file: w.file.clone(),
             span: Span { line: 0, col: 0 },
@@ -313,11 +416,21 @@ impl<'w, A: Arch> Runner<'w, A> {
                 layout.task_size_max,
                 layout.vmalloc_start,
             )?;
-            if !(16 << 20..=MAX_MEM).contains(&v) {
+            let max = i128::from(opts.limits.max_mem);
+            if v < 16 << 20 {
                 return Err(err_at(
                     w,
-                    Span { line: 1, col: 1 },
-                    format!("mem must be between 16M and 16G, found {v}"),
+                    mem_span(w),
+                    format!("mem must be at least 16M, found {v}"),
+                ));
+            }
+            if v > max {
+                return Err(err_at(
+                    w,
+                    mem_span(w),
+                    format!(
+                        "mem {v} is more than the limit of {max} bytes; raise it with --max-mem (at most 64G)"
+                    ),
                 ));
             }
             size = v as u64;
@@ -338,6 +451,11 @@ impl<'w, A: Arch> Runner<'w, A> {
             seen_events: 0,
             expects: 0,
             failed: 0,
+            opts,
+            halted: false,
+            violations: 0,
+            pipe_buffers: 0,
+            oracle: crate::oracle::OracleState::default(),
         })
     }
 
@@ -368,7 +486,8 @@ impl<'w, A: Arch> Runner<'w, A> {
             .map(|e| e.to_string())
             .collect();
         unexpected.dedup();
-        let passed = self.failed == 0 && leaked == 0 && unexpected.is_empty();
+        let passed =
+            self.failed == 0 && leaked == 0 && unexpected.is_empty() && self.violations == 0;
         let summary = Summary {
             summary: true,
             workload: self.w.name.clone(),
@@ -379,6 +498,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             failed_expects: self.failed,
             leaked_refs: leaked,
             unexpected_events: unexpected,
+            invariant_violations: self.violations,
         };
         Ok(Run {
             records: self.records,
@@ -388,11 +508,62 @@ impl<'w, A: Arch> Runner<'w, A> {
 
     pub(crate) fn exec_block(&mut self, stmts: &[Stmt]) -> Result<(), ScriptError> {
         for s in stmts {
+            if self.halted {
+                break;
+            }
             if self.applies(&s.qual) {
+                if self.opts.oracles {
+                    self.oracle_before(s)?;
+                }
                 self.exec(s)?;
+                if self.opts.oracles && !self.halted {
+                    self.oracle_after(s)?;
+                }
+                if self.opts.check_invariants && !self.halted {
+                    self.check_after(s);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Whether the emulated kernel has done something the real one would
+    /// WARN, BUG or corrupt memory on: its state is then not expected to
+    /// satisfy the invariants any more.
+    fn kernel_state_broken(&self) -> bool {
+        use vmemu_mm::EventKind as K;
+        self.sys
+            .m
+            .events
+            .iter()
+            .any(|e| matches!(e.kind, K::KernelBug | K::RefUnderflow | K::SoftLockup))
+    }
+
+    /// Runs the invariant checker after statement `s`.
+    fn check_after(&mut self, s: &Stmt) {
+        if self.kernel_state_broken() {
+            return;
+        }
+        let iters: Vec<(&str, &IovIter)> =
+            self.iters.iter().map(|(n, i)| (n.as_str(), i)).collect();
+        if let Err(v) = self.sys.check_invariants(iters) {
+            self.fail_check(s, "invariant", v);
+        }
+    }
+
+    /// Records a failed invariant or oracle after `s` and halts the run.
+    pub(crate) fn fail_check(&mut self, s: &Stmt, kind: &str, v: Vec<String>) {
+        let mut r = self.record(s, kind);
+        r.detail = Some(format!("{} violation(s)", v.len()));
+        self.push(r);
+        if let Some(last) = self.records.last_mut() {
+            last.events.extend(
+                v.into_iter()
+                    .map(|m| format!("{kind}: after line {} `{}`: {m}", s.span.line, s.text)),
+            );
+        }
+        self.violations += 1;
+        self.halted = true;
     }
 
     pub(crate) fn record(&mut self, s: &Stmt, op: &str) -> Record {
@@ -588,6 +759,18 @@ impl<'w, A: Arch> Runner<'w, A> {
                 Ok(())
             }
             StmtKind::Pipe(name) => {
+                let slots = vmemu_iter::pipe::PIPE_DEF_BUFFERS;
+                if self.pipe_buffers + slots > self.opts.limits.max_pipe_buffers {
+                    return Err(self.err(
+                        s.span,
+                        format!(
+                            "pipe `{name}` would bring the run to {} pipe buffers, more than {}; raise the limit with --max-pipe-buffers",
+                            self.pipe_buffers + slots,
+                            self.opts.limits.max_pipe_buffers
+                        ),
+                    ));
+                }
+                self.pipe_buffers += slots;
                 let id = self.sys.pipe_create();
                 self.pipes.insert(name.clone(), id);
                 let r = self.record(s, "pipe");
@@ -675,6 +858,16 @@ impl<'w, A: Arch> Runner<'w, A> {
         let mut r = self.record(s, "mmap");
         match res {
             Ok(a) => {
+                let n = self.sys.m.mm(mm).vmas.len();
+                if n > self.opts.limits.max_mappings {
+                    return Err(self.err(
+                        s.span,
+                        format!(
+                            "`map {name}` brings the address space to {n} mappings, more than {}; raise the limit with --max-mappings",
+                            self.opts.limits.max_mappings
+                        ),
+                    ));
+                }
                 self.maps
                     .insert(name.to_string(), (a, bytes.next_multiple_of(A::PAGE_SIZE)));
                 r.ret = Some(a.0 as i64);
@@ -875,6 +1068,16 @@ impl<'w, A: Arch> Runner<'w, A> {
         pipe: Option<&str>,
     ) -> Result<(), ScriptError> {
         let dir = if read { Dir::Read } else { Dir::Write };
+        if segs.len() > self.opts.limits.max_iovecs {
+            return Err(self.err(
+                s.span,
+                format!(
+                    "iterator `{name}` has {} segments, more than {}; raise the limit with --max-iovecs",
+                    segs.len(),
+                    self.opts.limits.max_iovecs
+                ),
+            ));
+        }
         let mut v = Vec::with_capacity(segs.len());
         for (a, l) in segs {
             let a = self.addr(a, s.span)?;
@@ -1066,7 +1269,10 @@ impl<'w, A: Arch> Runner<'w, A> {
             }
             "copy_from_iter" => {
                 let mut dst = vec![0u8; nums[0] as usize];
-                Ok(sys.copy_from_iter(&mut dst, &mut it) as i64)
+                let n = sys.copy_from_iter(&mut dst, &mut it);
+                dst.truncate(n as usize);
+                self.oracle.last_read = Some(dst);
+                Ok(n as i64)
             }
             "copy_from_iter_full" => {
                 let mut dst = vec![0u8; nums[0] as usize];
@@ -1358,7 +1564,43 @@ pub fn fmt_ret(v: i64) -> String {
     }
 }
 
-fn err_at(w: &Workload, span: Span, msg: impl Into<String>) -> ScriptError {
+/// The span of the `n`-th statement (0-based, `set_fs` bodies included).
+fn nth_statement(stmts: &[Stmt], n: usize) -> Option<Span> {
+    fn rec(stmts: &[Stmt], n: &mut usize) -> Option<Span> {
+        for s in stmts {
+            if *n == 0 {
+                return Some(s.span);
+            }
+            *n -= 1;
+            if let StmtKind::SetFs(_, body) = &s.kind
+                && let Some(sp) = rec(body, n)
+            {
+                return Some(sp);
+            }
+        }
+        None
+    }
+    let mut n = n;
+    rec(stmts, &mut n)
+}
+
+/// Where the `mem` line is (line 1 if it cannot be found).
+fn mem_span(w: &Workload) -> Span {
+    w.source
+        .lines()
+        .position(|l| l.trim_start().starts_with("mem "))
+        .map_or(Span { line: 1, col: 1 }, |i| Span {
+            line: i + 1,
+            col: w
+                .source
+                .lines()
+                .nth(i)
+                .map_or(0, |l| l.len() - l.trim_start().len())
+                + 1,
+        })
+}
+
+pub(crate) fn err_at(w: &Workload, span: Span, msg: impl Into<String>) -> ScriptError {
     ScriptError {
         file: w.file.clone(),
         span,
@@ -1503,7 +1745,7 @@ pub fn format_run(run: &Run) -> String {
         out.push('\n');
     }
     out.push_str(&format!(
-        "# {}: {} expects, {} failed, {} references leaked{}\n",
+        "# {}: {} expects, {} failed, {} references leaked{}{}\n",
         if sm.passed { "pass" } else { "FAIL" },
         sm.expects,
         sm.failed_expects,
@@ -1512,6 +1754,11 @@ pub fn format_run(run: &Run) -> String {
             String::new()
         } else {
             format!(", unexpected events: {}", sm.unexpected_events.join("; "))
+        },
+        if sm.invariant_violations == 0 {
+            String::new()
+        } else {
+            ", invariant or oracle violated".to_string()
         }
     ));
     out

@@ -18,6 +18,7 @@
 //! assert_eq!(i.count, 0);
 //! ```
 
+pub mod check;
 pub mod get_pages;
 pub mod iov_iter;
 pub mod ops;

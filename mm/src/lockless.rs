@@ -1,0 +1,1 @@
+//! Step-wise lockless walker (being built).
