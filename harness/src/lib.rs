@@ -15,6 +15,7 @@
 pub mod bench;
 pub mod callers;
 pub mod cli;
+pub mod concurrency;
 pub mod fuzz;
 pub mod ktap;
 pub mod lang;

@@ -69,6 +69,12 @@ impl<A: Arch> Runner<'_, A> {
             self.oracle.prev_fast = None;
             return Ok(());
         };
+        if self.kernel_state_broken() {
+            // After a modelled WARN/BUG the kernel's state is not the model's.
+            self.oracle.prev_fast = None;
+            self.oracle.before = None;
+            return Ok(());
+        }
         let prev = self.oracle.prev_fast.take();
         let kds = self.sys.m.under_kernel_ds();
         if FAST.contains(&func.as_str()) {

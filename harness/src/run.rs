@@ -530,7 +530,7 @@ impl<'w, A: Arch> Runner<'w, A> {
     /// Whether the emulated kernel has done something the real one would
     /// WARN, BUG or corrupt memory on: its state is then not expected to
     /// satisfy the invariants any more.
-    fn kernel_state_broken(&self) -> bool {
+    pub(crate) fn kernel_state_broken(&self) -> bool {
         use vmemu_mm::EventKind as K;
         self.sys
             .m
@@ -1108,6 +1108,32 @@ impl<'w, A: Arch> Runner<'w, A> {
                         })?;
                     let len = u32::try_from(x.len)
                         .map_err(|_| self.err(s.span, "bvec length must fit in 32 bits"))?;
+                    // A bio_vec covers physically contiguous memory: every
+                    // page of the segment must follow the previous frame.
+                    let first = pa.pfn(A::PAGE_SHIFT).0;
+                    let last_off = (pa.0 % A::PAGE_SIZE + u64::from(len)).saturating_sub(1);
+                    for k in 1..=last_off / A::PAGE_SIZE {
+                        let va = x
+                            .base
+                            .align_down(A::PAGE_SIZE)
+                            .wrapping_add(k * A::PAGE_SIZE);
+                        let p = self
+                            .sys
+                            .m
+                            .kernel_pa(va)
+                            .or_else(|| self.sys.m.user_pa(mm, va))
+                            .map(|p| p.pfn(A::PAGE_SHIFT).0);
+                        if p != Some(first + k) {
+                            return Err(self.err(
+                                s.span,
+                                format!(
+                                    "bvec segment at {} (+{len}) is not physically contiguous: page {k} is not the frame after page {}",
+                                    x.base,
+                                    k - 1
+                                ),
+                            ));
+                        }
+                    }
                     b.push(BioVec {
                         page: pa.pfn(A::PAGE_SHIFT),
                         len,

@@ -150,6 +150,15 @@ impl<A: Arch> Machine<A> {
         let vmas = &mut self.mm_mut(mm).vmas;
         vmas.insert(lo.start.0, lo);
         vmas.insert(hi.start.0, hi);
+        // vma_adjust_trans_huge: a huge leaf may not straddle the new
+        // boundary (mprotect would give it two permissions).
+        if let Some(slot) = pgtable::lookup::<A>(&self.phys, self.family(), self.mm(mm).pgd, addr)
+            && slot.level != A::leaf_level()
+            && slot.pte.has(PteFlags::LEAF)
+            && addr.offset_in(A::entry_span(slot.level)) != 0
+        {
+            let _ = self.split_huge_leaf(mm, addr);
+        }
     }
 
     /// VMAs fully inside `[start, end)` after splitting at both ends.
