@@ -12,7 +12,7 @@ use vmemu_mm::{KernelProfile, Machine};
 use crate::fuzz::{Dice, FuzzArgs, FuzzFormat, workload_seed};
 
 /// Walks per schedule.
-pub const WALKERS: usize = 6;
+pub const WALKERS: usize = 12;
 
 /// Runs schedule `seed` on `arch` under `kernel`; `broken` disables the
 /// table-freeing deferral (to show the model catches it).

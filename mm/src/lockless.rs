@@ -428,8 +428,12 @@ pub fn run_schedule<A: Arch>(
             &format!("region{r}"),
         );
         // Populate a random part (fresh pages; the zero page on reads).
-        let first = rnd(REGION_PAGES);
-        let n = 1 + rnd(REGION_PAGES - first);
+        let (first, n) = if rnd(3) == 0 {
+            let f = rnd(REGION_PAGES);
+            (f, 1 + rnd(REGION_PAGES - f))
+        } else {
+            (0, REGION_PAGES)
+        };
         let a = base.wrapping_add(first * A::PAGE_SIZE);
         if rnd(4) == 0 {
             let mut buf = vec![0u8; (n * A::PAGE_SIZE) as usize];
@@ -471,7 +475,7 @@ pub fn run_schedule<A: Arch>(
             break;
         }
         step += 1;
-        if rnd(100) < 30 {
+        if rnd(100) < 20 {
             // An unmapper operation between two walker accesses.
             stats.ops += 1;
             let r = rnd(REGIONS);
@@ -549,4 +553,58 @@ pub fn run_schedule<A: Arch>(
     m.check_invariants()
         .map_err(|v| format!("invariant after the schedule: {}", v.join("; ")))?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::KernelProfile;
+    use vmemu_arch::{Arm64, Ppc64, X86_64};
+
+    fn rnd(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut s = seed;
+        move |n| {
+            // SplitMix64
+            s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = s;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            if n == 0 { 0 } else { (z ^ (z >> 31)) % n }
+        }
+    }
+
+    fn schedules<A: Arch>(kernel: &str, broken: bool, count: u64) -> (u64, Vec<String>) {
+        let mut steps = 0;
+        let mut errs = Vec::new();
+        for seed in 0..count {
+            let mut m = Machine::<A>::new(KernelProfile::parse(kernel).unwrap(), 32 << 20).unwrap();
+            m.break_table_deferral = broken;
+            match run_schedule(&mut m, &mut rnd(seed), 8, 4) {
+                Ok(s) => steps += s.walker_steps,
+                Err(e) => errs.push(e),
+            }
+        }
+        (steps, errs)
+    }
+
+    #[test]
+    fn no_violation_with_the_deferral_rule() {
+        let (s1, e1) = schedules::<X86_64>("v4.10", false, 40);
+        let (s2, e2) = schedules::<Arm64>("v6.13", false, 40);
+        let (s3, e3) = schedules::<Ppc64>("v4.10", false, 20);
+        assert!(
+            e1.is_empty() && e2.is_empty() && e3.is_empty(),
+            "{e1:?} {e2:?} {e3:?}"
+        );
+        assert!(s1 + s2 + s3 > 1000, "{s1} {s2} {s3} steps");
+    }
+
+    #[test]
+    fn a_broken_deferral_rule_is_caught() {
+        let (_, errs) = schedules::<Arm64>("v6.13", true, 60);
+        assert!(
+            errs.iter().any(|e| e.contains("freed")),
+            "no schedule caught a walker reading a freed table: {errs:?}"
+        );
+    }
 }
