@@ -491,7 +491,8 @@ impl Gen {
                         let (k, p) = self.d.pick(&self.kbufs).clone();
                         let j = self.d.below(p);
                         let off = *self.d.pick(&["0", "1", "100", "4000"]);
-                        let l = *self.d.pick(&["1", "100", "0", "96"]);
+                        // Within the page: a bvec must not run into the next frame.
+                        let l = *self.d.pick(&["1", "96", "0", "96"]);
                         format!("page({k}, {j}) + {off} : {l}")
                     })
                     .collect();
@@ -575,6 +576,8 @@ impl Gen {
             return;
         }
         let p = self.d.pick(&self.pipes).clone();
+        // The call uses the pipe: its ITER_PIPE iterators end here.
+        self.iters.retain(|(_, k, _)| *k != IterKind::Pipe);
         let users: Vec<(String, bool)> = self
             .iters
             .iter()

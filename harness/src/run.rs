@@ -369,6 +369,8 @@ pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) pipe_buffers: usize,
     /// Oracle state (the flat models of the iterators).
     pub(crate) oracle: crate::oracle::OracleState,
+    /// Pipe iterators whose pipe another call used since: (call, line).
+    pub(crate) stale_iters: HashMap<String, (String, usize)>,
 }
 
 /// Largest copy a script may ask for.
@@ -456,6 +458,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             violations: 0,
             pipe_buffers: 0,
             oracle: crate::oracle::OracleState::default(),
+            stale_iters: HashMap::new(),
         })
     }
 
@@ -1166,6 +1169,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         r.ret = Some(it.count as i64);
         r.detail = Some(format!("{:?}", it.ty).to_uppercase());
         self.push(r);
+        self.stale_iters.remove(name);
         self.iters.insert(name.to_string(), it);
         Ok(())
     }
@@ -1187,6 +1191,15 @@ impl<'w, A: Arch> Runner<'w, A> {
             .pipes
             .get(&pname)
             .ok_or_else(|| self.err(s.span, format!("undefined pipe `{pname}`")))?;
+        // An ITER_PIPE lives inside one splice call, under the pipe lock:
+        // no other call can use the pipe while it exists. Iterators over
+        // this pipe cannot be used after this call.
+        for (n, it) in &self.iters {
+            if it.ty == vmemu_iter::IterType::Pipe && it.pipe == Some(pipe) {
+                self.stale_iters
+                    .insert(n.clone(), (func.to_string(), s.span.line));
+            }
+        }
         let mut r = self.record(s, func);
         let res = if func == "splice_write" {
             let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
@@ -1248,13 +1261,21 @@ impl<'w, A: Arch> Runner<'w, A> {
         let Some(Arg::Expr(Expr::Name(it_name, nspan))) = args.first() else {
             return Err(self.err(s.span, format!("`{func}` takes an iterator name first")));
         };
+        if let Some((f, line)) = self.stale_iters.get(it_name) {
+            return Err(self.err(
+                *nspan,
+                format!(
+                    "pipe iterator `{it_name}` is stale: `{f}` at line {line} used its pipe (an ITER_PIPE exists only inside one splice call, under the pipe lock); create a new one with `iter {it_name} pipe ...`"
+                ),
+            ));
+        }
         let mut it = self.iters.remove(it_name).ok_or_else(|| {
             self.err(
                 *nspan,
                 format!("undefined iterator `{it_name}` (create it with `iter {it_name} ...`)"),
             )
         })?;
-        let mut nums = Vec::new();
+        let mut nums: Vec<u64> = Vec::new();
         for a in &args[1..] {
             let v = self.expr_arg(a, s)?;
             nums.push(
@@ -1285,6 +1306,26 @@ impl<'w, A: Arch> Runner<'w, A> {
                 ),
             ));
         }
+        // Host buffers: a copy moves at most `count` bytes, and at most
+        // MAX_COPY (64 MiB) per statement; arrays of bvecs are bounded too.
+        if matches!(func, "copy_to_iter" | "copy_from_iter") {
+            nums[0] = nums[0].min(it.count);
+        }
+        let host = match func {
+            "copy_to_iter" | "copy_from_iter" => nums[0],
+            "copy_from_iter_full" if nums[0] <= it.count => nums[0],
+            "iov_iter_fill_bvecs" => nums[0].saturating_mul(16),
+            _ => 0,
+        };
+        if host > MAX_COPY {
+            self.iters.insert(it_name.clone(), it);
+            return Err(self.err(
+                s.span,
+                format!(
+                    "`{func}` would need a {host}-byte buffer; a statement may copy at most 64M"
+                ),
+            ));
+        }
         let mut r = self.record(s, func);
         let mut got: Option<(GotPages, bool)> = None;
         let sys = &mut self.sys;
@@ -1299,6 +1340,11 @@ impl<'w, A: Arch> Runner<'w, A> {
                 dst.truncate(n as usize);
                 self.oracle.last_read = Some(dst);
                 Ok(n as i64)
+            }
+            "copy_from_iter_full" if nums[0] > it.count => {
+                // Nothing is copied (a pipe still WARNs).
+                let pipe = it.ty == vmemu_iter::IterType::Pipe;
+                Ok(i64::from(pipe && sys.copy_from_iter_full(&mut [], &mut it)))
             }
             "copy_from_iter_full" => {
                 let mut dst = vec![0u8; nums[0] as usize];
