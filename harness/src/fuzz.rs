@@ -1444,8 +1444,10 @@ fn replay(
 
 /// Silences the default panic message while the fuzzer catches panics
 /// (they are reported as failures instead); restores the hook on drop.
+type PanicHook = Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>;
+
 struct QuietPanics {
-    prev: Option<Box<dyn Fn(&std::panic::PanicHookInfo<'_>) + Sync + Send + 'static>>,
+    prev: Option<PanicHook>,
 }
 
 impl QuietPanics {

@@ -202,13 +202,14 @@ impl<A: Arch> Runner<'_, A> {
             "iov_iter_advance" => expect_move(n_arg().min(before.count)),
             "iov_iter_revert" => {
                 let n = n_arg();
-                if n <= p0 && n <= vmemu_iter::iov_iter::MAX_RW_COUNT {
-                    if p1 != p0 - n || after.count != before.count + n {
-                        return Err(format!(
-                            "iov_iter_revert({n}): position {p0} -> {p1}, count {} -> {}",
-                            before.count, after.count
-                        ));
-                    }
+                if n <= p0
+                    && n <= vmemu_iter::iov_iter::MAX_RW_COUNT
+                    && (p1 != p0 - n || after.count != before.count + n)
+                {
+                    return Err(format!(
+                        "iov_iter_revert({n}): position {p0} -> {p1}, count {} -> {}",
+                        before.count, after.count
+                    ));
                 }
                 Ok(())
             }
