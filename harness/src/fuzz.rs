@@ -312,6 +312,18 @@ impl Gen {
         if self.maps.is_empty() {
             self.map();
         }
+        if !self.portable && self.d.chance(3) {
+            // Kernel addresses and their user aliases, the thread's subject;
+            // and just below a mapping (stack growth).
+            let k = self.d.below(64);
+            let (m, _) = self.d.pick(&self.maps).clone();
+            return match self.d.below(4) {
+                0 => format!("kdirect({k})"),
+                1 => format!("user_alias(kdirect({k}))"),
+                2 => format!("{m} - PAGE_SIZE"),
+                _ => "TASK_SIZE - PAGE_SIZE".to_string(),
+            };
+        }
         let (m, p) = self.d.pick(&self.maps).clone();
         let j = self.d.below(p.min(8) + 1);
         // Portable workloads keep offset + remainder far below 4 KiB, so no
@@ -542,7 +554,12 @@ impl Gen {
             ops.extend(["iov_iter_get_pages_alloc", "iov_iter_get_pages"]);
         }
         if !self.portable {
-            ops.extend(["iov_iter_gap_alignment", "iov_iter_single_seg_count"]);
+            ops.extend([
+                "iov_iter_gap_alignment",
+                "iov_iter_single_seg_count",
+                "iov_iter_for_each_page",
+                "iov_iter_fill_bvecs",
+            ]);
         }
         if kind == IterKind::Pipe {
             ops.retain(|o| !o.starts_with("copy_from_iter"));
@@ -561,6 +578,17 @@ impl Gen {
                 self.held.push(v);
             }
             "iov_iter_npages" => self.emit(format!("{op}({it}, {pages})")),
+            "iov_iter_for_each_page" => {
+                let v = self.fresh("r");
+                let stop = self.d.below(3);
+                self.emit(format!("{v} = {op}({it}, {n}, {pages}, {stop})"));
+                self.held.push(v);
+            }
+            "iov_iter_fill_bvecs" => {
+                let v = self.fresh("r");
+                self.emit(format!("{v} = {op}({it}, {pages}, {n})"));
+                self.held.push(v);
+            }
             "iov_iter_alignment" | "iov_iter_gap_alignment" | "iov_iter_single_seg_count" => {
                 self.emit(format!("{op}({it})"));
             }

@@ -329,7 +329,17 @@ impl<A: Arch> Runner<'_, A> {
             while off < len {
                 let va = addr.wrapping_add(off);
                 let chunk = (A::PAGE_SIZE - va.offset_in(A::PAGE_SIZE)).min(len - off);
-                let pa = m.user_pa(mm, va)?;
+                // The MMU's walk (kernel addresses under KERNEL_DS too).
+                let pa = vmemu_mm::pgtable::walk::<A>(
+                    &m.phys,
+                    m.family(),
+                    m.roots(mm),
+                    va,
+                    vmemu_mm::pgtable::RootSel::Hardware,
+                    |_| {},
+                )
+                .ok()?
+                .pa;
                 let start = out.len();
                 out.resize(start + chunk as usize, 0);
                 m.phys.read(pa, &mut out[start..]).ok()?;

@@ -75,6 +75,17 @@ fn fuzz_regressions_pass() {
             }
             other => panic!("{name} on {arch} under {kernel}: {other:?}"),
         }
+        if !rejected {
+            // Its `expect` lines hold too.
+            let w = vmemu_harness::lang::parse(&name, &text).unwrap();
+            let r = vmemu_harness::run::run(&w, arch, kernel).unwrap();
+            assert_eq!(
+                r.summary.failed_expects,
+                0,
+                "{}",
+                vmemu_harness::run::format_run(&r)
+            );
+        }
         for a in ArchId::MAIN {
             for k in ["v4.10", "v6.13"] {
                 if let Outcome::Fail(sig, msg) =

@@ -47,6 +47,45 @@ struct Walk {
 }
 
 impl<A: Arch> Machine<A> {
+    /// A kernel-mode write of `len` bytes at `pa` (uaccess under
+    /// `KERNEL_DS`, a kvec or bvec): if it lands in memory no pointer of the
+    /// kernel may write — a free frame, a page table, the zero page, a
+    /// reserved frame — the kernel would corrupt itself: a `kernel_bug`
+    /// event (the write still happens, as it would).
+    pub fn note_kernel_write(&mut self, pa: PhysAddr, len: u64) {
+        let mut off = 0;
+        while off < len.max(1) {
+            let pfn = pa.add(off).pfn(A::PAGE_SHIFT);
+            if !self.phys.pfn_valid(pfn) {
+                return;
+            }
+            let head = self.phys.compound_head(pfn);
+            let p = self.phys.page(head);
+            let what = if p.flags.contains(PageFlags::FREE) {
+                Some("a free frame")
+            } else {
+                match p.owner {
+                    Owner::PageTable { .. } => Some("a page table"),
+                    Owner::Zero => Some("the zero page"),
+                    Owner::Reserved | Owner::Vsyscall => Some("a reserved frame"),
+                    _ => None,
+                }
+            };
+            if let Some(what) = what {
+                let name = self.page_name(pfn);
+                self.event(
+                    crate::event::EventKind::KernelBug,
+                    format!(
+                        "a kernel write at pa {} lands in {what} ({name}): the kernel corrupts its own memory",
+                        pa.add(off)
+                    ),
+                );
+                return;
+            }
+            off += A::PAGE_SIZE - pa.add(off).0 % A::PAGE_SIZE;
+        }
+    }
+
     /// Checks every invariant of the module docs; `Err` lists the violations.
     pub fn check_invariants(&self) -> Result<(), Vec<String>> {
         self.check_invariants_with(&ExtraRefs::new())
