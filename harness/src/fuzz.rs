@@ -1326,6 +1326,12 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
             Outcome::Fail(sig, msg) => {
                 // Shrink the first failure of each signature; count the rest.
                 if seen_sigs.contains(sig) {
+                    if !json {
+                        println!(
+                            "FAIL workload {i} (seed {:#x}) on {a} under {kern}: {sig} (as above; replay: vmemu fuzz --seed {seed:#x} --index {i} --arch {a} --kernel {kern})",
+                            workload_seed(seed, *i)
+                        );
+                    }
                     failures.push(Found {
                         index: *i,
                         seed: format!("{:#x}", workload_seed(seed, *i)),
