@@ -722,7 +722,7 @@ pub fn generate(seed: u64, kernel: &str) -> (String, bool) {
     if g.d.chance(40) {
         g.file();
     }
-    let n = 4 + g.d.below(24);
+    let n = 4 + g.d.below(40);
     for _ in 0..n {
         g.statement();
     }
