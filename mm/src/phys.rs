@@ -87,6 +87,20 @@ pub struct Page {
     pub owner: Owner,
 }
 
+/// What `struct page` accessors give for a frame number outside memory (a
+/// corrupted table entry, e.g. after a workload overwrote a page table
+/// through the direct map under `KERNEL_DS`): a free page with no
+/// references, so every user of it fails cleanly instead of panicking.
+const INVALID_PAGE: Page = Page {
+    refcount: 0,
+    mapcount: 0,
+    pincount: 0,
+    flags: PageFlags::FREE,
+    order: 0,
+    owner: Owner::Free,
+};
+static INVALID: Page = INVALID_PAGE;
+
 /// Errors of the physical memory layer (host-side problems, not emulated faults).
 #[derive(Debug, thiserror::Error)]
 pub enum PhysError {
@@ -112,6 +126,8 @@ pub struct PhysMem {
     free: Vec<Vec<u64>>,
     /// Frames currently allocated.
     allocated: u64,
+    /// What `page_mut` hands out for an invalid frame (reset every time).
+    scratch: Page,
 }
 
 /// A read view of one page-table page.
@@ -175,6 +191,7 @@ impl PhysMem {
             bump: 0,
             free: vec![Vec::new(); 16],
             allocated: 0,
+            scratch: INVALID_PAGE,
         })
     }
 
@@ -277,20 +294,31 @@ impl PhysMem {
         pfn.0 < self.nr_frames()
     }
 
-    /// The `struct page` of `pfn`.
+    /// The `struct page` of `pfn` (a free, unreferenced page for a frame
+    /// outside memory).
     #[must_use]
     pub fn page(&self, pfn: Pfn) -> &Page {
-        &self.pages[pfn.0 as usize]
+        usize::try_from(pfn.0)
+            .ok()
+            .and_then(|i| self.pages.get(i))
+            .unwrap_or(&INVALID)
     }
-    /// Mutable `struct page` of `pfn`.
+    /// Mutable `struct page` of `pfn` (for a frame outside memory, a
+    /// scratch page whose changes are discarded).
     pub fn page_mut(&mut self, pfn: Pfn) -> &mut Page {
-        &mut self.pages[pfn.0 as usize]
+        match usize::try_from(pfn.0) {
+            Ok(i) if i < self.pages.len() => &mut self.pages[i],
+            _ => {
+                self.scratch = INVALID_PAGE;
+                &mut self.scratch
+            }
+        }
     }
 
     /// `compound_head()`.
     #[must_use]
     pub fn compound_head(&self, pfn: Pfn) -> Pfn {
-        let p = &self.pages[pfn.0 as usize];
+        let p = self.page(pfn);
         if p.flags.contains(PageFlags::TAIL) {
             Pfn(pfn.0 & !((1u64 << p.order) - 1))
         } else {
@@ -301,7 +329,7 @@ impl PhysMem {
     /// `get_page()` / `folio_ref_add()`: adds `refs` to the head's refcount.
     pub fn get_page(&mut self, pfn: Pfn, refs: u32) {
         let h = self.compound_head(pfn);
-        let p = &mut self.pages[h.0 as usize];
+        let p = self.page_mut(h);
         p.refcount = p.refcount.saturating_add(refs);
     }
 
@@ -309,7 +337,7 @@ impl PhysMem {
     /// (refcount 0), as `page_cache_get_speculative` does.
     pub fn try_get_page(&mut self, pfn: Pfn, refs: u32) -> bool {
         let h = self.compound_head(pfn);
-        let p = &mut self.pages[h.0 as usize];
+        let p = self.page_mut(h);
         if p.refcount == 0 {
             return false;
         }
@@ -321,7 +349,7 @@ impl PhysMem {
     /// (never wraps) and frees the page when the count reaches zero.
     pub fn put_page(&mut self, pfn: Pfn, refs: u32) -> Result<(), Errno> {
         let h = self.compound_head(pfn);
-        let p = &mut self.pages[h.0 as usize];
+        let p = self.page_mut(h);
         if p.refcount < refs || p.flags.contains(PageFlags::FREE) {
             return Err(Errno::EINVAL);
         }
