@@ -906,11 +906,18 @@ fn compare_layton(legacy: &Run, layton: &Run, page: u64) -> Option<String> {
             }
             continue;
         }
+        // After calls that did different things (one failed, or they
+        // covered different ranges) the runs may diverge (gup faulted and
+        // COWed different pages): compare up to here only.
+        let same = x.ret == y.ret && x.pages == y.pages;
         let (Some(bx), Some(by)) = (x.ret, y.ret) else {
-            continue;
+            return None;
         };
         if bx <= 0 || by <= 0 {
-            continue;
+            if same {
+                continue;
+            }
+            return None;
         }
         let start = |r: &run::Record| {
             r.detail
@@ -922,9 +929,7 @@ fn compare_layton(legacy: &Run, layton: &Run, page: u64) -> Option<String> {
         };
         let (sx, sy) = (start(x), start(y));
         let common = bx.min(by) as u64;
-        // After calls that covered different ranges the runs may diverge
-        // (gup faulted and COWed different pages): compare up to here.
-        let diverges = bx != by;
+        let diverges = !same;
         let n = (sx + common).div_ceil(page) as usize;
         let ok =
             sx == sy && x.pages.len() >= n && y.pages.len() >= n && x.pages[..n] == y.pages[..n];
