@@ -1289,6 +1289,14 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
         Some(i) => vec![i],
         None => (0..args.count).filter(|i| i % n == k - 1).collect(),
     };
+    if let (true, Some(i)) = (args.print, args.index) {
+        // One workload: show it before running it (a crash such as a stack
+        // overflow cannot be caught and would lose it).
+        let (a, kern) = target(i, &arches, &kernels);
+        let (text, _) = generate(workload_seed(seed, i), &kern);
+        println!("# workload {i} on {a} under {kern}\n{text}");
+        let _ = std::io::stdout().flush();
+    }
     let quiet = QuietPanics::new();
     // Chunks keep the deadline check cheap and results in index order.
     let mut results: Vec<(u64, Outcome, String, ArchId, String)> = Vec::new();
@@ -1316,7 +1324,7 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
     let mut failures = Vec::new();
     let mut seen_sigs: Vec<String> = Vec::new();
     for (i, o, text, a, kern) in &results {
-        if args.print && !json {
+        if args.print && !json && args.index.is_none() {
             println!("# workload {i} on {a} under {kern}\n{text}");
         }
         match o {

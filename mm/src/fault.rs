@@ -102,6 +102,28 @@ impl<A: Arch> Machine<A> {
         addr: VirtAddr,
         flags: FaultFlags,
     ) -> VmFault {
+        self.handle_fault_depth(mm, vma, addr, flags, 0)
+    }
+
+    fn handle_fault_depth(
+        &mut self,
+        mm: MmId,
+        vma: &Vma,
+        addr: VirtAddr,
+        flags: FaultFlags,
+        depth: u32,
+    ) -> VmFault {
+        if depth > 2 * A::levels() as u32 {
+            // Splitting or restoring the entry made no progress: not an
+            // entry this code wrote (a table corrupted through the direct map).
+            self.event(
+                EventKind::KernelBug,
+                format!(
+                    "handle_mm_fault at {addr}: the entry does not change (a corrupted table?)"
+                ),
+            );
+            return VmFault::SIGBUS;
+        }
         let write = flags.contains(FaultFlags::WRITE);
         let pgd = self.mm(mm).pgd;
         let page_va = addr.align_down(A::PAGE_SIZE);
@@ -132,7 +154,7 @@ impl<A: Arch> Machine<A> {
                 },
             );
             let _ = self.phys.write_entry(s.entry_pa, raw);
-            return self.handle_mm_fault(mm, vma, addr, flags);
+            return self.handle_fault_depth(mm, vma, addr, flags, depth + 1);
         }
         if let Some(s) = present
             && s.level != A::leaf_level()
@@ -143,7 +165,7 @@ impl<A: Arch> Machine<A> {
             if self.split_huge_leaf(mm, page_va).is_err() {
                 return VmFault::OOM;
             }
-            return self.handle_mm_fault(mm, vma, addr, flags);
+            return self.handle_fault_depth(mm, vma, addr, flags, depth + 1);
         }
         match (vma.backing, present) {
             (Backing::Pfnmap { .. }, _) => VmFault::SIGBUS,

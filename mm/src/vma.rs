@@ -221,9 +221,30 @@ impl<A: Arch> Machine<A> {
         start: VirtAddr,
         end: VirtAddr,
     ) -> Result<(), Errno> {
+        self.zap_range(mm, start, end, 0)
+    }
+
+    fn zap_range(
+        &mut self,
+        mm: MmId,
+        start: VirtAddr,
+        end: VirtAddr,
+        depth: u32,
+    ) -> Result<(), Errno> {
         for (va, slot) in self.user_leaves(mm, start, end) {
             let span = A::entry_span(slot.level);
             if va < start || va.0 + span > end.0 {
+                if depth >= 2 * A::levels() as u32 {
+                    // Splitting made no progress: not a leaf this code wrote
+                    // (a table the workload corrupted through the direct map).
+                    self.event(
+                        crate::event::EventKind::KernelBug,
+                        format!(
+                            "zap_page_range: the entry at {va} cannot be split (a corrupted table?)"
+                        ),
+                    );
+                    return Err(Errno::EFAULT);
+                }
                 self.split_huge_leaf(
                     mm,
                     if va < start {
@@ -232,7 +253,7 @@ impl<A: Arch> Machine<A> {
                         end.align_down(A::PAGE_SIZE)
                     },
                 )?;
-                return self.zap_page_range(mm, start, end);
+                return self.zap_range(mm, start, end, depth + 1);
             }
             self.phys
                 .write_entry(slot.entry_pa, 0)
