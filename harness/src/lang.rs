@@ -365,7 +365,7 @@ const CONSTS: [&str; 7] = [
     "PMD_SIZE",
     "PUD_SIZE",
 ];
-const FUNCS: [(&str, usize); 3] = [("kdirect", 1), ("user_alias", 1), ("page", 2)];
+const FUNCS: [(&str, usize); 4] = [("kdirect", 1), ("user_alias", 1), ("page", 2), ("kaddr", 2)];
 
 fn parse_expr(c: &mut Cursor<'_>) -> Result<Expr, ScriptError> {
     let mut lhs = parse_term(c)?;
@@ -444,7 +444,9 @@ fn parse_factor(c: &mut Cursor<'_>) -> Result<Expr, ScriptError> {
                 let Some(&(_, arity)) = FUNCS.iter().find(|(n, _)| *n == id) else {
                     return Err(c.err_at(
                         c.pos - id.len(),
-                        format!("unknown function `{id}` (expected kdirect, user_alias or page)"),
+                        format!(
+                            "unknown function `{id}` (expected kdirect, user_alias, page or kaddr)"
+                        ),
                     ));
                 };
                 c.pos += 1;
@@ -1058,6 +1060,64 @@ mod tests {
         assert!(e.msg.contains("expected an arch"));
         let e = err("mem kdirect(1, 2)\n");
         assert!(e.msg.contains("takes 1 argument"), "{}", e.msg);
+    }
+
+    /// Every statement of every built-in workload, parsed again from its own
+    /// text (the transcript shows that text), gives the same statement.
+    #[test]
+    fn statements_round_trip_through_their_text() {
+        fn strip(k: &StmtKind) -> StmtKind {
+            match k {
+                StmtKind::SetFs(b, _) => StmtKind::SetFs(*b, Vec::new()),
+                other => other.clone(),
+            }
+        }
+        fn spans_free(e: &str) -> String {
+            // Spans differ (columns move); compare the debug text without them.
+            let mut out = String::new();
+            let mut skip = 0;
+            for (i, _) in e.char_indices() {
+                if skip > i {
+                    continue;
+                }
+                if e[i..].starts_with("Span {") {
+                    skip = i + e[i..].find('}').unwrap_or(0) + 1;
+                    continue;
+                }
+                out.push_str(&e[i..i + e[i..].chars().next().map_or(1, char::len_utf8)]);
+            }
+            out
+        }
+        let mut n = 0;
+        for (f, src) in crate::workloads::BUILTIN {
+            let w = parse(f, src).unwrap();
+            let mut all = Vec::new();
+            let mut stack: Vec<&Stmt> = w.stmts.iter().collect();
+            while let Some(s) = stack.pop() {
+                if let StmtKind::SetFs(_, body) = &s.kind {
+                    stack.extend(body.iter());
+                }
+                all.push(s);
+            }
+            for s in all {
+                let text = if matches!(s.kind, StmtKind::SetFs(..)) {
+                    format!("{}\n}}", s.text)
+                } else {
+                    s.text.clone()
+                };
+                let again = parse("again.vmw", &format!("{text}\n")).unwrap();
+                let a = &again.stmts[0];
+                assert_eq!(
+                    spans_free(&format!("{:?}", strip(&a.kind))),
+                    spans_free(&format!("{:?}", strip(&s.kind))),
+                    "{f}: {}",
+                    s.text
+                );
+                assert_eq!(a.qual, s.qual);
+                n += 1;
+            }
+        }
+        assert!(n > 50, "only {n} statements checked");
     }
 
     #[test]

@@ -439,6 +439,33 @@ impl<'w, A: Arch> Runner<'w, A> {
                         )
                     })
             }
+            Expr::Call(f, args, span) if f == "kaddr" => {
+                // The direct-map address of the frame behind page i of a
+                // mapping or kernel buffer.
+                let Expr::Name(n, nspan) = &args[0] else {
+                    return Err(self.err(*span, "kaddr(NAME, INDEX) takes a mapping name first"));
+                };
+                let base = self.eval(&Expr::Name(n.clone(), *nspan))?;
+                let i = self.eval(&args[1])?;
+                let va = checked(
+                    self,
+                    *span,
+                    i.checked_mul(i128::from(A::PAGE_SIZE))
+                        .and_then(|o| o.checked_add(base)),
+                )?;
+                let va = VirtAddr(to_u64(self.w, va, *span)?);
+                let m = &self.sys.m;
+                let pa = m
+                    .user_pa(m.current_mm(), va)
+                    .or_else(|| m.kernel_pa(va))
+                    .ok_or_else(|| {
+                        self.err(
+                            *span,
+                            format!("page {i} of `{n}` is not present (touch it first)"),
+                        )
+                    })?;
+                Ok(i128::from(m.page_address(pa.pfn(A::PAGE_SHIFT)).0))
+            }
             Expr::Call(f, args, span) if f == "page" => {
                 let Expr::Name(n, nspan) = &args[0] else {
                     return Err(self.err(*span, "page(NAME, INDEX) takes a mapping name first"));
@@ -1454,7 +1481,7 @@ fn eval_const<A: Arch>(
             let y = eval_const::<A>(w, b, page_offset, task_size, vmalloc)?;
             binop(w, *op, x, y, *span)
         }
-        Expr::Call(f, args, span) if f != "page" => {
+        Expr::Call(f, args, span) if f != "page" && f != "kaddr" => {
             let v: Vec<i128> = args
                 .iter()
                 .map(|a| eval_const::<A>(w, a, page_offset, task_size, vmalloc))

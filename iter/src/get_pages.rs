@@ -241,6 +241,14 @@ impl<A: Arch> Sys<A> {
                     // intended rule subtracts it once.
                     let sub = if intended { this_start } else { start };
                     len += if got == n { slen } else { got * A::PAGE_SIZE } - sub;
+                    if intended && got < n {
+                        // As posted, a short gup does not stop the walk: the
+                        // next piece's pages follow at the slot where the
+                        // missing ones belong, and the array no longer maps
+                        // the iterator's first `len` bytes. The intended
+                        // rule (one contiguous run) ends the batch here.
+                        break;
+                    }
                 }
                 Piece::Page {
                     pfn,
