@@ -249,6 +249,13 @@ impl IovIter {
             }
             total += v.len;
         }
+        if m.knobs.iter_modern_advance && iov.len() == 1 && !m.under_kernel_ds() {
+            // 6.x: a single segment becomes ITER_UBUF.
+            let mut i = Self::new(IterType::Ubuf, dir, total);
+            i.iov = iov;
+            i.nr_segs = 1;
+            return Ok(i);
+        }
         Ok(Self::init(m, dir, iov, total))
     }
 

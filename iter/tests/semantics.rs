@@ -988,9 +988,22 @@ fn init_under_kernel_ds<A: Arch>() {
         let old = sys.m.set_fs(true);
         let i = IovIter::init(&sys.m, Dir::Read, v.clone(), 0x10);
         assert_eq!(i.ty, want, "{prof}");
-        // import_iovec goes through iov_iter_init too.
+        // import_iovec goes through iov_iter_init too, except that 6.13's
+        // __import_iovec turns a single segment into an ITER_UBUF
+        // (__import_iovec_ubuf, lib/iov_iter.c of 6.13).
         let i = IovIter::import_iovec(&sys.m, Dir::Read, v.clone()).unwrap();
-        assert_eq!(i.ty, want, "{prof}");
+        let want_single = if prof == "v6.13" {
+            IterType::Ubuf
+        } else {
+            want
+        };
+        assert_eq!(i.ty, want_single, "{prof}");
+        let two = vec![
+            iov(VirtAddr(0x1000_0000), 0x10),
+            iov(VirtAddr(0x1000_1000), 0x10),
+        ];
+        let i = IovIter::import_iovec(&sys.m, Dir::Read, two).unwrap();
+        assert_eq!(i.ty, want, "{prof}: two segments");
         sys.m.restore_fs(old);
         assert_eq!(
             IovIter::init(&sys.m, Dir::Read, v, 0x10).ty,
@@ -1936,3 +1949,26 @@ fn prop_for_each_page<A: Arch>() {
             .unwrap();
     }
 }
+
+/// Advancing to the end of a segment: v4.10's iterate_and_advance steps over
+/// that one segment only (landing on a following empty one); 6.x's
+/// iov_iter_iovec_advance stops at the first segment the position lies
+/// strictly inside, so it also steps over the empty one.
+fn advance_over_empty_segments<A: Arch>() {
+    for (prof, idx, nr) in [("v4.10", 1, 2), ("v6.13", 2, 1)] {
+        let mut sys = boot::<A>(prof);
+        let v = vec![
+            iov(VirtAddr(0x1000_0000), 0x10),
+            iov(VirtAddr(0x1000_2000), 0),
+            iov(VirtAddr(0x1000_4000), 0x10),
+        ];
+        let mut i = IovIter::kvec(Dir::Read, v, 0x20);
+        sys.iov_iter_advance(&mut i, 0x10);
+        assert_eq!(
+            (i.idx, i.nr_segs, i.iov_offset, i.count),
+            (idx, nr, 0, 0x10),
+            "{prof}"
+        );
+    }
+}
+on_all_arches!(advance_over_empty_segments);

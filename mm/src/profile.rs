@@ -94,6 +94,11 @@ pub struct Knobs {
     /// `iov_iter_extract_pages` (6.3) replace the non-advancing
     /// `iov_iter_get_pages`/`_alloc`.
     pub get_pages2: bool,
+    /// 6.x `iov_iter_advance` on IOVEC/KVEC/BVEC steps over every segment
+    /// it has consumed and every empty one after it (`iov_iter_iovec_advance`,
+    /// `iov_iter_bvec_advance`); v4.x steps over at most the one it ended in.
+    /// 6.x `import_iovec` of one segment also builds an ITER_UBUF.
+    pub iter_modern_advance: bool,
     /// A zero-length bvec stops the bvec walker from making progress
     /// (1bdc76aea115, v4.10; fixed by 7e24969022cb in 5.9, CVE-2020-25641).
     pub bvec_zero_len_livelock: bool,
@@ -154,6 +159,7 @@ impl Base {
                 ubuf_iter: false,
                 iov_iter_revert: false,
                 get_pages2: false,
+                iter_modern_advance: false,
                 bvec_zero_len_livelock: true,
             },
             Base::V4_17 => Knobs {
@@ -180,6 +186,7 @@ impl Base {
                 ubuf_iter: true,
                 iov_iter_revert: true,
                 get_pages2: true,
+                iter_modern_advance: true,
                 bvec_zero_len_livelock: false,
             },
         }
