@@ -400,6 +400,21 @@ impl KernelProfile {
                 k.iov_iter_revert.to_string(),
                 "iov_iter_revert (27c0e3748e41, v4.11)",
             ),
+            (
+                "get_pages2",
+                k.get_pages2.to_string(),
+                "iov_iter_get_pages2 (v6.0) and iov_iter_extract_pages (v6.3) replace iov_iter_get_pages",
+            ),
+            (
+                "iter_modern_advance",
+                k.iter_modern_advance.to_string(),
+                "6.x iov_iter_advance skips consumed and empty segments; import_iovec of one segment is ITER_UBUF",
+            ),
+            (
+                "bvec_zero_len_livelock",
+                k.bvec_zero_len_livelock.to_string(),
+                "zero-length bvec never advances: 1bdc76aea115, fixed by 7e24969022cb (5.9)",
+            ),
         ]
     }
 }
