@@ -290,6 +290,44 @@ impl<A: Arch> Sys<A> {
         })
     }
 
+    /// The user-memory branch shared by 6.x `iov_iter_get_pages2` and
+    /// `iov_iter_extract_pages` (`first_iovec_segment`, then
+    /// `get_user_pages_fast` or, when extracting, `pin_user_pages_fast`;
+    /// nothing taken → 0; else advance by the bytes the pages cover).
+    fn first_user_segment_pages(
+        &mut self,
+        i: &mut IovIter,
+        maxsize: u64,
+        maxpages: u64,
+        pin: bool,
+    ) -> Result<GotPages, Errno> {
+        let Some(Piece::User { addr, len }) = self.first_piece(i, maxsize) else {
+            return Ok(GotPages::default());
+        };
+        let start = addr.offset_in(A::PAGE_SIZE);
+        let n = (start + len).div_ceil(A::PAGE_SIZE).min(maxpages);
+        let mut pages = Vec::new();
+        let base = addr.align_down(A::PAGE_SIZE);
+        let res = if pin {
+            self.m
+                .pin_user_pages_fast(base, n as i64, gup_write(i), &mut pages)?
+        } else {
+            self.m
+                .get_user_pages_fast(base, n as i64, gup_write(i), &mut pages)?
+        };
+        if res == 0 {
+            return Ok(GotPages::default());
+        }
+        let bytes = len.min(res * A::PAGE_SIZE - start);
+        self.iov_iter_advance(i, bytes);
+        Ok(GotPages {
+            bytes,
+            pages,
+            start,
+            pinned: pin,
+        })
+    }
+
     /// 6.x `iov_iter_get_pages2`: like v4.10 but clipped to `MAX_RW_COUNT`,
     /// multi-page bvec elements give several pages, and the iterator
     /// **advances** by the bytes returned.
@@ -308,29 +346,7 @@ impl<A: Arch> Sys<A> {
         }
         match i.ty {
             IterType::Iovec | IterType::Ubuf => {
-                let Some(Piece::User { addr, len }) = self.first_piece(i, maxsize) else {
-                    return Ok(GotPages::default());
-                };
-                let start = addr.offset_in(A::PAGE_SIZE);
-                let n = (start + len).div_ceil(A::PAGE_SIZE).min(maxpages);
-                let mut pages = Vec::new();
-                let res = self.m.get_user_pages_fast(
-                    addr.align_down(A::PAGE_SIZE),
-                    n as i64,
-                    gup_write(i),
-                    &mut pages,
-                )?;
-                if res == 0 {
-                    return Ok(GotPages::default());
-                }
-                let bytes = len.min(res * A::PAGE_SIZE - start);
-                self.iov_iter_advance(i, bytes);
-                Ok(GotPages {
-                    bytes,
-                    pages,
-                    start,
-                    pinned: false,
-                })
+                self.first_user_segment_pages(i, maxsize, maxpages, false)
             }
             IterType::Bvec => {
                 let Some(bv) = i.bvec.get(i.idx).copied() else {
@@ -395,29 +411,7 @@ impl<A: Arch> Sys<A> {
         }
         match i.ty {
             IterType::Iovec | IterType::Ubuf => {
-                let Some(Piece::User { addr, len }) = self.first_piece(i, maxsize) else {
-                    return Ok(GotPages::default());
-                };
-                let start = addr.offset_in(A::PAGE_SIZE);
-                let n = (start + len).div_ceil(A::PAGE_SIZE).min(maxpages);
-                let mut pages = Vec::new();
-                let res = self.m.pin_user_pages_fast(
-                    addr.align_down(A::PAGE_SIZE),
-                    n as i64,
-                    gup_write(i),
-                    &mut pages,
-                )?;
-                if res == 0 {
-                    return Ok(GotPages::default());
-                }
-                let bytes = len.min(res * A::PAGE_SIZE - start);
-                self.iov_iter_advance(i, bytes);
-                Ok(GotPages {
-                    bytes,
-                    pages,
-                    start,
-                    pinned: true,
-                })
+                self.first_user_segment_pages(i, maxsize, maxpages, true)
             }
             IterType::Kvec => {
                 let Some(Piece::Kernel { addr, len }) = self.first_piece(i, maxsize) else {
