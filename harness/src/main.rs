@@ -296,7 +296,7 @@ fn real_main() -> Result<bool, Usage> {
                         runs.len() - failed,
                         failed,
                         if skipped > 0 {
-                            format!(" ({skipped} not for their arch, not run)")
+                            format!(", {skipped} skipped (not for their arch)")
                         } else {
                             String::new()
                         }
