@@ -18,6 +18,7 @@ pub mod cli;
 pub mod fuzz;
 pub mod ktap;
 pub mod lang;
+pub mod man;
 pub mod run;
 pub mod syscalls;
 pub mod workloads;

@@ -1494,14 +1494,39 @@ fn eval_const<A: Arch>(
     }
 }
 
+/// Style of passing words (`pass`) in coloured text output.
+pub const PASS_STYLE: anstyle::Style = anstyle::AnsiColor::Green.on_default().bold();
+/// Style of failing words (`FAIL`, `-> FAILED ...`) in coloured text output.
+pub const FAIL_STYLE: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
+
+/// `text` wrapped in the escapes of `style` when `color`.
+#[must_use]
+pub fn paint(text: &str, style: anstyle::Style, color: bool) -> String {
+    if color {
+        format!("{style}{text}{style:#}")
+    } else {
+        text.to_string()
+    }
+}
+
 /// Text form of one record.
 #[must_use]
 pub fn format_record(r: &Record) -> String {
+    format_record_with(r, false)
+}
+
+/// Text form of one record, with a failed expect's `-> FAILED ...` in
+/// [`FAIL_STYLE`] when `color`.
+#[must_use]
+pub fn format_record_with(r: &Record, color: bool) -> String {
     let mut s = format!("L{:<3} {}", r.line, r.text);
     if let Some(ok) = r.ok {
-        s.push_str(if ok { "  -> ok" } else { "  -> " });
-        if !ok {
-            s.push_str(r.detail.as_deref().unwrap_or("FAILED"));
+        if ok {
+            s.push_str("  -> ok");
+        } else {
+            s.push_str("  ");
+            let failed = format!("-> {}", r.detail.as_deref().unwrap_or("FAILED"));
+            s.push_str(&paint(&failed, FAIL_STYLE, color));
         }
         return s;
     }
@@ -1523,15 +1548,26 @@ pub fn format_record(r: &Record) -> String {
 /// Text transcript of a run.
 #[must_use]
 pub fn format_run(run: &Run) -> String {
+    format_run_with(run, false)
+}
+
+/// Text transcript of a run, with `pass`/`FAIL` and failed expects coloured
+/// when `color`.
+#[must_use]
+pub fn format_run_with(run: &Run, color: bool) -> String {
     let sm = &run.summary;
     let mut out = format!("# {} on {} under {}\n", sm.workload, sm.arch, sm.kernel);
     for r in &run.records {
-        out.push_str(&format_record(r));
+        out.push_str(&format_record_with(r, color));
         out.push('\n');
     }
     out.push_str(&format!(
         "# {}: {} expects, {} failed, {} references leaked{}\n",
-        if sm.passed { "pass" } else { "FAIL" },
+        if sm.passed {
+            paint("pass", PASS_STYLE, color)
+        } else {
+            paint("FAIL", FAIL_STYLE, color)
+        },
         sm.expects,
         sm.failed_expects,
         sm.leaked_refs,

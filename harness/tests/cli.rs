@@ -192,3 +192,128 @@ fn check_and_list() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("check.vmw:2:"));
 }
+
+/// `vmemu` with a clean colour environment plus `env`.
+fn vmemu_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vmemu"));
+    for v in ["NO_COLOR", "CLICOLOR", "CLICOLOR_FORCE", "TERM"] {
+        c.env_remove(v);
+    }
+    c.envs(env.iter().copied())
+        .args(args)
+        .output()
+        .expect("vmemu runs")
+}
+
+#[test]
+fn color_flag_and_no_color() {
+    let bad = script(
+        "color_bad.vmw",
+        "map buf 1 page\ntouch buf\nr = get_user_pages_fast(buf, 1, 0)\nexpect r == 7\nrelease r\n",
+    );
+    let bad = bad.to_str().unwrap();
+    let esc = |o: &Output| o.stdout.contains(&0x1b);
+    for args in [
+        vec!["matrix", "--arch", "arm64"],
+        vec!["run", bad, "--arch", "arm64"],
+        vec!["matrix", bad, "--arch", "arm64"],
+    ] {
+        let mut never = args.clone();
+        never.extend(["--color", "never"]);
+        let mut always = args.clone();
+        always.extend(["--color", "always"]);
+        assert!(!esc(&vmemu_env(&never, &[])), "{never:?}");
+        assert!(esc(&vmemu_env(&always, &[])), "{always:?}");
+        // auto: not a terminal here, so no colour ...
+        assert!(!esc(&vmemu_env(&args, &[])), "{args:?}");
+        // ... unless forced, and NO_COLOR wins over the force.
+        assert!(esc(&vmemu_env(&args, &[("CLICOLOR_FORCE", "1")])));
+        assert!(!esc(&vmemu_env(
+            &args,
+            &[("CLICOLOR_FORCE", "1"), ("NO_COLOR", "1")]
+        )));
+        // `--color always` colours even with NO_COLOR (an explicit request).
+        assert!(esc(&vmemu_env(&always, &[("NO_COLOR", "1")])));
+    }
+    // What is coloured: the result words and the failed expect.
+    let out = vmemu_env(&["--color", "always", "run", bad, "--arch", "arm64"], &[]);
+    let t = String::from_utf8_lossy(&out.stdout);
+    assert!(t.contains("\x1b[1m\x1b[31m-> FAILED: got 1\x1b[0m"), "{t}");
+    assert!(
+        t.contains("# \x1b[1m\x1b[31mFAIL\x1b[0m: 1 expects, 1 failed"),
+        "{t}"
+    );
+    let out = vmemu_env(&["matrix", "--color=always", "--arch", "x86_64"], &[]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\x1b[1m\x1b[32mpass\x1b[0m ("));
+    // JSON and KTAP never.
+    for f in ["json", "ktap"] {
+        let out = vmemu_env(&["--color", "always", "run", bad, "--format", f], &[]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(!esc(&out), "{f}");
+    }
+    // A bad value is a usage error.
+    let out = vmemu_env(&["--color", "sometimes", "list"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn man_page_names_every_subcommand() {
+    use clap::CommandFactory;
+    let out = vmemu(&["man"]);
+    assert_eq!(out.status.code(), Some(0));
+    let page = String::from_utf8(out.stdout).expect("UTF-8 roff");
+    assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{page}");
+    assert!(page.contains(".TH VMEMU 1"));
+    let cmd = vmemu_harness::cli::Cli::command();
+    let mut n = 0;
+    for sub in cmd.get_subcommands() {
+        let name = sub.get_name();
+        assert!(
+            page.contains(&format!(".SS \"vmemu {name}\"")),
+            "no section for {name}"
+        );
+        n += 1;
+    }
+    assert!(n >= 9, "{n} subcommands");
+    for s in [
+        r"\-\-color",
+        r"\-\-format",
+        "EXIT STATUS",
+        "NO_COLOR",
+        "ktap",
+    ] {
+        assert!(page.contains(s), "{s} missing");
+    }
+    // Rendered by groff without warnings, when groff is installed.
+    let path = std::env::temp_dir().join(format!("vmemu-{}.1", std::process::id()));
+    std::fs::write(&path, &page).unwrap();
+    match Command::new("groff")
+        .args(["-man", "-Tutf8", "-ww", "-z"])
+        .arg(&path)
+        .output()
+    {
+        Ok(o) => {
+            assert!(o.status.success());
+            assert!(
+                o.stderr.is_empty(),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        Err(e) => eprintln!("groff not run: {e}"),
+    }
+}
+
+#[test]
+fn completions_cover_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = vmemu(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}");
+        let t = String::from_utf8_lossy(&out.stdout);
+        for sub in ["matrix", "man", "completions"] {
+            assert!(t.contains(sub), "{shell}: {sub}");
+        }
+        assert!(t.contains("--color") || t.contains("color"), "{shell}");
+    }
+    assert_eq!(vmemu(&["completions", "tcsh"]).status.code(), Some(2));
+}
