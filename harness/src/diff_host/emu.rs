@@ -194,6 +194,17 @@ fn fill_pipe(sys: &mut Sys<X86_64>, wfd: i32, fill: &[u64]) {
         )
         .expect("scratch mapping");
     for (k, &n) in fill.iter().enumerate() {
+        if n == 0 {
+            let r = sys.sys_writev(
+                wfd,
+                vec![Iovec {
+                    base: VirtAddr(0x1000),
+                    len: 10,
+                }],
+            );
+            assert_eq!(r, Err(Errno::EFAULT), "a fill write from page 0x1000");
+            continue;
+        }
         let bytes: Vec<u8> = (0..n).map(|o| fill_byte(k, o)).collect();
         assert_eq!(sys.m.copy_to_user(scratch, &bytes), 0);
         let r = sys.sys_writev(

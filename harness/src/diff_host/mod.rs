@@ -572,6 +572,48 @@ pub fn fixed_cases() -> Vec<Case> {
             vec![seg(0, 0, 10)],
             VmspliceToUser,
         ),
+        case(
+            "vmsplice/to-user-empty-buffer-at-head",
+            &["w"],
+            &[0, p],
+            vec![seg(0, 0, 200)],
+            VmspliceToUser,
+        ),
+        case(
+            "readv/empty-buffer-at-head",
+            &["w"],
+            &[0, p],
+            vec![seg(0, 0, 200)],
+            Readv,
+        ),
+        case(
+            "readv/only-empty-buffer",
+            &["w"],
+            &[0],
+            vec![seg(0, 0, 200)],
+            Readv,
+        ),
+        case(
+            "writev/merges-into-empty-buffer",
+            &["w"],
+            &[0],
+            vec![seg(0, 0, 100)],
+            Writev,
+        ),
+        case(
+            "writev/faulted-twice",
+            &["w"],
+            &[0, 0],
+            vec![seg(0, 0, 100)],
+            Writev,
+        ),
+        case(
+            "writev/slot-taken-by-empty-buffer",
+            &[&"w".repeat(16)],
+            &[0],
+            vec![seg(0, 0, 16 * p)],
+            Writev,
+        ),
         // process_vm_readv / writev
         case(
             "pvm_readv/simple",
@@ -1375,6 +1417,17 @@ pub fn compare(host: &Outcome, emu: &Outcome) -> Option<String> {
 /// the explanation, or `None`.
 #[must_use]
 pub fn known_difference(c: &Case, host: &Outcome, emu: &Outcome) -> Option<&'static str> {
+    // 6.13 pipe_write() puts the new buffer in the ring before copying and
+    // leaves it there, empty, when the first chunk faults: it takes a slot,
+    // a later small write merges into it, and vmsplice to user memory stops
+    // at it (the actor's 0 ends the splice). The host kernel leaves no such
+    // buffer (observed: 16 page writes still fit after a faulting write);
+    // the commit was not identified.
+    if c.op.uses_pipe() && c.fill.contains(&0) {
+        return Some(
+            "post-6.13 pipe_write: no empty buffer left in the ring by a faulting write (observed; commit not identified)",
+        );
+    }
     match c.op {
         // 6.13 blkdev_dio_invalid() checks every iovec's address against
         // the queue's dma_alignment and its length against the logical
