@@ -476,7 +476,7 @@ pub fn fixed_cases() -> Vec<Case> {
         case(
             "writev/fills-pipe",
             &["wwww"],
-            &vec![p; 14],
+            &[p; 14],
             vec![seg(0, 0, 4 * p)],
             Writev,
         ),
@@ -540,7 +540,7 @@ pub fn fixed_cases() -> Vec<Case> {
         case(
             "vmsplice/nearly-full",
             &["wwww"],
-            &vec![p; 14],
+            &[p; 14],
             vec![seg(0, 0, 4 * p)],
             VmspliceToPipe,
         ),
@@ -1165,7 +1165,7 @@ fn rand_segs(
     }
     (0..n)
         .map(|_| {
-            if rng.next_u64() % 25 == 0 {
+            if rng.next_u64().is_multiple_of(25) {
                 return pick(
                     rng,
                     &[
