@@ -1471,6 +1471,8 @@ pub struct Report {
     /// Disagreements explained by host kernel changes after 6.13
     /// ([`known_difference`]), with the explanation.
     pub known: Vec<(Disagreement, &'static str)>,
+    /// Every compared case: (name, host return, emulator return, agreed).
+    pub log: Vec<(String, i64, i64, bool)>,
 }
 
 impl Report {
@@ -1502,6 +1504,8 @@ pub fn compare_cases(
         };
         let e = emu::run(c);
         rep.compared += 1;
+        let agreed = compare(&h, &e).is_none();
+        rep.log.push((c.name.clone(), h.ret, e.ret, agreed));
         if let Some(what) = compare(&h, &e) {
             let known = known_difference(c, &h, &e);
             let d = Disagreement {
@@ -1593,8 +1597,17 @@ pub fn main(args: &DiffHostArgs) -> Result<bool, String> {
     cases.extend(random_cases(seed, args.cases));
     let rep = compare_cases(&mut host, &cases, |_| {});
     if args.verbose {
-        for c in &cases {
-            println!("{c}");
+        for (c, (_, h, e, agreed)) in cases
+            .iter()
+            .filter(|c| !c.op.needs_bdev() || host.bdev_skip.is_none())
+            .zip(&rep.log)
+        {
+            let mark = if *agreed { "agree" } else { "DIFFER" };
+            println!(
+                "{c}\n  host {}, emulator {}: {mark}",
+                fmt_ret(*h),
+                fmt_ret(*e)
+            );
         }
     }
     if args.verbose {
