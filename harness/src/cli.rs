@@ -143,6 +143,9 @@ pub enum Cmd {
     Bench(crate::bench::BenchArgs),
     /// Generate seeded random workloads, check invariants and oracles, shrink failures.
     Fuzz(crate::fuzz::FuzzArgs),
+    /// Run syscall cases on the host kernel and on the emulator (x86_64, v6.13) and print every disagreement.
+    #[command(after_help = "Example:\n  vmemu diff-host --cases 300 --seed 20261125")]
+    DiffHost(crate::diff_host::DiffHostArgs),
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Examples:\n  vmemu completions bash > ~/.local/share/bash-completion/completions/vmemu\n  vmemu completions zsh > ~/.zfunc/_vmemu        (with fpath+=~/.zfunc before compinit)\n  vmemu completions fish > ~/.config/fish/completions/vmemu.fish"

@@ -12,9 +12,12 @@
 //! assert!(run.summary.passed);
 //! ```
 
+#![deny(unsafe_code)]
+
 pub mod bench;
 pub mod callers;
 pub mod cli;
+pub mod diff_host;
 pub mod fuzz;
 pub mod ktap;
 pub mod lang;

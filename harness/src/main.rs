@@ -351,6 +351,7 @@ fn real_main() -> Result<bool, Usage> {
         }
         Cmd::Bench(args) => vmemu_harness::bench::main(&args).map_err(Usage),
         Cmd::Fuzz(args) => vmemu_harness::fuzz::main(&args).map_err(Usage),
+        Cmd::DiffHost(args) => vmemu_harness::diff_host::main(&args).map_err(Usage),
         Cmd::Completions { shell } => {
             clap_complete::aot::generate(shell, &mut Cli::command(), "vmemu", &mut out);
             Ok(true)

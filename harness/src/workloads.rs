@@ -17,4 +17,9 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "zero_len_bvec",
     "vmsplice_16",
     "pipe_iter_fill",
+    "pipe_readv_writev",
+    "vmsplice_syscall",
+    "process_vm_rw",
+    "preadv_pwritev_file",
+    "o_direct_blkdev",
 ];

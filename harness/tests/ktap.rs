@@ -310,7 +310,14 @@ fn matrix_ktap_follows_the_grammar_and_lists_every_run() {
     let out = vmemu(&["matrix", "--format", "ktap"]);
     assert_eq!(out.status.code(), Some(0));
     let doc = String::from_utf8(out.stdout).expect("UTF-8");
-    let tests = parse_ktap(&doc).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+    let all = parse_ktap(&doc).unwrap_or_else(|e| panic!("{e}\n{doc}"));
+    // Combinations a workload's `arches` line excludes are listed as SKIP in
+    // KTAP and left out of the JSON summaries.
+    let skipped = all.iter().filter(|t| t.status == Status::Skip).count();
+    let tests: Vec<_> = all
+        .into_iter()
+        .filter(|t| t.status != Status::Skip)
+        .collect();
     let sums = summaries(&["matrix"]);
     assert_eq!(tests.len(), sums.len());
     for (t, (name, passed, expects, _, _)) in tests.iter().zip(&sums) {
@@ -328,8 +335,9 @@ fn matrix_ktap_follows_the_grammar_and_lists_every_run() {
     let leaves: usize = tests.iter().map(Node::leaves).sum();
     assert_eq!(leaves, sums.iter().map(|s| s.2.max(1)).sum::<usize>());
     assert!(doc.ends_with(&format!(
-        "# Totals: pass:{n} fail:0 skip:0 total:{n}\n",
-        n = tests.len()
+        "# Totals: pass:{n} fail:0 skip:{skipped} total:{t}\n",
+        n = tests.len(),
+        t = tests.len() + skipped
     )));
     assert!(!doc.contains('\x1b'), "KTAP is never coloured");
     let colored = vmemu(&["--color", "always", "matrix", "--format", "ktap"]);
@@ -495,11 +503,21 @@ fn kunit_parser_accepts_the_matrix() {
     let v = kunit_parse(&python, &parser, &String::from_utf8_lossy(&out.stdout));
     let sums = summaries(&["matrix"]);
     let leaves: usize = sums.iter().map(|s| s.2.max(1)).sum();
+    let skipped = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.starts_with("ok ") && l.contains("# SKIP"))
+        .count();
     assert_eq!(v["status"], "SUCCESS", "{v}");
     assert_eq!(v["errors"], 0, "{v}");
-    assert_eq!(v["total"], leaves, "every result counted");
+    assert_eq!(v["total"], leaves + skipped, "every result counted");
     assert_eq!(v["passed"], leaves);
-    let subs = v["subtests"].as_array().expect("subtests");
+    assert_eq!(v["skipped"], skipped);
+    let subs: Vec<&serde_json::Value> = v["subtests"]
+        .as_array()
+        .expect("subtests")
+        .iter()
+        .filter(|s| s["status"] != "SKIPPED")
+        .collect();
     assert_eq!(subs.len(), sums.len());
     for (s, (name, _, expects, _, _)) in subs.iter().zip(&sums) {
         assert_eq!(s["name"], name.as_str());

@@ -1,7 +1,8 @@
 //! `vmemu-iter`: the iov_iter layer of v4.10 and modern kernels over the
 //! emulated mm: iterator kinds and walkers ([`iov_iter`]), the copy and
 //! query primitives ([`ops`]), page gathering old, proposed and modern
-//! ([`get_pages`]), and pipes with vmsplice and splice ([`pipe`]).
+//! ([`get_pages`]), pipes with vmsplice and splice ([`pipe`]), and the
+//! system calls over them with 6.13's argument checks ([`syscalls`]).
 //!
 //! Everything works on a [`Sys`]: the emulated kernel ([`Machine`]) plus the
 //! pipes that iterators and syscalls share.
@@ -22,6 +23,7 @@ pub mod get_pages;
 pub mod iov_iter;
 pub mod ops;
 pub mod pipe;
+pub mod syscalls;
 
 use vmemu_arch::Arch;
 use vmemu_mm::{KernelProfile, Machine, mm::MachineError};
@@ -36,6 +38,14 @@ pub struct Sys<A: Arch> {
     pub m: Machine<A>,
     /// Pipes, by id.
     pub pipes: Vec<Pipe>,
+    /// Open files, by descriptor ([`syscalls`]).
+    pub fds: Vec<syscalls::OpenFile>,
+    /// Block devices, by number ([`syscalls`]).
+    pub bdevs: Vec<syscalls::BlockDev>,
+    /// Per file, where the data a fresh page cache page is filled with ends
+    /// (its size when the syscall layer first touched it): beyond it a
+    /// freshly read page is zero.
+    pub file_data_end: std::collections::BTreeMap<vmemu_mm::mm::FileId, u64>,
 }
 
 impl<A: Arch> Sys<A> {
@@ -44,6 +54,9 @@ impl<A: Arch> Sys<A> {
         Ok(Self {
             m: Machine::new(profile, phys_size)?,
             pipes: Vec::new(),
+            fds: Vec::new(),
+            bdevs: Vec::new(),
+            file_data_end: std::collections::BTreeMap::new(),
         })
     }
 }

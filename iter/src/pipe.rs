@@ -357,6 +357,16 @@ impl<A: Arch> Sys<A> {
         buf
     }
 
+    /// Releases the buffer at `curbuf` and moves `curbuf` on (a consumed
+    /// head buffer, as `pipe_update_tail` does).
+    pub(crate) fn pipe_consume_head(&mut self, id: usize) {
+        let cur = self.pipes[id].curbuf;
+        self.pipe_buf_release_slot(id, cur);
+        let p = &mut self.pipes[id];
+        p.curbuf = p.next_idx(cur);
+        p.nrbufs -= 1;
+    }
+
     fn pipe_buf_release_slot(&mut self, id: usize, slot: usize) {
         let b = self.pipes[id].bufs[slot];
         let b = self.pipe_buf_release(id, b);
