@@ -18,6 +18,7 @@
 //! assert_eq!(i.count, 0);
 //! ```
 
+pub mod callers;
 pub mod get_pages;
 pub mod iov_iter;
 pub mod ops;
@@ -29,6 +30,18 @@ use vmemu_mm::{KernelProfile, Machine, mm::MachineError};
 pub use iov_iter::{BioVec, Dir, IovIter, Iovec, IterType};
 pub use pipe::Pipe;
 
+/// Page-gathering traffic: how many `iov_iter_get_pages*` /
+/// `iov_iter_extract_pages` calls were made and how many pages they returned.
+/// Caller models report the difference across their run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct GatherStats {
+    /// Calls.
+    pub calls: u64,
+    /// Pages returned (each with a reference or pin, unless the call takes
+    /// none).
+    pub pages: u64,
+}
+
 /// The emulated kernel plus the state iterators share (pipes).
 #[derive(Debug)]
 pub struct Sys<A: Arch> {
@@ -36,6 +49,8 @@ pub struct Sys<A: Arch> {
     pub m: Machine<A>,
     /// Pipes, by id.
     pub pipes: Vec<Pipe>,
+    /// Page-gathering traffic so far.
+    pub gather: GatherStats,
 }
 
 impl<A: Arch> Sys<A> {
@@ -44,6 +59,7 @@ impl<A: Arch> Sys<A> {
         Ok(Self {
             m: Machine::new(profile, phys_size)?,
             pipes: Vec::new(),
+            gather: GatherStats::default(),
         })
     }
 }
