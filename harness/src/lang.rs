@@ -943,6 +943,33 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                                 break;
                             }
                         }
+                        // `repeat N step S`: the list N times, copy k shifted by k * S.
+                        if c.peek_word() == Some("repeat") {
+                            c.word();
+                            let at = c.pos;
+                            let n = match parse_expr(&mut c)? {
+                                Expr::Num(n) if n >= 1 => n,
+                                _ => return Err(c.err_at(at, "expected a literal repeat count of at least 1")),
+                            };
+                            if c.peek_word() != Some("step") {
+                                let f = c.found();
+                                return Err(c.err(format!("expected `step` and the address step, found {f}")));
+                            }
+                            c.word();
+                            let step = parse_expr(&mut c)?;
+                            let total = segs.len() as i128 * n;
+                            if total > MAX_SEGS as i128 {
+                                return Err(c.err_at(at, format!("more than {MAX_SEGS} segments")));
+                            }
+                            let base = std::mem::take(&mut segs);
+                            let sp = c.span();
+                            for k in 0..n {
+                                for (a, l) in &base {
+                                    let off = Expr::Bin(Box::new(Expr::Num(k)), '*', Box::new(step.clone()), sp);
+                                    segs.push((Expr::Bin(Box::new(a.clone()), '+', Box::new(off), sp), l.clone()));
+                                }
+                            }
+                        }
                     }
                 }
                 StmtKind::Iter { name, kind: kind.to_string(), read, segs, pipe }
@@ -1118,6 +1145,26 @@ mod tests {
             }
         }
         assert!(n > 50, "only {n} statements checked");
+    }
+
+    #[test]
+    fn iter_repeat_expands_segments() {
+        let w = parse(
+            "t.vmw",
+            "iter v iovec WRITE [b : 4K, b + 8K : 16] repeat 3 step 64K\n",
+        )
+        .unwrap();
+        let StmtKind::Iter { segs, .. } = &w.stmts[0].kind else {
+            panic!()
+        };
+        assert_eq!(segs.len(), 6);
+        assert_eq!(segs[4].1, Expr::Num(4096));
+        let e = err("iter v iovec WRITE [b : 1] repeat 0 step 1\n");
+        assert!(e.msg.contains("repeat count"), "{}", e.msg);
+        let e = err("iter v iovec WRITE [b : 1] repeat 5000 step 1\n");
+        assert!(e.msg.contains("more than"), "{}", e.msg);
+        let e = err("iter v iovec WRITE [b : 1] repeat 2 by 1\n");
+        assert!(e.msg.contains("expected `step`"), "{}", e.msg);
     }
 
     #[test]

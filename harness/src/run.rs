@@ -46,6 +46,65 @@ pub struct Record {
     pub ok: Option<bool>,
     /// Extra detail (what an expect saw, a note).
     pub detail: Option<String>,
+    /// For a caller model (`harness::callers`): its I/O units and page
+    /// traffic. Absent from JSON for every other statement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io: Option<Io>,
+}
+
+/// The I/O a caller model produced and its page-reference traffic.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Io {
+    /// The kernel function modelled.
+    pub model: String,
+    /// I/O units in issue order.
+    pub units: Vec<IoUnit>,
+    /// `iov_iter_get_pages*` / `iov_iter_extract_pages` calls.
+    pub get_pages_calls: u64,
+    /// Pages those calls returned (references or pins taken).
+    pub pages_pinned: u64,
+    /// References the consumer took itself.
+    pub refs_taken: u64,
+    /// References dropped before the I/O completed.
+    pub put_early: u64,
+    /// Page-pointer or bvec arrays allocated.
+    pub allocations: u64,
+    /// What happened, in words.
+    pub notes: Vec<String>,
+}
+
+/// One I/O unit: a bio, an RPC, an OSD request, an skb, ...
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct IoUnit {
+    /// `bio`, `rpc`, `osd_write`, ...
+    pub kind: String,
+    /// Bytes.
+    pub bytes: u64,
+    /// Pages (bvecs, requests, frags, entries).
+    pub pages: u64,
+}
+
+impl From<vmemu_iter::callers::IoReport> for Io {
+    fn from(r: vmemu_iter::callers::IoReport) -> Self {
+        Self {
+            model: r.model,
+            units: r
+                .units
+                .into_iter()
+                .map(|u| IoUnit {
+                    kind: u.kind.to_string(),
+                    bytes: u.bytes,
+                    pages: u.pages,
+                })
+                .collect(),
+            get_pages_calls: r.get_pages_calls,
+            pages_pinned: r.pages_pinned,
+            refs_taken: r.refs_taken,
+            put_early: r.put_early,
+            allocations: r.allocations,
+            notes: r.notes,
+        }
+    }
 }
 
 /// The outcome of one run.
@@ -280,6 +339,8 @@ pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) seen_events: usize,
     pub(crate) expects: usize,
     pub(crate) failed: usize,
+    /// State the caller models keep across statements (fuse connection).
+    pub(crate) callers: crate::callers::State,
 }
 
 /// Largest copy a script may ask for.
@@ -338,6 +399,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             seen_events: 0,
             expects: 0,
             failed: 0,
+            callers: crate::callers::State::default(),
         })
     }
 
@@ -357,6 +419,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             }
         });
         self.exec_block(&stmts)?;
+        self.callers_finish();
         let (refs, pins) = self.sys.m.held_total();
         let leaked = refs + pins;
         let mut unexpected: Vec<String> = self
@@ -409,6 +472,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             events: Vec::new(),
             ok: None,
             detail: None,
+            io: None,
         }
     }
 
@@ -1539,8 +1603,50 @@ pub fn format_record_with(r: &Record, color: bool) -> String {
     if let Some(d) = &r.detail {
         s.push_str(&format!("  ({d})"));
     }
+    if let Some(io) = &r.io {
+        s.push_str(&format_io(io));
+    }
     for e in &r.events {
         s.push_str(&format!("\n       event {e}"));
+    }
+    s
+}
+
+/// Continuation lines of a caller model's record: its units (runs of equal
+/// units collapsed), its page traffic, its notes.
+fn format_io(io: &Io) -> String {
+    let mut s = format!("\n       io {}:", io.model);
+    if io.units.is_empty() {
+        s.push_str(" no I/O");
+    }
+    let mut i = 0;
+    let mut parts = Vec::new();
+    while i < io.units.len() {
+        let u = &io.units[i];
+        let mut n = 1;
+        while i + n < io.units.len() && io.units[i + n] == *u {
+            n += 1;
+        }
+        let one = format!(
+            "{}({} bytes, {} page{})",
+            u.kind,
+            u.bytes,
+            u.pages,
+            if u.pages == 1 { "" } else { "s" }
+        );
+        parts.push(if n > 1 { format!("{n} x {one}") } else { one });
+        i += n;
+    }
+    if !parts.is_empty() {
+        s.push(' ');
+        s.push_str(&parts.join(", "));
+    }
+    s.push_str(&format!(
+        "\n       pages: {} gathering call(s) -> {} page(s); consumer refs {}; put early {}; arrays {}",
+        io.get_pages_calls, io.pages_pinned, io.refs_taken, io.put_early, io.allocations
+    ));
+    for n in &io.notes {
+        s.push_str(&format!("\n       note: {n}"));
     }
     s
 }

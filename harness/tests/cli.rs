@@ -317,3 +317,63 @@ fn completions_cover_the_subcommands() {
     }
     assert_eq!(vmemu(&["completions", "tcsh"]).status.code(), Some(2));
 }
+
+/// Caller-model records carry an `io` object (units and page traffic); every
+/// other record keeps the old fields only (no `io` key). The soft lockup of
+/// the ceph splice workload shows in the JSON events of every arch under
+/// v4.10 and nowhere under v4.17.
+#[test]
+fn caller_io_in_json_and_ceph_lockup() {
+    let out = vmemu(&[
+        "run",
+        "ceph_splice_softlockup",
+        "--kernel",
+        "v4.10",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lockups = std::collections::BTreeSet::new();
+    let mut with_io = 0;
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        if v.get("summary").is_some() {
+            continue;
+        }
+        let op = v["op"].as_str().unwrap();
+        if op == "ceph_splice_write" {
+            with_io += 1;
+            let io = &v["io"];
+            assert!(io["get_pages_calls"].as_u64().unwrap() > 1000);
+            assert!(io["units"].as_array().unwrap().is_empty());
+            let ev = v["events"].as_array().unwrap();
+            if ev
+                .iter()
+                .any(|e| e.as_str().unwrap().starts_with("soft_lockup"))
+            {
+                lockups.insert(v["arch"].as_str().unwrap().to_string());
+            }
+        } else {
+            assert!(v.get("io").is_none(), "{op} has no io");
+        }
+    }
+    assert_eq!(with_io, 3);
+    assert_eq!(lockups.len(), 3, "{lockups:?}");
+    let out = vmemu(&[
+        "run",
+        "ceph_splice_softlockup",
+        "--kernel",
+        "v4.17",
+        "--format",
+        "json",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(!text.contains("soft_lockup"));
+    assert!(text.contains("\"kind\":\"osd_write\""));
+}

@@ -39,6 +39,15 @@ fn gup_write(i: &IovIter) -> GupFlags {
 }
 
 impl<A: Arch> Sys<A> {
+    /// Counts one gathering call and the pages it returned.
+    fn count_gather(&mut self, r: Result<GotPages, Errno>) -> Result<GotPages, Errno> {
+        self.gather.calls += 1;
+        if let Ok(g) = &r {
+            self.gather.pages += g.pages.len() as u64;
+        }
+        r
+    }
+
     /// The first non-empty piece within `maxsize` (v4.10 step 2).
     fn first_piece(&mut self, i: &IovIter, maxsize: u64) -> Option<Piece> {
         let mut first = None;
@@ -66,7 +75,8 @@ impl<A: Arch> Sys<A> {
         maxsize: u64,
         maxpages: u64,
     ) -> Result<GotPages, Errno> {
-        self.get_pages_first_segment(i, maxsize, Some(maxpages))
+        let r = self.get_pages_first_segment(i, maxsize, Some(maxpages));
+        self.count_gather(r)
     }
 
     fn get_pages_first_segment(
@@ -136,11 +146,12 @@ impl<A: Arch> Sys<A> {
         i: &IovIter,
         maxsize: u64,
     ) -> Result<GotPages, Errno> {
-        match self.m.knobs.get_pages_alloc {
+        let r = match self.m.knobs.get_pages_alloc {
             GetPagesAlloc::FirstSegment => self.get_pages_first_segment(i, maxsize, None),
             GetPagesAlloc::LaytonPosted => self.get_pages_alloc_layton(i, maxsize, false),
             GetPagesAlloc::LaytonIntended => self.get_pages_alloc_layton(i, maxsize, true),
-        }
+        };
+        self.count_gather(r)
     }
 
     /// Layton's `iov_iter_pvec_size`: as posted, a piece is added when it is
@@ -337,6 +348,16 @@ impl<A: Arch> Sys<A> {
         maxsize: u64,
         maxpages: u64,
     ) -> Result<GotPages, Errno> {
+        let r = self.get_pages2(i, maxsize, maxpages);
+        self.count_gather(r)
+    }
+
+    fn get_pages2(
+        &mut self,
+        i: &mut IovIter,
+        maxsize: u64,
+        maxpages: u64,
+    ) -> Result<GotPages, Errno> {
         if maxpages == 0 {
             return Ok(GotPages::default());
         }
@@ -391,7 +412,8 @@ impl<A: Arch> Sys<A> {
         i: &mut IovIter,
         maxsize: u64,
     ) -> Result<GotPages, Errno> {
-        self.iov_iter_get_pages2(i, maxsize, u64::MAX / A::PAGE_SIZE)
+        let r = self.get_pages2(i, maxsize, u64::MAX / A::PAGE_SIZE);
+        self.count_gather(r)
     }
 
     /// 6.13 `iov_iter_extract_pages(i, &pages, maxsize, maxpages, 0, &offset0)`:
@@ -400,6 +422,16 @@ impl<A: Arch> Sys<A> {
     /// its page end and the next starts at offset 0, with no reference.
     /// Always advances.
     pub fn iov_iter_extract_pages(
+        &mut self,
+        i: &mut IovIter,
+        maxsize: u64,
+        maxpages: u64,
+    ) -> Result<GotPages, Errno> {
+        let r = self.extract_pages(i, maxsize, maxpages);
+        self.count_gather(r)
+    }
+
+    fn extract_pages(
         &mut self,
         i: &mut IovIter,
         maxsize: u64,

@@ -19,6 +19,7 @@
 //! assert_eq!(i.count, 0);
 //! ```
 
+pub mod callers;
 pub mod get_pages;
 pub mod iov_iter;
 pub mod ops;
@@ -30,6 +31,18 @@ use vmemu_mm::{KernelProfile, Machine, mm::MachineError};
 
 pub use iov_iter::{BioVec, Dir, IovIter, Iovec, IterType};
 pub use pipe::Pipe;
+
+/// Page-gathering traffic: how many `iov_iter_get_pages*` /
+/// `iov_iter_extract_pages` calls were made and how many pages they returned.
+/// Caller models report the difference across their run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct GatherStats {
+    /// Calls.
+    pub calls: u64,
+    /// Pages returned (each with a reference or pin, unless the call takes
+    /// none).
+    pub pages: u64,
+}
 
 /// The emulated kernel plus the state iterators share (pipes).
 #[derive(Debug)]
@@ -46,6 +59,8 @@ pub struct Sys<A: Arch> {
     /// (its size when the syscall layer first touched it): beyond it a
     /// freshly read page is zero.
     pub file_data_end: std::collections::BTreeMap<vmemu_mm::mm::FileId, u64>,
+    /// Page-gathering traffic so far.
+    pub gather: GatherStats,
 }
 
 impl<A: Arch> Sys<A> {
@@ -57,6 +72,7 @@ impl<A: Arch> Sys<A> {
             fds: Vec::new(),
             bdevs: Vec::new(),
             file_data_end: std::collections::BTreeMap::new(),
+            gather: GatherStats::default(),
         })
     }
 }

@@ -6,7 +6,7 @@
 //!   [`Sys::pipe_write`]), regular files ([`Sys::shmem_file_read_iter`],
 //!   [`Sys::shmem_file_write_iter`]) and block devices
 //!   ([`Sys::blkdev_read_iter`], [`Sys::blkdev_write_iter`], `O_DIRECT`
-//!   through [`Sys::blkdev_direct_io`]);
+//!   through [`Sys::bdev_direct_io_6x`]);
 //! * `vmsplice` both ways (`fs/splice.c`);
 //! * `process_vm_readv`/`process_vm_writev` (`mm/process_vm_access.c`).
 //!
@@ -446,7 +446,7 @@ impl<A: Arch> Sys<A> {
     // ------------------------------------------------------------------
 
     /// `blkdev_read_iter`: clip at the end of the device (`pos` at or past
-    /// it reads 0); with `O_DIRECT` try [`Sys::blkdev_direct_io`] first,
+    /// it reads 0); with `O_DIRECT` try [`Sys::bdev_direct_io_6x`] first,
     /// and read what it left (a short direct read) through the page cache
     /// (`filemap_read`, byte-exact at a fault) — an error from the direct
     /// part is returned as is.
@@ -473,7 +473,7 @@ impl<A: Arch> Sys<A> {
                 break 'out Ok(0);
             }
             if direct {
-                let r = self.blkdev_direct_io(dev, *pos, to, Dir::Read);
+                let r = self.bdev_direct_io_6x(dev, *pos, to, Dir::Read);
                 if let Ok(n) = r {
                     *pos += n;
                     count -= n;
@@ -529,7 +529,7 @@ impl<A: Arch> Sys<A> {
         }
         let res = if direct {
             let mut count = from.count;
-            let r = self.blkdev_direct_io(dev, *pos, from, Dir::Write);
+            let r = self.bdev_direct_io_6x(dev, *pos, from, Dir::Write);
             if let Ok(n) = r {
                 *pos += n;
                 count -= n;
@@ -616,7 +616,7 @@ impl<A: Arch> Sys<A> {
     /// whole blocks. More pages take several bios (`__blkdev_direct_IO`),
     /// and there a batch that pins nothing fails the **whole** call with
     /// `-EFAULT`, although the earlier bios moved their data.
-    pub fn blkdev_direct_io(
+    pub fn bdev_direct_io_6x(
         &mut self,
         dev: usize,
         pos: u64,
@@ -636,7 +636,7 @@ impl<A: Arch> Sys<A> {
         let nr_pages = self.iov_iter_npages(iter, BIO_MAX_VECS + 1);
         let mut pos = pos;
         if nr_pages <= BIO_MAX_VECS {
-            return match self.bio_iov_iter_get_pages(dev, &mut pos, iter, dir, nr_pages) {
+            return match self.bdev_bio_fill_6x(dev, &mut pos, iter, dir, nr_pages) {
                 (0, Err(e)) => Err(e),
                 (n, _) => Ok(n),
             };
@@ -644,7 +644,7 @@ impl<A: Arch> Sys<A> {
         let mut size = 0u64;
         let mut nr = BIO_MAX_VECS;
         loop {
-            let (n, r) = self.bio_iov_iter_get_pages(dev, &mut pos, iter, dir, nr);
+            let (n, r) = self.bdev_bio_fill_6x(dev, &mut pos, iter, dir, nr);
             if n == 0 {
                 return Err(r.err().unwrap_or(Errno::EFAULT));
             }
@@ -660,7 +660,7 @@ impl<A: Arch> Sys<A> {
     /// `bio_iov_iter_get_pages` for one bio of `max_vecs` pages, with the
     /// I/O done at once: returns (bytes in the bio, the last batch's
     /// result).
-    fn bio_iov_iter_get_pages(
+    fn bdev_bio_fill_6x(
         &mut self,
         dev: usize,
         pos: &mut u64,

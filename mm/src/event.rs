@@ -23,6 +23,9 @@ pub enum EventKind {
     SoftLockup,
     /// A reference count would have gone below zero.
     RefUnderflow,
+    /// Memory was written after its owner freed it (a fuse request ended
+    /// while the server still copies into the requester's buffer).
+    UseAfterFree,
 }
 
 impl EventKind {
@@ -37,6 +40,7 @@ impl EventKind {
             EventKind::Blocked => "blocked",
             EventKind::SoftLockup => "soft_lockup",
             EventKind::RefUnderflow => "ref_underflow",
+            EventKind::UseAfterFree => "use_after_free",
         }
     }
 }
