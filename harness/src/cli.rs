@@ -146,6 +146,21 @@ pub enum Cmd {
     /// Run syscall cases on the host kernel and on the emulator (x86_64, v6.13) and print every disagreement.
     #[command(after_help = "Example:\n  vmemu diff-host --cases 300 --seed 20261125")]
     DiffHost(crate::diff_host::DiffHostArgs),
+    /// Replay the 2017 thread: run each claim's workloads and print its outcome table and verdict.
+    #[command(
+        after_help = "Examples:\n  vmemu report                          one verdict line per claim\n  vmemu report --markdown               every claim's generated table\n  vmemu report --write docs/thread.md   refresh the tables between the claim markers\n  vmemu report --check docs/thread.md   exit 1 if any table there is stale"
+    )]
+    Report {
+        /// Print the markdown tables instead of one line per claim.
+        #[arg(long)]
+        markdown: bool,
+        /// Replace the text between `<!-- claim:ID -->` markers in FILE.
+        #[arg(long, value_name = "FILE")]
+        write: Option<PathBuf>,
+        /// Exit 1 if a section of FILE differs from what the code produces now.
+        #[arg(long, value_name = "FILE", conflicts_with = "write")]
+        check: Option<PathBuf>,
+    },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     #[command(
         after_help = "Examples:\n  vmemu completions bash > ~/.local/share/bash-completion/completions/vmemu\n  vmemu completions zsh > ~/.zfunc/_vmemu        (with fpath+=~/.zfunc before compinit)\n  vmemu completions fish > ~/.config/fish/completions/vmemu.fish"

@@ -22,6 +22,7 @@ pub mod fuzz;
 pub mod ktap;
 pub mod lang;
 pub mod man;
+pub mod report;
 pub mod run;
 pub mod syscalls;
 pub mod workloads;

@@ -352,6 +352,12 @@ fn real_main() -> Result<bool, Usage> {
         Cmd::Bench(args) => vmemu_harness::bench::main(&args).map_err(Usage),
         Cmd::Fuzz(args) => vmemu_harness::fuzz::main(&args).map_err(Usage),
         Cmd::DiffHost(args) => vmemu_harness::diff_host::main(&args).map_err(Usage),
+        Cmd::Report {
+            markdown,
+            write,
+            check,
+        } => vmemu_harness::report::main(markdown, write.as_deref(), check.as_deref(), &mut out)
+            .map_err(Usage),
         Cmd::Completions { shell } => {
             clap_complete::aot::generate(shell, &mut Cli::command(), "vmemu", &mut out);
             Ok(true)
