@@ -642,9 +642,12 @@ impl Verdict {
     }
 }
 
+/// One judged cell: (arch, profile, whether the claim holds there).
+pub type Judged = (String, String, bool);
+
 /// The verdict from (arch, profile, holds) triples.
 #[must_use]
-pub fn judge(cells: &[(String, String, bool)]) -> Verdict {
+pub fn judge(cells: &[Judged]) -> Verdict {
     if cells.is_empty() {
         return Verdict::Undecided;
     }
@@ -655,7 +658,7 @@ pub fn judge(cells: &[(String, String, bool)]) -> Verdict {
         return Verdict::Refuted;
     }
     // Varies with arch: for some profile, two arches disagree.
-    let varies = |same: &dyn Fn(&(String, String, bool), &(String, String, bool)) -> bool| {
+    let varies = |same: &dyn Fn(&Judged, &Judged) -> bool| {
         cells
             .iter()
             .any(|a| cells.iter().any(|b| same(a, b) && a.2 != b.2))
