@@ -95,6 +95,11 @@ pub enum Cmd {
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Check the emulator's invariants after every statement.
+        #[arg(long)]
+        check_invariants: bool,
+        #[command(flatten)]
+        limits: crate::limits::Limits,
     },
     /// Run workloads x arches x their profiles in parallel and print a summary table.
     #[command(
@@ -112,6 +117,11 @@ pub enum Cmd {
         /// Output format (json: every record plus one summary per run).
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
+        /// Check the emulator's invariants after every statement.
+        #[arg(long)]
+        check_invariants: bool,
+        #[command(flatten)]
+        limits: crate::limits::Limits,
     },
     /// List arches, kernel profiles with their knobs, and built-in workloads.
     List,

@@ -232,20 +232,30 @@ impl<'a> Cursor<'a> {
         self.err_at(self.pos, msg)
     }
     fn err_at(&self, pos: usize, msg: impl Into<String>) -> ScriptError {
+        // `pos` may point inside a multi-byte character (callers add 1 to
+        // a word's start): the column is that of the character holding it.
+        let mut pos = pos.min(self.line.len());
+        while !self.line.is_char_boundary(pos) {
+            pos -= 1;
+        }
         ScriptError {
             file: self.file.to_string(),
             span: Span {
                 line: self.line_no,
-                col: self.line[..pos.min(self.line.len())].chars().count() + 1,
+                col: self.line[..pos].chars().count() + 1,
             },
             msg: msg.into(),
             source_line: self.line.to_string(),
         }
     }
     fn span(&self) -> Span {
+        let mut pos = self.pos.min(self.line.len());
+        while !self.line.is_char_boundary(pos) {
+            pos -= 1;
+        }
         Span {
             line: self.line_no,
-            col: self.line[..self.pos].chars().count() + 1,
+            col: self.line[..pos].chars().count() + 1,
         }
     }
     fn skip_ws(&mut self) {

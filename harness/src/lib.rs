@@ -17,11 +17,14 @@
 pub mod bench;
 pub mod callers;
 pub mod cli;
+pub mod concurrency;
 pub mod diff_host;
 pub mod fuzz;
 pub mod ktap;
 pub mod lang;
+pub mod limits;
 pub mod man;
+pub(crate) mod oracle;
 pub mod report;
 pub mod run;
 pub mod syscalls;

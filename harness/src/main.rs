@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use vmemu_arch::ArchId;
 use vmemu_harness::cli::{Cli, Cmd, ColorWhen, Format};
 use vmemu_harness::lang::{self, ScriptError, Workload};
-use vmemu_harness::run::{self, Run};
+use vmemu_harness::run::{self, Run, RunOptions};
 use vmemu_harness::workloads::BUILTIN;
 use vmemu_mm::KernelProfile;
 
@@ -98,9 +98,18 @@ fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[String]) -> Vec<Planned> 
     v
 }
 
-/// Runs the planned combinations that are not skipped, in plan order.
-fn execute(ws: &[Workload], plan: &[Planned], format: Format) -> Result<Vec<Run>, Usage> {
+fn execute(
+    ws: &[Workload],
+    plan: &[Planned],
+    format: Format,
+    opts: &RunOptions,
+) -> Result<Vec<Run>, Usage> {
     let plan: Vec<&Planned> = plan.iter().filter(|p| p.skip.is_none()).collect();
+    let triples: Vec<(usize, ArchId, String)> = plan
+        .iter()
+        .map(|p| (p.w, p.arch, p.kernel.clone()))
+        .collect();
+    run::check_step_budget(ws, &triples, opts.limits.max_steps).map_err(script_err)?;
     // A progress bar on stderr, shown only once the runs take longer than a
     // second, only on a terminal, and never with JSON output.
     let bar = indicatif::ProgressBar::with_draw_target(
@@ -112,7 +121,7 @@ fn execute(ws: &[Workload], plan: &[Planned], format: Format) -> Result<Vec<Run>
     let out = plan
         .par_iter()
         .map(|p| {
-            let r = run::run(&ws[p.w], p.arch, &p.kernel);
+            let r = run::run_with(&ws[p.w], p.arch, &p.kernel, opts);
             bar.inc(1);
             if format == Format::Text
                 && started.elapsed().as_secs() >= 1
@@ -228,14 +237,21 @@ fn real_main() -> Result<bool, Usage> {
             arches,
             kernels,
             format,
+            check_invariants,
+            limits,
         } => {
+            let opts = RunOptions {
+                check_invariants,
+                oracles: false,
+                limits,
+            };
             for k in &kernels {
                 KernelProfile::parse(k).map_err(|e| Usage(e.to_string()))?;
             }
             let arches = parse_arches(&arches)?;
             let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
             let plan = plan(&ws, &arches, &kernels);
-            let runs = execute(&ws, &plan, format)?;
+            let runs = execute(&ws, &plan, format, &opts)?;
             let _ = emit(&ws, &plan, &runs, format, color, &mut out);
             Ok(runs.iter().all(|r| r.summary.passed))
         }
@@ -244,11 +260,18 @@ fn real_main() -> Result<bool, Usage> {
             arches,
             check: _,
             format,
+            check_invariants,
+            limits,
         } => {
+            let opts = RunOptions {
+                check_invariants,
+                oracles: false,
+                limits,
+            };
             let arches = parse_arches(&arches)?;
             let ws = collect_paths(&paths)?;
             let plan = plan(&ws, &arches, &[]);
-            let runs = execute(&ws, &plan, format)?;
+            let runs = execute(&ws, &plan, format, &opts)?;
             match format {
                 Format::Json | Format::Ktap => {
                     let _ = emit(&ws, &plan, &runs, format, color, &mut out);
@@ -269,7 +292,7 @@ fn real_main() -> Result<bool, Usage> {
                             )
                         } else {
                             format!(
-                                "{} ({} of {} expects failed, {} refs leaked{})",
+                                "{} ({} of {} expects failed, {} refs leaked{}{})",
                                 run::paint("FAIL", run::FAIL_STYLE, color),
                                 s.failed_expects,
                                 s.expects,
@@ -278,6 +301,11 @@ fn real_main() -> Result<bool, Usage> {
                                     ""
                                 } else {
                                     ", unexpected events"
+                                },
+                                if s.invariant_violations == 0 {
+                                    ""
+                                } else {
+                                    ", invariant violated"
                                 }
                             )
                         };

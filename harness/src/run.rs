@@ -18,6 +18,7 @@ use vmemu_mm::{
 use crate::lang::{
     Arg, Expr, MapSpec, Qual, ScriptError, Span, Stmt, StmtKind, Target, Value, Workload,
 };
+pub use crate::limits::{Limits, RunOptions};
 
 /// One transcript line.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -128,6 +129,13 @@ pub struct Summary {
     pub leaked_refs: u64,
     /// Events nobody expected.
     pub unexpected_events: Vec<String>,
+    /// Invariant violations (with `--check-invariants`; the run stops at the first).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub invariant_violations: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A run: its records and summary.
@@ -157,7 +165,80 @@ pub fn default_kernels(w: &Workload) -> Vec<String> {
 
 /// Runs `w` on `arch` under `kernel`.
 pub fn run(w: &Workload, arch: ArchId, kernel: &str) -> Result<Run, ScriptError> {
-    with_arch!(arch, A => Runner::<A>::start(w, kernel)?.run())
+    run_with(w, arch, kernel, &RunOptions::default())
+}
+
+/// Runs `w` on `arch` under `kernel` with options (invariant checks,
+/// oracles, resource bounds).
+pub fn run_with(
+    w: &Workload,
+    arch: ArchId,
+    kernel: &str,
+    opts: &RunOptions,
+) -> Result<Run, ScriptError> {
+    with_arch!(arch, A => Runner::<A>::start_with(w, kernel, *opts)?.run())
+}
+
+/// Statements in `stmts`, `set_fs` bodies included.
+#[must_use]
+pub fn count_statements(stmts: &[Stmt]) -> usize {
+    stmts
+        .iter()
+        .map(|s| match &s.kind {
+            StmtKind::SetFs(_, body) => 1 + count_statements(body),
+            _ => 1,
+        })
+        .sum()
+}
+
+/// The statements a run of `w` on `arch` under `kernel` executes, in order
+/// (the language has no loops or branches: qualifiers decide statically).
+#[must_use]
+pub fn executed_spans(w: &Workload, arch: ArchId, kernel: &str) -> Vec<Span> {
+    fn rec(stmts: &[Stmt], arch: ArchId, kernel: &str, out: &mut Vec<Span>) {
+        for s in stmts {
+            let q = &s.qual;
+            let arch_ok =
+                q.arches.is_empty() || q.arches.iter().any(|a| a == arch.name() || a == "all");
+            let kernel_ok = q.kernels.is_empty() || q.kernels.iter().any(|k| k == kernel);
+            if arch_ok && kernel_ok {
+                out.push(s.span);
+                if let StmtKind::SetFs(_, body) = &s.kind {
+                    rec(body, arch, kernel, out);
+                }
+            }
+        }
+    }
+    let mut out = Vec::new();
+    rec(&w.stmts, arch, kernel, &mut out);
+    out
+}
+
+/// Checks that the runs of `plan` (workload index, arch, kernel) together
+/// execute at most `max_steps` statements; the error points at the first
+/// statement past the bound.
+pub fn check_step_budget(
+    ws: &[Workload],
+    plan: &[(usize, ArchId, String)],
+    max_steps: u64,
+) -> Result<(), ScriptError> {
+    let mut total = 0u64;
+    for (i, a, k) in plan {
+        let w = &ws[*i];
+        for span in executed_spans(w, *a, k) {
+            total += 1;
+            if total > max_steps {
+                return Err(err_at(
+                    w,
+                    span,
+                    format!(
+                        "the runs would execute more than {max_steps} statements in total (on {a} under {k}); raise the limit with --max-steps"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `vmemu explain`: both walks of `addr` level by level, after running the
@@ -341,12 +422,20 @@ pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) failed: usize,
     /// State the caller models keep across statements (fuse connection).
     pub(crate) callers: crate::callers::State,
+    pub(crate) opts: RunOptions,
+    /// An invariant or oracle failed: the rest of the workload is skipped.
+    pub(crate) halted: bool,
+    pub(crate) violations: usize,
+    /// Pipe slots created so far (`--max-pipe-buffers`).
+    pub(crate) pipe_buffers: usize,
+    /// Oracle state (the flat models of the iterators).
+    pub(crate) oracle: crate::oracle::OracleState,
+    /// Pipe iterators whose pipe another call used since: (call, line).
+    pub(crate) stale_iters: HashMap<String, (String, usize)>,
 }
 
 /// Largest copy a script may ask for.
 const MAX_COPY: u64 = 64 << 20;
-/// Largest emulated memory a script may ask for.
-const MAX_MEM: i128 = 16 << 30;
 
 fn prot_of(s: &str) -> Prot {
     Prot {
@@ -358,6 +447,22 @@ fn prot_of(s: &str) -> Prot {
 
 impl<'w, A: Arch> Runner<'w, A> {
     fn start(w: &'w Workload, kernel: &str) -> Result<Self, ScriptError> {
+        Self::start_with(w, kernel, RunOptions::default())
+    }
+
+    fn start_with(w: &'w Workload, kernel: &str, opts: RunOptions) -> Result<Self, ScriptError> {
+        let n = count_statements(&w.stmts);
+        if n > opts.limits.max_statements {
+            let span = nth_statement(&w.stmts, opts.limits.max_statements).unwrap_or_default();
+            return Err(err_at(
+                w,
+                span,
+                format!(
+                    "the workload has {n} statements, more than {}; raise the limit with --max-statements",
+                    opts.limits.max_statements
+                ),
+            ));
+        }
         let profile = KernelProfile::parse(kernel).map_err(|e| ScriptError {
             file: w.file.clone(),
             span: Span { line: 0, col: 0 },
@@ -374,11 +479,21 @@ impl<'w, A: Arch> Runner<'w, A> {
                 layout.task_size_max,
                 layout.vmalloc_start,
             )?;
-            if !(16 << 20..=MAX_MEM).contains(&v) {
+            let max = i128::from(opts.limits.max_mem);
+            if v < 16 << 20 {
                 return Err(err_at(
                     w,
-                    Span { line: 1, col: 1 },
-                    format!("mem must be between 16M and 16G, found {v}"),
+                    mem_span(w),
+                    format!("mem must be at least 16M, found {v}"),
+                ));
+            }
+            if v > max {
+                return Err(err_at(
+                    w,
+                    mem_span(w),
+                    format!(
+                        "mem {v} is more than the limit of {max} bytes; raise it with --max-mem (at most 64G)"
+                    ),
                 ));
             }
             size = v as u64;
@@ -400,6 +515,12 @@ impl<'w, A: Arch> Runner<'w, A> {
             expects: 0,
             failed: 0,
             callers: crate::callers::State::default(),
+            opts,
+            halted: false,
+            violations: 0,
+            pipe_buffers: 0,
+            oracle: crate::oracle::OracleState::default(),
+            stale_iters: HashMap::new(),
         })
     }
 
@@ -431,7 +552,8 @@ impl<'w, A: Arch> Runner<'w, A> {
             .map(|e| e.to_string())
             .collect();
         unexpected.dedup();
-        let passed = self.failed == 0 && leaked == 0 && unexpected.is_empty();
+        let passed =
+            self.failed == 0 && leaked == 0 && unexpected.is_empty() && self.violations == 0;
         let summary = Summary {
             summary: true,
             workload: self.w.name.clone(),
@@ -442,6 +564,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             failed_expects: self.failed,
             leaked_refs: leaked,
             unexpected_events: unexpected,
+            invariant_violations: self.violations,
         };
         Ok(Run {
             records: self.records,
@@ -451,11 +574,62 @@ impl<'w, A: Arch> Runner<'w, A> {
 
     pub(crate) fn exec_block(&mut self, stmts: &[Stmt]) -> Result<(), ScriptError> {
         for s in stmts {
+            if self.halted {
+                break;
+            }
             if self.applies(&s.qual) {
+                if self.opts.oracles {
+                    self.oracle_before(s)?;
+                }
                 self.exec(s)?;
+                if self.opts.oracles && !self.halted {
+                    self.oracle_after(s)?;
+                }
+                if self.opts.check_invariants && !self.halted {
+                    self.check_after(s);
+                }
             }
         }
         Ok(())
+    }
+
+    /// Whether the emulated kernel has done something the real one would
+    /// WARN, BUG or corrupt memory on: its state is then not expected to
+    /// satisfy the invariants any more.
+    pub(crate) fn kernel_state_broken(&self) -> bool {
+        use vmemu_mm::EventKind as K;
+        self.sys
+            .m
+            .events
+            .iter()
+            .any(|e| matches!(e.kind, K::KernelBug | K::RefUnderflow | K::SoftLockup))
+    }
+
+    /// Runs the invariant checker after statement `s`.
+    fn check_after(&mut self, s: &Stmt) {
+        if self.kernel_state_broken() {
+            return;
+        }
+        let iters: Vec<(&str, &IovIter)> =
+            self.iters.iter().map(|(n, i)| (n.as_str(), i)).collect();
+        if let Err(v) = self.sys.check_invariants(iters) {
+            self.fail_check(s, "invariant", v);
+        }
+    }
+
+    /// Records a failed invariant or oracle after `s` and halts the run.
+    pub(crate) fn fail_check(&mut self, s: &Stmt, kind: &str, v: Vec<String>) {
+        let mut r = self.record(s, kind);
+        r.detail = Some(format!("{} violation(s)", v.len()));
+        self.push(r);
+        if let Some(last) = self.records.last_mut() {
+            last.events.extend(
+                v.into_iter()
+                    .map(|m| format!("{kind}: after line {} `{}`: {m}", s.span.line, s.text)),
+            );
+        }
+        self.violations += 1;
+        self.halted = true;
     }
 
     pub(crate) fn record(&mut self, s: &Stmt, op: &str) -> Record {
@@ -679,6 +853,18 @@ impl<'w, A: Arch> Runner<'w, A> {
                 Ok(())
             }
             StmtKind::Pipe(name) => {
+                let slots = vmemu_iter::pipe::PIPE_DEF_BUFFERS;
+                if self.pipe_buffers + slots > self.opts.limits.max_pipe_buffers {
+                    return Err(self.err(
+                        s.span,
+                        format!(
+                            "pipe `{name}` would bring the run to {} pipe buffers, more than {}; raise the limit with --max-pipe-buffers",
+                            self.pipe_buffers + slots,
+                            self.opts.limits.max_pipe_buffers
+                        ),
+                    ));
+                }
+                self.pipe_buffers += slots;
                 let id = self.sys.pipe_create();
                 self.pipes.insert(name.clone(), id);
                 let r = self.record(s, "pipe");
@@ -766,6 +952,16 @@ impl<'w, A: Arch> Runner<'w, A> {
         let mut r = self.record(s, "mmap");
         match res {
             Ok(a) => {
+                let n = self.sys.m.mm(mm).vmas.len();
+                if n > self.opts.limits.max_mappings {
+                    return Err(self.err(
+                        s.span,
+                        format!(
+                            "`map {name}` brings the address space to {n} mappings, more than {}; raise the limit with --max-mappings",
+                            self.opts.limits.max_mappings
+                        ),
+                    ));
+                }
                 self.maps
                     .insert(name.to_string(), (a, bytes.next_multiple_of(A::PAGE_SIZE)));
                 r.ret = Some(a.0 as i64);
@@ -966,6 +1162,16 @@ impl<'w, A: Arch> Runner<'w, A> {
         pipe: Option<&str>,
     ) -> Result<(), ScriptError> {
         let dir = if read { Dir::Read } else { Dir::Write };
+        if segs.len() > self.opts.limits.max_iovecs {
+            return Err(self.err(
+                s.span,
+                format!(
+                    "iterator `{name}` has {} segments, more than {}; raise the limit with --max-iovecs",
+                    segs.len(),
+                    self.opts.limits.max_iovecs
+                ),
+            ));
+        }
         let mut v = Vec::with_capacity(segs.len());
         for (a, l) in segs {
             let a = self.addr(a, s.span)?;
@@ -996,6 +1202,32 @@ impl<'w, A: Arch> Runner<'w, A> {
                         })?;
                     let len = u32::try_from(x.len)
                         .map_err(|_| self.err(s.span, "bvec length must fit in 32 bits"))?;
+                    // A bio_vec covers physically contiguous memory: every
+                    // page of the segment must follow the previous frame.
+                    let first = pa.pfn(A::PAGE_SHIFT).0;
+                    let last_off = (pa.0 % A::PAGE_SIZE + u64::from(len)).saturating_sub(1);
+                    for k in 1..=last_off / A::PAGE_SIZE {
+                        let va = x
+                            .base
+                            .align_down(A::PAGE_SIZE)
+                            .wrapping_add(k * A::PAGE_SIZE);
+                        let p = self
+                            .sys
+                            .m
+                            .kernel_pa(va)
+                            .or_else(|| self.sys.m.user_pa(mm, va))
+                            .map(|p| p.pfn(A::PAGE_SHIFT).0);
+                        if p != Some(first + k) {
+                            return Err(self.err(
+                                s.span,
+                                format!(
+                                    "bvec segment at {} (+{len}) is not physically contiguous: page {k} is not the frame after page {}",
+                                    x.base,
+                                    k - 1
+                                ),
+                            ));
+                        }
+                    }
                     b.push(BioVec {
                         page: pa.pfn(A::PAGE_SHIFT),
                         len,
@@ -1028,6 +1260,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         r.ret = Some(it.count as i64);
         r.detail = Some(format!("{:?}", it.ty).to_uppercase());
         self.push(r);
+        self.stale_iters.remove(name);
         self.iters.insert(name.to_string(), it);
         Ok(())
     }
@@ -1049,6 +1282,15 @@ impl<'w, A: Arch> Runner<'w, A> {
             .pipes
             .get(&pname)
             .ok_or_else(|| self.err(s.span, format!("undefined pipe `{pname}`")))?;
+        // An ITER_PIPE lives inside one splice call, under the pipe lock:
+        // no other call can use the pipe while it exists. Iterators over
+        // this pipe cannot be used after this call.
+        for (n, it) in &self.iters {
+            if it.ty == vmemu_iter::IterType::Pipe && it.pipe == Some(pipe) {
+                self.stale_iters
+                    .insert(n.clone(), (func.to_string(), s.span.line));
+            }
+        }
         let mut r = self.record(s, func);
         let res = if func == "splice_write" {
             let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
@@ -1110,13 +1352,21 @@ impl<'w, A: Arch> Runner<'w, A> {
         let Some(Arg::Expr(Expr::Name(it_name, nspan))) = args.first() else {
             return Err(self.err(s.span, format!("`{func}` takes an iterator name first")));
         };
+        if let Some((f, line)) = self.stale_iters.get(it_name) {
+            return Err(self.err(
+                *nspan,
+                format!(
+                    "pipe iterator `{it_name}` is stale: `{f}` at line {line} used its pipe (an ITER_PIPE exists only inside one splice call, under the pipe lock); create a new one with `iter {it_name} pipe ...`"
+                ),
+            ));
+        }
         let mut it = self.iters.remove(it_name).ok_or_else(|| {
             self.err(
                 *nspan,
                 format!("undefined iterator `{it_name}` (create it with `iter {it_name} ...`)"),
             )
         })?;
-        let mut nums = Vec::new();
+        let mut nums: Vec<u64> = Vec::new();
         for a in &args[1..] {
             let v = self.expr_arg(a, s)?;
             nums.push(
@@ -1147,6 +1397,26 @@ impl<'w, A: Arch> Runner<'w, A> {
                 ),
             ));
         }
+        // Host buffers: a copy moves at most `count` bytes, and at most
+        // MAX_COPY (64 MiB) per statement; arrays of bvecs are bounded too.
+        if matches!(func, "copy_to_iter" | "copy_from_iter") {
+            nums[0] = nums[0].min(it.count);
+        }
+        let host = match func {
+            "copy_to_iter" | "copy_from_iter" => nums[0],
+            "copy_from_iter_full" if nums[0] <= it.count => nums[0],
+            "iov_iter_fill_bvecs" => nums[0].saturating_mul(16),
+            _ => 0,
+        };
+        if host > MAX_COPY {
+            self.iters.insert(it_name.clone(), it);
+            return Err(self.err(
+                s.span,
+                format!(
+                    "`{func}` would need a {host}-byte buffer; a statement may copy at most 64M"
+                ),
+            ));
+        }
         let mut r = self.record(s, func);
         let mut got: Option<(GotPages, bool)> = None;
         let sys = &mut self.sys;
@@ -1157,7 +1427,15 @@ impl<'w, A: Arch> Runner<'w, A> {
             }
             "copy_from_iter" => {
                 let mut dst = vec![0u8; nums[0] as usize];
-                Ok(sys.copy_from_iter(&mut dst, &mut it) as i64)
+                let n = sys.copy_from_iter(&mut dst, &mut it);
+                dst.truncate(n as usize);
+                self.oracle.last_read = Some(dst);
+                Ok(n as i64)
+            }
+            "copy_from_iter_full" if nums[0] > it.count => {
+                // Nothing is copied (a pipe still WARNs).
+                let pipe = it.ty == vmemu_iter::IterType::Pipe;
+                Ok(i64::from(pipe && sys.copy_from_iter_full(&mut [], &mut it)))
             }
             "copy_from_iter_full" => {
                 let mut dst = vec![0u8; nums[0] as usize];
@@ -1449,7 +1727,43 @@ pub fn fmt_ret(v: i64) -> String {
     }
 }
 
-fn err_at(w: &Workload, span: Span, msg: impl Into<String>) -> ScriptError {
+/// The span of the `n`-th statement (0-based, `set_fs` bodies included).
+fn nth_statement(stmts: &[Stmt], n: usize) -> Option<Span> {
+    fn rec(stmts: &[Stmt], n: &mut usize) -> Option<Span> {
+        for s in stmts {
+            if *n == 0 {
+                return Some(s.span);
+            }
+            *n -= 1;
+            if let StmtKind::SetFs(_, body) = &s.kind
+                && let Some(sp) = rec(body, n)
+            {
+                return Some(sp);
+            }
+        }
+        None
+    }
+    let mut n = n;
+    rec(stmts, &mut n)
+}
+
+/// Where the `mem` line is (line 1 if it cannot be found).
+fn mem_span(w: &Workload) -> Span {
+    w.source
+        .lines()
+        .position(|l| l.trim_start().starts_with("mem "))
+        .map_or(Span { line: 1, col: 1 }, |i| Span {
+            line: i + 1,
+            col: w
+                .source
+                .lines()
+                .nth(i)
+                .map_or(0, |l| l.len() - l.trim_start().len())
+                + 1,
+        })
+}
+
+pub(crate) fn err_at(w: &Workload, span: Span, msg: impl Into<String>) -> ScriptError {
     ScriptError {
         file: w.file.clone(),
         span,
@@ -1668,7 +1982,7 @@ pub fn format_run_with(run: &Run, color: bool) -> String {
         out.push('\n');
     }
     out.push_str(&format!(
-        "# {}: {} expects, {} failed, {} references leaked{}\n",
+        "# {}: {} expects, {} failed, {} references leaked{}{}\n",
         if sm.passed {
             paint("pass", PASS_STYLE, color)
         } else {
@@ -1681,6 +1995,11 @@ pub fn format_run_with(run: &Run, color: bool) -> String {
             String::new()
         } else {
             format!(", unexpected events: {}", sm.unexpected_events.join("; "))
+        },
+        if sm.invariant_violations == 0 {
+            String::new()
+        } else {
+            ", invariant or oracle violated".to_string()
         }
     ));
     out

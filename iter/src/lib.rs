@@ -20,6 +20,7 @@
 //! ```
 
 pub mod callers;
+pub mod check;
 pub mod get_pages;
 pub mod iov_iter;
 pub mod ops;

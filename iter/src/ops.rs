@@ -12,15 +12,25 @@ use crate::iov_iter::{Dir, IovIter, IterError, IterType, Piece, kernel_read, ker
 fn put_piece<A: Arch>(m: &mut Machine<A>, p: Piece, src: &[u8]) -> u64 {
     match p {
         Piece::User { addr, .. } => m.copy_to_user(addr, src),
-        Piece::Kernel { addr, .. } => {
+        Piece::Kernel { addr, len } => {
+            let mut off = 0;
+            while off < len {
+                let va = addr.wrapping_add(off);
+                let chunk = (A::PAGE_SIZE - va.offset_in(A::PAGE_SIZE)).min(len - off);
+                if let Some(pa) = m.kernel_pa(va) {
+                    m.note_kernel_write(pa, chunk);
+                }
+                off += chunk;
+            }
             let left = kernel_write(m, addr, src);
             if left != 0 {
                 oops(m, addr);
             }
             0
         }
-        Piece::Page { pfn, offset, .. } => {
+        Piece::Page { pfn, offset, len } => {
             let pa = pfn.addr(A::PAGE_SHIFT).add(offset);
+            m.note_kernel_write(pa, len);
             if m.phys.write(pa, src).is_err() {
                 oops(m, VirtAddr(pa.0));
             }

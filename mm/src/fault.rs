@@ -106,11 +106,34 @@ impl<A: Arch> Machine<A> {
         let pgd = self.mm(mm).pgd;
         let page_va = addr.align_down(A::PAGE_SIZE);
         let slot = pgtable::lookup::<A>(&self.phys, self.family(), pgd, page_va);
+        // pte_present(): a PROT_NONE entry is present (it maps its page);
+        // only its permissions make every access fault.
         let present = slot.filter(|s| {
             s.pte.has(PteFlags::LEAF)
-                && s.pte.has(PteFlags::VALID)
-                && !s.pte.has(PteFlags::PROTNONE)
+                && (s.pte.has(PteFlags::VALID) || s.pte.has(PteFlags::PROTNONE))
+                && s.pte.has(PteFlags::PRESENT)
         });
+        if let Some(s) = present
+            && s.pte.has(PteFlags::PROTNONE)
+            && vma
+                .flags
+                .intersects(VmFlags::VM_READ | VmFlags::VM_WRITE | VmFlags::VM_EXEC)
+        {
+            // do_numa_page: a NUMA hinting entry in an accessible VMA gets
+            // the VMA's protection back (never write: a later fault does).
+            let mut f = Self::leaf_flags(vma.flags, false);
+            f |= s.pte.flags & PteFlags::DIRTY;
+            let raw = A::encode(
+                self.family(),
+                s.level,
+                Pte {
+                    flags: f,
+                    pfn: s.pte.pfn,
+                },
+            );
+            let _ = self.phys.write_entry(s.entry_pa, raw);
+            return self.handle_mm_fault(mm, vma, addr, flags);
+        }
         if let Some(s) = present
             && s.level != A::leaf_level()
             && write

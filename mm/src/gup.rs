@@ -76,7 +76,7 @@ enum Follow {
 
 /// The per-entry test gup-fast applies.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Flavour {
+pub(crate) enum Flavour {
     /// v4.10 `arch/x86/mm/gup.c`: `pte_allows_gup` (PRESENT, USER, RW if
     /// writing), devmap entries bypass it; plain `get_page`.
     X86Private,
@@ -175,7 +175,7 @@ impl<A: Arch> Machine<A> {
     /// Takes `refs` references (FOLL_GET) or pins (FOLL_PIN) on the page
     /// containing `pfn` and records them as held by the caller. Pins of the
     /// zero page take nothing (6.x).
-    fn grab(&mut self, pfn: Pfn, refs: u32, pin: bool, speculative: bool) -> bool {
+    pub(crate) fn grab(&mut self, pfn: Pfn, refs: u32, pin: bool, speculative: bool) -> bool {
         let head = self.phys.compound_head(pfn);
         if pin {
             if head == self.zero_pfn {
@@ -206,7 +206,7 @@ impl<A: Arch> Machine<A> {
     }
 
     /// Undoes [`Machine::grab`].
-    fn ungrab(&mut self, pfn: Pfn, refs: u32, pin: bool) {
+    pub(crate) fn ungrab(&mut self, pfn: Pfn, refs: u32, pin: bool) {
         for _ in 0..refs {
             let r = if pin {
                 self.unpin_user_page(pfn)
@@ -565,7 +565,7 @@ impl<A: Arch> Machine<A> {
     // gup-fast
     // ------------------------------------------------------------------
 
-    fn flavour(&self) -> Flavour {
+    pub(crate) fn flavour(&self) -> Flavour {
         if A::ID == ArchId::X86_64 && self.knobs.x86_private_gup {
             Flavour::X86Private
         } else {
@@ -579,9 +579,25 @@ impl<A: Arch> Machine<A> {
     /// The permission test of one leaf (PTE or huge) for gup-fast; `None`
     /// means stop.
     fn gup_fast_leaf_ok(&self, w: &FastWalk<'_>, pte: Pte) -> bool {
+        self.fast_leaf_ok(w.flavour, w.write, w.longterm, pte)
+    }
+
+    /// The leaf test of a flavour (shared with the step-wise walker).
+    pub(crate) fn fast_leaf_ok(
+        &self,
+        flavour: Flavour,
+        write: bool,
+        longterm: bool,
+        pte: Pte,
+    ) -> bool {
+        struct W {
+            write: bool,
+            longterm: bool,
+        }
+        let w = W { write, longterm };
         let f = pte.flags;
         let numa_stop = self.knobs.numa_balancing && f.contains(PteFlags::PROTNONE);
-        match w.flavour {
+        match flavour {
             Flavour::X86Private => {
                 if numa_stop {
                     return false;

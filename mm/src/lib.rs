@@ -19,10 +19,12 @@
 //! assert_eq!(m.page_name(pages[1]), "buf[1]");
 //! ```
 
+pub mod check;
 pub mod errno;
 pub mod event;
 pub mod fault;
 pub mod gup;
+pub mod lockless;
 pub mod mm;
 pub mod pgtable;
 pub mod phys;

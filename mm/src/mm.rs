@@ -239,6 +239,15 @@ pub struct Machine<A: Arch> {
     pub(crate) deferred_tables: Vec<PhysAddr>,
     /// Lockless (gup-fast) walkers inside their IRQ-off section.
     pub(crate) lockless_walkers: u32,
+    /// Page references dropped by a zap while a lockless walker had IRQs off
+    /// on an arch whose TLB flush waits for an IPI (x86): the pages are
+    /// freed only after the flush, i.e. when the walker leaves
+    /// (`tlb_finish_mmu` after `tlb_flush_mmu_tlbonly`).
+    pub(crate) deferred_pages: Vec<Pfn>,
+    /// **Testing only**: frees unlinked tables at once even while lockless
+    /// walkers are inside (the deferral rule broken on purpose, to show that
+    /// the concurrency model catches the use-after-free).
+    pub break_table_deferral: bool,
     pub(crate) table_seq: u32,
     /// Next free offset in the vmalloc area.
     vmalloc_next: u64,
@@ -281,6 +290,8 @@ impl<A: Arch> Machine<A> {
             held: BTreeMap::new(),
             deferred_tables: Vec::new(),
             lockless_walkers: 0,
+            deferred_pages: Vec::new(),
+            break_table_deferral: false,
             table_seq: seq,
             vmalloc_next: 0,
             _arch: PhantomData,
@@ -595,15 +606,34 @@ impl<A: Arch> Machine<A> {
     /// its IRQ-off section (`tlb_remove_table`).
     pub(crate) fn free_tables(&mut self, tables: Vec<PhysAddr>) {
         self.deferred_tables.extend(tables);
-        if self.lockless_walkers == 0 {
+        if self.lockless_walkers == 0 || self.break_table_deferral {
             self.flush_deferred_tables();
         }
     }
 
+    /// Frees the deferred table pages (poisoned first, so that a walker
+    /// still reading one is caught) and the deferred page references.
     pub(crate) fn flush_deferred_tables(&mut self) {
         for t in std::mem::take(&mut self.deferred_tables) {
-            let _ = self.phys.put_page(t.pfn(A::PAGE_SHIFT), 1);
+            let pfn = t.pfn(A::PAGE_SHIFT);
+            let bytes = (A::PAGE_SIZE << self.phys.page(pfn).order) as usize;
+            let _ = self.phys.fill(t, bytes, crate::check::TABLE_POISON_BYTE);
+            let _ = self.phys.put_page(pfn, 1);
         }
+        for p in std::mem::take(&mut self.deferred_pages) {
+            if self.phys.put_page(p, 1).is_err() {
+                self.event(
+                    EventKind::RefUnderflow,
+                    format!("deferred put of {} found no reference", self.page_name(p)),
+                );
+            }
+        }
+    }
+
+    /// Lockless walkers currently inside their IRQ-off section.
+    #[must_use]
+    pub fn lockless_walker_count(&self) -> u32 {
+        self.lockless_walkers
     }
 
     /// Table pages waiting for lockless walkers to leave.

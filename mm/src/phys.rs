@@ -399,6 +399,25 @@ impl PhysMem {
         Ok(())
     }
 
+    /// Fills `len` bytes at `pa` with `byte` (poisoning freed table frames).
+    pub fn fill(&self, pa: PhysAddr, len: usize, byte: u8) -> Result<(), PhysError> {
+        let chunk = [byte; 4096];
+        let mut off = 0;
+        while off < len {
+            let n = (len - off).min(chunk.len());
+            self.write(pa.add(off as u64), &chunk[..n])?;
+            off += n;
+        }
+        Ok(())
+    }
+
+    /// Frames ever handed out (the allocator's high-water mark): the frames a
+    /// run has touched, whatever the size of guest memory.
+    #[must_use]
+    pub fn high_water(&self) -> u64 {
+        self.bump
+    }
+
     /// Fills `len` bytes at `pa` with zeroes.
     pub fn zero(&self, pa: PhysAddr, len: usize) -> Result<(), PhysError> {
         let mut off = 0;
@@ -411,8 +430,10 @@ impl PhysMem {
     }
 
     /// Every allocated head frame, in pfn order (for invariant checks).
+    /// Only frames below the allocator's high-water mark are visited, so the
+    /// cost follows what was ever allocated, not the size of memory.
     pub fn allocated_heads(&self) -> impl Iterator<Item = (Pfn, &Page)> {
-        self.pages
+        self.pages[..self.bump as usize]
             .iter()
             .enumerate()
             .filter(|(_, p)| !p.flags.intersects(PageFlags::FREE | PageFlags::TAIL))

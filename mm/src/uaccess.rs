@@ -220,6 +220,9 @@ impl<A: Arch> Machine<A> {
             let Some(pa) = self.uaccess_translate(va, write) else {
                 break;
             };
+            if write {
+                self.note_kernel_write(pa, chunk);
+            }
             if !op(self, pa, done as usize, chunk as usize) {
                 break;
             }

@@ -150,6 +150,15 @@ impl<A: Arch> Machine<A> {
         let vmas = &mut self.mm_mut(mm).vmas;
         vmas.insert(lo.start.0, lo);
         vmas.insert(hi.start.0, hi);
+        // vma_adjust_trans_huge: a huge leaf may not straddle the new
+        // boundary (mprotect would give it two permissions).
+        if let Some(slot) = pgtable::lookup::<A>(&self.phys, self.family(), self.mm(mm).pgd, addr)
+            && slot.level != A::leaf_level()
+            && slot.pte.has(PteFlags::LEAF)
+            && addr.offset_in(A::entry_span(slot.level)) != 0
+        {
+            let _ = self.split_huge_leaf(mm, addr);
+        }
     }
 
     /// VMAs fully inside `[start, end)` after splitting at both ends.
@@ -283,6 +292,12 @@ impl<A: Arch> Machine<A> {
         let head = self.phys.compound_head(pte.pfn);
         let p = self.phys.page_mut(head);
         p.mapcount = p.mapcount.saturating_sub(1);
+        if self.lockless_walkers > 0 && A::ID == vmemu_arch::ArchId::X86_64 {
+            // The TLB flush IPI cannot complete while a walker has IRQs
+            // off: the page is freed after it leaves.
+            self.deferred_pages.push(head);
+            return;
+        }
         if self.phys.put_page(head, 1).is_err() {
             self.event(
                 crate::event::EventKind::RefUnderflow,

@@ -26,7 +26,14 @@ fn builtin_workloads() {
     let outs: Vec<(String, String, bool)> = jobs
         .par_iter()
         .map(|(w, a, k)| {
-            let r = run::run(w, *a, k).expect("built-in workloads run");
+            // Every built-in run also passes the invariant checker after
+            // each statement (a violation would show in the transcript).
+            let opts = run::RunOptions {
+                check_invariants: true,
+                ..run::RunOptions::default()
+            };
+            let r = run::run_with(w, *a, k, &opts).expect("built-in workloads run");
+            assert_eq!(r.summary.invariant_violations, 0, "{}", run::format_run(&r));
             (
                 format!("{}__{}__{}", w.name, a, k),
                 run::format_run(&r),

@@ -1,0 +1,238 @@
+//! The fuzzer in the test suite: a short seeded run with every check, the
+//! shrunk regressions it found, and the `vmemu fuzz` command line (seed
+//! first, replay, shards, bad input).
+
+use std::process::{Command, Output};
+
+use vmemu_arch::ArchId;
+use vmemu_harness::fuzz::{self, Outcome};
+use vmemu_harness::limits::Limits;
+
+fn vmemu(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_vmemu"));
+    c.args(args).env_remove("VMEMU_SEED");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("vmemu runs")
+}
+
+/// A short run: 150 workloads over the main arches and both base kernels,
+/// with the invariant checker, the in-run oracles and the cross-run
+/// differentials; none may fail.
+#[test]
+fn short_seeded_run_passes() {
+    let limits = Limits::default();
+    let mut passed = 0;
+    for i in 0..150u64 {
+        let arch = ArchId::MAIN[(i % 3) as usize];
+        let kernel = if (i / 3) % 2 == 0 { "v4.10" } else { "v6.13" };
+        let seed = fuzz::workload_seed(0x7e57, i);
+        let (text, _) = fuzz::generate(seed, kernel);
+        match fuzz::check_text(&text, "t.vmw", arch, kernel, &limits) {
+            Outcome::Pass => passed += 1,
+            Outcome::Rejected(_) => {}
+            Outcome::Fail(sig, msg) => {
+                panic!("workload {i} on {arch} under {kernel}: {sig}: {msg}\n{text}")
+            }
+        }
+    }
+    assert!(passed > 130, "only {passed} of 150 workloads ran");
+}
+
+/// Every shrunk workload the fuzzer found passes now, on the arch and
+/// kernel it was found on and on the other main ones (or is rejected with
+/// a clear error where its header says so).
+#[test]
+fn fuzz_regressions_pass() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let mut n = 0;
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files {
+        if f.extension().is_none_or(|x| x != "vmw") {
+            continue;
+        }
+        n += 1;
+        let text = std::fs::read_to_string(&f).unwrap();
+        let header = text.lines().next().unwrap();
+        let words: Vec<&str> = header
+            .strip_prefix("# regression: ")
+            .expect("first line: # regression: ARCH KERNEL [rejected]")
+            .split_whitespace()
+            .collect();
+        let arch: ArchId = words[0].parse().unwrap();
+        let kernel = words[1];
+        let rejected = words.get(2) == Some(&"rejected");
+        let name = f.display().to_string();
+        match fuzz::check_text(&text, &name, arch, kernel, &Limits::default()) {
+            Outcome::Pass if !rejected => {}
+            Outcome::Rejected(e) if rejected => {
+                assert!(e.contains(&format!("{name}:")), "{e}");
+            }
+            other => panic!("{name} on {arch} under {kernel}: {other:?}"),
+        }
+        if !rejected {
+            // Its `expect` lines hold too.
+            let w = vmemu_harness::lang::parse(&name, &text).unwrap();
+            let r = vmemu_harness::run::run(&w, arch, kernel).unwrap();
+            assert_eq!(
+                r.summary.failed_expects,
+                0,
+                "{}",
+                vmemu_harness::run::format_run(&r)
+            );
+        }
+        for a in ArchId::MAIN {
+            for k in ["v4.10", "v6.13"] {
+                if let Outcome::Fail(sig, msg) =
+                    fuzz::check_text(&text, &name, a, k, &Limits::default())
+                {
+                    panic!("{name} on {a} under {k}: {sig}: {msg}");
+                }
+            }
+        }
+    }
+    assert!(n >= 3, "regressions found: {n}");
+}
+
+#[test]
+fn the_seed_is_printed_first_and_taken_from_the_environment() {
+    let out = vmemu(
+        &["fuzz", "--count", "3", "--arch", "x86_64"],
+        &[("VMEMU_SEED", "0x2a")],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let first = stdout.lines().next().unwrap();
+    assert!(first.starts_with("vmemu fuzz: seed 0x2a"), "{first}");
+    assert!(stdout.contains("3 workloads"), "{stdout}");
+    // --seed wins over the environment.
+    let out = vmemu(
+        &["fuzz", "--count", "1", "--seed", "7"],
+        &[("VMEMU_SEED", "0x2a")],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("vmemu fuzz: seed 0x7"));
+}
+
+/// `--shard K/N` partitions the indices: the JSON lines of the shards add
+/// up to the whole run and each shard's result is one JSON object.
+#[test]
+fn shards_concatenate() {
+    let mut total = 0;
+    for k in 1..=3 {
+        let shard = format!("{k}/3");
+        let out = vmemu(
+            &[
+                "fuzz", "--seed", "0x99", "--count", "20", "--shard", &shard, "--format", "json",
+            ],
+            &[],
+        );
+        assert_eq!(out.status.code(), Some(0));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), 1, "{stdout}");
+        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(v["shard"], shard.as_str());
+        assert_eq!(v["seed"], "0x99");
+        total += v["workloads"].as_u64().unwrap();
+        assert!(String::from_utf8_lossy(&out.stderr).contains("seed 0x99"));
+    }
+    assert_eq!(total, 20);
+}
+
+#[test]
+fn replay_of_a_file() {
+    let f = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fuzz_regressions/thp_mprotect_split.vmw"
+    );
+    let out = vmemu(
+        &[
+            "fuzz", "--replay", f, "--arch", "arm64", "--kernel", "v6.13",
+        ],
+        &[],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("pass"));
+}
+
+#[test]
+fn bad_fuzz_arguments_exit_2() {
+    for args in [
+        vec!["fuzz", "--shard", "3/2"],
+        vec!["fuzz", "--seed", "zz"],
+        vec!["fuzz", "--time", "soon"],
+        vec!["fuzz", "--arch", "mips"],
+        vec!["fuzz", "--kernel", "v9.9"],
+        vec!["fuzz", "--replay", "/nonexistent.vmw"],
+    ] {
+        let out = vmemu(&args, &[]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let dir = std::env::temp_dir().join(format!("vmemu-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("bad.vmw");
+    std::fs::write(&p, "map a 1 page\nfrobnicate\n").unwrap();
+    let out = vmemu(&["fuzz", "--replay", p.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.vmw:2:1:"));
+}
+
+/// The concurrency model in its short form (the long one is
+/// `vmemu fuzz --concurrency --count 3000`, ≥ 10^5 steps).
+#[test]
+fn concurrency_short() {
+    let out = vmemu(
+        &["fuzz", "--concurrency", "--seed", "3", "--count", "30"],
+        &[],
+    );
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(s.contains("30 schedules") && s.contains("0 failed"), "{s}");
+    for a in ArchId::MAIN {
+        assert!(
+            vmemu_harness::concurrency::schedule(fuzz::workload_seed(5, 1), a, "v6.13", 4, false)
+                .is_ok()
+        );
+    }
+    // The deferral rule broken on purpose: some schedule catches a walker
+    // reading a freed table.
+    let caught = (0..60).any(|i| {
+        vmemu_harness::concurrency::schedule(
+            fuzz::workload_seed(5, i),
+            ArchId::Arm64,
+            "v6.13",
+            4,
+            true,
+        )
+        .is_err_and(|e| e.contains("freed"))
+    });
+    assert!(caught);
+}
+
+/// ≥ 10^5 gup-fast steps against concurrent unmaps, zero violations
+/// (run with `cargo test --release -- --ignored`).
+#[test]
+#[ignore = "long: about 10 s in release"]
+fn concurrency_long() {
+    let mut steps = 0;
+    for i in 0..1500u64 {
+        let a = ArchId::MAIN[(i % 3) as usize];
+        let k = if (i / 3) % 2 == 0 { "v4.10" } else { "v6.13" };
+        let s = vmemu_harness::concurrency::schedule(fuzz::workload_seed(11, i), a, k, 8, false)
+            .unwrap_or_else(|e| panic!("schedule {i} on {a} under {k}: {e}"));
+        steps += s.walker_steps;
+    }
+    assert!(steps >= 100_000, "{steps} steps");
+}

@@ -1,0 +1,481 @@
+//! The invariant checker: what must hold of a [`Machine`] between two
+//! operations, whatever the workload did.
+//!
+//! * **Page tables.** Every table page is reachable exactly once from the
+//!   roots (`init_mm` and every mm), or waits in the deferred list while a
+//!   lockless walker is inside; every table entry points at a table page of
+//!   the next level; on x86 the kernel half of every pgd equals
+//!   `swapper_pg_dir`'s. Every present user leaf lies inside one VMA whose
+//!   permissions allow it (a writable leaf only in a `VM_WRITE` VMA, an
+//!   accessible leaf only in a VMA that is not `PROT_NONE`, a special leaf
+//!   only for the zero page or in a `VM_PFNMAP` VMA, the zero page never
+//!   writable), and maps an allocated frame.
+//! * **`struct page` accounting.** For every allocated page, `refcount` =
+//!   the owner's reference (page cache, page table, reserved frame) + one per
+//!   leaf mapping it (user leaves; kernel `vmap` leaves) + the references and
+//!   pins the workload holds ([`Machine::held`]; a pin of a small page is
+//!   [`GUP_PIN_COUNTING_BIAS`]) + references other kernel objects hold
+//!   (pipe buffers: passed in by the caller as `extra`); `mapcount` = user
+//!   leaves mapping it; `pincount` = pins held on a large page (0 on small
+//!   ones). No freed page is mapped, held, cached or referenced.
+
+use std::collections::BTreeMap;
+
+use vmemu_arch::{Arch, Level, Pfn, PhysAddr, Pte, PteFlags};
+
+use crate::mm::{Backing, Machine, VmFlags};
+use crate::phys::{GUP_PIN_COUNTING_BIAS, Owner, PageFlags};
+use crate::sync::MmId;
+
+/// Byte written over every table frame when it is freed, so that a lockless
+/// walker reading a freed table sees garbage that is recognised.
+pub const TABLE_POISON_BYTE: u8 = 0x6b;
+/// A table entry read from a poisoned (freed) table frame.
+pub const TABLE_POISON: u64 = u64::from_ne_bytes([TABLE_POISON_BYTE; 8]);
+
+/// References other kernel objects (pipe buffers, ...) hold, per head page.
+pub type ExtraRefs = BTreeMap<Pfn, u32>;
+
+struct Walk {
+    /// Table head pfn → times reached.
+    tables: BTreeMap<u64, u32>,
+    /// User leaves: (mm, va, level, pte).
+    user: Vec<(MmId, u64, Level, Pte)>,
+    /// Kernel leaves other than the direct map and the vsyscall page.
+    kernel_refs: BTreeMap<Pfn, u32>,
+    errs: Vec<String>,
+}
+
+impl<A: Arch> Machine<A> {
+    /// A kernel-mode write of `len` bytes at `pa` (uaccess under
+    /// `KERNEL_DS`, a kvec or bvec): if it lands in memory no pointer of the
+    /// kernel may write — a free frame, a page table, the zero page, a
+    /// reserved frame — the kernel would corrupt itself: a `kernel_bug`
+    /// event (the write still happens, as it would).
+    pub fn note_kernel_write(&mut self, pa: PhysAddr, len: u64) {
+        let mut off = 0;
+        while off < len.max(1) {
+            let pfn = pa.add(off).pfn(A::PAGE_SHIFT);
+            if !self.phys.pfn_valid(pfn) {
+                return;
+            }
+            let head = self.phys.compound_head(pfn);
+            let p = self.phys.page(head);
+            let what = if p.flags.contains(PageFlags::FREE) {
+                Some("a free frame")
+            } else {
+                match p.owner {
+                    Owner::PageTable { .. } => Some("a page table"),
+                    Owner::Zero => Some("the zero page"),
+                    Owner::Reserved | Owner::Vsyscall => Some("a reserved frame"),
+                    _ => None,
+                }
+            };
+            if let Some(what) = what {
+                let name = self.page_name(pfn);
+                self.event(
+                    crate::event::EventKind::KernelBug,
+                    format!(
+                        "a kernel write at pa {} lands in {what} ({name}): the kernel corrupts its own memory",
+                        pa.add(off)
+                    ),
+                );
+                return;
+            }
+            off += A::PAGE_SIZE - pa.add(off).0 % A::PAGE_SIZE;
+        }
+    }
+
+    /// Checks every invariant of the module docs; `Err` lists the violations.
+    pub fn check_invariants(&self) -> Result<(), Vec<String>> {
+        self.check_invariants_with(&ExtraRefs::new())
+    }
+
+    /// As [`Machine::check_invariants`], with the references that kernel
+    /// objects outside the mm layer hold (pipe buffers) in `extra`.
+    pub fn check_invariants_with(&self, extra: &ExtraRefs) -> Result<(), Vec<String>> {
+        let mut w = Walk {
+            tables: BTreeMap::new(),
+            user: Vec::new(),
+            kernel_refs: BTreeMap::new(),
+            errs: Vec::new(),
+        };
+        self.walk_root(&mut w, self.init_pgd, None);
+        let x86_user_top = A::pgd_index(vmemu_arch::VirtAddr(self.layout.page_offset));
+        for (i, mm) in self.mms.iter().enumerate() {
+            let id = MmId(i as u32);
+            if A::TABLE_PERMS {
+                // x86: the kernel half is shared with swapper_pg_dir.
+                for k in x86_user_top..A::entries(Level(0)) {
+                    let a = self.phys.read_entry(mm.pgd.add(k as u64 * 8)).ok();
+                    let b = self.phys.read_entry(self.init_pgd.add(k as u64 * 8)).ok();
+                    if a != b {
+                        w.errs.push(format!(
+                            "mm {i}: pgd[{k}] = {a:#x?} differs from swapper_pg_dir's {b:#x?} (the kernel half must be shared)"
+                        ));
+                    }
+                }
+            }
+            self.walk_root(&mut w, mm.pgd, Some(id));
+        }
+        self.check_tables(&mut w);
+        let mapped = self.check_user_leaves(&mut w);
+        self.check_pages(&mut w, &mapped, extra);
+        if w.errs.is_empty() {
+            Ok(())
+        } else {
+            Err(w.errs)
+        }
+    }
+
+    fn walk_root(&self, w: &mut Walk, root: PhysAddr, mm: Option<MmId>) {
+        let head = root.pfn(A::PAGE_SHIFT);
+        *w.tables.entry(head.0).or_default() += 1;
+        let top = match mm {
+            Some(_) if A::TABLE_PERMS => {
+                A::pgd_index(vmemu_arch::VirtAddr(self.layout.page_offset))
+            }
+            _ => A::entries(Level(0)),
+        };
+        self.walk_table(w, root, Level(0), 0, top, mm);
+    }
+
+    fn walk_table(
+        &self,
+        w: &mut Walk,
+        table: PhysAddr,
+        level: Level,
+        base: u64,
+        limit: usize,
+        mm: Option<MmId>,
+    ) {
+        let fam = self.family();
+        let span = A::entry_span(level);
+        let Ok(t) = self.phys.table(table, A::entries(level)) else {
+            w.errs.push(format!(
+                "table at {table} of level {} lies outside memory",
+                level.0
+            ));
+            return;
+        };
+        for i in 0..limit.min(A::entries(level)) {
+            let raw = t.get(i).unwrap_or(0);
+            if raw == 0 {
+                continue;
+            }
+            let va = base.wrapping_add(i as u64 * span);
+            let pte = A::decode(fam, level, raw);
+            if pte.has(PteFlags::TABLE) && level != A::leaf_level() {
+                let next = Level(level.0 + 1);
+                let child = pte.pfn;
+                let ok_owner = self.phys.pfn_valid(child)
+                    && matches!(self.phys.page(child).owner, Owner::PageTable { level: l, .. } if l == next.0)
+                    && !self.phys.page(child).flags.contains(PageFlags::FREE);
+                if !ok_owner {
+                    let what = if self.phys.pfn_valid(child) {
+                        format!("{:?}", self.phys.page(child).owner)
+                    } else {
+                        "no frame".into()
+                    };
+                    w.errs.push(format!(
+                        "{} entry {i} of a level-{} table ({}) points at pfn {:#x} ({what}), not a level-{} table page",
+                        if mm.is_some() { "user" } else { "kernel" },
+                        level.0,
+                        self.page_name(table.pfn(A::PAGE_SHIFT)),
+                        child.0,
+                        next.0
+                    ));
+                    continue;
+                }
+                let n = w.tables.entry(child.0).or_default();
+                *n += 1;
+                if *n > 1 {
+                    // Reached twice: report, do not walk it again.
+                    continue;
+                }
+                self.walk_table(w, child.addr(A::PAGE_SHIFT), next, va, A::entries(next), mm);
+                continue;
+            }
+            match mm {
+                Some(id) => w.user.push((id, va, level, pte)),
+                None => self.kernel_leaf(w, va, pte),
+            }
+        }
+    }
+
+    /// A kernel leaf holds a reference unless it is the direct map (which
+    /// maps every frame without one) or the vsyscall page.
+    fn kernel_leaf(&self, w: &mut Walk, va: u64, pte: Pte) {
+        if !pte.has(PteFlags::PRESENT) || pte.has(PteFlags::SPECIAL) {
+            return;
+        }
+        let mask = if A::va_bits() >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << A::va_bits()) - 1
+        };
+        let direct = self
+            .layout
+            .page_offset
+            .wrapping_add(pte.pfn.0 << A::PAGE_SHIFT);
+        if va & mask == direct & mask || Some(pte.pfn) == self.vsyscall_pfn {
+            return;
+        }
+        if !self.phys.pfn_valid(pte.pfn) {
+            return;
+        }
+        let head = self.phys.compound_head(pte.pfn);
+        *w.kernel_refs.entry(head).or_default() += 1;
+    }
+
+    fn check_tables(&self, w: &mut Walk) {
+        let deferred: BTreeMap<u64, ()> = self
+            .deferred_tables
+            .iter()
+            .map(|t| (t.pfn(A::PAGE_SHIFT).0, ()))
+            .collect();
+        if self.lockless_walkers == 0 && !self.deferred_tables.is_empty() {
+            w.errs.push(format!(
+                "{} table pages wait for lockless walkers but none is inside",
+                self.deferred_tables.len()
+            ));
+        }
+        for (pfn, page) in self.phys.allocated_heads() {
+            let Owner::PageTable { level, .. } = page.owner else {
+                continue;
+            };
+            let n = w.tables.get(&pfn.0).copied().unwrap_or(0);
+            let d = deferred.contains_key(&pfn.0);
+            let name = self.page_name(pfn);
+            match (n, d) {
+                (1, false) | (0, true) => {}
+                (0, false) => w.errs.push(format!(
+                    "table page {name} (level {level}) is allocated but unreachable from every root (leaked)"
+                )),
+                (_, true) => w.errs.push(format!(
+                    "table page {name} is both linked and waiting to be freed"
+                )),
+                (n, false) => w.errs.push(format!(
+                    "table page {name} is reachable {n} times from the roots (must be exactly once)"
+                )),
+            }
+        }
+        for (&pfn, &n) in &w.tables {
+            let p = Pfn(pfn);
+            if !self.phys.pfn_valid(p) || self.phys.page(p).flags.contains(PageFlags::FREE) {
+                w.errs.push(format!(
+                    "a freed frame {pfn:#x} is linked as a table ({n} times)"
+                ));
+            }
+        }
+    }
+
+    /// Checks user leaves against VMAs; returns the user mappings per head.
+    fn check_user_leaves(&self, w: &mut Walk) -> BTreeMap<Pfn, u32> {
+        let mut mapped: BTreeMap<Pfn, u32> = BTreeMap::new();
+        let user = std::mem::take(&mut w.user);
+        for &(mm, va, level, pte) in &user {
+            if !pte.has(PteFlags::PRESENT) {
+                continue;
+            }
+            let span = A::entry_span(level);
+            let at = format!(
+                "mm {}: leaf at {va:#x} ({} bytes, {})",
+                mm.0,
+                span,
+                self.page_name(pte.pfn)
+            );
+            let Some(vma) = self.vma_at(mm, vmemu_arch::VirtAddr(va)) else {
+                w.errs.push(format!("{at} lies in no VMA"));
+                continue;
+            };
+            if va.wrapping_add(span) > vma.end.0 || va < vma.start.0 {
+                w.errs.push(format!(
+                    "{at} crosses the end of its VMA [{:#x}, {:#x})",
+                    vma.start.0, vma.end.0
+                ));
+            }
+            let f = pte.flags;
+            let vf = vma.flags;
+            let accessible = f.contains(PteFlags::VALID) && !f.contains(PteFlags::PROTNONE);
+            if f.contains(PteFlags::WRITE) && !vf.contains(VmFlags::VM_WRITE) {
+                w.errs.push(format!(
+                    "{at} is writable in a VMA without VM_WRITE ({vf:?})"
+                ));
+            }
+            if accessible
+                && f.contains(PteFlags::USER)
+                && !vf.intersects(VmFlags::VM_READ | VmFlags::VM_WRITE | VmFlags::VM_EXEC)
+            {
+                w.errs
+                    .push(format!("{at} is accessible in a PROT_NONE VMA"));
+            }
+            let pfnmap = vf.contains(VmFlags::VM_PFNMAP);
+            if f.contains(PteFlags::SPECIAL) {
+                if pte.pfn == self.zero_pfn {
+                    if f.contains(PteFlags::WRITE) {
+                        w.errs
+                            .push(format!("{at}: the zero page is mapped writable"));
+                    }
+                } else if !pfnmap {
+                    w.errs
+                        .push(format!("{at} is special outside a VM_PFNMAP VMA"));
+                }
+                continue;
+            }
+            if pfnmap {
+                w.errs
+                    .push(format!("{at} is a normal leaf in a VM_PFNMAP VMA"));
+                continue;
+            }
+            if pte.pfn == self.zero_pfn {
+                w.errs
+                    .push(format!("{at} maps the zero page without the special bit"));
+                continue;
+            }
+            if !self.phys.pfn_valid(pte.pfn) {
+                w.errs.push(format!("{at} maps a frame outside memory"));
+                continue;
+            }
+            let head = self.phys.compound_head(pte.pfn);
+            let hp = self.phys.page(head);
+            if hp.flags.contains(PageFlags::FREE) {
+                w.errs.push(format!("{at} maps a freed frame"));
+                continue;
+            }
+            if level != A::leaf_level() {
+                // A huge leaf maps its whole compound page from the head.
+                let pages = span / A::PAGE_SIZE;
+                if head != pte.pfn || (1u64 << hp.order) != pages {
+                    w.errs.push(format!(
+                        "{at} maps {pages} pages but its compound page has order {}",
+                        hp.order
+                    ));
+                }
+            }
+            if let (Backing::File { .. }, Owner::File { .. }) = (vma.backing, hp.owner)
+                && f.contains(PteFlags::WRITE)
+                && !vf.contains(VmFlags::VM_SHARED)
+            {
+                w.errs.push(format!(
+                    "{at}: a page cache page is writable in a private mapping (COW skipped)"
+                ));
+            }
+            *mapped.entry(head).or_default() += 1;
+        }
+        mapped
+    }
+
+    fn check_pages(&self, w: &mut Walk, mapped: &BTreeMap<Pfn, u32>, extra: &ExtraRefs) {
+        // Page cache: index → frame, each frame owned by its file.
+        let mut cached: BTreeMap<Pfn, u32> = BTreeMap::new();
+        for f in &self.files {
+            for (&idx, &pfn) in &f.pages {
+                *cached.entry(pfn).or_default() += 1;
+                let p = self.phys.page(pfn);
+                let ok = matches!(p.owner, Owner::File { file, index } if file == f.name && u64::from(index) == idx)
+                    && !p.flags.contains(PageFlags::FREE);
+                if !ok {
+                    w.errs.push(format!(
+                        "page cache of file {} index {idx} holds pfn {:#x} owned by {:?}{}",
+                        self.names.get(f.name as usize).map_or("?", String::as_str),
+                        pfn.0,
+                        p.owner,
+                        if p.flags.contains(PageFlags::FREE) {
+                            " (freed)"
+                        } else {
+                            ""
+                        }
+                    ));
+                }
+            }
+        }
+        let mut deferred_pages: BTreeMap<Pfn, u32> = BTreeMap::new();
+        for &p in &self.deferred_pages {
+            *deferred_pages.entry(p).or_default() += 1;
+        }
+        // Every frame someone claims must be allocated.
+        let claims: [(&str, &BTreeMap<Pfn, u32>); 5] = [
+            ("mapped", mapped),
+            ("referenced by kernel objects", extra),
+            ("mapped by a kernel (vmap) leaf", &w.kernel_refs),
+            ("cached", &cached),
+            ("waiting for a deferred put", &deferred_pages),
+        ];
+        for (what, m) in claims {
+            for &pfn in m.keys() {
+                if !self.phys.pfn_valid(pfn) || self.phys.page(pfn).flags.contains(PageFlags::FREE)
+                {
+                    w.errs
+                        .push(format!("freed frame {:#x} is still {what}", pfn.0));
+                } else if self.phys.page(pfn).flags.contains(PageFlags::TAIL) {
+                    w.errs.push(format!(
+                        "tail page {} is counted as a head ({what})",
+                        self.page_name(pfn)
+                    ));
+                }
+            }
+        }
+        for (&pfn, h) in &self.held {
+            if h.refs == 0 && h.pins == 0 {
+                w.errs.push(format!(
+                    "held-reference ledger keeps an empty entry for {}",
+                    self.page_name(pfn)
+                ));
+            }
+            if !self.phys.pfn_valid(pfn) || self.phys.page(pfn).flags.contains(PageFlags::FREE) {
+                w.errs.push(format!(
+                    "the workload holds {} refs and {} pins on freed frame {:#x}",
+                    h.refs, h.pins, pfn.0
+                ));
+            }
+        }
+        for (pfn, page) in self.phys.allocated_heads() {
+            let large = page.order > 0;
+            let owner_ref: u64 = match page.owner {
+                Owner::PageTable { .. } | Owner::Zero | Owner::Reserved | Owner::Vsyscall => 1,
+                Owner::File { .. } => u64::from(cached.get(&pfn).copied().unwrap_or(0)),
+                Owner::Anon { .. } | Owner::Kernel { .. } | Owner::Free => 0,
+            };
+            let map = u64::from(mapped.get(&pfn).copied().unwrap_or(0));
+            let kref = u64::from(w.kernel_refs.get(&pfn).copied().unwrap_or(0));
+            let ext = u64::from(extra.get(&pfn).copied().unwrap_or(0));
+            let dpg = u64::from(deferred_pages.get(&pfn).copied().unwrap_or(0));
+            let (hr, hp) = self
+                .held
+                .get(&pfn)
+                .map_or((0, 0), |h| (u64::from(h.refs), u64::from(h.pins)));
+            let pin_refs = if pfn == self.zero_pfn {
+                0
+            } else if large {
+                hp
+            } else {
+                hp * u64::from(GUP_PIN_COUNTING_BIAS)
+            };
+            let expected = owner_ref + map + kref + ext + dpg + hr + pin_refs;
+            let name = self.page_name(pfn);
+            if u64::from(page.refcount) != expected {
+                w.errs.push(format!(
+                    "{name}: refcount {} but {expected} expected (owner {owner_ref}, user mappings {map}, vmap {kref}, kernel objects {ext}, deferred {dpg}, held refs {hr}, held pins {hp})",
+                    page.refcount
+                ));
+            }
+            if u64::from(page.mapcount) != map {
+                w.errs.push(format!(
+                    "{name}: mapcount {} but {map} user leaves map it",
+                    page.mapcount
+                ));
+            }
+            let want_pins = if large && pfn != self.zero_pfn { hp } else { 0 };
+            if u64::from(page.pincount) != want_pins {
+                w.errs.push(format!(
+                    "{name}: pincount {} but {want_pins} expected ({hp} pins held, order {})",
+                    page.pincount, page.order
+                ));
+            }
+            if page.refcount == 0 && !page.flags.contains(PageFlags::RESERVED) {
+                w.errs.push(format!("{name}: allocated with refcount 0"));
+            }
+        }
+    }
+}
