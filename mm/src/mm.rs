@@ -242,6 +242,10 @@ pub struct Machine<A: Arch> {
     pub(crate) table_seq: u32,
     /// Next free offset in the vmalloc area.
     vmalloc_next: u64,
+    /// A second task's step armed at a gup retry point.
+    pub gup_interleave: Option<crate::race::GupInterleave>,
+    /// What the interleaved steps did, in order.
+    pub interleave_log: Vec<String>,
     _arch: PhantomData<A>,
 }
 
@@ -283,6 +287,8 @@ impl<A: Arch> Machine<A> {
             lockless_walkers: 0,
             table_seq: seq,
             vmalloc_next: 0,
+            gup_interleave: None,
+            interleave_log: Vec::new(),
             _arch: PhantomData,
         };
         m.map_direct()?;
