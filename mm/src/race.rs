@@ -180,3 +180,87 @@ impl<A: Arch> Machine<A> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use vmemu_arch::{Arch, Arm64, Ppc64, X86_64};
+
+    use crate::event::EventKind;
+    use crate::mm::{Backing, FileOps, Machine, Prot};
+    use crate::profile::KernelProfile;
+    use crate::vma::MapFlags;
+
+    /// The Dirty COW interleaving: returns the file byte at the write's
+    /// offset afterwards and whether `page_cache_corrupted` was raised.
+    fn dirtycow<A: Arch>(kernel: &str, before_walk: u32) -> (u8, bool) {
+        let mut m = Machine::<A>::new(KernelProfile::parse(kernel).unwrap(), 64 << 20).unwrap();
+        let f = m.create_file("f", A::PAGE_SIZE, FileOps::default());
+        let mm = m.current_mm();
+        let ro = Prot {
+            read: true,
+            write: false,
+            exec: false,
+        };
+        let a = m
+            .mmap(
+                mm,
+                None,
+                A::PAGE_SIZE,
+                ro,
+                MapFlags::default(),
+                Backing::File { file: f, pgoff: 0 },
+                "m",
+            )
+            .unwrap();
+        m.interleave_dontneed(a, A::PAGE_SIZE, before_walk);
+        assert_eq!(
+            m.access_remote_vm_write(mm, a.wrapping_add(64), &[0xee; 8]),
+            Ok(8)
+        );
+        let mut b = [0u8];
+        m.file_read(f, 64, &mut b).unwrap();
+        let hit = m
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::PageCacheCorrupted);
+        (b[0], hit)
+    }
+
+    fn all_arches(kernel: &str, before_walk: u32) -> Vec<(u8, bool)> {
+        vec![
+            dirtycow::<X86_64>(kernel, before_walk),
+            dirtycow::<Arm64>(kernel, before_walk),
+            dirtycow::<Ppc64>(kernel, before_walk),
+        ]
+    }
+
+    #[test]
+    fn dirtycow_window_writes_the_file_before_the_fix() {
+        // Walk 3 follows the wp fault that dropped FOLL_WRITE.
+        assert!(
+            all_arches("v4.10+dirtycow", 3)
+                .iter()
+                .all(|r| *r == (0xee, true))
+        );
+        // Outside the window, or with no race, the private copy takes it.
+        for w in [0, 1, 2, 4] {
+            assert!(
+                all_arches("v4.10+dirtycow", w)
+                    .iter()
+                    .all(|r| *r == (64, false))
+            );
+        }
+    }
+
+    #[test]
+    fn dirtycow_fixed_profiles_never_write_the_file() {
+        for k in ["v4.10", "v4.17", "v6.13"] {
+            for w in 0..=5 {
+                assert!(
+                    all_arches(k, w).iter().all(|r| *r == (64, false)),
+                    "{k} walk {w}"
+                );
+            }
+        }
+    }
+}
