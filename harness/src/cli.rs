@@ -124,7 +124,11 @@ pub enum Cmd {
         limits: crate::limits::Limits,
     },
     /// List arches, kernel profiles with their knobs, and built-in workloads.
-    List,
+    List {
+        /// List the known bugs instead: CVE, introduced, fixed, workload, and the profiles showing them.
+        #[arg(long)]
+        bugs: bool,
+    },
     /// Show both walks of an address level by level, and the knobs that decide gup-fast and uaccess.
     #[command(
         after_help = "Example:\n  vmemu explain 'kdirect(256)' --arch arm64 --kernel v4.10 --workload harness/workloads/kernel_ds_gup_fast.vmw"

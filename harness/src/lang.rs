@@ -993,7 +993,7 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                 } else {
                     (None, first, kw_pos)
                 };
-                let all = || CALLS.iter().chain(crate::callers::CALLS).chain(crate::syscalls::CALLS);
+                let all = || CALLS.iter().chain(crate::callers::CALLS).chain(crate::syscalls::CALLS).chain(crate::bugs::CALLS);
                 let Some(&(_, arity)) = all().find(|(n, _)| *n == func) else {
                     let known: Vec<&str> = all().map(|(n, _)| *n).collect();
                     return Err(c.err_at(func_pos, format!("unknown statement or function `{func}` (expected map, file, touch, set_fs, expect, release or one of: {})", known.join(", "))));

@@ -15,6 +15,7 @@
 #![deny(unsafe_code)]
 
 pub mod bench;
+pub mod bugs;
 pub mod callers;
 pub mod cli;
 pub mod concurrency;

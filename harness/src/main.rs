@@ -333,7 +333,11 @@ fn real_main() -> Result<bool, Usage> {
             }
             Ok(runs.iter().all(|r| r.summary.passed))
         }
-        Cmd::List => {
+        Cmd::List { bugs: true } => {
+            let _ = write!(out, "{}", vmemu_harness::bugs::bugs_table());
+            Ok(true)
+        }
+        Cmd::List { bugs: false } => {
             let _ = writeln!(out, "arches:");
             for a in ArchId::ALL {
                 let main = if ArchId::MAIN.contains(&a) {

@@ -804,7 +804,9 @@ impl<'w, A: Arch> Runner<'w, A> {
                 res
             }
             StmtKind::Call { var, func, args } => {
-                if crate::callers::CALLS.iter().any(|(n, _)| n == func) {
+                if crate::bugs::CALLS.iter().any(|(n, _)| n == func) {
+                    self.exec_bug_call(s, var.as_deref(), func, args)
+                } else if crate::callers::CALLS.iter().any(|(n, _)| n == func) {
                     self.exec_caller(s, var.as_deref(), func, args)
                 } else if crate::syscalls::CALLS.iter().any(|(n, _)| n == func) {
                     self.exec_syscall(s, var.as_deref(), func, args)

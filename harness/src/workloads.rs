@@ -33,4 +33,6 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "fuse_mmap_deadlock",
     "fuse_abort_during_copy",
     "mmap_sem_callback",
+    "dirtycow",
+    "dirtypipe",
 ];

@@ -26,6 +26,10 @@ pub enum EventKind {
     /// Memory was written after its owner freed it (a fuse request ended
     /// while the server still copies into the requester's buffer).
     UseAfterFree,
+    /// The kernel wrote into a page-cache page through a path that had no
+    /// right to change the file (a read-only private mapping, a spliced
+    /// buffer): the file's cached bytes change (Dirty COW, Dirty Pipe).
+    PageCacheCorrupted,
 }
 
 impl EventKind {
@@ -41,6 +45,7 @@ impl EventKind {
             EventKind::SoftLockup => "soft_lockup",
             EventKind::RefUnderflow => "ref_underflow",
             EventKind::UseAfterFree => "use_after_free",
+            EventKind::PageCacheCorrupted => "page_cache_corrupted",
         }
     }
 }

@@ -238,9 +238,12 @@ impl<A: Arch> Machine<A> {
         {
             return Follow::NoPage;
         }
+        // can_follow_write_pte (19be0eaffa3a); before it, only a writable
+        // pte passes a FOLL_WRITE walk.
         if flags.contains(GupFlags::FOLL_WRITE)
             && !pte.has(PteFlags::WRITE)
-            && !(flags.contains(GupFlags::FOLL_FORCE | GupFlags::FOLL_COW)
+            && !(self.knobs.foll_cow
+                && flags.contains(GupFlags::FOLL_FORCE | GupFlags::FOLL_COW)
                 && pte.has(PteFlags::DIRTY))
         {
             return Follow::NoPage;
@@ -335,7 +338,15 @@ impl<A: Arch> Machine<A> {
         // A COW was broken on a VMA the caller may not write (FOLL_FORCE):
         // follow the (read-only, dirty) copy from now on.
         if ret.contains(VmFault::WRITE) && !vma.flags.contains(VmFlags::VM_WRITE) {
-            *flags |= GupFlags::FOLL_COW;
+            if self.knobs.foll_cow {
+                *flags |= GupFlags::FOLL_COW;
+            } else {
+                // Before 19be0eaffa3a: stop asking for a writable pte at
+                // all. The next walk is a read walk; if the private copy is
+                // zapped meanwhile it faults in the page-cache page (Dirty
+                // COW).
+                flags.remove(GupFlags::FOLL_WRITE);
+            }
         }
         Ok(())
     }
@@ -403,6 +414,8 @@ impl<A: Arch> Machine<A> {
                     );
                     return partial(i, Errno::EFAULT);
                 }
+                // The retry point: another task may run here.
+                self.gup_retry_point(tries);
                 match self.follow_page_mask(mm, addr, foll) {
                     Follow::Page(p) => {
                         if let Some(v) = pages.as_deref_mut() {

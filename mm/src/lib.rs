@@ -29,6 +29,7 @@ pub mod mm;
 pub mod pgtable;
 pub mod phys;
 pub mod profile;
+pub mod race;
 pub mod sync;
 pub mod uaccess;
 pub mod vma;

@@ -251,6 +251,10 @@ pub struct Machine<A: Arch> {
     pub(crate) table_seq: u32,
     /// Next free offset in the vmalloc area.
     vmalloc_next: u64,
+    /// A second task's step armed at a gup retry point.
+    pub gup_interleave: Option<crate::race::GupInterleave>,
+    /// What the interleaved steps did, in order.
+    pub interleave_log: Vec<String>,
     _arch: PhantomData<A>,
 }
 
@@ -294,6 +298,8 @@ impl<A: Arch> Machine<A> {
             break_table_deferral: false,
             table_seq: seq,
             vmalloc_next: 0,
+            gup_interleave: None,
+            interleave_log: Vec::new(),
             _arch: PhantomData,
         };
         m.map_direct()?;
