@@ -19,6 +19,8 @@
 //! assert_eq!(i.count, 0);
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod get_pages;
 pub mod iov_iter;
 pub mod ops;
