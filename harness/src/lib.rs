@@ -12,7 +12,7 @@
 //! assert!(run.summary.passed);
 //! ```
 
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod bench;
 pub mod bugs;

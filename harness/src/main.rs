@@ -1,6 +1,8 @@
 //! `vmemu`: run workloads of the Linux user-memory access layer per arch and
 //! kernel profile.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

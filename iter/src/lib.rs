@@ -19,6 +19,8 @@
 //! assert_eq!(i.count, 0);
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod callers;
 pub mod check;
 pub mod get_pages;

@@ -8,9 +8,12 @@
 //! once per table page (one `get_slice`), then one bounds-checked atomic load
 //! per entry: no vm-memory region lookup per level.
 //!
-//! No `unsafe` is needed: vm-memory's `VolatileSlice` offers atomic loads and
-//! stores and bulk copies. Should raw host pointers ever be needed (for
-//! speed), this module is the only place allowed to hold them.
+//! No `unsafe` is needed here: vm-memory's `VolatileSlice` offers atomic
+//! loads and stores and bulk copies. This module and the files it includes
+//! are the only place allowed to hold `unsafe`; today that is [`host`]
+//! (`phys_host.rs`, Linux only): host system calls on raw user addresses
+//! and host mappings Rust never references, behind a safe API, for the host
+//! differential of `vmemu-harness`.
 
 use std::sync::atomic::Ordering;
 
@@ -18,6 +21,10 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, Volati
 use vmemu_arch::{Arch, Pfn, PhysAddr};
 
 use crate::errno::Errno;
+
+// Kept on one line (the include the project rule names).
+#[rustfmt::skip]
+#[cfg(target_os = "linux")] #[path = "phys_host.rs"] pub mod host;
 
 /// Pincount bias of FOLL_PIN on a small folio (`GUP_PIN_COUNTING_BIAS`).
 pub const GUP_PIN_COUNTING_BIAS: u32 = 1024;
