@@ -122,6 +122,9 @@ pub struct Row {
     pub pass: bool,
     /// Rounds measured.
     pub rounds: usize,
+    /// What else the reader needs to judge the figure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// One point of the batch-size study.
@@ -251,6 +254,7 @@ fn ratio_row(m: &[Vec<f64>], num: usize, den: Den, s: Spec<'_>) -> Row {
         goal: s.goal,
         pass: ratio <= s.goal,
         rounds: m[num].len(),
+        note: None,
     }
 }
 
@@ -494,7 +498,7 @@ fn gup_rows<A: Arch>(
             ));
         }
     }
-    if want("batch") || want("G") {
+    {
         for (k, &b) in BATCHES.iter().enumerate() {
             let per_call = if b == 0 { GUP_PAGES } else { b };
             let ns = median(&m[G_EMU + k]);
@@ -635,15 +639,44 @@ impl MatrixGroup {
     }
 }
 
+/// The host's own parallelism, beside M2: the matrix's task shape (one task
+/// per run) with pure arithmetic of about the same length per task.
+fn compute_task(i: usize) -> u64 {
+    let mut x = i as u64 | 1;
+    for _ in 0..100_000 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+    }
+    x
+}
+
 impl Group for MatrixGroup {
     fn labels(&self) -> Vec<String> {
-        self.pools
+        let mut v: Vec<String> = self
+            .pools
             .iter()
             .map(|(n, _)| format!("matrix on {n} threads"))
-            .collect()
+            .collect();
+        v.extend(
+            self.pools
+                .iter()
+                .take(2)
+                .map(|(n, _)| format!("compute on {n} threads")),
+        );
+        v
     }
     fn pass(&mut self, i: usize) -> Result<(Duration, u64), String> {
         let (ws, plan) = (&self.ws, &self.plan);
+        if i >= self.pools.len() {
+            let pool = &self.pools[i - self.pools.len()].1;
+            pool.broadcast(|_| ());
+            let t0 = Instant::now();
+            let x: u64 = pool.install(|| (0..plan.len()).into_par_iter().map(compute_task).sum());
+            let dt = t0.elapsed();
+            black_box(x);
+            return Ok((dt, 1));
+        }
         // Wake every worker first (they sleep while the other pools run): the
         // pass measures the matrix on running threads, not how long the host
         // takes to schedule a sleeping thread again.
@@ -714,7 +747,9 @@ fn matrix_rows(want: &dyn Fn(&str) -> bool, a: &BenchArgs) -> Result<Vec<Row>, S
         ));
     }
     if want("M2") {
-        rows.push(ratio_row(
+        let np = threads.len();
+        let host: Vec<f64> = m[np].iter().zip(&m[np + 1]).map(|(a, b)| a / b).collect();
+        let mut row = ratio_row(
             &m,
             0,
             Den::Meas(1),
@@ -726,7 +761,12 @@ fn matrix_rows(want: &dyn Fn(&str) -> bool, a: &BenchArgs) -> Result<Vec<Row>, S
                 unit: "ns",
                 goal: 0.63,
             },
+        );
+        row.note = Some(format!(
+            "the host itself: pure arithmetic in the same task shape on 2 threads ÷ 1 thread = {:.3} (1.0: no second CPU was free)",
+            median(&host)
         ));
+        rows.push(row);
     }
     Ok(rows)
 }
@@ -811,6 +851,7 @@ fn s1_rows(arches: &[ArchId], want: &dyn Fn(&str) -> bool) -> Result<Vec<Row>, S
             goal: 1.0,
             pass: ratio <= 1.0,
             rounds: 1,
+            note: None,
         });
     }
     Ok(rows)
@@ -819,6 +860,14 @@ fn s1_rows(arches: &[ArchId], want: &dyn Fn(&str) -> bool) -> Result<Vec<Row>, S
 // ----------------------------------------------------------------------
 // Output
 // ----------------------------------------------------------------------
+
+/// The 1-minute load average of the host (`/proc/loadavg`): other work on
+/// the machine takes CPU time from the rounds and, above all, the second
+/// thread from M2.
+fn load_average() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    s.split_whitespace().next().map(str::to_string)
+}
 
 fn progress(what: &str) {
     eprintln!("bench: {what} ...");
@@ -847,9 +896,13 @@ pub fn format_rows(rows: &[Row]) -> String {
         "case", "arch", "subject", "yardstick", "ratio", "goal", "result"
     );
     for r in rows {
+        let note = r
+            .note
+            .as_deref()
+            .map_or(String::new(), |n| format!("\n{:<19}note: {n}", ""));
         let _ = writeln!(
             s,
-            "{:<8} {:<9} {:>16} {:>16} {:>8.3} {:>7}  {:<6} {} ÷ {}",
+            "{:<8} {:<9} {:>16} {:>16} {:>8.3} {:>7}  {:<6} {} ÷ {}{note}",
             r.case,
             r.arch,
             human(r.subject_value, r.unit),
@@ -939,6 +992,11 @@ pub fn main(args: &BenchArgs) -> Result<bool, String> {
             CASES.join(" ")
         ));
     }
+    let gup_cases = ["G1", "G2", "G3", "G4", "batch"];
+    if args.svg.is_some() && !gup_cases.iter().any(|c| want(c)) {
+        return Err("--svg needs the batch-size study: include G or batch in --filter".into());
+    }
+    let load_before = load_average();
     let started = Instant::now();
     let mut rows = walk_rows(&arches, &want, args)?;
     let mut study = Vec::new();
@@ -952,8 +1010,15 @@ pub fn main(args: &BenchArgs) -> Result<bool, String> {
     rows.extend(s1_rows(&arches, &want)?);
     let passed = rows.iter().filter(|r| r.pass).count();
     let missed = rows.len() - passed;
+    let load_after = load_average();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     match args.format {
         BenchFormat::Text => {
+            println!(
+                "vmemu bench: {cpus} CPUs, load average {} before, {} after",
+                load_before.as_deref().unwrap_or("?"),
+                load_after.as_deref().unwrap_or("?")
+            );
             print!("{}", format_rows(&rows));
             if !study.is_empty() {
                 println!();
@@ -982,14 +1047,14 @@ pub fn main(args: &BenchArgs) -> Result<bool, String> {
                     "miss": missed,
                     "rounds": args.rounds,
                     "seconds": started.elapsed().as_secs_f64(),
+                    "cpus": cpus,
+                    "load_before": load_before,
+                    "load_after": load_after,
                 })
             );
         }
     }
     if let Some(path) = &args.svg {
-        if study.is_empty() {
-            return Err("--svg needs the batch-size study: include G or batch in --filter".into());
-        }
         std::fs::write(path, svg::batch_chart(&study))
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
