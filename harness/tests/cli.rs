@@ -377,3 +377,54 @@ fn caller_io_in_json_and_ceph_lockup() {
     assert!(!text.contains("soft_lockup"));
     assert!(text.contains("\"kind\":\"osd_write\""));
 }
+
+/// `vmemu bench`: usage errors exit 2; the S1 probe (a child process) gives
+/// one JSON line per case with the documented fields and a summary. Only the
+/// shape is checked: no test asserts a timing or a ratio.
+#[test]
+fn bench_usage_and_json_shape() {
+    for args in [
+        &["bench", "--rounds", "8"][..],
+        &["bench", "--filter", "nothing-matches"],
+        &["bench", "--arch", "mips"],
+        &["bench", "--filter", "S1", "--svg", "/dev/null"],
+    ] {
+        let out = vmemu(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+    }
+    let out = vmemu(&[
+        "bench", "--filter", "S1", "--arch", "x86_64", "--format", "json",
+    ]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    let row = &lines[0];
+    for f in [
+        "case",
+        "arch",
+        "subject",
+        "subject_value",
+        "yardstick",
+        "yardstick_value",
+        "unit",
+        "ratio",
+        "goal",
+        "pass",
+        "rounds",
+    ] {
+        assert!(row.get(f).is_some(), "missing {f} in {row}");
+    }
+    assert_eq!(row["case"], "S1");
+    assert_eq!(row["type"], "case");
+    assert_eq!(lines[1]["type"], "summary");
+    assert_eq!(lines[1]["cases"], 1);
+}

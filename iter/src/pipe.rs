@@ -1464,9 +1464,11 @@ impl<A: Arch> Sys<A> {
         out: &mut Vec<u8>,
     ) -> Result<u64, Errno> {
         self.iter_file_splice_write(pipe, len, &mut |sys, from| {
-            let mut buf = vec![0u8; from.count as usize];
-            let n = sys.copy_from_iter(&mut buf, from);
-            out.extend_from_slice(&buf[..n as usize]);
+            // Straight into `out`, no staging buffer.
+            let start = out.len();
+            out.resize(start + from.count as usize, 0);
+            let n = sys.copy_from_iter(&mut out[start..], from);
+            out.truncate(start + n as usize);
             Ok(n)
         })
     }
