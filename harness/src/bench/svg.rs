@@ -144,6 +144,8 @@ pub fn batch_chart(points: &[BatchPoint]) -> String {
     // One line per arch, and its flat limit dashed.
     for (k, arch) in arches.iter().enumerate() {
         let c = COLOURS[k % COLOURS.len()];
+        // Earlier lines wider, so lines that coincide stay visible.
+        let width = 2.0 + 1.5 * (arches.len() - 1 - k) as f64;
         let pts: Vec<&BatchPoint> = points.iter().filter(|p| p.arch == *arch).collect();
         for (dash, value) in [
             (
@@ -160,7 +162,7 @@ pub fn batch_chart(points: &[BatchPoint]) -> String {
                 .collect();
             let _ = writeln!(
                 s,
-                r##"<polyline points="{}" fill="none" stroke="{c}" stroke-width="2"{dash}/>"##,
+                r##"<polyline points="{}" fill="none" stroke="{c}" stroke-width="{width}"{dash}/>"##,
                 path.join(" ")
             );
             if dash.is_empty() {
