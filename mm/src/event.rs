@@ -26,6 +26,12 @@ pub enum EventKind {
     /// Memory was written after its owner freed it (a fuse request ended
     /// while the server still copies into the requester's buffer).
     UseAfterFree,
+    /// Bytes a gathering result or an I/O unit built from it claims for a
+    /// stretch of the iterator are not where the iterator's bytes are (a
+    /// page array that does not map the iterator's byte run; an RPC that
+    /// would carry other bytes than the iovecs hold). The emulator's
+    /// observation, comparing the result with the iterator's own bytes.
+    DataMismatch,
 }
 
 impl EventKind {
@@ -41,6 +47,7 @@ impl EventKind {
             EventKind::SoftLockup => "soft_lockup",
             EventKind::RefUnderflow => "ref_underflow",
             EventKind::UseAfterFree => "use_after_free",
+            EventKind::DataMismatch => "data_mismatch",
         }
     }
 }
