@@ -141,11 +141,16 @@ pub fn run_test(r: &Run) -> Test {
         }
         subtests.push(t);
     }
-    if s.leaked_refs > 0 {
+    if s.leaked_refs != s.expected_leaks {
         let mut t = Test::new("no_leaked_references", Outcome::Fail);
         t.diagnostics.push(format!(
-            "{} page references or pins still held at the end of the run",
-            s.leaked_refs
+            "{} page references or pins still held at the end of the run{}",
+            s.leaked_refs,
+            if s.expected_leaks == 0 {
+                String::new()
+            } else {
+                format!(" ({} declared by `expect leaked`)", s.expected_leaks)
+            }
         ));
         subtests.push(t);
     }

@@ -116,6 +116,10 @@ pub enum Target {
     Event(String),
     /// `r.start`, `it.count`, `it.iov_offset`, `it.nr_segs`.
     Field(String, String),
+    /// `leaked`: page references and pins held at this point that no result
+    /// variable holds (what kernel code left behind). `expect leaked == N`
+    /// also tells the run's leak check to accept N held at the end.
+    Leaked,
 }
 
 /// One statement.
@@ -855,10 +859,12 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                 continue;
             }
             "expect" => {
-                match c.need_ident("a result name or `event`")? {
+                match c.need_ident("a result name, `event` or `leaked`")? {
                     "event" => StmtKind::Expect(Target::Event(c.need_ident("an event kind (table_overrun, zero_length_walk, kernel_bug, deadlock, ...)")?.to_string()), true, None),
                     var => {
-                        let t = if c.eat(".pages") {
+                        let t = if var == "leaked" {
+                            Target::Leaked
+                        } else if c.eat(".pages") {
                             Target::Pages(var.to_string())
                         } else if c.eat(".") {
                             let f = c.need_ident("a field (pages, start, count, iov_offset, nr_segs)")?;

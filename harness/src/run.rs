@@ -127,6 +127,11 @@ pub struct Summary {
     pub failed_expects: usize,
     /// References and pins still held at the end.
     pub leaked_refs: u64,
+    /// The pages still held at the end, by name (`C[0]`, `C[0] x2`).
+    pub leaked_pages: Vec<String>,
+    /// References the workload declared as left behind (`expect leaked ==
+    /// N`); the run passes only if `leaked_refs` equals it.
+    pub expected_leaks: u64,
     /// Events nobody expected.
     pub unexpected_events: Vec<String>,
     /// Invariant violations (with `--check-invariants`; the run stops at the first).
@@ -420,6 +425,8 @@ pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) seen_events: usize,
     pub(crate) expects: usize,
     pub(crate) failed: usize,
+    /// The count of the last `expect leaked == N` that ran.
+    pub(crate) expected_leaks: u64,
     /// State the caller models keep across statements (fuse connection).
     pub(crate) callers: crate::callers::State,
     pub(crate) opts: RunOptions,
@@ -433,6 +440,16 @@ pub(crate) struct Runner<'w, A: Arch> {
     /// Pipe iterators whose pipe another call used since: (call, line).
     pub(crate) stale_iters: HashMap<String, (String, usize)>,
 }
+
+/// Gathering functions whose result is one byte run (pages from *start*)
+/// and is checked against the iterator's bytes.
+const GATHERS: &[&str] = &[
+    "iov_iter_get_pages",
+    "iov_iter_get_pages_alloc",
+    "iov_iter_get_pages2",
+    "iov_iter_get_pages_alloc2",
+    "iov_iter_extract_pages",
+];
 
 /// Largest copy a script may ask for.
 const MAX_COPY: u64 = 64 << 20;
@@ -514,6 +531,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             seen_events: 0,
             expects: 0,
             failed: 0,
+            expected_leaks: 0,
             callers: crate::callers::State::default(),
             opts,
             halted: false,
@@ -552,8 +570,11 @@ impl<'w, A: Arch> Runner<'w, A> {
             .map(|e| e.to_string())
             .collect();
         unexpected.dedup();
-        let passed =
-            self.failed == 0 && leaked == 0 && unexpected.is_empty() && self.violations == 0;
+        let leaked_pages = self.held_names(&self.held_pages(false));
+        let passed = self.failed == 0
+            && leaked == self.expected_leaks
+            && unexpected.is_empty()
+            && self.violations == 0;
         let summary = Summary {
             summary: true,
             workload: self.w.name.clone(),
@@ -563,6 +584,8 @@ impl<'w, A: Arch> Runner<'w, A> {
             expects: self.expects,
             failed_expects: self.failed,
             leaked_refs: leaked,
+            leaked_pages,
+            expected_leaks: self.expected_leaks,
             unexpected_events: unexpected,
             invariant_violations: self.violations,
         };
@@ -630,6 +653,37 @@ impl<'w, A: Arch> Runner<'w, A> {
         }
         self.violations += 1;
         self.halted = true;
+    }
+
+    /// References and pins held in the ledger per page (compound head);
+    /// with `unowned`, less those the workload's result variables hold.
+    fn held_pages(&self, unowned: bool) -> Vec<(Pfn, u64)> {
+        let m = &self.sys.m;
+        let mut held: std::collections::BTreeMap<Pfn, u64> = m
+            .held
+            .iter()
+            .map(|(p, h)| (p, u64::from(h.refs) + u64::from(h.pins)))
+            .collect();
+        if unowned {
+            for v in self.vars.values().filter(|v| v.owned) {
+                for &p in &v.pages {
+                    if let Some(n) = held.get_mut(&m.phys.compound_head(p)) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        held.into_iter().filter(|&(_, n)| n > 0).collect()
+    }
+
+    /// `C[0]`, `C[0] x2`, ... for [`Runner::held_pages`].
+    fn held_names(&self, held: &[(Pfn, u64)]) -> Vec<String> {
+        held.iter()
+            .map(|&(p, n)| {
+                let name = self.sys.m.page_name(p);
+                if n == 1 { name } else { format!("{name} x{n}") }
+            })
+            .collect()
     }
 
     pub(crate) fn record(&mut self, s: &Stmt, op: &str) -> Record {
@@ -1421,6 +1475,8 @@ impl<'w, A: Arch> Runner<'w, A> {
         }
         let mut r = self.record(s, func);
         let mut got: Option<(GotPages, bool)> = None;
+        // The iterator as the call found it, to check a gathered run against.
+        let before = it.clone();
         let sys = &mut self.sys;
         let res: Result<i64, Errno> = match func {
             "copy_to_iter" => {
@@ -1544,6 +1600,13 @@ impl<'w, A: Arch> Runner<'w, A> {
             Ok(v) => r.ret = Some(v),
             Err(e) => set_err(&mut r, e),
         }
+        if let Some((g, _)) = &got
+            && GATHERS.contains(&func)
+        {
+            // Does the returned run hold the iterator's bytes? (A
+            // `data_mismatch` event if not; see vmemu_iter::bytemap.)
+            self.sys.check_gathered(&before, g, func);
+        }
         let (pages, pin, owned, start) = match got {
             Some((g, owned)) => (g.pages, g.pinned, owned, g.start),
             None => (Vec::new(), false, false, 0),
@@ -1618,6 +1681,26 @@ impl<'w, A: Arch> Runner<'w, A> {
                         "raised".to_string()
                     } else {
                         "not raised".to_string()
+                    },
+                )
+            }
+            Target::Leaked => {
+                let held = self.held_pages(true);
+                let n: u64 = held.iter().map(|&(_, n)| n).sum();
+                let Some(Value::Expr(e)) = v else {
+                    return Err(self.err(s.span, "compare `leaked` with a number"));
+                };
+                let want = self.eval(e)?;
+                if eq {
+                    self.expected_leaks = u64::try_from(want).unwrap_or(0);
+                }
+                let names = self.held_names(&held);
+                (
+                    i128::from(n) == want,
+                    if names.is_empty() {
+                        "0".to_string()
+                    } else {
+                        format!("{n} ({})", names.join(", "))
                     },
                 )
             }
@@ -1984,7 +2067,7 @@ pub fn format_run_with(run: &Run, color: bool) -> String {
         out.push('\n');
     }
     out.push_str(&format!(
-        "# {}: {} expects, {} failed, {} references leaked{}{}\n",
+        "# {}: {} expects, {} failed, {} references leaked{}{}{}\n",
         if sm.passed {
             paint("pass", PASS_STYLE, color)
         } else {
@@ -1993,6 +2076,14 @@ pub fn format_run_with(run: &Run, color: bool) -> String {
         sm.expects,
         sm.failed_expects,
         sm.leaked_refs,
+        match (sm.leaked_pages.is_empty(), sm.expected_leaks) {
+            (true, 0) => String::new(),
+            (false, 0) => format!(" ({})", sm.leaked_pages.join(", ")),
+            (_, n) => format!(
+                " ({}; {n} declared by `expect leaked`)",
+                sm.leaked_pages.join(", ")
+            ),
+        },
         if sm.unexpected_events.is_empty() {
             String::new()
         } else {

@@ -13,6 +13,8 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "gup_fast_zero_and_alignment",
     "page_mkwrite_retry",
     "get_pages_stitching",
+    "layton_nonadjacent",
+    "layton_first_offset",
     "iov_iter_get_pages_examples",
     "zero_len_bvec",
     "vmsplice_16",

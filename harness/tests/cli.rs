@@ -123,6 +123,62 @@ fn failed_expect_exits_1_and_passing_exits_0() {
     assert!(last.contains("\"leaked_refs\":1"), "{last}");
 }
 
+/// `expect leaked == N` counts the references held that no result variable
+/// owns (what kernel code left behind), and the leak check then accepts
+/// exactly N held at the end. Layton's posted patch under NFS leaves C's
+/// reference (layton_first_offset.vmw); `r` is the workload's own.
+#[test]
+fn declared_leaks_pass_only_when_exact() {
+    let body = |n: u32, release: bool| {
+        format!(
+            "kernels v4.10+layton\nmap A 1 page\nmap B 1 page\nmap C 1 page\ntouch A\ntouch B\ntouch C\n\
+             iter t iovec WRITE [A + PAGE_SIZE / 2 : PAGE_SIZE / 2, B : PAGE_SIZE, C : PAGE_SIZE]\n\
+             w = nfs_direct_write(t, 4 * PAGE_SIZE)\nr = get_user_pages_fast(A, 1, 0)\n\
+             expect leaked == {n}\n{}",
+            if release { "release r\n" } else { "" }
+        )
+    };
+    // (declared, release r, exit code, leaked at the end, pages held)
+    let cases = [
+        (1, true, 0, 1, "[\"C[0]\"]"),
+        (0, true, 1, 1, "[\"C[0]\"]"),
+        (2, true, 1, 1, "[\"C[0]\"]"),
+        // r is not counted by the expect (a variable holds it), but it is
+        // still held at the end: 2 held, 1 declared.
+        (1, false, 1, 2, "[\"A[0]\",\"C[0]\"]"),
+    ];
+    for (n, release, code, leaked, pages) in cases {
+        let p = script(&format!("declared{n}{release}.vmw"), &body(n, release));
+        let out = vmemu(&[
+            "run",
+            p.to_str().unwrap(),
+            "--arch",
+            "x86_64",
+            "--format",
+            "json",
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "declared {n}, release {release}"
+        );
+        let last = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            last.contains(&format!("\"leaked_refs\":{leaked},")),
+            "{last}"
+        );
+        assert!(last.contains(&format!("\"expected_leaks\":{n},")), "{last}");
+        assert!(
+            last.contains(&format!("\"leaked_pages\":{pages}")),
+            "{last}"
+        );
+    }
+}
+
 #[test]
 fn json_lines_have_the_documented_fields() {
     let out = vmemu(&[

@@ -251,7 +251,13 @@ impl<A: Arch> Sys<A> {
                     // As posted, `start` is subtracted for every piece; the
                     // intended rule subtracts it once.
                     let sub = if intended { this_start } else { start };
-                    len += if got == n { slen } else { got * A::PAGE_SIZE } - sub;
+                    // size_t arithmetic, as in the kernel: a later piece
+                    // shorter than `start` (an unaligned one the sizing
+                    // skipped) takes the total down modulo 2^64 instead of
+                    // failing; the array check on the next piece usually
+                    // ends such a walk with -EFAULT.
+                    let covered = if got == n { slen } else { got * A::PAGE_SIZE };
+                    len = len.wrapping_add(covered.wrapping_sub(sub));
                     if intended && got < n {
                         // As posted, a short gup does not stop the walk: the
                         // next piece's pages follow at the slot where the
@@ -292,6 +298,14 @@ impl<A: Arch> Sys<A> {
             let taken = std::mem::take(&mut pages);
             self.put_pages(&taken);
             return Err(e);
+        }
+        if (len as i64) < 0 {
+            // A total that ends below zero is returned as a negative ssize_t
+            // with the array handed over: every caller takes it for an
+            // errno and never puts the pages, whose references stay held.
+            return Err(Errno(
+                i32::try_from((len as i64).unsigned_abs()).unwrap_or(i32::MAX),
+            ));
         }
         Ok(GotPages {
             bytes: len,

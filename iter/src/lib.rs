@@ -1,8 +1,10 @@
 //! `vmemu-iter`: the iov_iter layer of v4.10 and modern kernels over the
 //! emulated mm: iterator kinds and walkers ([`iov_iter`]), the copy and
 //! query primitives ([`ops`]), page gathering old, proposed and modern
-//! ([`get_pages`]), pipes with vmsplice and splice ([`pipe`]), and the
-//! system calls over them with 6.13's argument checks ([`syscalls`]).
+//! ([`get_pages`]) with a check that a gathered page run holds the
+//! iterator's bytes ([`bytemap`]), pipes with vmsplice and splice
+//! ([`pipe`]), and the system calls over them with 6.13's argument checks
+//! ([`syscalls`]).
 //!
 //! Everything works on a [`Sys`]: the emulated kernel ([`Machine`]) plus the
 //! pipes that iterators and syscalls share.
@@ -21,6 +23,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bytemap;
 pub mod callers;
 pub mod check;
 pub mod get_pages;

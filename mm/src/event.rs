@@ -30,6 +30,12 @@ pub enum EventKind {
     /// right to change the file (a read-only private mapping, a spliced
     /// buffer): the file's cached bytes change (Dirty COW, Dirty Pipe).
     PageCacheCorrupted,
+    /// Bytes a gathering result or an I/O unit built from it claims for a
+    /// stretch of the iterator are not where the iterator's bytes are (a
+    /// page array that does not map the iterator's byte run; an RPC that
+    /// would carry other bytes than the iovecs hold). The emulator's
+    /// observation, comparing the result with the iterator's own bytes.
+    DataMismatch,
 }
 
 impl EventKind {
@@ -46,6 +52,7 @@ impl EventKind {
             EventKind::RefUnderflow => "ref_underflow",
             EventKind::UseAfterFree => "use_after_free",
             EventKind::PageCacheCorrupted => "page_cache_corrupted",
+            EventKind::DataMismatch => "data_mismatch",
         }
     }
 }

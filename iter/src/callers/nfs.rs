@@ -26,12 +26,21 @@
 //! allocations (spec `iov-iter.md` §4.2).
 //!
 //! RPCs complete successfully and release their requests' references.
+//!
+//! Each RPC is checked against the iovecs (the emulator's observation, see
+//! [`crate::bytemap`]): a request's page and offset must hold the bytes the
+//! iterator has at that request's file position. Where they do not, a
+//! `data_mismatch` event names the RPC and, stretch by stretch, which page
+//! and offset the RPC's bytes come from (write) or land in (read) and
+//! where the iovec data is — what Layton's stitched `iov_iter_get_pages_alloc`
+//! as posted does to NFS.
 
 use vmemu_arch::{Arch, Pfn};
-use vmemu_mm::Errno;
+use vmemu_mm::{Errno, EventKind};
 
 use super::{IoReport, NotModelled};
 use crate::Sys;
+use crate::bytemap::{compare_runs, slice_locs};
 use crate::iov_iter::IovIter;
 
 #[derive(Clone, Copy, Debug)]
@@ -39,13 +48,22 @@ struct NfsPage {
     page: Pfn,
     pgbase: u64,
     bytes: u64,
+    /// Position of the request's first byte in the I/O (its file offset
+    /// relative to the start of the direct I/O), i.e. in the iterator.
+    pos: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Pageio {
     bsize: u64,
     list: Vec<NfsPage>,
     count: u64,
+    /// RPCs sent so far.
+    rpcs: u64,
+    /// The iterator as the I/O started, to check each RPC against.
+    orig: IovIter,
+    dir: NfsDir,
+    model: &'static str,
 }
 
 /// Which way an NFS direct I/O goes.
@@ -82,7 +100,12 @@ impl<A: Arch> Sys<A> {
         let bsize = bsize.max(A::PAGE_SIZE);
         let mut desc = Pageio {
             bsize,
-            ..Pageio::default()
+            list: Vec::new(),
+            count: 0,
+            rpcs: 0,
+            orig: iter.clone(),
+            dir,
+            model: name,
         };
         let mut requested = 0u64;
         let mut result: Result<(), Errno> = Ok(());
@@ -103,6 +126,7 @@ impl<A: Arch> Sys<A> {
                         page,
                         pgbase: from,
                         bytes: len,
+                        pos: *req_ref,
                     },
                     io_ref,
                 );
@@ -136,6 +160,7 @@ impl<A: Arch> Sys<A> {
                             page,
                             pgbase,
                             bytes: req_len,
+                            pos: requested,
                         },
                         &mut io,
                     );
@@ -149,9 +174,16 @@ impl<A: Arch> Sys<A> {
                     io.put_early += 1;
                 }
                 if g.pages.len() > npages {
+                    let rest: Vec<String> = g.pages[npages..]
+                        .iter()
+                        .map(|&p| self.m.page_name(p))
+                        .collect();
                     io.note(format!(
-                        "the array held {} pages but the byte count covers {npages}: nfs_direct_release_pages never puts the rest",
-                        g.pages.len()
+                        "the array held {} pages but {:#x} bytes from offset {:#x} cover {npages}: nfs_direct_release_pages never puts the rest ({}), a leaked reference each",
+                        g.pages.len(),
+                        g.bytes,
+                        g.start,
+                        rest.join(", ")
                     ));
                 }
             }
@@ -192,6 +224,7 @@ impl<A: Arch> Sys<A> {
                 page: req.page,
                 pgbase: req.pgbase + size,
                 bytes: rest,
+                pos: req.pos + size,
             };
         }
     }
@@ -223,9 +256,47 @@ impl<A: Arch> Sys<A> {
         }
         let list = std::mem::take(&mut d.list);
         io.unit("rpc", d.count, list.len() as u64);
+        d.rpcs += 1;
+        self.nfs_check_rpc(d, &list);
         for r in list {
             self.put(r.page);
         }
         d.count = 0;
+    }
+
+    /// Compares each request of RPC `d.rpcs` with where the iterator's bytes
+    /// at its position are, and raises one `data_mismatch` event listing
+    /// every stretch that differs.
+    fn nfs_check_rpc(&mut self, d: &Pageio, list: &[NfsPage]) {
+        let Some(all) = self.iter_locations(&d.orig, d.orig.count) else {
+            return;
+        };
+        let verb = match d.dir {
+            NfsDir::Write => "come from",
+            NfsDir::Read => "land in",
+        };
+        let mut parts = Vec::new();
+        for r in list {
+            let truth = slice_locs(&all, r.pos, r.bytes);
+            for m in compare_runs(&[(r.page, r.pgbase, r.bytes)], &truth, &all) {
+                parts.push(self.describe_mismatch(&d.orig, &m, r.pos, verb));
+            }
+        }
+        if parts.is_empty() {
+            return;
+        }
+        let first = list.first().map_or(0, |r| r.pos);
+        self.m.event(
+            EventKind::DataMismatch,
+            format!(
+                "{}: RPC {} carries I/O bytes {:#x}..{:#x}; RPC {} {}",
+                d.model,
+                d.rpcs,
+                first,
+                first + d.count - 1,
+                d.rpcs,
+                parts.join(&format!("; RPC {} ", d.rpcs))
+            ),
+        );
     }
 }
