@@ -96,6 +96,7 @@ impl Arch for Arm64 {
         }
     }
 
+    #[inline]
     fn access_ok(family: Family, addr: VirtAddr, size: u64, limit: u64, _kind: SizeKind) -> bool {
         match family {
             // v4.10 __range_ok(): (u65)addr + (u65)size <= addr_limit, with
@@ -105,6 +106,7 @@ impl Arch for Arm64 {
         }
     }
 
+    #[inline]
     fn decode(family: Family, level: Level, raw: u64) -> Pte {
         if raw == 0 {
             return Pte::NONE;
@@ -160,6 +162,21 @@ impl Arch for Arm64 {
         Pte { flags: f, pfn }
     }
 
+    #[inline]
+    fn table_step(_family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
+        // decode: TABLE = not the last level, VALID and the table bit set.
+        let t = PTE_VALID | PTE_TABLE_BIT;
+        if level == Self::leaf_level() || raw & t != t {
+            return None;
+        }
+        Some((Pfn((raw & PTE_ADDR_MASK) >> 12), PteFlags::empty()))
+    }
+
+    #[inline]
+    fn leaf_pfn_field(_level: Level) -> Option<(u64, u32)> {
+        Some((PTE_ADDR_MASK, 12))
+    }
+
     fn encode(family: Family, level: Level, pte: Pte) -> u64 {
         let f = pte.flags;
         let last = level == Self::leaf_level();
@@ -211,6 +228,7 @@ impl Arch for Arm64 {
         raw
     }
 
+    #[inline]
     fn hw_root(_family: Family, va: VirtAddr) -> Option<HwRoot> {
         // Bit 55 selects TTBR1 (kernel) or TTBR0 (user); the bits between the
         // 48-bit VA and bit 55 must match it, and (TBI1 off) so must the top byte

@@ -231,6 +231,32 @@ pub trait Arch: Copy + Default + Send + Sync + fmt::Debug + 'static {
     /// arm64, a reserved quadrant or bits above the radix tree on powerpc).
     fn hw_root(family: Family, va: VirtAddr) -> Option<HwRoot>;
 
+    /// The walkers' fast path for an entry on the way down: if `raw` at
+    /// `level` is a table entry ([`PteFlags::TABLE`] in [`Arch::decode`]), the
+    /// next table's frame and the entry's [`PteFlags::USER`] and
+    /// [`PteFlags::WRITE`] predicates; else `None`. Exactly what `decode`
+    /// says (arches override it with the few bit tests it takes; a test checks
+    /// them against `decode`), without computing the other predicates.
+    #[inline]
+    #[must_use]
+    fn table_step(family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
+        let p = Self::decode(family, level, raw);
+        p.has(PteFlags::TABLE)
+            .then_some((p.pfn, p.flags & (PteFlags::USER | PteFlags::WRITE)))
+    }
+
+    /// The frame-number field of a leaf entry at `level`, as `(mask, shift)`:
+    /// for a leaf, `decode(raw).pfn == Pfn((raw & mask) >> shift)`, and the
+    /// flags `decode` gives a non-zero entry do not depend on the bits in
+    /// `mask`. Walkers that visit many leaves (gup-fast) decode one entry and
+    /// reuse its flags for the next ones that differ only in `mask`. `None`
+    /// (the default): decode every entry. A test checks both properties.
+    #[inline]
+    #[must_use]
+    fn leaf_pfn_field(_level: Level) -> Option<(u64, u32)> {
+        None
+    }
+
     /// Number of levels.
     #[must_use]
     fn levels() -> usize {

@@ -39,6 +39,7 @@ const PTE_RPN_MASK: u64 = bits(57);
 /// Next-level base in a directory entry: bits 8..56; NLS in bits 0..4.
 const NLB_MASK: u64 = bits(57) & !bits(8);
 
+#[inline]
 fn decode(family: Family, page_shift: u32, last: bool, raw: u64) -> Pte {
     if raw == 0 {
         return Pte::NONE;
@@ -165,6 +166,7 @@ fn layout(family: Family, page_shift: u32) -> Layout {
     }
 }
 
+#[inline]
 fn access_ok(family: Family, addr: VirtAddr, size: u64, limit: u64, max: u64) -> bool {
     match family {
         // v4.10 __access_ok(): addr <= seg and size <= seg; the sum is never checked.
@@ -173,6 +175,7 @@ fn access_ok(family: Family, addr: VirtAddr, size: u64, limit: u64, max: u64) ->
     }
 }
 
+#[inline]
 fn hw_root(va: VirtAddr) -> Option<HwRoot> {
     // Radix: the tree covers EA bits 0..51; bits 61..52 must be zero.
     if va.0 & (bits(62) & !bits(52)) != 0 {
@@ -222,6 +225,7 @@ macro_rules! ppc64_arch {
             fn layout(family: Family) -> Layout {
                 layout(family, $shift)
             }
+            #[inline]
             fn access_ok(
                 family: Family,
                 addr: VirtAddr,
@@ -237,13 +241,28 @@ macro_rules! ppc64_arch {
                     Self::layout(family).task_size_max,
                 )
             }
+            #[inline]
             fn decode(family: Family, level: Level, raw: u64) -> Pte {
                 decode(family, $shift, level == Self::leaf_level(), raw)
+            }
+            #[inline]
+            fn table_step(_family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
+                // decode: TABLE = not the last level, _PAGE_PTE clear, PRESENT set.
+                if level == Self::leaf_level() || raw & (_PAGE_PTE | _PAGE_PRESENT) != _PAGE_PRESENT
+                {
+                    return None;
+                }
+                Some((Pfn((raw & NLB_MASK) >> $shift), PteFlags::empty()))
+            }
+            #[inline]
+            fn leaf_pfn_field(_level: Level) -> Option<(u64, u32)> {
+                Some((PTE_RPN_MASK & !bits($shift), $shift))
             }
             fn encode(family: Family, level: Level, pte: Pte) -> u64 {
                 let next = Self::LEVELS.get(level.index() + 1).map(|g| g.bits);
                 encode(family, $shift, next, pte)
             }
+            #[inline]
             fn hw_root(_family: Family, va: VirtAddr) -> Option<HwRoot> {
                 hw_root(va)
             }

@@ -90,6 +90,7 @@ impl Arch for X86_64 {
         }
     }
 
+    #[inline]
     fn access_ok(family: Family, addr: VirtAddr, size: u64, limit: u64, kind: SizeKind) -> bool {
         match family {
             // v4.10 __chk_range_not_ok(): a constant size compares addr with
@@ -115,6 +116,7 @@ impl Arch for X86_64 {
         }
     }
 
+    #[inline]
     fn decode(family: Family, level: Level, raw: u64) -> Pte {
         if raw == 0 {
             return Pte::NONE;
@@ -148,6 +150,23 @@ impl Arch for X86_64 {
             flags: f,
             pfn: Pfn((raw & PTE_PFN_MASK) >> 12),
         }
+    }
+
+    #[inline]
+    fn table_step(_family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
+        // decode: TABLE = not the last level, PRESENT set, PSE clear.
+        if level == Self::leaf_level() || raw & (_PAGE_PRESENT | _PAGE_PSE) != _PAGE_PRESENT {
+            return None;
+        }
+        let mut f = PteFlags::empty();
+        f.set(PteFlags::WRITE, raw & _PAGE_RW != 0);
+        f.set(PteFlags::USER, raw & _PAGE_USER != 0);
+        Some((Pfn((raw & PTE_PFN_MASK) >> 12), f))
+    }
+
+    #[inline]
+    fn leaf_pfn_field(_level: Level) -> Option<(u64, u32)> {
+        Some((PTE_PFN_MASK, 12))
     }
 
     fn encode(family: Family, level: Level, pte: Pte) -> u64 {
@@ -184,6 +203,7 @@ impl Arch for X86_64 {
         raw
     }
 
+    #[inline]
     fn hw_root(_family: Family, va: VirtAddr) -> Option<HwRoot> {
         // Canonical: bits 63..47 all equal. One root; its kernel half is shared.
         let canonical = ((va.0 << 16) as i64 >> 16) as u64 == va.0;

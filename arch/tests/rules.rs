@@ -1408,3 +1408,137 @@ fn arch_names_round_trip() {
     assert!(err.to_string().contains("unknown arch `ppc`"));
     assert_eq!(ArchId::MAIN, [X86, ARM, PPC]);
 }
+
+// ===========================================================================
+// The walkers' fast path agrees with decode
+// ===========================================================================
+
+fn table_step_by_decode(
+    arch: ArchId,
+    family: Family,
+    level: u8,
+    raw: u64,
+) -> Option<(Pfn, PteFlags)> {
+    let p = decode(arch, family, level, raw);
+    p.has(PteFlags::TABLE)
+        .then_some((p.pfn, p.flags & (PteFlags::USER | PteFlags::WRITE)))
+}
+
+/// Raw words with every single bit, every pair of the low 12 and top 12
+/// bits, and the encodings of table and leaf entries.
+fn interesting_raws(arch: ArchId, family: Family, level: u8) -> Vec<u64> {
+    let mut v = vec![0, u64::MAX];
+    for b in 0..64 {
+        v.push(1 << b);
+        v.push(!(1u64 << b));
+    }
+    let edge: Vec<u32> = (0..12).chain(52..64).collect();
+    for &a in &edge {
+        for &b in &edge {
+            v.push((1u64 << a) | (1 << b) | 0x1234_5000);
+        }
+    }
+    for flags in [
+        PteFlags::VALID | PteFlags::PRESENT | PteFlags::TABLE | PteFlags::USER | PteFlags::WRITE,
+        PteFlags::VALID | PteFlags::PRESENT | PteFlags::TABLE,
+        PteFlags::VALID | PteFlags::PRESENT | PteFlags::LEAF | PteFlags::USER,
+        PteFlags::PRESENT | PteFlags::PROTNONE | PteFlags::LEAF,
+    ] {
+        v.push(encode(
+            arch,
+            family,
+            level,
+            Pte {
+                flags,
+                pfn: Pfn(0x1234),
+            },
+        ));
+    }
+    v
+}
+
+#[test]
+fn table_step_agrees_with_decode() {
+    let mut failures = Vec::new();
+    for arch in ArchId::ALL {
+        let levels = with_arch!(arch, A => A::levels()) as u8;
+        for family in families() {
+            for level in 0..levels {
+                for raw in interesting_raws(arch, family, level) {
+                    let fast = with_arch!(arch, A => A::table_step(family, Level(level), raw));
+                    let slow = table_step_by_decode(arch, family, level, raw);
+                    if fast != slow {
+                        failures.push(format!(
+                            "{arch} {family:?} level {level} raw {raw:#x}: {fast:?} vs decode {slow:?}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    report("table_step", &failures);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(4096) })]
+
+    #[test]
+    fn table_step_agrees_with_decode_on_any_word(raw in any::<u64>(), level in 0u8..4) {
+        for arch in ArchId::ALL {
+            for family in families() {
+                let fast = with_arch!(arch, A => A::table_step(family, Level(level), raw));
+                prop_assert_eq!(fast, table_step_by_decode(arch, family, level, raw), "{} {:?}", arch, family);
+            }
+        }
+    }
+}
+
+/// `leaf_pfn_field`: the pfn of a leaf is that field, and the flags of a
+/// non-zero entry ignore it.
+#[test]
+fn leaf_pfn_field_is_the_pfn_and_nothing_else() {
+    let mut failures = Vec::new();
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for arch in ArchId::ALL {
+        let levels = with_arch!(arch, A => A::levels()) as u8;
+        for family in families() {
+            for level in 0..levels {
+                let Some((mask, shift)) = with_arch!(arch, A => A::leaf_pfn_field(Level(level)))
+                else {
+                    continue;
+                };
+                let mut raws = interesting_raws(arch, family, level);
+                raws.extend((0..2000).map(|_| next()));
+                for raw in raws {
+                    let p = decode(arch, family, level, raw);
+                    if p.has(PteFlags::LEAF) && p.pfn != Pfn((raw & mask) >> shift) {
+                        failures.push(format!(
+                            "{arch} {family:?} L{level} {raw:#x}: pfn {:?}",
+                            p.pfn
+                        ));
+                    }
+                    for other in [0, mask, next() & mask, raw & mask ^ mask] {
+                        let raw2 = (raw & !mask) | (other & mask);
+                        if raw == 0 || raw2 == 0 {
+                            continue;
+                        }
+                        let q = decode(arch, family, level, raw2);
+                        if p.flags != q.flags {
+                            failures.push(format!(
+                                "{arch} {family:?} L{level} {raw:#x} vs {raw2:#x}: {:?} vs {:?}",
+                                p.flags, q.flags
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    report("leaf_pfn_field", &failures);
+}

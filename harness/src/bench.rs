@@ -1,10 +1,1062 @@
-//! `vmemu bench`: speed ratios against yardsticks measured in the same run. (Being built.)
+//! `vmemu bench`: speed as ratios against yardsticks measured in the same
+//! process.
+//!
+//! Every case is a pair of measurements (or a measurement and a published
+//! constant) run round-robin: in each round every measurement of a group runs
+//! once, in an order rotated from round to round, each for about
+//! `--ms` milliseconds; the ratio of a round is subject ÷ yardstick, and the
+//! reported ratio is the median over `--rounds` (≥ 9) rounds. Noise that hits
+//! a round hits both sides of its ratio alike.
+//!
+//! | case | subject ÷ yardstick | goal |
+//! |---|---|---|
+//! | W1-seq, W1-rand | emulated walk ÷ flat `Vec<u64>` walk of the same tables | ≤ 3.0 |
+//! | W3-seq, W3-rand | arm64 or ppc64 walk ÷ x86_64 walk, same workload | ≤ 1.3 |
+//! | G1 | gup-fast per page at 512/call ÷ flat walk + `fetch_add` + record | ≤ 3.0 |
+//! | G2 | gup-fast per page at 512/call ÷ host `vmsplice` per page (pipe drained, untimed) | ≤ 0.25 |
+//! | G3 | gup-fast per page at 1/call ÷ at 512/call | ≤ 4 |
+//! | G4 | gup-fast per page on PMD leaves ÷ on 4 KiB leaves, 512/call | ≤ 0.10 |
+//! | C1 | `copy_to_iter` to 16384 × 4 KiB user iovecs ÷ host `process_vm_readv` | ≤ 1.0 |
+//! | C3 | the same with 65536 × 512 B iovecs | ≤ 0.5 |
+//! | M1 | built-in matrix wall time ÷ 2.6 s (KUnit `iov_iter`, UML warm) | ≤ 0.05 |
+//! | M2 | matrix on 2 threads ÷ on 1 thread (local rayon pools) | ≤ 0.63 |
+//! | S1 | peak RSS of a 1 TiB sparse mapping with 1000 touched pages ÷ 64 MiB | ≤ 1.0 |
+//!
+//! The gup group also yields the batch-size study: per-page cost of gup-fast
+//! at 1, 16, 64, 512 and all pages per call, per arch, with the longest run of
+//! leaf entries processed inside one IRQ-off section (`--svg` draws it).
+
+pub mod fixtures;
+mod svg;
+
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde::Serialize;
+use vmemu_arch::{Arch, ArchId, VirtAddr, with_arch};
+use vmemu_mm::{Backing, Machine, MapFlags, Prot};
+
+use fixtures::{
+    BATCHES, C1_SEGS, C3_SEGS, CopyFix, GUP_PAGES, GupFix, HostReadv, HostSplice, THP_PAGES,
+    WALK_PAGES, WalkFix,
+};
+
+use crate::lang::{self, Workload};
+use crate::run;
+use crate::workloads::BUILTIN;
+
+/// Output format of `vmemu bench`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
+pub enum BenchFormat {
+    /// A table of ratios for people.
+    Text,
+    /// JSON Lines: one object per case, per batch-size point, and a summary.
+    Json,
+}
 
 /// Options of `vmemu bench`.
 #[derive(clap::Args, Debug, Clone)]
-pub struct BenchArgs {}
+#[command(
+    after_help = "Cases: W1-seq W1-rand W3-seq W3-rand (walks), G1 G2 G3 G4 (gup-fast), batch (the batch-size study), C1 C3 (copy_to_iter), M1 M2 (matrix), S1 (sparse RSS).\n\nExamples:\n  vmemu bench                              every case on x86_64, arm64, ppc64\n  vmemu bench --arch x86_64 --filter G     the gup-fast cases and the batch-size study\n  vmemu bench --format json --svg docs/batch-size.svg"
+)]
+pub struct BenchArgs {
+    /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, or all (x86_64, arm64, ppc64).
+    #[arg(long = "arch", default_value = "all")]
+    pub arches: Vec<String>,
+    /// Run only the cases whose name contains NAME (case-insensitive), e.g. W1, G, C3, batch.
+    #[arg(long, value_name = "NAME")]
+    pub filter: Option<String>,
+    /// Rounds per case (at least 9); the median of the per-round ratios is reported.
+    #[arg(long, default_value_t = 9, value_parser = clap::value_parser!(u32).range(9..))]
+    pub rounds: u32,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: BenchFormat,
+    /// Draw the batch-size study (ns per page vs pages per call, one line per arch) as SVG.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Milliseconds each measurement runs per round.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub ms: u64,
+    /// Internal: run the S1 probe for ARCH in this process and print its peak RSS.
+    #[arg(long, hide = true, value_name = "ARCH")]
+    pub s1_child: Option<String>,
+}
+
+/// The built-in matrix's yardstick: KUnit `kunit_iov_iter` warm under UML.
+const KUNIT_WARM_NS: f64 = 2.6e9;
+/// S1's bound.
+const S1_LIMIT: u64 = 64 << 20;
+/// S1: the sparse mapping and how many of its pages are touched.
+const S1_LEN: u64 = 1 << 40;
+const S1_TOUCHED: u64 = 1000;
+
+/// One row of the result table.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Always "case".
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Case name (W1-seq, G2, ...).
+    pub case: String,
+    /// Arch, or "host" for cases without one.
+    pub arch: String,
+    /// What is measured.
+    pub subject: String,
+    /// Its median value.
+    pub subject_value: f64,
+    /// The yardstick.
+    pub yardstick: String,
+    /// Its median value (a constant for M1 and S1).
+    pub yardstick_value: f64,
+    /// Unit of both values.
+    pub unit: &'static str,
+    /// Median of the per-round ratios.
+    pub ratio: f64,
+    /// The goal: ratio ≤ goal.
+    pub goal: f64,
+    /// Whether the goal holds.
+    pub pass: bool,
+    /// Rounds measured.
+    pub rounds: usize,
+    /// What else the reader needs to judge the figure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// One point of the batch-size study.
+#[derive(Debug, Clone, Serialize)]
+pub struct BatchPoint {
+    /// Always "batch".
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Arch.
+    pub arch: String,
+    /// Pages per gup-fast call.
+    pub pages_per_call: u64,
+    /// Whether this is the "all pages in one call" point.
+    pub all: bool,
+    /// Median ns per page of gup-fast.
+    pub ns_per_page: f64,
+    /// Median ns per page of the flat walk + refcount limit at the same batch.
+    pub flat_ns_per_page: f64,
+    /// Median of per-round gup-fast ÷ flat.
+    pub ratio_to_flat: f64,
+    /// Most leaf entries processed inside one IRQ-off section.
+    pub max_pte_run: u64,
+    /// Median time of one call (the IRQ-off section), in ns.
+    pub ns_per_call: f64,
+}
+
+/// A set of measurements run round-robin.
+trait Group {
+    fn labels(&self) -> Vec<String>;
+    /// One pass of measurement `i`: the measured time and the units done.
+    fn pass(&mut self, i: usize) -> Result<(Duration, u64), String>;
+}
+
+/// ns per unit of every measurement in every round: `[measurement][round]`.
+///
+/// A round runs every measurement for about `target`, as `reps[i]` passes
+/// calibrated once; the passes of all measurements are interleaved (one pass
+/// of each in turn, the order rotated), so a burst of noise from the host
+/// falls on every measurement of the round alike. A measurement's value in a
+/// round is its fastest pass: noise only ever adds time.
+fn measure(g: &mut dyn Group, rounds: usize, target: Duration) -> Result<Vec<Vec<f64>>, String> {
+    let n = g.labels().len();
+    let mut reps = vec![1usize; n];
+    for (i, r) in reps.iter_mut().enumerate() {
+        g.pass(i)?; // warm-up
+        let (d, _) = g.pass(i)?;
+        let want = target.as_secs_f64() / d.as_secs_f64().max(1e-9);
+        *r = want.ceil().clamp(1.0, 1000.0) as usize;
+    }
+    let most = reps.iter().copied().max().unwrap_or(1);
+    let mut out = vec![Vec::with_capacity(rounds); n];
+    for round in 0..rounds {
+        let mut best = vec![f64::INFINITY; n];
+        for k in 0..most {
+            for j in 0..n {
+                let i = (j + round + k) % n;
+                if k < reps[i] {
+                    let (d, u) = g.pass(i)?;
+                    best[i] = best[i].min(d.as_secs_f64() * 1e9 / u.max(1) as f64);
+                }
+            }
+        }
+        for (o, b) in out.iter_mut().zip(best) {
+            o.push(b);
+        }
+    }
+    if std::env::var_os("VMEMU_BENCH_ROUNDS").is_some() {
+        for (l, v) in g.labels().iter().zip(&out) {
+            let v: Vec<String> = v.iter().map(|x| format!("{x:.2}")).collect();
+            eprintln!("  {l:<34} {}", v.join(" "));
+        }
+    }
+    Ok(out)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s.sort_by(f64::total_cmp);
+    let m = s.len() / 2;
+    if s.len() % 2 == 1 {
+        s[m]
+    } else {
+        (s[m - 1] + s[m]) / 2.0
+    }
+}
+
+/// The denominator of a ratio.
+#[derive(Clone, Copy)]
+enum Den {
+    /// Another measurement of the same group, round by round.
+    Meas(usize),
+    /// A constant.
+    Const(f64),
+}
+
+struct Spec<'a> {
+    case: &'a str,
+    arch: String,
+    subject: String,
+    yardstick: String,
+    unit: &'static str,
+    goal: f64,
+}
+
+fn ratio_row(m: &[Vec<f64>], num: usize, den: Den, s: Spec<'_>) -> Row {
+    let ratios: Vec<f64> = match den {
+        Den::Meas(d) => m[num].iter().zip(&m[d]).map(|(a, b)| a / b).collect(),
+        Den::Const(c) => m[num].iter().map(|a| a / c).collect(),
+    };
+    let ratio = median(&ratios);
+    Row {
+        kind: "case",
+        case: s.case.to_string(),
+        arch: s.arch,
+        subject: s.subject,
+        subject_value: median(&m[num]),
+        yardstick: s.yardstick,
+        yardstick_value: match den {
+            Den::Meas(d) => median(&m[d]),
+            Den::Const(c) => c,
+        },
+        unit: s.unit,
+        ratio,
+        goal: s.goal,
+        pass: ratio <= s.goal,
+        rounds: m[num].len(),
+        note: None,
+    }
+}
+
+// ----------------------------------------------------------------------
+// W: walks
+// ----------------------------------------------------------------------
+
+trait WalkAny {
+    fn arch(&self) -> ArchId;
+    fn run(&self, j: usize) -> (Duration, u64);
+}
+
+impl<A: Arch> WalkAny for WalkFix<A> {
+    fn arch(&self) -> ArchId {
+        A::ID
+    }
+    fn run(&self, j: usize) -> (Duration, u64) {
+        let addrs = if j < 2 { &self.seq } else { &self.rand };
+        let t0 = Instant::now();
+        let s = if j.is_multiple_of(2) {
+            self.emu(black_box(addrs))
+        } else {
+            self.flat(black_box(addrs))
+        };
+        let dt = t0.elapsed();
+        black_box(s);
+        (dt, addrs.len() as u64)
+    }
+}
+
+struct WalkGroup(Vec<Box<dyn WalkAny>>);
+
+impl Group for WalkGroup {
+    fn labels(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for f in &self.0 {
+            for j in ["emulated seq", "flat seq", "emulated rand", "flat rand"] {
+                v.push(format!("{} {j}", f.arch()));
+            }
+        }
+        v
+    }
+    fn pass(&mut self, i: usize) -> Result<(Duration, u64), String> {
+        Ok(self.0[i / 4].run(i % 4))
+    }
+}
+
+fn walk_rows(
+    arches: &[ArchId],
+    want: &dyn Fn(&str) -> bool,
+    a: &BenchArgs,
+) -> Result<Vec<Row>, String> {
+    let w1 = want("W1-seq") || want("W1-rand");
+    let w3 = (want("W3-seq") || want("W3-rand")) && arches.iter().any(|&x| x != ArchId::X86_64);
+    if !w1 && !w3 {
+        return Ok(Vec::new());
+    }
+    let mut set: Vec<ArchId> = arches.to_vec();
+    if w3 && !set.contains(&ArchId::X86_64) {
+        set.insert(0, ArchId::X86_64);
+    }
+    progress(&format!("walks of {WALK_PAGES} pages on {}", names(&set)));
+    let mut g = WalkGroup(Vec::new());
+    for &arch in &set {
+        let f: Box<dyn WalkAny> =
+            with_arch!(arch, A => Box::new(WalkFix::<A>::new(WALK_PAGES)?) as Box<dyn WalkAny>);
+        g.0.push(f);
+    }
+    let m = measure(&mut g, a.rounds as usize, Duration::from_millis(a.ms))?;
+    let x = set.iter().position(|&y| y == ArchId::X86_64);
+    let mut rows = Vec::new();
+    for (k, &arch) in set.iter().enumerate() {
+        if !arches.contains(&arch) {
+            continue;
+        }
+        for (o, order) in [(0, "seq"), (2, "rand")] {
+            let case = format!("W1-{order}");
+            if want(&case) {
+                rows.push(ratio_row(
+                    &m,
+                    4 * k + o,
+                    Den::Meas(4 * k + o + 1),
+                    Spec {
+                        case: &case,
+                        arch: arch.to_string(),
+                        subject: format!("pgtable::walk, {order} addresses"),
+                        yardstick: "flat Vec<u64> 4-level walk".into(),
+                        unit: "ns/walk",
+                        goal: 3.0,
+                    },
+                ));
+            }
+        }
+    }
+    if let Some(x) = x {
+        for (k, &arch) in set.iter().enumerate() {
+            if arch == ArchId::X86_64 || !arches.contains(&arch) {
+                continue;
+            }
+            for (o, order) in [(0, "seq"), (2, "rand")] {
+                let case = format!("W3-{order}");
+                if want(&case) {
+                    rows.push(ratio_row(
+                        &m,
+                        4 * k + o,
+                        Den::Meas(4 * x + o),
+                        Spec {
+                            case: &case,
+                            arch: arch.to_string(),
+                            subject: format!("{arch} walk, {order} addresses"),
+                            yardstick: "x86_64 walk, same workload".into(),
+                            unit: "ns/walk",
+                            goal: 1.3,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    Ok(rows)
+}
+
+// ----------------------------------------------------------------------
+// G: gup-fast and the batch-size study
+// ----------------------------------------------------------------------
+
+const G_EMU: usize = 0;
+const G_FLAT: usize = BATCHES.len();
+const G_THP: usize = 2 * BATCHES.len();
+const G_SPLICE: usize = 2 * BATCHES.len() + 1;
+const I512: usize = 3;
+
+struct GupGroup<A: Arch> {
+    f: GupFix<A>,
+    host: HostSplice,
+    max_run: [u64; BATCHES.len()],
+}
+
+impl<A: Arch> Group for GupGroup<A> {
+    fn labels(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        for b in BATCHES {
+            v.push(format!("gup-fast {b}/call"));
+        }
+        for b in BATCHES {
+            v.push(format!("flat limit {b}/call"));
+        }
+        v.push("gup-fast PMD leaves 512/call".into());
+        v.push("host vmsplice 512/call".into());
+        v
+    }
+    fn pass(&mut self, i: usize) -> Result<(Duration, u64), String> {
+        match i {
+            _ if i < G_FLAT => {
+                self.f.m.lockless_max_run = 0;
+                let r = self.f.emu_pass(BATCHES[i], false)?;
+                self.max_run[i] = self.max_run[i].max(self.f.m.lockless_max_run);
+                Ok(r)
+            }
+            _ if i < G_THP => self.f.flat_pass(BATCHES[i - G_FLAT]),
+            G_THP => self.f.emu_pass(512, true),
+            _ => self.host.pass(512),
+        }
+    }
+}
+
+fn gup_rows<A: Arch>(
+    want: &dyn Fn(&str) -> bool,
+    a: &BenchArgs,
+    rows: &mut Vec<Row>,
+    study: &mut Vec<BatchPoint>,
+) -> Result<(), String> {
+    if !["G1", "G2", "G3", "G4", "batch"].iter().any(|c| want(c)) {
+        return Ok(());
+    }
+    progress(&format!(
+        "gup-fast on {} ({GUP_PAGES} pages of {} KiB, {THP_PAGES} on PMD leaves)",
+        A::ID,
+        A::PAGE_SIZE >> 10
+    ));
+    let mut g = GupGroup::<A> {
+        f: GupFix::<A>::new(GUP_PAGES, THP_PAGES)?,
+        host: HostSplice::new(GUP_PAGES as usize)?,
+        max_run: [0; BATCHES.len()],
+    };
+    let m = measure(&mut g, a.rounds as usize, Duration::from_millis(a.ms))?;
+    let arch = A::ID.to_string();
+    let e512 = G_EMU + I512;
+    let splice = format!(
+        "host vmsplice (drain untimed), 512/call (pipe {} KiB)",
+        g.host.pipe_capacity() >> 10
+    );
+    let specs: [(&str, usize, usize, &str, &str, f64); 4] = [
+        (
+            "G1",
+            e512,
+            G_FLAT + I512,
+            "gup-fast, 512 pages/call",
+            "flat walk + fetch_add + record, 512/call",
+            3.0,
+        ),
+        (
+            "G2",
+            e512,
+            G_SPLICE,
+            "gup-fast, 512 pages/call",
+            &splice,
+            0.25,
+        ),
+        (
+            "G3",
+            G_EMU,
+            e512,
+            "gup-fast, 1 page/call",
+            "gup-fast, 512 pages/call",
+            4.0,
+        ),
+        (
+            "G4",
+            G_THP,
+            e512,
+            "gup-fast on PMD leaves, 512/call",
+            "gup-fast on 4 KiB-level leaves, 512/call",
+            0.10,
+        ),
+    ];
+    for (case, num, den, subject, yard, goal) in specs {
+        if want(case) {
+            rows.push(ratio_row(
+                &m,
+                num,
+                Den::Meas(den),
+                Spec {
+                    case,
+                    arch: arch.clone(),
+                    subject: subject.into(),
+                    yardstick: yard.into(),
+                    unit: "ns/page",
+                    goal,
+                },
+            ));
+        }
+    }
+    {
+        for (k, &b) in BATCHES.iter().enumerate() {
+            let per_call = if b == 0 { GUP_PAGES } else { b };
+            let ns = median(&m[G_EMU + k]);
+            let ratios: Vec<f64> = m[G_EMU + k]
+                .iter()
+                .zip(&m[G_FLAT + k])
+                .map(|(x, y)| x / y)
+                .collect();
+            study.push(BatchPoint {
+                kind: "batch",
+                arch: arch.clone(),
+                pages_per_call: per_call,
+                all: b == 0,
+                ns_per_page: ns,
+                flat_ns_per_page: median(&m[G_FLAT + k]),
+                ratio_to_flat: median(&ratios),
+                max_pte_run: g.max_run[k],
+                ns_per_call: ns * per_call as f64,
+            });
+        }
+    }
+    Ok(())
+}
+
+// ----------------------------------------------------------------------
+// C: copy_to_iter
+// ----------------------------------------------------------------------
+
+struct CopyGroup<A: Arch> {
+    f: CopyFix<A>,
+    host: HostReadv,
+}
+
+impl<A: Arch> Group for CopyGroup<A> {
+    fn labels(&self) -> Vec<String> {
+        vec![
+            "copy_to_iter 4 KiB iovecs".into(),
+            "process_vm_readv 4 KiB iovecs".into(),
+            "copy_to_iter 512 B iovecs".into(),
+            "process_vm_readv 512 B iovecs".into(),
+        ]
+    }
+    fn pass(&mut self, i: usize) -> Result<(Duration, u64), String> {
+        match i {
+            0 => self.f.pass(false),
+            1 => self.host.pass(false),
+            2 => self.f.pass(true),
+            _ => self.host.pass(true),
+        }
+    }
+}
+
+fn copy_rows<A: Arch>(
+    want: &dyn Fn(&str) -> bool,
+    a: &BenchArgs,
+    rows: &mut Vec<Row>,
+) -> Result<(), String> {
+    if !want("C1") && !want("C3") {
+        return Ok(());
+    }
+    progress(&format!("copy_to_iter on {}", A::ID));
+    let mut g = CopyGroup::<A> {
+        f: CopyFix::<A>::new()?,
+        host: HostReadv::new()?,
+    };
+    let m = measure(&mut g, a.rounds as usize, Duration::from_millis(a.ms))?;
+    let arch = A::ID.to_string();
+    if want("C1") {
+        rows.push(ratio_row(
+            &m,
+            0,
+            Den::Meas(1),
+            Spec {
+                case: "C1",
+                arch: arch.clone(),
+                subject: format!("copy_to_iter, {C1_SEGS} x 4 KiB user iovecs"),
+                yardstick: "host process_vm_readv, same layout".into(),
+                unit: "ns/iovec",
+                goal: 1.0,
+            },
+        ));
+    }
+    if want("C3") {
+        rows.push(ratio_row(
+            &m,
+            2,
+            Den::Meas(3),
+            Spec {
+                case: "C3",
+                arch,
+                subject: format!("copy_to_iter, {C3_SEGS} x 512 B user iovecs"),
+                yardstick: "host process_vm_readv, same layout".into(),
+                unit: "ns/iovec",
+                goal: 0.5,
+            },
+        ));
+    }
+    Ok(())
+}
+
+// ----------------------------------------------------------------------
+// M: the built-in matrix
+// ----------------------------------------------------------------------
+
+struct MatrixGroup {
+    ws: Vec<Workload>,
+    plan: Vec<(usize, ArchId, String)>,
+    pools: Vec<(usize, rayon::ThreadPool)>,
+}
+
+impl MatrixGroup {
+    fn new(threads: &[usize]) -> Result<Self, String> {
+        let ws: Vec<Workload> = BUILTIN
+            .iter()
+            .map(|(f, s)| lang::parse(f, s).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let mut plan = Vec::new();
+        for (i, w) in ws.iter().enumerate() {
+            for a in ArchId::MAIN {
+                if run::applies(w, a) {
+                    for k in run::default_kernels(w) {
+                        plan.push((i, a, k));
+                    }
+                }
+            }
+        }
+        let pools = threads
+            .iter()
+            .map(|&n| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build()
+                    .map(|p| (n, p))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { ws, plan, pools })
+    }
+}
+
+/// The host's own parallelism, beside M2: the matrix's task shape (one task
+/// per run) with pure arithmetic of about the same length per task.
+fn compute_task(i: usize) -> u64 {
+    let mut x = i as u64 | 1;
+    for _ in 0..100_000 {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+    }
+    x
+}
+
+impl Group for MatrixGroup {
+    fn labels(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .pools
+            .iter()
+            .map(|(n, _)| format!("matrix on {n} threads"))
+            .collect();
+        v.extend(
+            self.pools
+                .iter()
+                .take(2)
+                .map(|(n, _)| format!("compute on {n} threads")),
+        );
+        v
+    }
+    fn pass(&mut self, i: usize) -> Result<(Duration, u64), String> {
+        let (ws, plan) = (&self.ws, &self.plan);
+        if i >= self.pools.len() {
+            let pool = &self.pools[i - self.pools.len()].1;
+            pool.broadcast(|_| ());
+            let t0 = Instant::now();
+            let x: u64 = pool.install(|| (0..plan.len()).into_par_iter().map(compute_task).sum());
+            let dt = t0.elapsed();
+            black_box(x);
+            return Ok((dt, 1));
+        }
+        // Wake every worker first (they sleep while the other pools run): the
+        // pass measures the matrix on running threads, not how long the host
+        // takes to schedule a sleeping thread again.
+        self.pools[i].1.broadcast(|_| ());
+        let t0 = Instant::now();
+        let runs = self.pools[i].1.install(|| {
+            plan.par_iter()
+                .map(|(w, a, k)| run::run(&ws[*w], *a, k).map(|r| r.summary.passed))
+                .collect::<Result<Vec<bool>, _>>()
+        });
+        let dt = t0.elapsed();
+        let runs = runs.map_err(|e| e.to_string())?;
+        if runs.iter().any(|p| !p) {
+            return Err("a built-in workload failed during the matrix bench".into());
+        }
+        Ok((dt, 1))
+    }
+}
+
+/// Runs the built-in matrix once, sequentially on the calling thread (for
+/// instruction counts); returns the number of runs.
+pub fn matrix_once() -> Result<usize, String> {
+    let g = MatrixGroup::new(&[])?;
+    for (w, a, k) in &g.plan {
+        let r = run::run(&g.ws[*w], *a, k).map_err(|e| e.to_string())?;
+        if !r.summary.passed {
+            return Err(format!("{} on {a} under {k} failed", g.ws[*w].name));
+        }
+    }
+    Ok(g.plan.len())
+}
+
+fn matrix_rows(want: &dyn Fn(&str) -> bool, a: &BenchArgs) -> Result<Vec<Row>, String> {
+    if !want("M1") && !want("M2") {
+        return Ok(Vec::new());
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = vec![2, 1];
+    if cores != 2 {
+        threads.push(cores);
+    }
+    let mut g = MatrixGroup::new(&threads)?;
+    progress(&format!(
+        "the built-in matrix ({} runs) on 2 and 1 threads{}",
+        g.plan.len(),
+        if cores != 2 {
+            format!(" and {cores}")
+        } else {
+            String::new()
+        }
+    ));
+    let m = measure(&mut g, a.rounds as usize, Duration::from_millis(a.ms))?;
+    let mut rows = Vec::new();
+    if want("M1") {
+        let i = if cores == 2 { 0 } else { 2 };
+        rows.push(ratio_row(
+            &m,
+            i,
+            Den::Const(KUNIT_WARM_NS),
+            Spec {
+                case: "M1",
+                arch: "host".into(),
+                subject: format!("built-in matrix, {} runs on {cores} threads", g.plan.len()),
+                yardstick: "KUnit kunit_iov_iter, UML warm (PERF.md)".into(),
+                unit: "ns",
+                goal: 0.05,
+            },
+        ));
+    }
+    if want("M2") {
+        let np = threads.len();
+        let host: Vec<f64> = m[np].iter().zip(&m[np + 1]).map(|(a, b)| a / b).collect();
+        let mut row = ratio_row(
+            &m,
+            0,
+            Den::Meas(1),
+            Spec {
+                case: "M2",
+                arch: "host".into(),
+                subject: "built-in matrix on 2 threads".into(),
+                yardstick: "built-in matrix on 1 thread".into(),
+                unit: "ns",
+                goal: 0.63,
+            },
+        );
+        row.note = Some(format!(
+            "the host itself: pure arithmetic in the same task shape on 2 threads ÷ 1 thread = {:.3} (1.0: no second CPU was free)",
+            median(&host)
+        ));
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+// ----------------------------------------------------------------------
+// S1: sparse mapping, peak RSS in a child process
+// ----------------------------------------------------------------------
+
+/// Peak resident set size of this process (`VmHWM`), in bytes.
+#[must_use]
+pub fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = l.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The S1 probe: a 1 TiB mapping, 1000 pages touched evenly across it.
+fn s1_probe<A: Arch>() -> Result<u64, String> {
+    let mut m = Machine::<A>::new(fixtures::profile(), vmemu_mm::DEFAULT_PHYS_SIZE)
+        .map_err(|e| e.to_string())?;
+    let mm = m.current_mm();
+    let base = m
+        .mmap(
+            mm,
+            Some(VirtAddr(1 << 42)),
+            S1_LEN,
+            Prot::RW,
+            MapFlags::default(),
+            Backing::Anon,
+            "sparse",
+        )
+        .map_err(|e| format!("mmap 1 TiB: {e:?}"))?;
+    let stride = (S1_LEN / S1_TOUCHED) & !(A::PAGE_SIZE - 1);
+    for i in 0..S1_TOUCHED {
+        m.put_user(i, base.wrapping_add(i * stride), 8)
+            .map_err(|e| format!("touch {i}: {e:?}"))?;
+    }
+    for i in 0..S1_TOUCHED {
+        if m.get_user(base.wrapping_add(i * stride), 8) != Ok(i) {
+            return Err(format!("page {i} lost its value"));
+        }
+    }
+    black_box(&m);
+    peak_rss().ok_or_else(|| "no VmHWM in /proc/self/status".into())
+}
+
+fn s1_rows(arches: &[ArchId], want: &dyn Fn(&str) -> bool) -> Result<Vec<Row>, String> {
+    if !want("S1") {
+        return Ok(Vec::new());
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for &arch in arches {
+        progress(&format!("1 TiB sparse mapping on {arch} (child process)"));
+        let out = std::process::Command::new(&exe)
+            .args(["bench", "--s1-child", arch.name()])
+            .output()
+            .map_err(|e| format!("S1 child: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let bytes: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("peak_rss_bytes "))
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                format!(
+                    "S1 child on {arch} printed no figure: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })?;
+        let ratio = bytes as f64 / S1_LIMIT as f64;
+        rows.push(Row {
+            kind: "case",
+            case: "S1".into(),
+            arch: arch.to_string(),
+            subject: format!("peak RSS, 1 TiB mapping, {S1_TOUCHED} pages touched"),
+            subject_value: bytes as f64,
+            yardstick: "64 MiB".into(),
+            yardstick_value: S1_LIMIT as f64,
+            unit: "bytes",
+            ratio,
+            goal: 1.0,
+            pass: ratio <= 1.0,
+            rounds: 1,
+            note: None,
+        });
+    }
+    Ok(rows)
+}
+
+// ----------------------------------------------------------------------
+// Output
+// ----------------------------------------------------------------------
+
+/// The 1-minute load average of the host (`/proc/loadavg`): other work on
+/// the machine takes CPU time from the rounds and, above all, the second
+/// thread from M2.
+fn load_average() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    s.split_whitespace().next().map(str::to_string)
+}
+
+fn progress(what: &str) {
+    eprintln!("bench: {what} ...");
+}
+
+fn names(v: &[ArchId]) -> String {
+    v.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+}
+
+fn human(v: f64, unit: &str) -> String {
+    match unit {
+        "bytes" => format!("{:.1} MiB", v / f64::from(1 << 20)),
+        "ns" if v >= 1e6 => format!("{:.1} ms", v / 1e6),
+        _ if v >= 1e4 => format!("{:.1} µs{}", v / 1e3, unit.strip_prefix("ns").unwrap_or("")),
+        _ => format!("{v:.1} {unit}"),
+    }
+}
+
+/// The table of ratios.
+#[must_use]
+pub fn format_rows(rows: &[Row]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:<8} {:<9} {:>16} {:>16} {:>8} {:>7}  {:<6} subject ÷ yardstick",
+        "case", "arch", "subject", "yardstick", "ratio", "goal", "result"
+    );
+    for r in rows {
+        let note = r
+            .note
+            .as_deref()
+            .map_or(String::new(), |n| format!("\n{:<19}note: {n}", ""));
+        let _ = writeln!(
+            s,
+            "{:<8} {:<9} {:>16} {:>16} {:>8.3} {:>7}  {:<6} {} ÷ {}{note}",
+            r.case,
+            r.arch,
+            human(r.subject_value, r.unit),
+            human(r.yardstick_value, r.unit),
+            r.ratio,
+            format!("≤ {}", r.goal),
+            if r.pass { "PASS" } else { "MISS" },
+            r.subject,
+            r.yardstick
+        );
+    }
+    s
+}
+
+/// The batch-size study as a table.
+#[must_use]
+pub fn format_study(points: &[BatchPoint]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "batch-size study: get_user_pages_fast(FOLL_WRITE), v6.13, {GUP_PAGES} pages on leaves of the base page size"
+    );
+    let _ = writeln!(
+        s,
+        "{:<9} {:>10} {:>10} {:>14} {:>9} {:>12} {:>15}",
+        "arch", "pages/call", "ns/page", "flat ns/page", "÷ flat", "max PTE run", "IRQ-off/call"
+    );
+    for p in points {
+        let call = if p.all {
+            format!("all={}", p.pages_per_call)
+        } else {
+            p.pages_per_call.to_string()
+        };
+        let _ = writeln!(
+            s,
+            "{:<9} {:>10} {:>10.2} {:>14.2} {:>9.2} {:>12} {:>15}",
+            p.arch,
+            call,
+            p.ns_per_page,
+            p.flat_ns_per_page,
+            p.ratio_to_flat,
+            p.max_pte_run,
+            human(p.ns_per_call, "ns")
+        );
+    }
+    s
+}
+
+fn parse_arches(v: &[String]) -> Result<Vec<ArchId>, String> {
+    let mut out = Vec::new();
+    for a in v {
+        if a == "all" {
+            out.extend(ArchId::MAIN);
+        } else {
+            out.push(a.parse::<ArchId>().map_err(|e| e.to_string())?);
+        }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
+const CASES: [&str; 14] = [
+    "W1-seq", "W1-rand", "W3-seq", "W3-rand", "G1", "G2", "G3", "G4", "batch", "C1", "C3", "M1",
+    "M2", "S1",
+];
 
 /// Runs the subcommand; `Ok(true)` when every check passed.
-pub fn main(_args: &BenchArgs) -> Result<bool, String> {
-    Err("not built yet".to_string())
+pub fn main(args: &BenchArgs) -> Result<bool, String> {
+    if let Some(arch) = &args.s1_child {
+        let arch = arch.parse::<ArchId>().map_err(|e| e.to_string())?;
+        let bytes = with_arch!(arch, A => s1_probe::<A>())?;
+        println!("peak_rss_bytes {bytes}");
+        return Ok(true);
+    }
+    let arches = parse_arches(&args.arches)?;
+    let filter = args.filter.as_deref().map(str::to_ascii_lowercase);
+    let want = |case: &str| {
+        filter
+            .as_deref()
+            .is_none_or(|f| case.to_ascii_lowercase().contains(f))
+    };
+    if !CASES.iter().any(|c| want(c)) {
+        return Err(format!(
+            "--filter {}: no case matches (cases: {})",
+            args.filter.as_deref().unwrap_or(""),
+            CASES.join(" ")
+        ));
+    }
+    let gup_cases = ["G1", "G2", "G3", "G4", "batch"];
+    if args.svg.is_some() && !gup_cases.iter().any(|c| want(c)) {
+        return Err("--svg needs the batch-size study: include G or batch in --filter".into());
+    }
+    let load_before = load_average();
+    let started = Instant::now();
+    let mut rows = walk_rows(&arches, &want, args)?;
+    let mut study = Vec::new();
+    for &arch in &arches {
+        with_arch!(arch, A => gup_rows::<A>(&want, args, &mut rows, &mut study))?;
+    }
+    for &arch in &arches {
+        with_arch!(arch, A => copy_rows::<A>(&want, args, &mut rows))?;
+    }
+    rows.extend(matrix_rows(&want, args)?);
+    rows.extend(s1_rows(&arches, &want)?);
+    let passed = rows.iter().filter(|r| r.pass).count();
+    let missed = rows.len() - passed;
+    let load_after = load_average();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    match args.format {
+        BenchFormat::Text => {
+            println!(
+                "vmemu bench: {cpus} CPUs, load average {} before, {} after",
+                load_before.as_deref().unwrap_or("?"),
+                load_after.as_deref().unwrap_or("?")
+            );
+            print!("{}", format_rows(&rows));
+            if !study.is_empty() {
+                println!();
+                print!("{}", format_study(&study));
+            }
+            println!(
+                "{} cases: {passed} PASS, {missed} MISS ({} rounds each, median of per-round ratios; {:.1} s)",
+                rows.len(),
+                args.rounds,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        BenchFormat::Json => {
+            for r in &rows {
+                println!("{}", serde_json::to_string(r).unwrap_or_default());
+            }
+            for p in &study {
+                println!("{}", serde_json::to_string(p).unwrap_or_default());
+            }
+            println!(
+                "{}",
+                serde_json::json!({
+                    "type": "summary",
+                    "cases": rows.len(),
+                    "pass": passed,
+                    "miss": missed,
+                    "rounds": args.rounds,
+                    "seconds": started.elapsed().as_secs_f64(),
+                    "cpus": cpus,
+                    "load_before": load_before,
+                    "load_after": load_after,
+                })
+            );
+        }
+    }
+    if let Some(path) = &args.svg {
+        std::fs::write(path, svg::batch_chart(&study))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(missed == 0)
 }

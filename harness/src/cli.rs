@@ -10,9 +10,18 @@ use clap::{Parser, Subcommand, ValueEnum};
     name = "vmemu",
     version,
     about = "Emulate the Linux kernel's user-memory access layer (page tables, access_ok/set_fs, get_user_pages, gup-fast) per arch and kernel version",
-    after_help = "Examples:\n  vmemu matrix                          run every built-in workload on x86_64, arm64, ppc64\n  vmemu run harness/workloads/kernel_ds_gup_fast.vmw --kernel v4.10\n  vmemu list                            arches, kernel profiles and their knobs"
+    after_help = "Examples:\n  vmemu matrix                          run every built-in workload on x86_64, arm64, ppc64\n  vmemu run harness/workloads/kernel_ds_gup_fast.vmw --kernel v4.10\n  vmemu list                            arches, kernel profiles and their knobs\n  vmemu matrix --format ktap            KTAP version 1, for kunit_parser.py and CI"
 )]
 pub struct Cli {
+    /// When to colour the text output: auto (only on a terminal, and not when NO_COLOR is set), always, or never. JSON and KTAP output are never coloured.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    pub color: ColorWhen,
     #[command(subcommand)]
     /// The subcommand.
     pub cmd: Cmd,
@@ -26,6 +35,45 @@ pub enum Format {
     Json,
     /// KTAP version 1, as KUnit prints it.
     Ktap,
+}
+
+/// When to colour text output (`--color`).
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq, Default)]
+pub enum ColorWhen {
+    /// Colour when writing to a terminal, unless NO_COLOR is set (CLICOLOR_FORCE forces it).
+    #[default]
+    Auto,
+    /// Always colour.
+    Always,
+    /// Never colour.
+    Never,
+}
+
+impl ColorWhen {
+    /// The `--color` value given on a command line, found before clap parses
+    /// it so that clap's own help and errors follow it too.
+    #[must_use]
+    pub fn from_args(args: &[std::ffi::OsString]) -> Self {
+        let mut it = args.iter().skip(1).filter_map(|a| a.to_str());
+        let mut found = Self::Auto;
+        while let Some(a) = it.next() {
+            let v = if a == "--" {
+                break;
+            } else if a == "--color" {
+                it.next()
+            } else {
+                a.strip_prefix("--color=")
+            };
+            if let Some(v) = v {
+                found = match v {
+                    "always" => Self::Always,
+                    "never" => Self::Never,
+                    _ => Self::Auto,
+                };
+            }
+        }
+        found
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -76,7 +124,11 @@ pub enum Cmd {
         limits: crate::limits::Limits,
     },
     /// List arches, kernel profiles with their knobs, and built-in workloads.
-    List,
+    List {
+        /// List the known bugs instead: CVE, introduced, fixed, workload, and the profiles showing them.
+        #[arg(long)]
+        bugs: bool,
+    },
     /// Show both walks of an address level by level, and the knobs that decide gup-fast and uaccess.
     #[command(
         after_help = "Example:\n  vmemu explain 'kdirect(256)' --arch arm64 --kernel v4.10 --workload harness/workloads/kernel_ds_gup_fast.vmw"
@@ -105,10 +157,35 @@ pub enum Cmd {
     Bench(crate::bench::BenchArgs),
     /// Generate seeded random workloads, check invariants and oracles, shrink failures.
     Fuzz(crate::fuzz::FuzzArgs),
-    /// Print shell completions.
-    #[command(after_help = "Example:\n  vmemu completions bash > /etc/bash_completion.d/vmemu")]
+    /// Run syscall cases on the host kernel and on the emulator (x86_64, v6.13) and print every disagreement.
+    #[command(after_help = "Example:\n  vmemu diff-host --cases 300 --seed 20261125")]
+    DiffHost(crate::diff_host::DiffHostArgs),
+    /// Replay the 2017 thread: run each claim's workloads and print its outcome table and verdict.
+    #[command(
+        after_help = "Examples:\n  vmemu report                          one verdict line per claim\n  vmemu report --markdown               every claim's generated table\n  vmemu report --write docs/thread.md   refresh the tables between the claim markers\n  vmemu report --check docs/thread.md   exit 1 if any table there is stale"
+    )]
+    Report {
+        /// Print the markdown tables instead of one line per claim.
+        #[arg(long)]
+        markdown: bool,
+        /// Replace the text between `<!-- claim:ID -->` markers in FILE.
+        #[arg(long, value_name = "FILE")]
+        write: Option<PathBuf>,
+        /// Exit 1 if a section of FILE differs from what the code produces now.
+        #[arg(long, value_name = "FILE", conflicts_with = "write")]
+        check: Option<PathBuf>,
+    },
+    /// Print shell completions (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  vmemu completions bash > ~/.local/share/bash-completion/completions/vmemu\n  vmemu completions zsh > ~/.zfunc/_vmemu        (with fpath+=~/.zfunc before compinit)\n  vmemu completions fish > ~/.config/fish/completions/vmemu.fish"
+    )]
     Completions {
         /// Shell.
         shell: clap_complete::Shell,
     },
+    /// Print the vmemu(1) man page (roff), covering every subcommand.
+    #[command(
+        after_help = "Example:\n  mkdir -p ~/.local/share/man/man1 && vmemu man > ~/.local/share/man/man1/vmemu.1 && man vmemu"
+    )]
+    Man,
 }

@@ -116,6 +116,10 @@ pub enum Target {
     Event(String),
     /// `r.start`, `it.count`, `it.iov_offset`, `it.nr_segs`.
     Field(String, String),
+    /// `leaked`: page references and pins held at this point that no result
+    /// variable holds (what kernel code left behind). `expect leaked == N`
+    /// also tells the run's leak check to accept N held at the end.
+    Leaked,
 }
 
 /// One statement.
@@ -375,7 +379,7 @@ const CONSTS: [&str; 7] = [
     "PMD_SIZE",
     "PUD_SIZE",
 ];
-const FUNCS: [(&str, usize); 3] = [("kdirect", 1), ("user_alias", 1), ("page", 2)];
+const FUNCS: [(&str, usize); 4] = [("kdirect", 1), ("user_alias", 1), ("page", 2), ("kaddr", 2)];
 
 fn parse_expr(c: &mut Cursor<'_>) -> Result<Expr, ScriptError> {
     let mut lhs = parse_term(c)?;
@@ -454,7 +458,9 @@ fn parse_factor(c: &mut Cursor<'_>) -> Result<Expr, ScriptError> {
                 let Some(&(_, arity)) = FUNCS.iter().find(|(n, _)| *n == id) else {
                     return Err(c.err_at(
                         c.pos - id.len(),
-                        format!("unknown function `{id}` (expected kdirect, user_alias or page)"),
+                        format!(
+                            "unknown function `{id}` (expected kdirect, user_alias, page or kaddr)"
+                        ),
                     ));
                 };
                 c.pos += 1;
@@ -853,10 +859,12 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                 continue;
             }
             "expect" => {
-                match c.need_ident("a result name or `event`")? {
+                match c.need_ident("a result name, `event` or `leaked`")? {
                     "event" => StmtKind::Expect(Target::Event(c.need_ident("an event kind (table_overrun, zero_length_walk, kernel_bug, deadlock, ...)")?.to_string()), true, None),
                     var => {
-                        let t = if c.eat(".pages") {
+                        let t = if var == "leaked" {
+                            Target::Leaked
+                        } else if c.eat(".pages") {
                             Target::Pages(var.to_string())
                         } else if c.eat(".") {
                             let f = c.need_ident("a field (pages, start, count, iov_offset, nr_segs)")?;
@@ -951,6 +959,33 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                                 break;
                             }
                         }
+                        // `repeat N step S`: the list N times, copy k shifted by k * S.
+                        if c.peek_word() == Some("repeat") {
+                            c.word();
+                            let at = c.pos;
+                            let n = match parse_expr(&mut c)? {
+                                Expr::Num(n) if n >= 1 => n,
+                                _ => return Err(c.err_at(at, "expected a literal repeat count of at least 1")),
+                            };
+                            if c.peek_word() != Some("step") {
+                                let f = c.found();
+                                return Err(c.err(format!("expected `step` and the address step, found {f}")));
+                            }
+                            c.word();
+                            let step = parse_expr(&mut c)?;
+                            let total = segs.len() as i128 * n;
+                            if total > MAX_SEGS as i128 {
+                                return Err(c.err_at(at, format!("more than {MAX_SEGS} segments")));
+                            }
+                            let base = std::mem::take(&mut segs);
+                            let sp = c.span();
+                            for k in 0..n {
+                                for (a, l) in &base {
+                                    let off = Expr::Bin(Box::new(Expr::Num(k)), '*', Box::new(step.clone()), sp);
+                                    segs.push((Expr::Bin(Box::new(a.clone()), '+', Box::new(off), sp), l.clone()));
+                                }
+                            }
+                        }
                     }
                 }
                 StmtKind::Iter { name, kind: kind.to_string(), read, segs, pipe }
@@ -964,7 +999,7 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                 } else {
                     (None, first, kw_pos)
                 };
-                let all = || CALLS.iter().chain(crate::callers::CALLS).chain(crate::syscalls::CALLS);
+                let all = || CALLS.iter().chain(crate::callers::CALLS).chain(crate::syscalls::CALLS).chain(crate::bugs::CALLS);
                 let Some(&(_, arity)) = all().find(|(n, _)| *n == func) else {
                     let known: Vec<&str> = all().map(|(n, _)| *n).collect();
                     return Err(c.err_at(func_pos, format!("unknown statement or function `{func}` (expected map, file, touch, set_fs, expect, release or one of: {})", known.join(", "))));
@@ -1068,6 +1103,84 @@ mod tests {
         assert!(e.msg.contains("expected an arch"));
         let e = err("mem kdirect(1, 2)\n");
         assert!(e.msg.contains("takes 1 argument"), "{}", e.msg);
+    }
+
+    /// Every statement of every built-in workload, parsed again from its own
+    /// text (the transcript shows that text), gives the same statement.
+    #[test]
+    fn statements_round_trip_through_their_text() {
+        fn strip(k: &StmtKind) -> StmtKind {
+            match k {
+                StmtKind::SetFs(b, _) => StmtKind::SetFs(*b, Vec::new()),
+                other => other.clone(),
+            }
+        }
+        fn spans_free(e: &str) -> String {
+            // Spans differ (columns move); compare the debug text without them.
+            let mut out = String::new();
+            let mut skip = 0;
+            for (i, _) in e.char_indices() {
+                if skip > i {
+                    continue;
+                }
+                if e[i..].starts_with("Span {") {
+                    skip = i + e[i..].find('}').unwrap_or(0) + 1;
+                    continue;
+                }
+                out.push_str(&e[i..i + e[i..].chars().next().map_or(1, char::len_utf8)]);
+            }
+            out
+        }
+        let mut n = 0;
+        for (f, src) in crate::workloads::BUILTIN {
+            let w = parse(f, src).unwrap();
+            let mut all = Vec::new();
+            let mut stack: Vec<&Stmt> = w.stmts.iter().collect();
+            while let Some(s) = stack.pop() {
+                if let StmtKind::SetFs(_, body) = &s.kind {
+                    stack.extend(body.iter());
+                }
+                all.push(s);
+            }
+            for s in all {
+                let text = if matches!(s.kind, StmtKind::SetFs(..)) {
+                    format!("{}\n}}", s.text)
+                } else {
+                    s.text.clone()
+                };
+                let again = parse("again.vmw", &format!("{text}\n")).unwrap();
+                let a = &again.stmts[0];
+                assert_eq!(
+                    spans_free(&format!("{:?}", strip(&a.kind))),
+                    spans_free(&format!("{:?}", strip(&s.kind))),
+                    "{f}: {}",
+                    s.text
+                );
+                assert_eq!(a.qual, s.qual);
+                n += 1;
+            }
+        }
+        assert!(n > 50, "only {n} statements checked");
+    }
+
+    #[test]
+    fn iter_repeat_expands_segments() {
+        let w = parse(
+            "t.vmw",
+            "iter v iovec WRITE [b : 4K, b + 8K : 16] repeat 3 step 64K\n",
+        )
+        .unwrap();
+        let StmtKind::Iter { segs, .. } = &w.stmts[0].kind else {
+            panic!()
+        };
+        assert_eq!(segs.len(), 6);
+        assert_eq!(segs[4].1, Expr::Num(4096));
+        let e = err("iter v iovec WRITE [b : 1] repeat 0 step 1\n");
+        assert!(e.msg.contains("repeat count"), "{}", e.msg);
+        let e = err("iter v iovec WRITE [b : 1] repeat 5000 step 1\n");
+        assert!(e.msg.contains("more than"), "{}", e.msg);
+        let e = err("iter v iovec WRITE [b : 1] repeat 2 by 1\n");
+        assert!(e.msg.contains("expected `step`"), "{}", e.msg);
     }
 
     #[test]

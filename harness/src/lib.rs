@@ -12,15 +12,21 @@
 //! assert!(run.summary.passed);
 //! ```
 
+#![forbid(unsafe_code)]
+
 pub mod bench;
+pub mod bugs;
 pub mod callers;
 pub mod cli;
 pub mod concurrency;
+pub mod diff_host;
 pub mod fuzz;
 pub mod ktap;
 pub mod lang;
 pub mod limits;
+pub mod man;
 pub(crate) mod oracle;
+pub mod report;
 pub mod run;
 pub mod syscalls;
 pub mod workloads;

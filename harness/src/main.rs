@@ -1,14 +1,16 @@
 //! `vmemu`: run workloads of the Linux user-memory access layer per arch and
 //! kernel profile.
 
+#![forbid(unsafe_code)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::{CommandFactory, FromArgMatches};
 use rayon::prelude::*;
 use vmemu_arch::ArchId;
-use vmemu_harness::cli::{Cli, Cmd, Format};
+use vmemu_harness::cli::{Cli, Cmd, ColorWhen, Format};
 use vmemu_harness::lang::{self, ScriptError, Workload};
 use vmemu_harness::run::{self, Run, RunOptions};
 use vmemu_harness::workloads::BUILTIN;
@@ -61,8 +63,20 @@ fn script_err(e: ScriptError) -> Usage {
     Usage(e.to_string())
 }
 
-/// (workload, arch, kernel) triples in a fixed order.
-fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[String]) -> Vec<(usize, ArchId, String)> {
+/// One workload × arch × profile of a plan.
+#[derive(Debug, Clone)]
+struct Planned {
+    /// Index of the workload.
+    w: usize,
+    arch: ArchId,
+    kernel: String,
+    /// Why it is not run (listed as a skip in KTAP, omitted elsewhere).
+    skip: Option<String>,
+}
+
+/// Every (workload, arch, kernel) in a fixed order, with the combinations a
+/// workload does not apply to (its `arches` line) marked as skipped.
+fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[String]) -> Vec<Planned> {
     let mut v = Vec::new();
     for (i, w) in ws.iter().enumerate() {
         let ks = if kernels.is_empty() {
@@ -71,11 +85,15 @@ fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[String]) -> Vec<(usize, A
             kernels.to_vec()
         };
         for &a in arches {
-            if !run::applies(w, a) {
-                continue;
-            }
+            let skip = (!run::applies(w, a))
+                .then(|| format!("not for this arch (arches {})", w.arches.join(" ")));
             for k in &ks {
-                v.push((i, a, k.clone()));
+                v.push(Planned {
+                    w: i,
+                    arch: a,
+                    kernel: k.clone(),
+                    skip: skip.clone(),
+                });
             }
         }
     }
@@ -84,11 +102,16 @@ fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[String]) -> Vec<(usize, A
 
 fn execute(
     ws: &[Workload],
-    plan: &[(usize, ArchId, String)],
+    plan: &[Planned],
     format: Format,
     opts: &RunOptions,
 ) -> Result<Vec<Run>, Usage> {
-    run::check_step_budget(ws, plan, opts.limits.max_steps).map_err(script_err)?;
+    let plan: Vec<&Planned> = plan.iter().filter(|p| p.skip.is_none()).collect();
+    let triples: Vec<(usize, ArchId, String)> = plan
+        .iter()
+        .map(|p| (p.w, p.arch, p.kernel.clone()))
+        .collect();
+    run::check_step_budget(ws, &triples, opts.limits.max_steps).map_err(script_err)?;
     // A progress bar on stderr, shown only once the runs take longer than a
     // second, only on a terminal, and never with JSON output.
     let bar = indicatif::ProgressBar::with_draw_target(
@@ -99,8 +122,8 @@ fn execute(
     let shown = std::sync::atomic::AtomicBool::new(false);
     let out = plan
         .par_iter()
-        .map(|(i, a, k)| {
-            let r = run::run_with(&ws[*i], *a, k, opts);
+        .map(|p| {
+            let r = run::run_with(&ws[p.w], p.arch, &p.kernel, opts);
             bar.inc(1);
             if format == Format::Text
                 && started.elapsed().as_secs() >= 1
@@ -117,13 +140,34 @@ fn execute(
     out
 }
 
-fn emit(runs: &[Run], format: Format, out: &mut impl Write) -> std::io::Result<()> {
+/// The KTAP document of a plan and the runs of its non-skipped entries.
+fn ktap(ws: &[Workload], plan: &[Planned], runs: &[Run]) -> String {
+    use vmemu_harness::ktap;
+    let mut runs = runs.iter();
+    let tests: Vec<ktap::Test> = plan
+        .iter()
+        .filter_map(|p| match &p.skip {
+            Some(why) => Some(ktap::skipped(&ws[p.w].name, p.arch.name(), &p.kernel, why)),
+            None => runs.next().map(ktap::run_test),
+        })
+        .collect();
+    ktap::render(&tests)
+}
+
+fn emit(
+    ws: &[Workload],
+    plan: &[Planned],
+    runs: &[Run],
+    format: Format,
+    color: bool,
+    out: &mut impl Write,
+) -> std::io::Result<()> {
     if format == Format::Ktap {
-        return write!(out, "{}", vmemu_harness::ktap::format_runs(runs));
+        return write!(out, "{}", ktap(ws, plan, runs));
     }
     for r in runs {
         match format {
-            Format::Text => write!(out, "{}", run::format_run(r))?,
+            Format::Text => write!(out, "{}", run::format_run_with(r, color))?,
             Format::Ktap => {}
             Format::Json => {
                 for rec in &r.records {
@@ -162,8 +206,31 @@ fn collect_paths(paths: &[PathBuf]) -> Result<Vec<Workload>, Usage> {
     files.iter().map(|f| load(&f.to_string_lossy())).collect()
 }
 
+/// Parses the command line; clap's help and errors follow `--color` too.
+fn parse_cli() -> Cli {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let choice = match ColorWhen::from_args(&args) {
+        ColorWhen::Auto => clap::ColorChoice::Auto,
+        ColorWhen::Always => clap::ColorChoice::Always,
+        ColorWhen::Never => clap::ColorChoice::Never,
+    };
+    let matches = Cli::command().color(choice).get_matches_from(args);
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 fn real_main() -> Result<bool, Usage> {
-    let cli = Cli::parse();
+    let cli = parse_cli();
+    // Whether text output gets styles: `--color always`, or `auto` when
+    // anstream's detection says so (stdout is a terminal that supports
+    // colour, NO_COLOR unset; CLICOLOR_FORCE forces it). Styles are only
+    // ever added to text output, never to JSON or KTAP.
+    let color = match cli.color {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
+        }
+    };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.cmd {
@@ -185,8 +252,9 @@ fn real_main() -> Result<bool, Usage> {
             }
             let arches = parse_arches(&arches)?;
             let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
-            let runs = execute(&ws, &plan(&ws, &arches, &kernels), format, &opts)?;
-            let _ = emit(&runs, format, &mut out);
+            let plan = plan(&ws, &arches, &kernels);
+            let runs = execute(&ws, &plan, format, &opts)?;
+            let _ = emit(&ws, &plan, &runs, format, color, &mut out);
             Ok(runs.iter().all(|r| r.summary.passed))
         }
         Cmd::Matrix {
@@ -204,10 +272,11 @@ fn real_main() -> Result<bool, Usage> {
             };
             let arches = parse_arches(&arches)?;
             let ws = collect_paths(&paths)?;
-            let runs = execute(&ws, &plan(&ws, &arches, &[]), format, &opts)?;
+            let plan = plan(&ws, &arches, &[]);
+            let runs = execute(&ws, &plan, format, &opts)?;
             match format {
                 Format::Json | Format::Ktap => {
-                    let _ = emit(&runs, format, &mut out);
+                    let _ = emit(&ws, &plan, &runs, format, color, &mut out);
                 }
                 Format::Text => {
                     let _ = writeln!(
@@ -218,10 +287,15 @@ fn real_main() -> Result<bool, Usage> {
                     for r in &runs {
                         let s = &r.summary;
                         let res = if s.passed {
-                            format!("pass ({} expects)", s.expects)
+                            format!(
+                                "{} ({} expects)",
+                                run::paint("pass", run::PASS_STYLE, color),
+                                s.expects
+                            )
                         } else {
                             format!(
-                                "FAIL ({} of {} expects failed, {} refs leaked{}{})",
+                                "{} ({} of {} expects failed, {} refs leaked{}{})",
+                                run::paint("FAIL", run::FAIL_STYLE, color),
                                 s.failed_expects,
                                 s.expects,
                                 s.leaked_refs,
@@ -244,18 +318,28 @@ fn real_main() -> Result<bool, Usage> {
                         );
                     }
                     let failed = runs.iter().filter(|r| !r.summary.passed).count();
+                    let skipped = plan.iter().filter(|p| p.skip.is_some()).count();
                     let _ = writeln!(
                         out,
-                        "{} runs, {} passed, {} failed",
+                        "{} runs, {} passed, {} failed{}",
                         runs.len(),
                         runs.len() - failed,
-                        failed
+                        failed,
+                        if skipped > 0 {
+                            format!(", {skipped} skipped (not for their arch)")
+                        } else {
+                            String::new()
+                        }
                     );
                 }
             }
             Ok(runs.iter().all(|r| r.summary.passed))
         }
-        Cmd::List => {
+        Cmd::List { bugs: true } => {
+            let _ = write!(out, "{}", vmemu_harness::bugs::bugs_table());
+            Ok(true)
+        }
+        Cmd::List { bugs: false } => {
             let _ = writeln!(out, "arches:");
             for a in ArchId::ALL {
                 let main = if ArchId::MAIN.contains(&a) {
@@ -301,8 +385,21 @@ fn real_main() -> Result<bool, Usage> {
         }
         Cmd::Bench(args) => vmemu_harness::bench::main(&args).map_err(Usage),
         Cmd::Fuzz(args) => vmemu_harness::fuzz::main(&args).map_err(Usage),
+        Cmd::DiffHost(args) => vmemu_harness::diff_host::main(&args).map_err(Usage),
+        Cmd::Report {
+            markdown,
+            write,
+            check,
+        } => vmemu_harness::report::main(markdown, write.as_deref(), check.as_deref(), &mut out)
+            .map_err(Usage),
         Cmd::Completions { shell } => {
             clap_complete::aot::generate(shell, &mut Cli::command(), "vmemu", &mut out);
+            Ok(true)
+        }
+        Cmd::Man => {
+            let page = vmemu_harness::man::man_page()
+                .map_err(|e| Usage(format!("cannot render the man page: {e}")))?;
+            let _ = out.write_all(&page);
             Ok(true)
         }
     }

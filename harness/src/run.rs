@@ -47,6 +47,65 @@ pub struct Record {
     pub ok: Option<bool>,
     /// Extra detail (what an expect saw, a note).
     pub detail: Option<String>,
+    /// For a caller model (`harness::callers`): its I/O units and page
+    /// traffic. Absent from JSON for every other statement.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub io: Option<Io>,
+}
+
+/// The I/O a caller model produced and its page-reference traffic.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct Io {
+    /// The kernel function modelled.
+    pub model: String,
+    /// I/O units in issue order.
+    pub units: Vec<IoUnit>,
+    /// `iov_iter_get_pages*` / `iov_iter_extract_pages` calls.
+    pub get_pages_calls: u64,
+    /// Pages those calls returned (references or pins taken).
+    pub pages_pinned: u64,
+    /// References the consumer took itself.
+    pub refs_taken: u64,
+    /// References dropped before the I/O completed.
+    pub put_early: u64,
+    /// Page-pointer or bvec arrays allocated.
+    pub allocations: u64,
+    /// What happened, in words.
+    pub notes: Vec<String>,
+}
+
+/// One I/O unit: a bio, an RPC, an OSD request, an skb, ...
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct IoUnit {
+    /// `bio`, `rpc`, `osd_write`, ...
+    pub kind: String,
+    /// Bytes.
+    pub bytes: u64,
+    /// Pages (bvecs, requests, frags, entries).
+    pub pages: u64,
+}
+
+impl From<vmemu_iter::callers::IoReport> for Io {
+    fn from(r: vmemu_iter::callers::IoReport) -> Self {
+        Self {
+            model: r.model,
+            units: r
+                .units
+                .into_iter()
+                .map(|u| IoUnit {
+                    kind: u.kind.to_string(),
+                    bytes: u.bytes,
+                    pages: u.pages,
+                })
+                .collect(),
+            get_pages_calls: r.get_pages_calls,
+            pages_pinned: r.pages_pinned,
+            refs_taken: r.refs_taken,
+            put_early: r.put_early,
+            allocations: r.allocations,
+            notes: r.notes,
+        }
+    }
 }
 
 /// The outcome of one run.
@@ -68,6 +127,11 @@ pub struct Summary {
     pub failed_expects: usize,
     /// References and pins still held at the end.
     pub leaked_refs: u64,
+    /// The pages still held at the end, by name (`C[0]`, `C[0] x2`).
+    pub leaked_pages: Vec<String>,
+    /// References the workload declared as left behind (`expect leaked ==
+    /// N`); the run passes only if `leaked_refs` equals it.
+    pub expected_leaks: u64,
     /// Events nobody expected.
     pub unexpected_events: Vec<String>,
     /// Invariant violations (with `--check-invariants`; the run stops at the first).
@@ -361,6 +425,10 @@ pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) seen_events: usize,
     pub(crate) expects: usize,
     pub(crate) failed: usize,
+    /// The count of the last `expect leaked == N` that ran.
+    pub(crate) expected_leaks: u64,
+    /// State the caller models keep across statements (fuse connection).
+    pub(crate) callers: crate::callers::State,
     pub(crate) opts: RunOptions,
     /// An invariant or oracle failed: the rest of the workload is skipped.
     pub(crate) halted: bool,
@@ -372,6 +440,16 @@ pub(crate) struct Runner<'w, A: Arch> {
     /// Pipe iterators whose pipe another call used since: (call, line).
     pub(crate) stale_iters: HashMap<String, (String, usize)>,
 }
+
+/// Gathering functions whose result is one byte run (pages from *start*)
+/// and is checked against the iterator's bytes.
+const GATHERS: &[&str] = &[
+    "iov_iter_get_pages",
+    "iov_iter_get_pages_alloc",
+    "iov_iter_get_pages2",
+    "iov_iter_get_pages_alloc2",
+    "iov_iter_extract_pages",
+];
 
 /// Largest copy a script may ask for.
 const MAX_COPY: u64 = 64 << 20;
@@ -453,6 +531,8 @@ impl<'w, A: Arch> Runner<'w, A> {
             seen_events: 0,
             expects: 0,
             failed: 0,
+            expected_leaks: 0,
+            callers: crate::callers::State::default(),
             opts,
             halted: false,
             violations: 0,
@@ -478,6 +558,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             }
         });
         self.exec_block(&stmts)?;
+        self.callers_finish();
         let (refs, pins) = self.sys.m.held_total();
         let leaked = refs + pins;
         let mut unexpected: Vec<String> = self
@@ -489,8 +570,11 @@ impl<'w, A: Arch> Runner<'w, A> {
             .map(|e| e.to_string())
             .collect();
         unexpected.dedup();
-        let passed =
-            self.failed == 0 && leaked == 0 && unexpected.is_empty() && self.violations == 0;
+        let leaked_pages = self.held_names(&self.held_pages(false));
+        let passed = self.failed == 0
+            && leaked == self.expected_leaks
+            && unexpected.is_empty()
+            && self.violations == 0;
         let summary = Summary {
             summary: true,
             workload: self.w.name.clone(),
@@ -500,6 +584,8 @@ impl<'w, A: Arch> Runner<'w, A> {
             expects: self.expects,
             failed_expects: self.failed,
             leaked_refs: leaked,
+            leaked_pages,
+            expected_leaks: self.expected_leaks,
             unexpected_events: unexpected,
             invariant_violations: self.violations,
         };
@@ -569,6 +655,37 @@ impl<'w, A: Arch> Runner<'w, A> {
         self.halted = true;
     }
 
+    /// References and pins held in the ledger per page (compound head);
+    /// with `unowned`, less those the workload's result variables hold.
+    fn held_pages(&self, unowned: bool) -> Vec<(Pfn, u64)> {
+        let m = &self.sys.m;
+        let mut held: std::collections::BTreeMap<Pfn, u64> = m
+            .held
+            .iter()
+            .map(|(p, h)| (p, u64::from(h.refs) + u64::from(h.pins)))
+            .collect();
+        if unowned {
+            for v in self.vars.values().filter(|v| v.owned) {
+                for &p in &v.pages {
+                    if let Some(n) = held.get_mut(&m.phys.compound_head(p)) {
+                        *n = n.saturating_sub(1);
+                    }
+                }
+            }
+        }
+        held.into_iter().filter(|&(_, n)| n > 0).collect()
+    }
+
+    /// `C[0]`, `C[0] x2`, ... for [`Runner::held_pages`].
+    fn held_names(&self, held: &[(Pfn, u64)]) -> Vec<String> {
+        held.iter()
+            .map(|&(p, n)| {
+                let name = self.sys.m.page_name(p);
+                if n == 1 { name } else { format!("{name} x{n}") }
+            })
+            .collect()
+    }
+
     pub(crate) fn record(&mut self, s: &Stmt, op: &str) -> Record {
         Record {
             workload: self.w.name.clone(),
@@ -583,6 +700,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             events: Vec::new(),
             ok: None,
             detail: None,
+            io: None,
         }
     }
 
@@ -612,6 +730,33 @@ impl<'w, A: Arch> Runner<'w, A> {
                             format!("undefined mapping `{n}` (map it first, on this arch)"),
                         )
                     })
+            }
+            Expr::Call(f, args, span) if f == "kaddr" => {
+                // The direct-map address of the frame behind page i of a
+                // mapping or kernel buffer.
+                let Expr::Name(n, nspan) = &args[0] else {
+                    return Err(self.err(*span, "kaddr(NAME, INDEX) takes a mapping name first"));
+                };
+                let base = self.eval(&Expr::Name(n.clone(), *nspan))?;
+                let i = self.eval(&args[1])?;
+                let va = checked(
+                    self,
+                    *span,
+                    i.checked_mul(i128::from(A::PAGE_SIZE))
+                        .and_then(|o| o.checked_add(base)),
+                )?;
+                let va = VirtAddr(to_u64(self.w, va, *span)?);
+                let m = &self.sys.m;
+                let pa = m
+                    .user_pa(m.current_mm(), va)
+                    .or_else(|| m.kernel_pa(va))
+                    .ok_or_else(|| {
+                        self.err(
+                            *span,
+                            format!("page {i} of `{n}` is not present (touch it first)"),
+                        )
+                    })?;
+                Ok(i128::from(m.page_address(pa.pfn(A::PAGE_SHIFT)).0))
             }
             Expr::Call(f, args, span) if f == "page" => {
                 let Expr::Name(n, nspan) = &args[0] else {
@@ -713,7 +858,9 @@ impl<'w, A: Arch> Runner<'w, A> {
                 res
             }
             StmtKind::Call { var, func, args } => {
-                if crate::callers::CALLS.iter().any(|(n, _)| n == func) {
+                if crate::bugs::CALLS.iter().any(|(n, _)| n == func) {
+                    self.exec_bug_call(s, var.as_deref(), func, args)
+                } else if crate::callers::CALLS.iter().any(|(n, _)| n == func) {
                     self.exec_caller(s, var.as_deref(), func, args)
                 } else if crate::syscalls::CALLS.iter().any(|(n, _)| n == func) {
                     self.exec_syscall(s, var.as_deref(), func, args)
@@ -1328,6 +1475,8 @@ impl<'w, A: Arch> Runner<'w, A> {
         }
         let mut r = self.record(s, func);
         let mut got: Option<(GotPages, bool)> = None;
+        // The iterator as the call found it, to check a gathered run against.
+        let before = it.clone();
         let sys = &mut self.sys;
         let res: Result<i64, Errno> = match func {
             "copy_to_iter" => {
@@ -1451,6 +1600,13 @@ impl<'w, A: Arch> Runner<'w, A> {
             Ok(v) => r.ret = Some(v),
             Err(e) => set_err(&mut r, e),
         }
+        if let Some((g, _)) = &got
+            && GATHERS.contains(&func)
+        {
+            // Does the returned run hold the iterator's bytes? (A
+            // `data_mismatch` event if not; see vmemu_iter::bytemap.)
+            self.sys.check_gathered(&before, g, func);
+        }
         let (pages, pin, owned, start) = match got {
             Some((g, owned)) => (g.pages, g.pinned, owned, g.start),
             None => (Vec::new(), false, false, 0),
@@ -1525,6 +1681,26 @@ impl<'w, A: Arch> Runner<'w, A> {
                         "raised".to_string()
                     } else {
                         "not raised".to_string()
+                    },
+                )
+            }
+            Target::Leaked => {
+                let held = self.held_pages(true);
+                let n: u64 = held.iter().map(|&(_, n)| n).sum();
+                let Some(Value::Expr(e)) = v else {
+                    return Err(self.err(s.span, "compare `leaked` with a number"));
+                };
+                let want = self.eval(e)?;
+                if eq {
+                    self.expected_leaks = u64::try_from(want).unwrap_or(0);
+                }
+                let names = self.held_names(&held);
+                (
+                    i128::from(n) == want,
+                    if names.is_empty() {
+                        "0".to_string()
+                    } else {
+                        format!("{n} ({})", names.join(", "))
                     },
                 )
             }
@@ -1768,7 +1944,7 @@ fn eval_const<A: Arch>(
             let y = eval_const::<A>(w, b, page_offset, task_size, vmalloc)?;
             binop(w, *op, x, y, *span)
         }
-        Expr::Call(f, args, span) if f != "page" => {
+        Expr::Call(f, args, span) if f != "page" && f != "kaddr" => {
             let v: Vec<i128> = args
                 .iter()
                 .map(|a| eval_const::<A>(w, a, page_offset, task_size, vmalloc))
@@ -1781,14 +1957,39 @@ fn eval_const<A: Arch>(
     }
 }
 
+/// Style of passing words (`pass`) in coloured text output.
+pub const PASS_STYLE: anstyle::Style = anstyle::AnsiColor::Green.on_default().bold();
+/// Style of failing words (`FAIL`, `-> FAILED ...`) in coloured text output.
+pub const FAIL_STYLE: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
+
+/// `text` wrapped in the escapes of `style` when `color`.
+#[must_use]
+pub fn paint(text: &str, style: anstyle::Style, color: bool) -> String {
+    if color {
+        format!("{style}{text}{style:#}")
+    } else {
+        text.to_string()
+    }
+}
+
 /// Text form of one record.
 #[must_use]
 pub fn format_record(r: &Record) -> String {
+    format_record_with(r, false)
+}
+
+/// Text form of one record, with a failed expect's `-> FAILED ...` in
+/// [`FAIL_STYLE`] when `color`.
+#[must_use]
+pub fn format_record_with(r: &Record, color: bool) -> String {
     let mut s = format!("L{:<3} {}", r.line, r.text);
     if let Some(ok) = r.ok {
-        s.push_str(if ok { "  -> ok" } else { "  -> " });
-        if !ok {
-            s.push_str(r.detail.as_deref().unwrap_or("FAILED"));
+        if ok {
+            s.push_str("  -> ok");
+        } else {
+            s.push_str("  ");
+            let failed = format!("-> {}", r.detail.as_deref().unwrap_or("FAILED"));
+            s.push_str(&paint(&failed, FAIL_STYLE, color));
         }
         return s;
     }
@@ -1801,8 +2002,50 @@ pub fn format_record(r: &Record) -> String {
     if let Some(d) = &r.detail {
         s.push_str(&format!("  ({d})"));
     }
+    if let Some(io) = &r.io {
+        s.push_str(&format_io(io));
+    }
     for e in &r.events {
         s.push_str(&format!("\n       event {e}"));
+    }
+    s
+}
+
+/// Continuation lines of a caller model's record: its units (runs of equal
+/// units collapsed), its page traffic, its notes.
+fn format_io(io: &Io) -> String {
+    let mut s = format!("\n       io {}:", io.model);
+    if io.units.is_empty() {
+        s.push_str(" no I/O");
+    }
+    let mut i = 0;
+    let mut parts = Vec::new();
+    while i < io.units.len() {
+        let u = &io.units[i];
+        let mut n = 1;
+        while i + n < io.units.len() && io.units[i + n] == *u {
+            n += 1;
+        }
+        let one = format!(
+            "{}({} bytes, {} page{})",
+            u.kind,
+            u.bytes,
+            u.pages,
+            if u.pages == 1 { "" } else { "s" }
+        );
+        parts.push(if n > 1 { format!("{n} x {one}") } else { one });
+        i += n;
+    }
+    if !parts.is_empty() {
+        s.push(' ');
+        s.push_str(&parts.join(", "));
+    }
+    s.push_str(&format!(
+        "\n       pages: {} gathering call(s) -> {} page(s); consumer refs {}; put early {}; arrays {}",
+        io.get_pages_calls, io.pages_pinned, io.refs_taken, io.put_early, io.allocations
+    ));
+    for n in &io.notes {
+        s.push_str(&format!("\n       note: {n}"));
     }
     s
 }
@@ -1810,18 +2053,37 @@ pub fn format_record(r: &Record) -> String {
 /// Text transcript of a run.
 #[must_use]
 pub fn format_run(run: &Run) -> String {
+    format_run_with(run, false)
+}
+
+/// Text transcript of a run, with `pass`/`FAIL` and failed expects coloured
+/// when `color`.
+#[must_use]
+pub fn format_run_with(run: &Run, color: bool) -> String {
     let sm = &run.summary;
     let mut out = format!("# {} on {} under {}\n", sm.workload, sm.arch, sm.kernel);
     for r in &run.records {
-        out.push_str(&format_record(r));
+        out.push_str(&format_record_with(r, color));
         out.push('\n');
     }
     out.push_str(&format!(
-        "# {}: {} expects, {} failed, {} references leaked{}{}\n",
-        if sm.passed { "pass" } else { "FAIL" },
+        "# {}: {} expects, {} failed, {} references leaked{}{}{}\n",
+        if sm.passed {
+            paint("pass", PASS_STYLE, color)
+        } else {
+            paint("FAIL", FAIL_STYLE, color)
+        },
         sm.expects,
         sm.failed_expects,
         sm.leaked_refs,
+        match (sm.leaked_pages.is_empty(), sm.expected_leaks) {
+            (true, 0) => String::new(),
+            (false, 0) => format!(" ({})", sm.leaked_pages.join(", ")),
+            (_, n) => format!(
+                " ({}; {n} declared by `expect leaked`)",
+                sm.leaked_pages.join(", ")
+            ),
+        },
         if sm.unexpected_events.is_empty() {
             String::new()
         } else {

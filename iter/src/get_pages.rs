@@ -39,6 +39,15 @@ fn gup_write(i: &IovIter) -> GupFlags {
 }
 
 impl<A: Arch> Sys<A> {
+    /// Counts one gathering call and the pages it returned.
+    fn count_gather(&mut self, r: Result<GotPages, Errno>) -> Result<GotPages, Errno> {
+        self.gather.calls += 1;
+        if let Ok(g) = &r {
+            self.gather.pages += g.pages.len() as u64;
+        }
+        r
+    }
+
     /// The first non-empty piece within `maxsize` (v4.10 step 2).
     fn first_piece(&mut self, i: &IovIter, maxsize: u64) -> Option<Piece> {
         let mut first = None;
@@ -66,7 +75,8 @@ impl<A: Arch> Sys<A> {
         maxsize: u64,
         maxpages: u64,
     ) -> Result<GotPages, Errno> {
-        self.get_pages_first_segment(i, maxsize, Some(maxpages))
+        let r = self.get_pages_first_segment(i, maxsize, Some(maxpages));
+        self.count_gather(r)
     }
 
     fn get_pages_first_segment(
@@ -136,11 +146,12 @@ impl<A: Arch> Sys<A> {
         i: &IovIter,
         maxsize: u64,
     ) -> Result<GotPages, Errno> {
-        match self.m.knobs.get_pages_alloc {
+        let r = match self.m.knobs.get_pages_alloc {
             GetPagesAlloc::FirstSegment => self.get_pages_first_segment(i, maxsize, None),
             GetPagesAlloc::LaytonPosted => self.get_pages_alloc_layton(i, maxsize, false),
             GetPagesAlloc::LaytonIntended => self.get_pages_alloc_layton(i, maxsize, true),
-        }
+        };
+        self.count_gather(r)
     }
 
     /// Layton's `iov_iter_pvec_size`: as posted, a piece is added when it is
@@ -240,7 +251,21 @@ impl<A: Arch> Sys<A> {
                     // As posted, `start` is subtracted for every piece; the
                     // intended rule subtracts it once.
                     let sub = if intended { this_start } else { start };
-                    len += if got == n { slen } else { got * A::PAGE_SIZE } - sub;
+                    // size_t arithmetic, as in the kernel: a later piece
+                    // shorter than `start` (an unaligned one the sizing
+                    // skipped) takes the total down modulo 2^64 instead of
+                    // failing; the array check on the next piece usually
+                    // ends such a walk with -EFAULT.
+                    let covered = if got == n { slen } else { got * A::PAGE_SIZE };
+                    len = len.wrapping_add(covered.wrapping_sub(sub));
+                    if intended && got < n {
+                        // As posted, a short gup does not stop the walk: the
+                        // next piece's pages follow at the slot where the
+                        // missing ones belong, and the array no longer maps
+                        // the iterator's first `len` bytes. The intended
+                        // rule (one contiguous run) ends the batch here.
+                        break;
+                    }
                 }
                 Piece::Page {
                     pfn,
@@ -274,6 +299,14 @@ impl<A: Arch> Sys<A> {
             self.put_pages(&taken);
             return Err(e);
         }
+        if (len as i64) < 0 {
+            // A total that ends below zero is returned as a negative ssize_t
+            // with the array handed over: every caller takes it for an
+            // errno and never puts the pages, whose references stay held.
+            return Err(Errno(
+                i32::try_from((len as i64).unsigned_abs()).unwrap_or(i32::MAX),
+            ));
+        }
         Ok(GotPages {
             bytes: len,
             pages,
@@ -282,10 +315,58 @@ impl<A: Arch> Sys<A> {
         })
     }
 
+    /// The user-memory branch shared by 6.x `iov_iter_get_pages2` and
+    /// `iov_iter_extract_pages` (`first_iovec_segment`, then
+    /// `get_user_pages_fast` or, when extracting, `pin_user_pages_fast`;
+    /// nothing taken → 0; else advance by the bytes the pages cover).
+    fn first_user_segment_pages(
+        &mut self,
+        i: &mut IovIter,
+        maxsize: u64,
+        maxpages: u64,
+        pin: bool,
+    ) -> Result<GotPages, Errno> {
+        let Some(Piece::User { addr, len }) = self.first_piece(i, maxsize) else {
+            return Ok(GotPages::default());
+        };
+        let start = addr.offset_in(A::PAGE_SIZE);
+        let n = (start + len).div_ceil(A::PAGE_SIZE).min(maxpages);
+        let mut pages = Vec::new();
+        let base = addr.align_down(A::PAGE_SIZE);
+        let res = if pin {
+            self.m
+                .pin_user_pages_fast(base, n as i64, gup_write(i), &mut pages)?
+        } else {
+            self.m
+                .get_user_pages_fast(base, n as i64, gup_write(i), &mut pages)?
+        };
+        if res == 0 {
+            return Ok(GotPages::default());
+        }
+        let bytes = len.min(res * A::PAGE_SIZE - start);
+        self.iov_iter_advance(i, bytes);
+        Ok(GotPages {
+            bytes,
+            pages,
+            start,
+            pinned: pin,
+        })
+    }
+
     /// 6.x `iov_iter_get_pages2`: like v4.10 but clipped to `MAX_RW_COUNT`,
     /// multi-page bvec elements give several pages, and the iterator
     /// **advances** by the bytes returned.
     pub fn iov_iter_get_pages2(
+        &mut self,
+        i: &mut IovIter,
+        maxsize: u64,
+        maxpages: u64,
+    ) -> Result<GotPages, Errno> {
+        let r = self.get_pages2(i, maxsize, maxpages);
+        self.count_gather(r)
+    }
+
+    fn get_pages2(
         &mut self,
         i: &mut IovIter,
         maxsize: u64,
@@ -300,29 +381,7 @@ impl<A: Arch> Sys<A> {
         }
         match i.ty {
             IterType::Iovec | IterType::Ubuf => {
-                let Some(Piece::User { addr, len }) = self.first_piece(i, maxsize) else {
-                    return Ok(GotPages::default());
-                };
-                let start = addr.offset_in(A::PAGE_SIZE);
-                let n = (start + len).div_ceil(A::PAGE_SIZE).min(maxpages);
-                let mut pages = Vec::new();
-                let res = self.m.get_user_pages_fast(
-                    addr.align_down(A::PAGE_SIZE),
-                    n as i64,
-                    gup_write(i),
-                    &mut pages,
-                )?;
-                if res == 0 {
-                    return Ok(GotPages::default());
-                }
-                let bytes = len.min(res * A::PAGE_SIZE - start);
-                self.iov_iter_advance(i, bytes);
-                Ok(GotPages {
-                    bytes,
-                    pages,
-                    start,
-                    pinned: false,
-                })
+                self.first_user_segment_pages(i, maxsize, maxpages, false)
             }
             IterType::Bvec => {
                 let Some(bv) = i.bvec.get(i.idx).copied() else {
@@ -367,7 +426,8 @@ impl<A: Arch> Sys<A> {
         i: &mut IovIter,
         maxsize: u64,
     ) -> Result<GotPages, Errno> {
-        self.iov_iter_get_pages2(i, maxsize, u64::MAX / A::PAGE_SIZE)
+        let r = self.get_pages2(i, maxsize, u64::MAX / A::PAGE_SIZE);
+        self.count_gather(r)
     }
 
     /// 6.13 `iov_iter_extract_pages(i, &pages, maxsize, maxpages, 0, &offset0)`:
@@ -381,35 +441,23 @@ impl<A: Arch> Sys<A> {
         maxsize: u64,
         maxpages: u64,
     ) -> Result<GotPages, Errno> {
+        let r = self.extract_pages(i, maxsize, maxpages);
+        self.count_gather(r)
+    }
+
+    fn extract_pages(
+        &mut self,
+        i: &mut IovIter,
+        maxsize: u64,
+        maxpages: u64,
+    ) -> Result<GotPages, Errno> {
         let maxsize = maxsize.min(i.count).min(MAX_RW_COUNT);
         if maxsize == 0 || maxpages == 0 {
             return Ok(GotPages::default());
         }
         match i.ty {
             IterType::Iovec | IterType::Ubuf => {
-                let Some(Piece::User { addr, len }) = self.first_piece(i, maxsize) else {
-                    return Ok(GotPages::default());
-                };
-                let start = addr.offset_in(A::PAGE_SIZE);
-                let n = (start + len).div_ceil(A::PAGE_SIZE).min(maxpages);
-                let mut pages = Vec::new();
-                let res = self.m.pin_user_pages_fast(
-                    addr.align_down(A::PAGE_SIZE),
-                    n as i64,
-                    gup_write(i),
-                    &mut pages,
-                )?;
-                if res == 0 {
-                    return Ok(GotPages::default());
-                }
-                let bytes = len.min(res * A::PAGE_SIZE - start);
-                self.iov_iter_advance(i, bytes);
-                Ok(GotPages {
-                    bytes,
-                    pages,
-                    start,
-                    pinned: true,
-                })
+                self.first_user_segment_pages(i, maxsize, maxpages, true)
             }
             IterType::Kvec => {
                 let Some(Piece::Kernel { addr, len }) = self.first_piece(i, maxsize) else {

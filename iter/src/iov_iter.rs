@@ -228,12 +228,38 @@ impl IovIter {
     /// length → `-EINVAL`; a segment failing `access_ok` → `-EFAULT`; the
     /// running total is clipped at `MAX_RW_COUNT` by shortening the segment
     /// that crosses it.
+    ///
+    /// Where the profile has `ITER_UBUF` (6.0+), a single segment becomes an
+    /// `ITER_UBUF` iterator (`__import_iovec_ubuf` + `import_ubuf`): its
+    /// length is clipped to `MAX_RW_COUNT` *before* `access_ok`, so a huge
+    /// length at a valid address passes where a multi-segment array with
+    /// the same segment gets `-EFAULT`.
     pub fn import_iovec<A: Arch>(
         m: &Machine<A>,
         dir: Dir,
         mut iov: Vec<Iovec>,
     ) -> Result<Self, Errno> {
+        if iov.len() == 1 && m.knobs.ubuf_iter {
+            let v = iov[0];
+            if (v.len as i64) < 0 {
+                return Err(Errno::EINVAL);
+            }
+            let len = v.len.min(MAX_RW_COUNT);
+            if !m.access_ok(v.base, len, vmemu_arch::SizeKind::Runtime) {
+                return Err(Errno::EFAULT);
+            }
+            let mut i = Self::new(IterType::Ubuf, dir, len);
+            i.iov = vec![Iovec { base: v.base, len }];
+            i.nr_segs = 1;
+            return Ok(i);
+        }
         if iov.len() > UIO_MAXIOV {
+            return Err(Errno::EINVAL);
+        }
+        // 5.10+ (`iovec_from_user`): every length is checked while the
+        // array is copied in, before any `access_ok`; v4.x checks both per
+        // segment in one loop.
+        if m.knobs.ubuf_iter && iov.iter().any(|v| (v.len as i64) < 0) {
             return Err(Errno::EINVAL);
         }
         let mut total = 0u64;
@@ -248,6 +274,13 @@ impl IovIter {
                 v.len = MAX_RW_COUNT - total;
             }
             total += v.len;
+        }
+        if m.knobs.iter_modern_advance && iov.len() == 1 && !m.under_kernel_ds() {
+            // 6.x: a single segment becomes ITER_UBUF.
+            let mut i = Self::new(IterType::Ubuf, dir, total);
+            i.iov = iov;
+            i.nr_segs = 1;
+            return Ok(i);
         }
         Ok(Self::init(m, dir, iov, total))
     }

@@ -1,7 +1,10 @@
 //! `vmemu-iter`: the iov_iter layer of v4.10 and modern kernels over the
 //! emulated mm: iterator kinds and walkers ([`iov_iter`]), the copy and
 //! query primitives ([`ops`]), page gathering old, proposed and modern
-//! ([`get_pages`]), and pipes with vmsplice and splice ([`pipe`]).
+//! ([`get_pages`]) with a check that a gathered page run holds the
+//! iterator's bytes ([`bytemap`]), pipes with vmsplice and splice
+//! ([`pipe`]), and the system calls over them with 6.13's argument checks
+//! ([`syscalls`]).
 //!
 //! Everything works on a [`Sys`]: the emulated kernel ([`Machine`]) plus the
 //! pipes that iterators and syscalls share.
@@ -18,17 +21,34 @@
 //! assert_eq!(i.count, 0);
 //! ```
 
+#![forbid(unsafe_code)]
+
+pub mod bytemap;
+pub mod callers;
 pub mod check;
 pub mod get_pages;
 pub mod iov_iter;
 pub mod ops;
 pub mod pipe;
+pub mod syscalls;
 
 use vmemu_arch::Arch;
 use vmemu_mm::{KernelProfile, Machine, mm::MachineError};
 
 pub use iov_iter::{BioVec, Dir, IovIter, Iovec, IterType};
 pub use pipe::Pipe;
+
+/// Page-gathering traffic: how many `iov_iter_get_pages*` /
+/// `iov_iter_extract_pages` calls were made and how many pages they returned.
+/// Caller models report the difference across their run.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct GatherStats {
+    /// Calls.
+    pub calls: u64,
+    /// Pages returned (each with a reference or pin, unless the call takes
+    /// none).
+    pub pages: u64,
+}
 
 /// The emulated kernel plus the state iterators share (pipes).
 #[derive(Debug)]
@@ -37,6 +57,16 @@ pub struct Sys<A: Arch> {
     pub m: Machine<A>,
     /// Pipes, by id.
     pub pipes: Vec<Pipe>,
+    /// Open files, by descriptor ([`syscalls`]).
+    pub fds: Vec<syscalls::OpenFile>,
+    /// Block devices, by number ([`syscalls`]).
+    pub bdevs: Vec<syscalls::BlockDev>,
+    /// Per file, where the data a fresh page cache page is filled with ends
+    /// (its size when the syscall layer first touched it): beyond it a
+    /// freshly read page is zero.
+    pub file_data_end: std::collections::BTreeMap<vmemu_mm::mm::FileId, u64>,
+    /// Page-gathering traffic so far.
+    pub gather: GatherStats,
 }
 
 impl<A: Arch> Sys<A> {
@@ -45,6 +75,10 @@ impl<A: Arch> Sys<A> {
         Ok(Self {
             m: Machine::new(profile, phys_size)?,
             pipes: Vec::new(),
+            fds: Vec::new(),
+            bdevs: Vec::new(),
+            file_data_end: std::collections::BTreeMap::new(),
+            gather: GatherStats::default(),
         })
     }
 }

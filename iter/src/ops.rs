@@ -202,6 +202,32 @@ impl<A: Arch> Sys<A> {
             return;
         }
         i.iterate_and_advance(&mut self.m, n, &mut |_, _, _| 0);
+        if self.m.knobs.iter_modern_advance {
+            // 6.x: the advance loop stops at the first segment the remaining
+            // offset lies strictly inside, so empty segments after the new
+            // position are stepped over too.
+            match i.ty {
+                IterType::Iovec | IterType::Kvec | IterType::Ubuf => {
+                    while i.nr_segs > 0 && i.iov.get(i.idx).is_some_and(|s| i.iov_offset >= s.len) {
+                        i.iov_offset -= i.iov[i.idx].len;
+                        i.idx += 1;
+                        i.nr_segs -= 1;
+                    }
+                }
+                IterType::Bvec => {
+                    while i.nr_segs > 0
+                        && i.bvec
+                            .get(i.idx)
+                            .is_some_and(|b| i.iov_offset >= u64::from(b.len))
+                    {
+                        i.iov_offset -= u64::from(i.bvec[i.idx].len);
+                        i.idx += 1;
+                        i.nr_segs -= 1;
+                    }
+                }
+                _ => {}
+            }
+        }
     }
 
     /// `iov_iter_revert(i, n)` (4.11+): walks back over whole segments.

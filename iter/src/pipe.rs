@@ -357,6 +357,16 @@ impl<A: Arch> Sys<A> {
         buf
     }
 
+    /// Releases the buffer at `curbuf` and moves `curbuf` on (a consumed
+    /// head buffer, as `pipe_update_tail` does).
+    pub(crate) fn pipe_consume_head(&mut self, id: usize) {
+        let cur = self.pipes[id].curbuf;
+        self.pipe_buf_release_slot(id, cur);
+        let p = &mut self.pipes[id];
+        p.curbuf = p.next_idx(cur);
+        p.nrbufs -= 1;
+    }
+
     fn pipe_buf_release_slot(&mut self, id: usize, slot: usize) {
         let b = self.pipes[id].bufs[slot];
         let b = self.pipe_buf_release(id, b);
@@ -378,10 +388,11 @@ impl<A: Arch> Sys<A> {
     /// Whether the pipe ring follows the modern rules: buffers are merged by
     /// `PIPE_BUF_FLAG_CAN_MERGE` (5.8, f6dd975583bd) and `pipe_write` puts
     /// the new buffer in the ring before copying (the 5.5 head/tail rework;
-    /// release unverified). No knob names these yet; among the modelled
-    /// profiles they coincide with "no ITER_PIPE" (v6.13).
+    /// release unverified). The knob `pipe_can_merge_flag` names the first;
+    /// among the modelled profiles the second coincides with it or with "no
+    /// ITER_PIPE" (v6.13).
     fn modern_pipe_ring(&self) -> bool {
-        !self.m.knobs.pipe_iter
+        !self.m.knobs.pipe_iter || self.m.knobs.pipe_can_merge_flag
     }
 
     /// Whether v4.10's `pipe_get_pages_alloc` keeps its result in a `size_t`
@@ -534,13 +545,17 @@ impl<A: Arch> Sys<A> {
             let Some(page) = self.pipe_alloc_page(id) else {
                 break;
             };
+            let inits = self.m.knobs.pipe_iter_inits_flags;
             let p = &mut self.pipes[id];
             p.nrbufs += 1;
             let b = &mut p.bufs[idx];
             b.ops = BufOps::Default;
             b.page = page;
             b.offset = 0;
-            // b.flags: not initialised (see the module docs).
+            // b.flags: not initialised before 9d2231c5d74e (module docs).
+            if inits {
+                b.flags = 0;
+            }
             if left <= A::PAGE_SIZE {
                 b.len = left as u32;
                 return (size, idx0, off0);
@@ -646,7 +661,10 @@ impl<A: Arch> Sys<A> {
         b.page = page;
         b.offset = offset as u32;
         b.len = bytes as u32;
-        // b.flags: not initialised (see the module docs).
+        // b.flags: not initialised before 9d2231c5d74e (module docs).
+        if self.m.knobs.pipe_iter_inits_flags {
+            b.flags = 0;
+        }
         self.m.phys.get_page(page, 1);
         i.iov_offset = offset + bytes;
         i.pipe_idx = idx;
@@ -1053,13 +1071,23 @@ impl<A: Arch> Sys<A> {
             let last = (p.curbuf + p.nrbufs - 1) & p.mask();
             let b = p.bufs[last];
             let offset = u64::from(b.offset) + u64::from(b.len);
-            let mergeable = if modern {
+            let mergeable = if self.m.knobs.pipe_can_merge_flag {
                 b.flags & PIPE_BUF_FLAG_CAN_MERGE != 0
             } else {
                 b.ops.can_merge()
             };
             if mergeable && offset + chars <= page_size {
                 self.pipe_buf_confirm(&b)?;
+                let head = self.m.phys.compound_head(b.page);
+                if let Owner::File { .. } = self.m.phys.page(head).owner {
+                    let name = self.m.page_name(b.page);
+                    self.m.event(
+                        EventKind::PageCacheCorrupted,
+                        format!(
+                            "pipe_write merges {chars} bytes at offset {offset} into {name}, a page-cache page spliced into the pipe (stale PIPE_BUF_FLAG_CAN_MERGE)"
+                        ),
+                    );
+                }
                 let c = self.copy_page_from_iter(b.page, offset, chars, from);
                 if c < chars {
                     return Err(Errno::EFAULT);
@@ -1436,9 +1464,11 @@ impl<A: Arch> Sys<A> {
         out: &mut Vec<u8>,
     ) -> Result<u64, Errno> {
         self.iter_file_splice_write(pipe, len, &mut |sys, from| {
-            let mut buf = vec![0u8; from.count as usize];
-            let n = sys.copy_from_iter(&mut buf, from);
-            out.extend_from_slice(&buf[..n as usize]);
+            // Straight into `out`, no staging buffer.
+            let start = out.len();
+            out.resize(start + from.count as usize, 0);
+            let n = sys.copy_from_iter(&mut out[start..], from);
+            out.truncate(start + n as usize);
             Ok(n)
         })
     }

@@ -416,7 +416,7 @@ impl<A: Arch> Machine<A> {
                 }
             }
         }
-        for (&pfn, h) in &self.held {
+        for (pfn, h) in self.held.iter() {
             if h.refs == 0 && h.pins == 0 {
                 w.errs.push(format!(
                     "held-reference ledger keeps an empty entry for {}",
@@ -443,7 +443,7 @@ impl<A: Arch> Machine<A> {
             let dpg = u64::from(deferred_pages.get(&pfn).copied().unwrap_or(0));
             let (hr, hp) = self
                 .held
-                .get(&pfn)
+                .get(pfn)
                 .map_or((0, 0), |h| (u64::from(h.refs), u64::from(h.pins)));
             let pin_refs = if pfn == self.zero_pfn {
                 0

@@ -23,6 +23,19 @@ pub enum EventKind {
     SoftLockup,
     /// A reference count would have gone below zero.
     RefUnderflow,
+    /// Memory was written after its owner freed it (a fuse request ended
+    /// while the server still copies into the requester's buffer).
+    UseAfterFree,
+    /// The kernel wrote into a page-cache page through a path that had no
+    /// right to change the file (a read-only private mapping, a spliced
+    /// buffer): the file's cached bytes change (Dirty COW, Dirty Pipe).
+    PageCacheCorrupted,
+    /// Bytes a gathering result or an I/O unit built from it claims for a
+    /// stretch of the iterator are not where the iterator's bytes are (a
+    /// page array that does not map the iterator's byte run; an RPC that
+    /// would carry other bytes than the iovecs hold). The emulator's
+    /// observation, comparing the result with the iterator's own bytes.
+    DataMismatch,
 }
 
 impl EventKind {
@@ -37,6 +50,9 @@ impl EventKind {
             EventKind::Blocked => "blocked",
             EventKind::SoftLockup => "soft_lockup",
             EventKind::RefUnderflow => "ref_underflow",
+            EventKind::UseAfterFree => "use_after_free",
+            EventKind::PageCacheCorrupted => "page_cache_corrupted",
+            EventKind::DataMismatch => "data_mismatch",
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::errno::Errno;
 use crate::event::EventKind;
 use crate::fault::{FaultFlags, VmFault};
 use crate::mm::{Machine, VmFlags, Vma};
-use crate::pgtable::{self, next_table};
+use crate::pgtable;
 use crate::phys::{GUP_PIN_COUNTING_BIAS, PageFlags};
 use crate::profile::{GupFastLeaf, GupFastRange};
 use crate::sync::MmId;
@@ -87,6 +87,40 @@ pub(crate) enum Flavour {
     AccessPermitted,
 }
 
+/// The last leaf table a gup-fast walk descended into: for the span of
+/// virtual addresses one leaf table maps (one PMD entry), under `pgd`, as long
+/// as no page table has changed since ([`PhysMem::generation`]). A walk whose
+/// whole range lies in that span would read the same pgd, pud and pmd entries
+/// and reach the same leaf table, so it starts there. This is an emulator
+/// shortcut with no effect on results or events: it is taken only when
+/// nothing the skipped reads depend on can have changed.
+///
+/// [`PhysMem::generation`]: crate::phys::PhysMem::generation
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LeafCache {
+    valid: bool,
+    generation: u64,
+    pgd: PhysAddr,
+    /// First virtual address of the span (full address, not masked).
+    base: u64,
+    /// The leaf table.
+    table: PhysAddr,
+    /// The non-pfn bits of the last leaf entry that passed gup-fast's leaf
+    /// test, with what the test depended on besides the entry (see
+    /// `gup_pte_range`). Independent of guest memory.
+    accepted: Option<(LeafTestKey, u64)>,
+}
+
+/// What `gup_fast_leaf_ok` depends on besides the entry's flags.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct LeafTestKey {
+    flavour: Flavour,
+    write: bool,
+    longterm: bool,
+    numa_balancing: bool,
+    family: vmemu_arch::Family,
+}
+
 /// State of one lockless walk.
 struct FastWalk<'a> {
     pages: &'a mut Vec<Pfn>,
@@ -95,6 +129,10 @@ struct FastWalk<'a> {
     longterm: bool,
     flavour: Flavour,
     taken: u64,
+    /// Leaf entries (PTEs and huge leaves) processed in this IRQ-off section.
+    entries: u64,
+    /// The pgd walked (for the leaf-table cache).
+    pgd: PhysAddr,
 }
 
 fn partial(done: u64, e: Errno) -> Result<u64, Errno> {
@@ -174,13 +212,21 @@ impl<A: Arch> Machine<A> {
 
     /// Takes `refs` references (FOLL_GET) or pins (FOLL_PIN) on the page
     /// containing `pfn` and records them as held by the caller. Pins of the
-    /// zero page take nothing (6.x).
-    pub(crate) fn grab(&mut self, pfn: Pfn, refs: u32, pin: bool, speculative: bool) -> bool {
+    /// zero page take nothing (6.x). Returns the compound head, or `None` if
+    /// the speculative reference failed.
+    #[inline(always)]
+    pub(crate) fn grab(
+        &mut self,
+        pfn: Pfn,
+        refs: u32,
+        pin: bool,
+        speculative: bool,
+    ) -> Option<Pfn> {
         let head = self.phys.compound_head(pfn);
         if pin {
             if head == self.zero_pfn {
-                self.hold(head, true, refs);
-                return true;
+                self.held.add(head, true, refs);
+                return Some(head);
             }
             let large = self.phys.page(head).order > 0;
             let add = if large {
@@ -188,21 +234,21 @@ impl<A: Arch> Machine<A> {
             } else {
                 refs * GUP_PIN_COUNTING_BIAS
             };
-            if !self.phys.try_get_page(head, add) {
-                return false;
+            if !self.phys.try_get_head(head, add) {
+                return None;
             }
             if large {
                 self.phys.page_mut(head).pincount += refs;
             }
         } else if speculative {
-            if !self.phys.try_get_page(head, refs) {
-                return false;
+            if !self.phys.try_get_head(head, refs) {
+                return None;
             }
         } else {
-            self.phys.get_page(head, refs);
+            self.phys.get_head(head, refs);
         }
-        self.hold(head, pin, refs);
-        true
+        self.held.add(head, pin, refs);
+        Some(head)
     }
 
     /// Undoes [`Machine::grab`].
@@ -238,9 +284,12 @@ impl<A: Arch> Machine<A> {
         {
             return Follow::NoPage;
         }
+        // can_follow_write_pte (19be0eaffa3a); before it, only a writable
+        // pte passes a FOLL_WRITE walk.
         if flags.contains(GupFlags::FOLL_WRITE)
             && !pte.has(PteFlags::WRITE)
-            && !(flags.contains(GupFlags::FOLL_FORCE | GupFlags::FOLL_COW)
+            && !(self.knobs.foll_cow
+                && flags.contains(GupFlags::FOLL_FORCE | GupFlags::FOLL_COW)
                 && pte.has(PteFlags::DIRTY))
         {
             return Follow::NoPage;
@@ -259,7 +308,11 @@ impl<A: Arch> Machine<A> {
             };
         }
         let get = flags.intersects(GupFlags::FOLL_GET | GupFlags::FOLL_PIN);
-        if get && !self.grab(pfn, 1, flags.contains(GupFlags::FOLL_PIN), false) {
+        if get
+            && self
+                .grab(pfn, 1, flags.contains(GupFlags::FOLL_PIN), false)
+                .is_none()
+        {
             return Follow::Err(Errno::ENOMEM);
         }
         if flags.contains(GupFlags::FOLL_TOUCH) {
@@ -335,7 +388,15 @@ impl<A: Arch> Machine<A> {
         // A COW was broken on a VMA the caller may not write (FOLL_FORCE):
         // follow the (read-only, dirty) copy from now on.
         if ret.contains(VmFault::WRITE) && !vma.flags.contains(VmFlags::VM_WRITE) {
-            *flags |= GupFlags::FOLL_COW;
+            if self.knobs.foll_cow {
+                *flags |= GupFlags::FOLL_COW;
+            } else {
+                // Before 19be0eaffa3a: stop asking for a writable pte at
+                // all. The next walk is a read walk; if the private copy is
+                // zapped meanwhile it faults in the page-cache page (Dirty
+                // COW).
+                flags.remove(GupFlags::FOLL_WRITE);
+            }
         }
         Ok(())
     }
@@ -403,6 +464,8 @@ impl<A: Arch> Machine<A> {
                     );
                     return partial(i, Errno::EFAULT);
                 }
+                // The retry point: another task may run here.
+                self.gup_retry_point(tries);
                 match self.follow_page_mask(mm, addr, foll) {
                     Follow::Page(p) => {
                         if let Some(v) = pages.as_deref_mut() {
@@ -578,6 +641,7 @@ impl<A: Arch> Machine<A> {
 
     /// The permission test of one leaf (PTE or huge) for gup-fast; `None`
     /// means stop.
+    #[inline]
     fn gup_fast_leaf_ok(&self, w: &FastWalk<'_>, pte: Pte) -> bool {
         self.fast_leaf_ok(w.flavour, w.write, w.longterm, pte)
     }
@@ -633,6 +697,8 @@ impl<A: Arch> Machine<A> {
         }
     }
 
+    #[cold]
+    #[inline(never)]
     fn overrun(&mut self, level: Level, index: usize) {
         self.event(
             EventKind::TableOverrun,
@@ -648,7 +714,23 @@ impl<A: Arch> Machine<A> {
     fn gup_pgd_range(&mut self, start: VirtAddr, end: VirtAddr, w: &mut FastWalk<'_>) {
         let mm = self.current_mm();
         let pgd = self.mm(mm).pgd;
+        w.pgd = pgd;
         self.lockless_walkers += 1; // local_irq_save
+        let c = self.leaf_cache;
+        let span_shift = A::geom(Level(A::levels() as u8 - 2)).shift;
+        if c.valid
+            && c.pgd == pgd
+            && c.generation == self.phys.generation()
+            && start < end
+            && start.0 >> span_shift == c.base >> span_shift
+            && (end.0 - 1) >> span_shift == c.base >> span_shift
+        {
+            // The walk below would read the same three table entries and
+            // call gup_pte_range(c.table, start, end), then stop.
+            self.gup_pte_range(c.table, start, end, w);
+            self.leave_lockless(w);
+            return;
+        }
         let mut addr = start;
         let mut idx = A::pgd_index(start);
         loop {
@@ -657,11 +739,11 @@ impl<A: Arch> Machine<A> {
                 self.overrun(Level(0), idx);
                 break;
             };
-            let e = A::decode(self.family(), Level(0), raw);
-            if raw == 0 || !e.has(PteFlags::TABLE) {
+            // decode(raw).has(TABLE), by the fast path.
+            let Some((pfn, _)) = A::table_step(self.family(), Level(0), raw) else {
                 break;
-            }
-            if !self.gup_pud_range(next_table::<A>(e), addr, next, w) {
+            };
+            if !self.gup_pud_range(pfn.addr(A::PAGE_SHIFT), addr, next, w) {
                 break;
             }
             addr = next;
@@ -670,18 +752,28 @@ impl<A: Arch> Machine<A> {
                 break;
             }
         }
+        self.leave_lockless(w);
+    }
+
+    #[inline]
+    fn leave_lockless(&mut self, w: &FastWalk<'_>) {
+        self.lockless_max_run = self.lockless_max_run.max(w.entries);
         self.lockless_walkers -= 1; // local_irq_restore
-        if self.lockless_walkers == 0 {
+        if self.lockless_walkers == 0 && !self.deferred_tables.is_empty() {
             self.flush_deferred_tables();
         }
     }
 
+    #[inline]
     fn read_table_entry(&self, table: PhysAddr, level: Level, idx: usize) -> Option<u64> {
         self.phys.table(table, A::entries(level)).ok()?.get(idx)
     }
 
     /// `gup_pud_range` / `gup_pmd_range`: one upper level (PUD = level 1,
     /// PMD = level 2): empty → stop; huge leaf → `gup_huge_leaf`; table → next.
+    /// Inlined into one function per level, so the level's geometry is a
+    /// constant there.
+    #[inline(always)]
     fn gup_upper_range(
         &mut self,
         level: Level,
@@ -697,21 +789,33 @@ impl<A: Arch> Machine<A> {
                 self.overrun(level, idx);
                 return false;
             };
-            let e = A::decode(self.family(), level, raw);
             if raw == 0 {
                 return false;
             }
-            let ok = if e.has(PteFlags::LEAF) {
-                e.has(PteFlags::PRESENT)
-                    && self.gup_huge_leaf(level, table, idx, raw, e, addr, next, w)
-            } else if e.has(PteFlags::TABLE) {
+            // A table entry (the common case) by the fast path; decode says
+            // TABLE exactly then, and TABLE and LEAF exclude each other.
+            let ok = if let Some((pfn, _)) = A::table_step(self.family(), level, raw) {
+                let t = pfn.addr(A::PAGE_SHIFT);
                 if level.0 + 2 == A::levels() as u8 {
-                    self.gup_pte_range(next_table::<A>(e), addr, next, w)
+                    self.leaf_cache = LeafCache {
+                        valid: true,
+                        generation: self.phys.generation(),
+                        pgd: w.pgd,
+                        base: addr.0,
+                        table: t,
+                        accepted: self.leaf_cache.accepted,
+                    };
+                    self.gup_pte_range(t, addr, next, w)
+                } else if level.0 == 1 {
+                    self.gup_pmd_range(t, addr, next, w)
                 } else {
-                    self.gup_upper_range(Level(level.0 + 1), next_table::<A>(e), addr, next, w)
+                    self.gup_deeper_range(Level(level.0 + 1), t, addr, next, w)
                 }
             } else {
-                false
+                let e = A::decode(self.family(), level, raw);
+                e.has(PteFlags::LEAF)
+                    && e.has(PteFlags::PRESENT)
+                    && self.gup_huge_leaf(level, table, idx, raw, e, addr, next, w)
             };
             if !ok {
                 return false;
@@ -735,6 +839,30 @@ impl<A: Arch> Machine<A> {
         self.gup_upper_range(Level(1), table, addr, end, w)
     }
 
+    /// `gup_pmd_range` (level 2, above the leaf level on 4-level arches).
+    fn gup_pmd_range(
+        &mut self,
+        table: PhysAddr,
+        addr: VirtAddr,
+        end: VirtAddr,
+        w: &mut FastWalk<'_>,
+    ) -> bool {
+        self.gup_upper_range(Level(2), table, addr, end, w)
+    }
+
+    /// Levels below the PMD on arches with more than four levels.
+    #[inline(never)]
+    fn gup_deeper_range(
+        &mut self,
+        level: Level,
+        table: PhysAddr,
+        addr: VirtAddr,
+        end: VirtAddr,
+        w: &mut FastWalk<'_>,
+    ) -> bool {
+        self.gup_upper_range(level, table, addr, end, w)
+    }
+
     /// `gup_huge_pmd` / `gup_huge_pud`: all subpages of `[addr, end)` in one
     /// step on the compound head, then re-check the entry.
     fn gup_huge_leaf(
@@ -748,6 +876,7 @@ impl<A: Arch> Machine<A> {
         end: VirtAddr,
         w: &mut FastWalk<'_>,
     ) -> bool {
+        w.entries += 1;
         if !self.gup_fast_leaf_ok(w, e) {
             return false;
         }
@@ -755,23 +884,24 @@ impl<A: Arch> Machine<A> {
         let first = e.pfn.0 + addr.offset_in(span) / A::PAGE_SIZE;
         let refs = (end.0.wrapping_sub(addr.0) / A::PAGE_SIZE) as u32;
         let speculative = w.flavour != Flavour::X86Private;
-        if !self.grab(Pfn(first), refs, w.pin, speculative) {
+        if self.grab(Pfn(first), refs, w.pin, speculative).is_none() {
             return false;
         }
         if speculative && self.read_table_entry(table, level, idx) != Some(raw) {
             self.ungrab(Pfn(first), refs, w.pin);
             return false;
         }
-        for i in 0..u64::from(refs) {
-            w.pages.push(Pfn(first + i));
-        }
+        w.pages.extend((first..first + u64::from(refs)).map(Pfn));
         let head = self.phys.compound_head(e.pfn);
         self.phys.page_mut(head).flags |= PageFlags::REFERENCED;
         w.taken += u64::from(refs);
         true
     }
 
-    /// `gup_pte_range`: the leaf table is resolved once for the whole span.
+    /// `gup_pte_range`: one entry after the other of the leaf table; per page
+    /// one decode, one reference on the compound head (looked up once), one
+    /// re-read of the entry where the flavour is speculative.
+    #[inline]
     fn gup_pte_range(
         &mut self,
         table: PhysAddr,
@@ -780,31 +910,60 @@ impl<A: Arch> Machine<A> {
         w: &mut FastWalk<'_>,
     ) -> bool {
         let level = A::leaf_level();
+        let family = self.family();
         let mut idx = A::index(addr, level);
         let speculative = w.flavour != Flavour::X86Private;
+        // Entries that differ from the last accepted one only in the pfn
+        // field have its flags (`Arch::leaf_pfn_field`), so they pass the
+        // same leaf test without a decode.
+        let field = A::leaf_pfn_field(level);
+        let test = LeafTestKey {
+            flavour: w.flavour,
+            write: w.write,
+            longterm: w.longterm,
+            numa_balancing: self.knobs.numa_balancing,
+            family,
+        };
+        let mut accepted = match self.leaf_cache.accepted {
+            Some((t, key)) if t == test => Some(key),
+            _ => None,
+        };
         loop {
-            let raw = match self.phys.table(table, A::entries(level)) {
-                Ok(t) => t.get(idx),
-                Err(_) => None,
-            };
-            let Some(raw) = raw else {
+            let Some(raw) = self.read_table_entry(table, level, idx) else {
                 self.overrun(level, idx);
                 return false;
             };
-            let pte = A::decode(self.family(), level, raw);
-            if !self.gup_fast_leaf_ok(w, pte) {
+            w.entries += 1;
+            let pfn = match (field, accepted) {
+                (Some((mask, shift)), Some(key)) if raw != 0 && raw & !mask == key => {
+                    Pfn((raw & mask) >> shift)
+                }
+                _ => {
+                    let pte = A::decode(family, level, raw);
+                    if !self.gup_fast_leaf_ok(w, pte) {
+                        return false;
+                    }
+                    if let Some((mask, _)) = field
+                        && raw != 0
+                    {
+                        accepted = Some(raw & !mask);
+                        self.leaf_cache.accepted = Some((test, raw & !mask));
+                    }
+                    pte.pfn
+                }
+            };
+            if !self.phys.pfn_valid(pfn) {
                 return false;
             }
-            if !self.phys.pfn_valid(pte.pfn) || !self.grab(pte.pfn, 1, w.pin, speculative) {
+            let Some(head) = self.grab(pfn, 1, w.pin, speculative) else {
                 return false;
-            }
+            };
             if speculative && self.read_table_entry(table, level, idx) != Some(raw) {
-                self.ungrab(pte.pfn, 1, w.pin);
+                self.ungrab(pfn, 1, w.pin);
                 return false;
             }
-            let head = self.phys.compound_head(pte.pfn);
             self.phys.page_mut(head).flags |= PageFlags::REFERENCED;
-            w.pages.push(pte.pfn);
+            w.pages.push(pfn);
             w.taken += 1;
             addr = addr.wrapping_add(A::PAGE_SIZE);
             idx += 1;
@@ -838,6 +997,8 @@ impl<A: Arch> Machine<A> {
             longterm: flags.contains(GupFlags::FOLL_LONGTERM),
             flavour: self.flavour(),
             taken: 0,
+            entries: 0,
+            pgd: PhysAddr(0),
         };
         self.gup_pgd_range(start, end, &mut w);
         w.taken

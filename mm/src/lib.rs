@@ -19,6 +19,10 @@
 //! assert_eq!(m.page_name(pages[1]), "buf[1]");
 //! ```
 
+// `unsafe` only in `phys`'s host module (`mm/src/phys_host.rs`), which
+// allows it for itself.
+#![deny(unsafe_code)]
+
 pub mod check;
 pub mod errno;
 pub mod event;
@@ -29,6 +33,7 @@ pub mod mm;
 pub mod pgtable;
 pub mod phys;
 pub mod profile;
+pub mod race;
 pub mod sync;
 pub mod uaccess;
 pub mod vma;

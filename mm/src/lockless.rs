@@ -313,7 +313,7 @@ impl LocklessWalker {
                         return r;
                     }
                 }
-                if !m.grab(first, refs, self.pin, speculative) {
+                if m.grab(first, refs, self.pin, speculative).is_none() {
                     return self.finish(m);
                 }
                 if speculative {

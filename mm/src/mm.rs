@@ -188,6 +188,85 @@ pub struct Held {
     pub pins: u32,
 }
 
+/// The held-reference ledger: [`Held`] per compound head, indexed by pfn
+/// (one array slot per frame up to the highest head ever recorded, so
+/// recording and dropping a reference is an index, not a tree search), with
+/// running totals.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HeldLedger {
+    by_pfn: Vec<Held>,
+    refs: u64,
+    pins: u64,
+}
+
+impl HeldLedger {
+    /// Records `n` references (or pins) on `head`.
+    #[inline]
+    pub fn add(&mut self, head: Pfn, pin: bool, n: u32) {
+        let i = head.0 as usize;
+        if i >= self.by_pfn.len() {
+            self.grow(i);
+        }
+        let e = &mut self.by_pfn[i];
+        if pin {
+            e.pins += n;
+            self.pins += u64::from(n);
+        } else {
+            e.refs += n;
+            self.refs += u64::from(n);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self, i: usize) {
+        self.by_pfn.resize(i + 1, Held::default());
+    }
+
+    /// What is held on `head`, if anything.
+    #[must_use]
+    pub fn get(&self, head: Pfn) -> Option<Held> {
+        self.by_pfn
+            .get(head.0 as usize)
+            .copied()
+            .filter(|h| *h != Held::default())
+    }
+
+    /// Drops one reference (or pin) on `head`; `false` if none is held.
+    #[inline]
+    pub fn take(&mut self, head: Pfn, pin: bool) -> bool {
+        let Some(e) = self.by_pfn.get_mut(head.0 as usize) else {
+            return false;
+        };
+        let (n, total) = if pin {
+            (&mut e.pins, &mut self.pins)
+        } else {
+            (&mut e.refs, &mut self.refs)
+        };
+        if *n == 0 {
+            return false;
+        }
+        *n -= 1;
+        *total -= 1;
+        true
+    }
+
+    /// Total (references, pins).
+    #[must_use]
+    pub fn totals(&self) -> (u64, u64) {
+        (self.refs, self.pins)
+    }
+
+    /// Every head with something held, in pfn order.
+    pub fn iter(&self) -> impl Iterator<Item = (Pfn, Held)> + '_ {
+        self.by_pfn
+            .iter()
+            .enumerate()
+            .filter(|(_, h)| **h != Held::default())
+            .map(|(i, h)| (Pfn(i as u64), *h))
+    }
+}
+
 /// Errors creating the machine or its objects (emulator limits).
 #[derive(Debug, thiserror::Error)]
 pub enum MachineError {
@@ -234,7 +313,7 @@ pub struct Machine<A: Arch> {
     /// The x86 vsyscall page.
     pub vsyscall_pfn: Option<Pfn>,
     /// References held by the workload.
-    pub held: BTreeMap<Pfn, Held>,
+    pub held: HeldLedger,
     /// Table pages unlinked while a lockless walker may still see them.
     pub(crate) deferred_tables: Vec<PhysAddr>,
     /// Lockless (gup-fast) walkers inside their IRQ-off section.
@@ -248,9 +327,23 @@ pub struct Machine<A: Arch> {
     /// walkers are inside (the deferral rule broken on purpose, to show that
     /// the concurrency model catches the use-after-free).
     pub break_table_deferral: bool,
+    /// The most leaf entries (PTEs and huge leaves) one gup-fast walk
+    /// processed inside a single IRQ-off section, i.e. between two points
+    /// where the modelled kernel could reschedule (for `vmemu bench`; reset
+    /// it freely).
+    pub lockless_max_run: u64,
+    /// gup-fast's leaf-table cache (the emulator's own TLB for lockless
+    /// walks); see `gup::LeafCache`.
+    pub(crate) leaf_cache: crate::gup::LeafCache,
+    /// uaccess's last translation; see `uaccess::UaccessCache`.
+    pub(crate) uaccess_cache: crate::uaccess::UaccessCache,
     pub(crate) table_seq: u32,
     /// Next free offset in the vmalloc area.
     vmalloc_next: u64,
+    /// A second task's step armed at a gup retry point.
+    pub gup_interleave: Option<crate::race::GupInterleave>,
+    /// What the interleaved steps did, in order.
+    pub interleave_log: Vec<String>,
     _arch: PhantomData<A>,
 }
 
@@ -287,13 +380,18 @@ impl<A: Arch> Machine<A> {
             locks: LockModel::new(),
             zero_pfn,
             vsyscall_pfn: None,
-            held: BTreeMap::new(),
+            held: HeldLedger::default(),
             deferred_tables: Vec::new(),
             lockless_walkers: 0,
             deferred_pages: Vec::new(),
             break_table_deferral: false,
+            lockless_max_run: 0,
+            leaf_cache: crate::gup::LeafCache::default(),
+            uaccess_cache: crate::uaccess::UaccessCache::default(),
             table_seq: seq,
             vmalloc_next: 0,
+            gup_interleave: None,
+            interleave_log: Vec::new(),
             _arch: PhantomData,
         };
         m.map_direct()?;
@@ -522,12 +620,20 @@ impl<A: Arch> Machine<A> {
             },
         )?;
         self.phys.page_mut(pfn).flags |= PageFlags::UPTODATE;
-        // Fill with a recognisable pattern: byte = (index * 7 + offset) as u8.
-        let mut buf = vec![0u8; A::PAGE_SIZE as usize];
-        for (i, b) in buf.iter_mut().enumerate() {
+        // Fill with a recognisable pattern: byte = (index * 7 + offset) as u8,
+        // 4 KiB at a time (the pattern repeats every 256 bytes).
+        let mut chunk = [0u8; 4096];
+        for (i, b) in chunk.iter_mut().enumerate() {
             *b = (index as usize * 7 + i) as u8;
         }
-        self.phys.write(pfn.addr(A::PAGE_SHIFT), &buf).ok()?;
+        let mut off = 0;
+        while off < A::PAGE_SIZE {
+            let n = (A::PAGE_SIZE - off).min(chunk.len() as u64);
+            self.phys
+                .write(pfn.addr(A::PAGE_SHIFT).add(off), &chunk[..n as usize])
+                .ok()?;
+            off += n;
+        }
         self.files[file as usize].pages.insert(index, pfn);
         Some((pfn, true))
     }
@@ -643,41 +749,27 @@ impl<A: Arch> Machine<A> {
     }
 
     /// Records `n` references (or pins) handed to the workload on `pfn`.
+    #[inline]
     pub(crate) fn hold(&mut self, pfn: Pfn, pin: bool, n: u32) {
         let h = self.phys.compound_head(pfn);
-        let e = self.held.entry(h).or_default();
-        if pin {
-            e.pins += n;
-        } else {
-            e.refs += n;
-        }
+        self.held.add(h, pin, n);
     }
 
     /// Total references and pins the workload still holds.
     #[must_use]
     pub fn held_total(&self) -> (u64, u64) {
-        self.held.values().fold((0, 0), |(r, p), h| {
-            (r + u64::from(h.refs), p + u64::from(h.pins))
-        })
+        self.held.totals()
     }
 
     /// `put_page()` of a reference the workload holds.
     pub fn put_page(&mut self, pfn: Pfn) -> Result<(), Errno> {
         let h = self.phys.compound_head(pfn);
-        match self.held.get_mut(&h) {
-            Some(e) if e.refs > 0 => {
-                e.refs -= 1;
-                if e.refs == 0 && e.pins == 0 {
-                    self.held.remove(&h);
-                }
-            }
-            _ => {
-                self.event(
-                    EventKind::RefUnderflow,
-                    format!("put_page of pfn {:#x}: no reference held", pfn.0),
-                );
-                return Err(Errno::EINVAL);
-            }
+        if !self.held.take(h, false) {
+            self.event(
+                EventKind::RefUnderflow,
+                format!("put_page of pfn {:#x}: no reference held", pfn.0),
+            );
+            return Err(Errno::EINVAL);
         }
         self.phys.put_page(h, 1)
     }
@@ -685,20 +777,12 @@ impl<A: Arch> Machine<A> {
     /// `unpin_user_page()` of a pin the workload holds.
     pub fn unpin_user_page(&mut self, pfn: Pfn) -> Result<(), Errno> {
         let h = self.phys.compound_head(pfn);
-        match self.held.get_mut(&h) {
-            Some(e) if e.pins > 0 => {
-                e.pins -= 1;
-                if e.refs == 0 && e.pins == 0 {
-                    self.held.remove(&h);
-                }
-            }
-            _ => {
-                self.event(
-                    EventKind::RefUnderflow,
-                    format!("unpin_user_page of pfn {:#x}: no pin held", pfn.0),
-                );
-                return Err(Errno::EINVAL);
-            }
+        if !self.held.take(h, true) {
+            self.event(
+                EventKind::RefUnderflow,
+                format!("unpin_user_page of pfn {:#x}: no pin held", pfn.0),
+            );
+            return Err(Errno::EINVAL);
         }
         self.unpin_raw(h)
     }
@@ -805,15 +889,10 @@ impl<A: Arch> Machine<A> {
     /// no longer counts it. Errors if the workload holds none.
     pub fn disown_ref(&mut self, pfn: Pfn) -> Result<(), Errno> {
         let h = self.phys.compound_head(pfn);
-        match self.held.get_mut(&h) {
-            Some(e) if e.refs > 0 => {
-                e.refs -= 1;
-                if e.refs == 0 && e.pins == 0 {
-                    self.held.remove(&h);
-                }
-                Ok(())
-            }
-            _ => Err(Errno::EINVAL),
+        if self.held.take(h, false) {
+            Ok(())
+        } else {
+            Err(Errno::EINVAL)
         }
     }
 }

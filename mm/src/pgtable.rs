@@ -256,6 +256,11 @@ pub fn lookup<A: Arch>(
 }
 
 /// The walker. `trace` sees every level visited.
+///
+/// Upper levels take [`Arch::table_step`] (a few bit tests) instead of a full
+/// decode; the full decode of an upper entry is made only for `trace`, and
+/// the compiler drops it when `trace` ignores its argument.
+#[inline]
 pub fn walk<A: Arch>(
     phys: &PhysMem,
     family: Family,
@@ -279,6 +284,7 @@ pub fn walk<A: Arch>(
         HwRoot::Kernel => roots.kernel,
     };
     let mut eff = PteFlags::USER | PteFlags::WRITE;
+    let leaf_level = A::leaf_level();
     for l in 0..A::levels() as u8 {
         let level = Level(l);
         let index = A::index(va, level);
@@ -293,30 +299,31 @@ pub fn walk<A: Arch>(
             })?;
         let raw = table.get(index).unwrap_or(0);
         let entry_pa = table.entry_pa(index);
-        let pte = A::decode(family, level, raw);
         trace(&Step {
             level,
             index,
             entry_pa,
             raw,
-            pte,
+            pte: A::decode(family, level, raw),
         });
-        let fault = WalkFault {
-            va,
-            level,
-            raw,
-            entry_pa: Some(entry_pa),
-            kind: FaultKind::NotPresent,
-        };
-        if pte.has(PteFlags::TABLE) && level != A::leaf_level() {
+        if level != leaf_level
+            && let Some((pfn, perms)) = A::table_step(family, level, raw)
+        {
             if A::TABLE_PERMS {
-                eff &= pte.flags | !(PteFlags::USER | PteFlags::WRITE);
+                eff &= perms | !(PteFlags::USER | PteFlags::WRITE);
             }
-            table_pa = next_table::<A>(pte);
+            table_pa = pfn.addr(A::PAGE_SHIFT);
             continue;
         }
+        let pte = A::decode(family, level, raw);
         if !pte.has(PteFlags::LEAF) || !pte.has(PteFlags::VALID) {
-            return Err(fault);
+            return Err(WalkFault {
+                va,
+                level,
+                raw,
+                entry_pa: Some(entry_pa),
+                kind: FaultKind::NotPresent,
+            });
         }
         let page_size = A::entry_span(level);
         let off = va.offset_in(page_size);

@@ -4,20 +4,43 @@
 //! Guest memory is one anonymous `MAP_NORESERVE` region from
 //! `GuestMemoryMmap::from_ranges`, so frames cost host memory only once they
 //! are touched. Page-table entries are 8-byte words in these frames, stored in
-//! the arch's byte order. Entries are read through a [`Table`] view obtained
-//! once per table page (one `get_slice`), then one bounds-checked atomic load
-//! per entry: no vm-memory region lookup per level.
+//! the arch's byte order.
 //!
-//! No `unsafe` is needed: vm-memory's `VolatileSlice` offers atomic loads and
-//! stores and bulk copies. Should raw host pointers ever be needed (for
-//! speed), this module is the only place allowed to hold them.
+//! Speed: the guest memory is one host mapping, so its host address is
+//! resolved once when the memory is created. Table entries are then read and
+//! written as atomics through that host pointer: a [`Table`] view is a bounds
+//! check and a pointer, and reading an entry is one atomic load — no vm-memory
+//! region lookup or slice construction per entry or per level (those cost
+//! ~5 ns each, more than the rest of a walk). Bulk copies still go through
+//! vm-memory. This module and the files it includes are the only place in the
+//! project with `unsafe`; every block says why it is sound. [`host`]
+//! (`phys_host.rs`, Linux only) holds host system calls on raw user
+//! addresses behind a safe API, for the host differential of `vmemu-harness`.
+//!
+//! Reuse: every write to guest memory marks the 4 KiB host pages it touches.
+//! When a `PhysMem` is dropped, exactly those pages are zeroed and the
+//! mapping goes to a small process-wide pool, from which the next `PhysMem`
+//! of the same size takes it: it reads as all-zero, like a fresh mapping, but
+//! its pages are already resident. Runs of the matrix (and the tests) thus do
+//! not pay a host page fault per touched page each time — on a virtual
+//! machine such faults cost microseconds and serialise threads.
 
-use std::sync::atomic::Ordering;
+// The one module (with the files it includes) where `unsafe` is allowed.
+#![allow(unsafe_code)]
 
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap, VolatileSlice};
+use std::marker::PhantomData;
+use std::ptr::NonNull;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmemu_arch::{Arch, Pfn, PhysAddr};
 
 use crate::errno::Errno;
+
+// Kept on one line (the include the project rule names).
+#[rustfmt::skip]
+#[cfg(target_os = "linux")] #[path = "phys_host.rs"] pub mod host;
 
 /// Pincount bias of FOLL_PIN on a small folio (`GUP_PIN_COUNTING_BIAS`).
 pub const GUP_PIN_COUNTING_BIAS: u32 = 1024;
@@ -87,20 +110,6 @@ pub struct Page {
     pub owner: Owner,
 }
 
-/// What `struct page` accessors give for a frame number outside memory (a
-/// corrupted table entry, e.g. after a workload overwrote a page table
-/// through the direct map under `KERNEL_DS`): a free page with no
-/// references, so every user of it fails cleanly instead of panicking.
-const INVALID_PAGE: Page = Page {
-    refcount: 0,
-    mapcount: 0,
-    pincount: 0,
-    flags: PageFlags::FREE,
-    order: 0,
-    owner: Owner::Free,
-};
-static INVALID: Page = INVALID_PAGE;
-
 /// Errors of the physical memory layer (host-side problems, not emulated faults).
 #[derive(Debug, thiserror::Error)]
 pub enum PhysError {
@@ -112,13 +121,35 @@ pub enum PhysError {
     OutOfRange(PhysAddr),
 }
 
+/// The `struct page` of a frame that was never allocated.
+static FREE_PAGE: Page = Page {
+    refcount: 0,
+    mapcount: 0,
+    pincount: 0,
+    flags: PageFlags::FREE,
+    order: 0,
+    owner: Owner::Free,
+};
+
 /// Guest physical memory plus the `struct page` array and the frame allocator.
 #[derive(Debug)]
 pub struct PhysMem {
     mem: GuestMemoryMmap<()>,
+    /// Host address of guest physical address 0: `mem` is one region of
+    /// `size` bytes, mapped once, so `host + pa` is the host address of `pa`
+    /// for every `pa < size`.
+    host: NonNull<u8>,
+    /// One bit per 4 KiB of guest memory written since the mapping was last
+    /// all zero.
+    dirty: Vec<AtomicU64>,
     page_shift: u32,
     big_endian: bool,
     size: u64,
+    /// Frames of guest memory.
+    nr_frames: u64,
+    /// `struct page`s of frames `0..pages.len()`; frames above were never
+    /// allocated and are free (the array grows with the allocator, so a large
+    /// guest costs nothing until its frames are used).
     pages: Vec<Page>,
     /// Next never-used frame (fresh frames are known to be zero).
     bump: u64,
@@ -128,17 +159,31 @@ pub struct PhysMem {
     allocated: u64,
     /// What `page_mut` hands out for an invalid frame (reset every time).
     scratch: Page,
+    /// Bumped whenever a page table may have changed (see
+    /// [`PhysMem::generation`]), so a cache of what a walk read knows when it
+    /// may be stale.
+    generation: AtomicU64,
 }
 
-/// A read view of one page-table page.
-#[derive(Debug)]
+// SAFETY: `host` points into the mapping owned by `mem`, which is itself
+// `Send + Sync` and lives as long as `self`. Through `&PhysMem` the pointer is
+// only used for atomic loads and stores of aligned entry words — the access
+// model of vm-memory's own `VolatileSlice::load/store` on shared guest memory.
+unsafe impl Send for PhysMem {}
+// SAFETY: as above.
+unsafe impl Sync for PhysMem {}
+
+/// A read view of one page-table page: a host pointer to its first entry,
+/// checked against guest memory once when the view is made.
+#[derive(Debug, Clone, Copy)]
 pub struct Table<'a> {
-    slice: VolatileSlice<'a, ()>,
+    ptr: NonNull<AtomicU64>,
     big_endian: bool,
     /// Physical address of entry 0.
     pub base: PhysAddr,
     /// Number of entries in the table.
     pub entries: usize,
+    _mem: PhantomData<&'a PhysMem>,
 }
 
 impl Table<'_> {
@@ -150,7 +195,11 @@ impl Table<'_> {
         if i >= self.entries {
             return None;
         }
-        let v: u64 = self.slice.load(i * 8, Ordering::Acquire).ok()?;
+        // SAFETY: `PhysMem::table` checked that the `entries` words from `ptr`
+        // lie inside guest memory and that `ptr` is 8-byte aligned; `i` is
+        // below `entries`; the view borrows the `PhysMem` that owns the
+        // mapping, so it stays mapped. Entry words are accessed atomically.
+        let v = unsafe { (*self.ptr.as_ptr().add(i)).load(Ordering::Acquire) };
         Some(if self.big_endian {
             u64::from_be(v)
         } else {
@@ -167,31 +216,120 @@ impl Table<'_> {
 
 static ZEROES: [u8; 65536] = [0; 65536];
 
+/// Granule of the dirty map.
+const DIRTY_SHIFT: u32 = 12;
+
+/// A guest memory mapping that reads as all zero, with its (clear) dirty map.
+struct Pooled {
+    mem: GuestMemoryMmap<()>,
+    host: NonNull<u8>,
+    size: u64,
+    dirty: Vec<AtomicU64>,
+}
+
+// SAFETY: `host` points into the mapping owned by `mem` (`Send`); a pooled
+// mapping is used by nobody until one `PhysMem` takes it out of the pool.
+unsafe impl Send for Pooled {}
+
+/// Mappings of dropped `PhysMem`s, scrubbed, waiting for the next `new` of
+/// the same size. Bounded: beyond it, mappings are unmapped as usual.
+static POOL: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());
+const POOL_MAX: usize = 16;
+
+type Mapping = (GuestMemoryMmap<()>, NonNull<u8>, Vec<AtomicU64>);
+
+fn take_pooled(size: u64) -> Option<Mapping> {
+    let mut pool = POOL.lock().ok()?;
+    let i = pool.iter().position(|p| p.size == size)?;
+    let p = pool.swap_remove(i);
+    Some((p.mem, p.host, p.dirty))
+}
+
+/// A fresh anonymous `MAP_NORESERVE` mapping of `size` bytes.
+fn map_guest(size: u64) -> Result<Mapping, PhysError> {
+    let mem =
+        GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), size as usize)]).map_err(|e| {
+            PhysError::Create {
+                size,
+                reason: e.to_string(),
+            }
+        })?;
+    let host = mem
+        .get_host_address(GuestAddress(0))
+        .ok()
+        .and_then(NonNull::new)
+        .ok_or_else(|| PhysError::Create {
+            size,
+            reason: "guest memory has no host mapping".into(),
+        })?;
+    // `host + pa` is only valid if the whole range is one mapping.
+    if mem.num_regions() != 1 || mem.get_slice(GuestAddress(0), size as usize).is_err() {
+        return Err(PhysError::Create {
+            size,
+            reason: "guest memory is not one contiguous host mapping".into(),
+        });
+    }
+    let granules = size.div_ceil(1 << DIRTY_SHIFT);
+    let dirty = (0..granules.div_ceil(64))
+        .map(|_| AtomicU64::new(0))
+        .collect();
+    Ok((mem, host, dirty))
+}
+
+impl Drop for PhysMem {
+    fn drop(&mut self) {
+        // Zero what was written, so the mapping reads as fresh again.
+        for (w, word) in self.dirty.iter_mut().enumerate() {
+            let mut bits = std::mem::take(word.get_mut());
+            while bits != 0 {
+                let b = bits.trailing_zeros() as u64;
+                bits &= bits - 1;
+                let off = ((w as u64 * 64 + b) << DIRTY_SHIFT).min(self.size);
+                let len = (1u64 << DIRTY_SHIFT).min(self.size - off);
+                // SAFETY: `off + len <= size`, the mapping is `size` bytes and
+                // `&mut self` means no view of it is alive.
+                unsafe {
+                    std::ptr::write_bytes(self.host.as_ptr().add(off as usize), 0, len as usize)
+                };
+            }
+        }
+        let Ok(mut pool) = POOL.lock() else {
+            return;
+        };
+        if pool.len() < POOL_MAX {
+            pool.push(Pooled {
+                mem: std::mem::take(&mut self.mem),
+                host: self.host,
+                size: self.size,
+                dirty: std::mem::take(&mut self.dirty),
+            });
+        }
+    }
+}
+
 impl PhysMem {
     /// Guest memory of `size` bytes for arch `A` (rounded down to whole pages).
     pub fn new<A: Arch>(size: u64) -> Result<Self, PhysError> {
         let size = size & !(A::PAGE_SIZE - 1);
-        let mem = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), size as usize)]).map_err(
-            |e| PhysError::Create {
-                size,
-                reason: e.to_string(),
-            },
-        )?;
-        let nr = size >> A::PAGE_SHIFT;
-        let free_page = Page {
-            flags: PageFlags::FREE,
-            ..Page::default()
+        let (mem, host, dirty) = match take_pooled(size) {
+            Some(b) => b,
+            None => map_guest(size)?,
         };
+        let nr = size >> A::PAGE_SHIFT;
         Ok(Self {
             mem,
+            host,
+            dirty,
             page_shift: A::PAGE_SHIFT,
             big_endian: A::BIG_ENDIAN,
             size,
-            pages: vec![free_page; nr as usize],
+            nr_frames: nr,
+            pages: Vec::new(),
             bump: 0,
             free: vec![Vec::new(); 16],
             allocated: 0,
-            scratch: INVALID_PAGE,
+            scratch: FREE_PAGE,
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -203,7 +341,7 @@ impl PhysMem {
     /// Number of frames.
     #[must_use]
     pub fn nr_frames(&self) -> u64 {
-        self.pages.len() as u64
+        self.nr_frames
     }
     /// Frames currently allocated.
     #[must_use]
@@ -236,6 +374,8 @@ impl PhysMem {
         };
         if !fresh {
             let bytes = (n << self.page_shift) as usize;
+            self.tables_changed();
+            self.wrote_clamped(pfn << self.page_shift, bytes as u64);
             let pa = pfn << self.page_shift;
             let mut off = 0;
             while off < bytes {
@@ -246,6 +386,7 @@ impl PhysMem {
                 off += len;
             }
         }
+        self.grow(pfn + n - 1);
         for i in 0..n {
             let p = &mut self.pages[(pfn + i) as usize];
             *p = Page {
@@ -268,7 +409,9 @@ impl PhysMem {
 
     /// Returns the frames of a page whose last reference went away.
     pub fn free(&mut self, head: Pfn) {
-        let order = self.pages[head.0 as usize].order;
+        self.tables_changed();
+        let order = self.page(head).order;
+        self.grow(head.0 + (1u64 << order) - 1);
         let n = 1u64 << order;
         for i in 0..n {
             self.pages[(head.0 + i) as usize] = Page {
@@ -284,7 +427,7 @@ impl PhysMem {
     /// through the free lists; used for frames reserved at boot.
     pub fn reserve(&mut self, owner: Owner) -> Option<Pfn> {
         let p = self.alloc(0, owner)?;
-        self.pages[p.0 as usize].flags |= PageFlags::RESERVED;
+        self.page_mut(p).flags |= PageFlags::RESERVED;
         Some(p)
     }
 
@@ -294,28 +437,45 @@ impl PhysMem {
         pfn.0 < self.nr_frames()
     }
 
-    /// The `struct page` of `pfn` (a free, unreferenced page for a frame
-    /// outside memory).
-    #[must_use]
-    pub fn page(&self, pfn: Pfn) -> &Page {
-        usize::try_from(pfn.0)
-            .ok()
-            .and_then(|i| self.pages.get(i))
-            .unwrap_or(&INVALID)
-    }
-    /// Mutable `struct page` of `pfn` (for a frame outside memory, a
-    /// scratch page whose changes are discarded).
-    pub fn page_mut(&mut self, pfn: Pfn) -> &mut Page {
-        match usize::try_from(pfn.0) {
-            Ok(i) if i < self.pages.len() => &mut self.pages[i],
-            _ => {
-                self.scratch = INVALID_PAGE;
-                &mut self.scratch
-            }
+    /// Makes the `struct page` array cover `pfn` (a frame of guest memory).
+    #[inline]
+    fn grow(&mut self, pfn: u64) {
+        if pfn as usize >= self.pages.len() {
+            self.grow_to(pfn);
         }
     }
 
+    #[cold]
+    #[inline(never)]
+    fn grow_to(&mut self, pfn: u64) {
+        debug_assert!(pfn < self.nr_frames, "pfn {pfn:#x} outside guest memory");
+        self.pages.resize(pfn as usize + 1, FREE_PAGE);
+    }
+
+    /// The `struct page` of `pfn`: a free, unreferenced page for a frame
+    /// never allocated — and for a frame number outside memory (a corrupted
+    /// table entry, e.g. after a workload overwrote a page table through
+    /// the direct map under `KERNEL_DS`), so that its users fail cleanly
+    /// instead of panicking.
+    #[inline]
+    #[must_use]
+    pub fn page(&self, pfn: Pfn) -> &Page {
+        self.pages.get(pfn.0 as usize).unwrap_or(&FREE_PAGE)
+    }
+    /// Mutable `struct page` of `pfn` (for a frame outside memory, a
+    /// scratch page whose changes are discarded).
+    #[inline]
+    pub fn page_mut(&mut self, pfn: Pfn) -> &mut Page {
+        if pfn.0 >= self.nr_frames {
+            self.scratch = FREE_PAGE;
+            return &mut self.scratch;
+        }
+        self.grow(pfn.0);
+        &mut self.pages[pfn.0 as usize]
+    }
+
     /// `compound_head()`.
+    #[inline]
     #[must_use]
     pub fn compound_head(&self, pfn: Pfn) -> Pfn {
         let p = self.page(pfn);
@@ -329,7 +489,13 @@ impl PhysMem {
     /// `get_page()` / `folio_ref_add()`: adds `refs` to the head's refcount.
     pub fn get_page(&mut self, pfn: Pfn, refs: u32) {
         let h = self.compound_head(pfn);
-        let p = self.page_mut(h);
+        self.get_head(h, refs);
+    }
+
+    /// [`PhysMem::get_page`] on a page already known to be its compound head.
+    #[inline]
+    pub fn get_head(&mut self, head: Pfn, refs: u32) {
+        let p = self.page_mut(head);
         p.refcount = p.refcount.saturating_add(refs);
     }
 
@@ -337,7 +503,13 @@ impl PhysMem {
     /// (refcount 0), as `page_cache_get_speculative` does.
     pub fn try_get_page(&mut self, pfn: Pfn, refs: u32) -> bool {
         let h = self.compound_head(pfn);
-        let p = self.page_mut(h);
+        self.try_get_head(h, refs)
+    }
+
+    /// [`PhysMem::try_get_page`] on a page already known to be its compound head.
+    #[inline]
+    pub fn try_get_head(&mut self, head: Pfn, refs: u32) -> bool {
+        let p = self.page_mut(head);
         if p.refcount == 0 {
             return false;
         }
@@ -360,26 +532,98 @@ impl PhysMem {
         Ok(())
     }
 
+    /// The table generation: it changes whenever a page table may have
+    /// changed — every entry write ([`PhysMem::write_entry`]), every byte
+    /// write that touches a frame owned by a page table, every allocation
+    /// that zeroes a recycled frame and every free. Two equal readings mean
+    /// no table changed in between, so whatever a walk read (entries, the
+    /// location of a leaf table, a translation) still holds.
+    #[inline]
+    #[must_use]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    #[inline]
+    fn tables_changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records a write of `len` bytes at `pa` (already checked to lie in
+    /// guest memory): the dirty map, and a new table generation if the bytes
+    /// land in a page-table frame (`entry` writes always count).
+    #[inline]
+    fn wrote(&self, pa: u64, len: u64, entry: bool) {
+        if len == 0 {
+            return;
+        }
+        if entry
+            || (pa >> self.page_shift..=(pa + len - 1) >> self.page_shift).any(|f| {
+                matches!(
+                    self.pages.get(f as usize).map(|p| p.owner),
+                    Some(Owner::PageTable { .. })
+                )
+            })
+        {
+            self.tables_changed();
+        }
+        let (first, last) = (pa >> DIRTY_SHIFT, (pa + len - 1) >> DIRTY_SHIFT);
+        for g in first..=last {
+            let (w, bit) = ((g / 64) as usize, 1u64 << (g % 64));
+            if let Some(word) = self.dirty.get(w)
+                && word.load(Ordering::Relaxed) & bit == 0
+            {
+                word.fetch_or(bit, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// `wrote` for a range that may lie partly outside guest memory (the
+    /// write itself then fails; marking the part inside is harmless).
+    #[inline]
+    fn wrote_clamped(&self, pa: u64, len: u64) {
+        let end = pa.saturating_add(len).min(self.size);
+        if pa < end {
+            self.wrote(pa, end - pa, false);
+        }
+    }
+
+    /// The entry word at `pa`, if `len` bytes from `pa` lie in guest memory
+    /// and `pa` is 8-byte aligned.
+    #[inline]
+    fn word(&self, pa: PhysAddr, len: u64) -> Option<NonNull<AtomicU64>> {
+        let end = pa.0.checked_add(len)?;
+        if end > self.size || !pa.0.is_multiple_of(8) {
+            return None;
+        }
+        // SAFETY: `pa < size`, and the mapping behind `host` is `size` bytes
+        // (checked in `new`), so the offset stays inside it.
+        let p = unsafe { self.host.as_ptr().add(pa.0 as usize) };
+        NonNull::new(p.cast::<AtomicU64>())
+    }
+
     /// A view of the table of `entries` words at `pa`.
+    #[inline]
     pub fn table(&self, pa: PhysAddr, entries: usize) -> Result<Table<'_>, PhysError> {
-        let slice = self
-            .mem
-            .get_slice(GuestAddress(pa.0), entries * 8)
-            .map_err(|_| PhysError::OutOfRange(pa))?;
+        let ptr = self
+            .word(pa, entries as u64 * 8)
+            .ok_or(PhysError::OutOfRange(pa))?;
         Ok(Table {
-            slice,
+            ptr,
             big_endian: self.big_endian,
             base: pa,
             entries,
+            _mem: PhantomData,
         })
     }
 
     /// Reads the entry word at `pa` (arch byte order).
+    #[inline]
     pub fn read_entry(&self, pa: PhysAddr) -> Result<u64, PhysError> {
-        let v: u64 = self
-            .mem
-            .load(GuestAddress(pa.0), Ordering::Acquire)
-            .map_err(|_| PhysError::OutOfRange(pa))?;
+        let w = self.word(pa, 8).ok_or(PhysError::OutOfRange(pa))?;
+        // SAFETY: `word` checked bounds and alignment; the mapping lives as
+        // long as `self`; entry words are accessed atomically.
+        let v = unsafe { w.as_ref() }.load(Ordering::Acquire);
         Ok(if self.big_endian {
             u64::from_be(v)
         } else {
@@ -388,26 +632,59 @@ impl PhysMem {
     }
 
     /// Writes the entry word at `pa` (arch byte order), atomically.
+    #[inline]
     pub fn write_entry(&self, pa: PhysAddr, raw: u64) -> Result<(), PhysError> {
         let v = if self.big_endian {
             raw.to_be()
         } else {
             raw.to_le()
         };
-        self.mem
-            .store(v, GuestAddress(pa.0), Ordering::Release)
-            .map_err(|_| PhysError::OutOfRange(pa))
+        let w = self.word(pa, 8).ok_or(PhysError::OutOfRange(pa))?;
+        self.wrote(pa.0, 8, true);
+        // SAFETY: as in `read_entry`.
+        unsafe { w.as_ref() }.store(v, Ordering::Release);
+        Ok(())
+    }
+
+    /// The host address of `len` bytes at `pa`, if they lie in guest memory.
+    #[inline]
+    fn bytes(&self, pa: PhysAddr, len: usize) -> Option<*mut u8> {
+        let end = pa.0.checked_add(len as u64)?;
+        if end > self.size {
+            return None;
+        }
+        // SAFETY: `pa + len <= size` and the mapping behind `host` is `size`
+        // bytes, so the offset stays inside it.
+        Some(unsafe { self.host.as_ptr().add(pa.0 as usize) })
     }
 
     /// Copies `buf.len()` bytes out of guest memory at `pa`.
+    #[inline]
     pub fn read(&self, pa: PhysAddr, buf: &mut [u8]) -> Result<(), PhysError> {
+        if let Some(src) = self.bytes(pa, buf.len()) {
+            // SAFETY: `src..src+len` is inside the mapping (checked by
+            // `bytes`), which lives as long as `self`; `buf` is a distinct
+            // host buffer. Plain byte copies of guest memory are what
+            // vm-memory's `read_slice` does too.
+            unsafe { std::ptr::copy_nonoverlapping(src, buf.as_mut_ptr(), buf.len()) };
+            return Ok(());
+        }
+        // Out of range: vm-memory's partial-copy behaviour and error.
         self.mem
             .read_slice(buf, GuestAddress(pa.0))
             .map_err(|_| PhysError::OutOfRange(pa))
     }
 
     /// Copies `buf` into guest memory at `pa`.
+    #[inline]
     pub fn write(&self, pa: PhysAddr, buf: &[u8]) -> Result<(), PhysError> {
+        self.wrote_clamped(pa.0, buf.len() as u64);
+        if let Some(dst) = self.bytes(pa, buf.len()) {
+            // SAFETY: as in `read`, the other way round (vm-memory's
+            // `write_slice` writes guest memory through `&self` the same way).
+            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), dst, buf.len()) };
+            return Ok(());
+        }
         self.mem
             .write_slice(buf, GuestAddress(pa.0))
             .map_err(|_| PhysError::OutOfRange(pa))
@@ -415,6 +692,13 @@ impl PhysMem {
 
     /// Copies `len` bytes between two guest ranges (bulk, no byte loop).
     pub fn copy(&self, from: PhysAddr, to: PhysAddr, len: usize) -> Result<(), PhysError> {
+        self.wrote_clamped(to.0, len as u64);
+        if let (Some(src), Some(dst)) = (self.bytes(from, len), self.bytes(to, len)) {
+            // SAFETY: both ranges are inside the mapping (checked by
+            // `bytes`); `copy` allows them to overlap.
+            unsafe { std::ptr::copy(src, dst, len) };
+            return Ok(());
+        }
         let src = self
             .mem
             .get_slice(GuestAddress(from.0), len)
@@ -466,6 +750,273 @@ impl PhysMem {
             .enumerate()
             .filter(|(_, p)| !p.flags.intersects(PageFlags::FREE | PageFlags::TAIL))
             .map(|(i, p)| (Pfn(i as u64), p))
+    }
+}
+
+/// Host-side primitives for the speed yardsticks of `vmemu bench`: an
+/// anonymous host buffer with 4 KiB pages, a pipe filled by `vmsplice(2)` and
+/// drained by `read(2)`, and `process_vm_readv(2)` on the bench's own pid.
+///
+/// They live here because this module is the project's only place for
+/// `unsafe`; nothing in the emulator uses them. Every function checks its
+/// ranges against the buffers it is given, so the safe API cannot make the
+/// kernel touch memory the caller does not own.
+pub mod bench_host {
+    use std::fs::File;
+    use std::io::{self, Read};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::ptr::NonNull;
+
+    /// An anonymous, private, read-write host mapping, optionally with
+    /// transparent huge pages disabled (`MADV_NOHUGEPAGE`), every page
+    /// touched once.
+    #[derive(Debug)]
+    pub struct HostBuf {
+        ptr: NonNull<u8>,
+        len: usize,
+    }
+
+    // SAFETY: the buffer is plain memory owned by this value; `&HostBuf` only
+    // gives shared byte access and `&mut HostBuf` exclusive access, as for a
+    // `Box<[u8]>`.
+    unsafe impl Send for HostBuf {}
+    // SAFETY: as above.
+    unsafe impl Sync for HostBuf {}
+
+    impl HostBuf {
+        /// Maps `len` bytes (rounded up to 4 KiB) and fills them with `fill`.
+        pub fn new(len: usize, no_huge: bool, fill: u8) -> io::Result<Self> {
+            let len = len.max(1).div_ceil(4096) * 4096;
+            // SAFETY: an anonymous mapping at an address of the kernel's
+            // choice replaces nothing; the result is checked below.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            if p == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
+            let mut b = Self { ptr, len };
+            if no_huge {
+                // SAFETY: the range is the mapping just created.
+                if unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) } != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            b.as_mut_slice().fill(fill);
+            Ok(b)
+        }
+
+        /// Length in bytes.
+        #[must_use]
+        pub fn len(&self) -> usize {
+            self.len
+        }
+
+        /// Whether the buffer is empty (never: at least one page).
+        #[must_use]
+        pub fn is_empty(&self) -> bool {
+            self.len == 0
+        }
+
+        /// The bytes.
+        #[must_use]
+        pub fn as_slice(&self) -> &[u8] {
+            // SAFETY: `ptr..ptr+len` is a live mapping owned by `self`,
+            // initialised (anonymous memory is zero-filled), and only
+            // `&mut self` hands out mutable access.
+            unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+        }
+
+        /// The bytes, mutably.
+        pub fn as_mut_slice(&mut self) -> &mut [u8] {
+            // SAFETY: as in `as_slice`, and `&mut self` is exclusive.
+            unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+        }
+
+        fn check(&self, off: usize, len: usize) -> io::Result<()> {
+            if off.checked_add(len).is_none_or(|e| e > self.len) {
+                return Err(io::Error::from(io::ErrorKind::InvalidInput));
+            }
+            Ok(())
+        }
+    }
+
+    impl Drop for HostBuf {
+        fn drop(&mut self) {
+            // SAFETY: the mapping was created by `new` with this length and
+            // no reference to it outlives `self`. Pages a pipe still holds
+            // stay alive in the kernel; they are no longer ours to read.
+            unsafe {
+                libc::munmap(self.ptr.as_ptr().cast(), self.len);
+            }
+        }
+    }
+
+    /// A pipe fed with `vmsplice(2)` and drained with `read(2)`.
+    #[derive(Debug)]
+    pub struct HostPipe {
+        rd: File,
+        wr: OwnedFd,
+        capacity: usize,
+        pending: usize,
+    }
+
+    impl HostPipe {
+        /// A pipe whose capacity is raised towards `want` bytes
+        /// (`F_SETPIPE_SZ`; the granted size is [`HostPipe::capacity`]).
+        pub fn new(want: usize) -> io::Result<Self> {
+            let mut fds = [0 as libc::c_int; 2];
+            // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+            if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: both descriptors were just created and are owned by
+            // nothing else.
+            let (rd, wr) = unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            let mut size = want.next_power_of_two().max(4096);
+            let capacity = loop {
+                // SAFETY: fcntl on a descriptor we own, with an integer argument.
+                let r = unsafe {
+                    libc::fcntl(
+                        std::os::fd::AsRawFd::as_raw_fd(&wr),
+                        libc::F_SETPIPE_SZ,
+                        size as libc::c_int,
+                    )
+                };
+                if r > 0 {
+                    break r as usize;
+                }
+                if size <= 65536 {
+                    break 65536; // the default capacity stays in force
+                }
+                size /= 2;
+            };
+            Ok(Self {
+                rd,
+                wr,
+                capacity,
+                pending: 0,
+            })
+        }
+
+        /// Bytes the pipe holds at most.
+        #[must_use]
+        pub fn capacity(&self) -> usize {
+            self.capacity
+        }
+
+        /// `vmsplice(2)` of `buf[off..off + len]` (no gift): the pipe takes
+        /// references to the pages. Returns the bytes spliced (at most what
+        /// fits: the call never blocks).
+        pub fn vmsplice(&mut self, buf: &HostBuf, off: usize, len: usize) -> io::Result<usize> {
+            buf.check(off, len)?;
+            let len = len.min(self.capacity - self.pending);
+            if len == 0 {
+                return Ok(0);
+            }
+            let iov = libc::iovec {
+                // SAFETY: `off` is inside the buffer (checked above).
+                iov_base: unsafe { buf.ptr.as_ptr().add(off) }.cast(),
+                iov_len: len,
+            };
+            // SAFETY: one iovec describing memory of `buf`, which is mapped;
+            // SPLICE_F_NONBLOCK keeps a full pipe from blocking.
+            let r = unsafe {
+                libc::vmsplice(
+                    std::os::fd::AsRawFd::as_raw_fd(&self.wr),
+                    &iov,
+                    1,
+                    libc::SPLICE_F_NONBLOCK,
+                )
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            self.pending += r as usize;
+            Ok(r as usize)
+        }
+
+        /// Reads everything the pipe holds into `scratch` (reused; its
+        /// contents are overwritten chunk by chunk).
+        pub fn drain(&mut self, scratch: &mut [u8]) -> io::Result<()> {
+            while self.pending > 0 {
+                let n = self.pending.min(scratch.len());
+                let got = self.rd.read(&mut scratch[..n])?;
+                if got == 0 {
+                    return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+                }
+                self.pending -= got;
+            }
+            Ok(())
+        }
+    }
+
+    /// `process_vm_readv(2)` on the calling process: copies the `remote`
+    /// segments (offsets and lengths in `src`) into the `local` segments of
+    /// `dst`, at most 1024 (`IOV_MAX`) segments per call. Returns the bytes
+    /// copied.
+    pub fn process_vm_readv_self(
+        dst: &mut HostBuf,
+        local: &[(usize, usize)],
+        src: &HostBuf,
+        remote: &[(usize, usize)],
+    ) -> io::Result<usize> {
+        for &(o, l) in local {
+            dst.check(o, l)?;
+        }
+        for &(o, l) in remote {
+            src.check(o, l)?;
+        }
+        let base_d = dst.ptr.as_ptr();
+        let base_s = src.ptr.as_ptr();
+        let pid = std::process::id() as libc::pid_t;
+        let mut total = 0usize;
+        let mut liov = Vec::with_capacity(1024);
+        let mut riov = Vec::with_capacity(1024);
+        for (lc, rc) in local.chunks(1024).zip(remote.chunks(1024)) {
+            liov.clear();
+            riov.clear();
+            for &(o, l) in lc {
+                liov.push(libc::iovec {
+                    // SAFETY: checked to lie inside `dst` above.
+                    iov_base: unsafe { base_d.add(o) }.cast(),
+                    iov_len: l,
+                });
+            }
+            for &(o, l) in rc {
+                riov.push(libc::iovec {
+                    // SAFETY: checked to lie inside `src` above.
+                    iov_base: unsafe { base_s.add(o) }.cast(),
+                    iov_len: l,
+                });
+            }
+            // SAFETY: the local iovecs describe memory of `dst`, borrowed
+            // mutably for the call; the remote ones memory of `src` in this
+            // same process, borrowed shared. The kernel checks both.
+            let r = unsafe {
+                libc::process_vm_readv(
+                    pid,
+                    liov.as_ptr(),
+                    liov.len() as libc::c_ulong,
+                    riov.as_ptr(),
+                    riov.len() as libc::c_ulong,
+                    0,
+                )
+            };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            total += r as usize;
+        }
+        Ok(total)
     }
 }
 

@@ -94,9 +94,27 @@ pub struct Knobs {
     /// `iov_iter_extract_pages` (6.3) replace the non-advancing
     /// `iov_iter_get_pages`/`_alloc`.
     pub get_pages2: bool,
+    /// 6.x `iov_iter_advance` on IOVEC/KVEC/BVEC steps over every segment
+    /// it has consumed and every empty one after it (`iov_iter_iovec_advance`,
+    /// `iov_iter_bvec_advance`); v4.x steps over at most the one it ended in.
+    /// 6.x `import_iovec` of one segment also builds an ITER_UBUF.
+    pub iter_modern_advance: bool,
     /// A zero-length bvec stops the bvec walker from making progress
     /// (1bdc76aea115, v4.10; fixed by 7e24969022cb in 5.9, CVE-2020-25641).
     pub bvec_zero_len_livelock: bool,
+    /// A FOLL_FORCE write that broke COW on a read-only private mapping
+    /// marks the walk with FOLL_COW and `follow_page_pte` accepts the
+    /// read-only pte only if it is dirty (19be0eaffa3a, v4.9-rc; the Dirty
+    /// COW fix, CVE-2016-5195). Without it `faultin_page` drops FOLL_WRITE.
+    pub foll_cow: bool,
+    /// Mergeability of a pipe buffer is the bit `PIPE_BUF_FLAG_CAN_MERGE` in
+    /// its `flags` (f6dd975583bd, 5.8); before, `pipe_write` asked the
+    /// buffer's ops (`ops->can_merge`, later "ops is the anon ops").
+    pub pipe_can_merge_flag: bool,
+    /// `push_pipe`/`copy_page_to_iter_pipe` zero the new buffer's `flags`
+    /// (9d2231c5d74e, 5.17 and 5.16.11/5.15.25/5.10.102; the Dirty Pipe fix,
+    /// CVE-2022-0847). Without it a new buffer keeps its slot's old flags.
+    pub pipe_iter_inits_flags: bool,
 }
 
 /// A base kernel version.
@@ -121,6 +139,16 @@ pub enum Overlay {
     LaytonIntended,
     /// `CONFIG_NUMA_BALANCING=y`.
     Numa,
+    /// Before the Dirty COW fix 19be0eaffa3a: no FOLL_COW, `faultin_page`
+    /// clears FOLL_WRITE after a COW on a read-only private mapping.
+    Dirtycow,
+    /// The Dirty Pipe window (5.8 .. 5.16.10): mergeability is the
+    /// `PIPE_BUF_FLAG_CAN_MERGE` flag (f6dd975583bd) and the pipe iterator
+    /// leaves `flags` uninitialised (until 9d2231c5d74e).
+    Dirtypipe,
+    /// The Dirty Pipe window closed: as `dirtypipe`, plus 9d2231c5d74e
+    /// (the pipe iterator zeroes `flags`).
+    DirtypipeFixed,
 }
 
 impl Base {
@@ -154,7 +182,11 @@ impl Base {
                 ubuf_iter: false,
                 iov_iter_revert: false,
                 get_pages2: false,
+                iter_modern_advance: false,
                 bvec_zero_len_livelock: true,
+                foll_cow: true,
+                pipe_can_merge_flag: false,
+                pipe_iter_inits_flags: false,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
@@ -180,18 +212,27 @@ impl Base {
                 ubuf_iter: true,
                 iov_iter_revert: true,
                 get_pages2: true,
+                iter_modern_advance: true,
                 bvec_zero_len_livelock: false,
+                foll_cow: true,
+                pipe_can_merge_flag: true,
+                // No ITER_PIPE: splice_folio_into_pipe fills the whole
+                // buffer with a struct initialiser.
+                pipe_iter_inits_flags: true,
             },
         }
     }
 }
 
 impl Overlay {
-    const ALL: [(Overlay, &'static str); 4] = [
+    const ALL: [(Overlay, &'static str); 7] = [
         (Overlay::Capper, "capper"),
         (Overlay::Layton, "layton"),
         (Overlay::LaytonIntended, "layton-intended"),
         (Overlay::Numa, "numa"),
+        (Overlay::Dirtycow, "dirtycow"),
+        (Overlay::Dirtypipe, "dirtypipe"),
+        (Overlay::DirtypipeFixed, "dirtypipe-fixed"),
     ];
     fn name(self) -> &'static str {
         Self::ALL
@@ -222,6 +263,24 @@ impl Overlay {
                 };
             }
             Overlay::Numa => k.numa_balancing = true,
+            Overlay::Dirtycow => {
+                if k.family != Family::Legacy {
+                    return Err("6.x replaced FOLL_COW by the PageAnonExclusive rule (5535be309971); the overlay rewinds the v4.x gup code only".into());
+                }
+                k.foll_cow = false;
+            }
+            Overlay::Dirtypipe | Overlay::DirtypipeFixed => {
+                if !k.pipe_iter {
+                    return Err(
+                        "the base has no ITER_PIPE (push_pipe/copy_page_to_iter_pipe)".into(),
+                    );
+                }
+                if k.pipe_can_merge_flag {
+                    return Err("only one of dirtypipe and dirtypipe-fixed can apply".into());
+                }
+                k.pipe_can_merge_flag = true;
+                k.pipe_iter_inits_flags = self == Overlay::DirtypipeFixed;
+            }
         }
         Ok(())
     }
@@ -232,11 +291,13 @@ impl Overlay {
 pub enum ProfileError {
     /// Unknown base version.
     #[error(
-        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa)"
+        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed)"
     )]
     UnknownBase(String),
     /// Unknown overlay.
-    #[error("unknown overlay `+{0}` (expected capper, layton, layton-intended or numa)")]
+    #[error(
+        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe or dirtypipe-fixed)"
+    )]
     UnknownOverlay(String),
     /// The overlay does not apply to this base.
     #[error("overlay `+{overlay}` makes no sense on {base}: {reason}")]
@@ -308,7 +369,10 @@ impl KernelProfile {
             "v4.10+capper",
             "v4.10+layton",
             "v4.10+layton-intended",
+            "v4.10+dirtycow",
             "v4.17",
+            "v4.17+dirtypipe",
+            "v4.17+dirtypipe-fixed",
             "v6.13",
         ]
     }
@@ -392,6 +456,36 @@ impl KernelProfile {
                 "iov_iter_revert",
                 k.iov_iter_revert.to_string(),
                 "iov_iter_revert (27c0e3748e41, v4.11)",
+            ),
+            (
+                "get_pages2",
+                k.get_pages2.to_string(),
+                "iov_iter_get_pages2 (v6.0) and iov_iter_extract_pages (v6.3) replace iov_iter_get_pages",
+            ),
+            (
+                "iter_modern_advance",
+                k.iter_modern_advance.to_string(),
+                "6.x iov_iter_advance skips consumed and empty segments; import_iovec of one segment is ITER_UBUF",
+            ),
+            (
+                "bvec_zero_len_livelock",
+                k.bvec_zero_len_livelock.to_string(),
+                "zero-length bvec never advances: 1bdc76aea115, fixed by 7e24969022cb (5.9)",
+            ),
+            (
+                "foll_cow",
+                k.foll_cow.to_string(),
+                "FOLL_COW + dirty pte for FOLL_FORCE writes: 19be0eaffa3a (Dirty COW fix, CVE-2016-5195)",
+            ),
+            (
+                "pipe_can_merge_flag",
+                k.pipe_can_merge_flag.to_string(),
+                "PIPE_BUF_FLAG_CAN_MERGE decides pipe_write merges: f6dd975583bd (5.8)",
+            ),
+            (
+                "pipe_iter_inits_flags",
+                k.pipe_iter_inits_flags.to_string(),
+                "push_pipe/copy_page_to_iter_pipe zero flags: 9d2231c5d74e (Dirty Pipe fix, CVE-2022-0847)",
             ),
         ]
     }

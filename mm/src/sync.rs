@@ -66,6 +66,10 @@ pub enum LockId {
     MmapSem(MmId),
     /// `PG_locked` of the page with this frame number.
     Page(u64),
+    /// The answer to a request one task sent and sleeps on until another
+    /// task answers it (fuse `request_wait_answer` until `request_end`). The
+    /// task that took the request off the queue to serve it holds it.
+    Request(u64),
 }
 
 impl fmt::Display for LockId {
@@ -73,6 +77,7 @@ impl fmt::Display for LockId {
         match self {
             LockId::MmapSem(mm) => write!(f, "mmap_sem({mm})"),
             LockId::Page(pfn) => write!(f, "page lock(pfn {pfn:#x})"),
+            LockId::Request(n) => write!(f, "answer to request #{n}"),
         }
     }
 }
@@ -166,7 +171,7 @@ pub struct DeadlockStep {
 fn describe(lock: LockId, mode: Mode, killable: bool) -> String {
     let mode = match lock {
         LockId::MmapSem(_) => format!(" {mode}"),
-        LockId::Page(_) => String::new(),
+        LockId::Page(_) | LockId::Request(_) => String::new(),
     };
     let killable = if killable { " (killable)" } else { "" };
     format!("{lock}{mode}{killable}")
@@ -182,7 +187,7 @@ impl fmt::Display for DeadlockStep {
         write!(f, "{} waits for {want}: {what} {}", self.task, self.blocker)?;
         match self.lock {
             LockId::MmapSem(_) => write!(f, " ({mode})"),
-            LockId::Page(_) => Ok(()),
+            LockId::Page(_) | LockId::Request(_) => Ok(()),
         }
     }
 }
@@ -351,7 +356,7 @@ impl LockModel {
         self.runnable(task)?;
         let not_held = match id {
             LockId::Page(pfn) => SyncError::NotLocked { pfn },
-            LockId::MmapSem(_) => SyncError::NotHeld {
+            LockId::MmapSem(_) | LockId::Request(_) => SyncError::NotHeld {
                 task,
                 lock: id,
                 mode,
@@ -360,7 +365,7 @@ impl LockModel {
         let lock = self.locks.get_mut(&id).ok_or(not_held)?;
         match (id, mode) {
             (LockId::Page(_), _) if lock.writer.is_none() => return Err(not_held),
-            (LockId::Page(_), _) => lock.writer = None,
+            (LockId::Page(_) | LockId::Request(_), _) => lock.writer = None,
             (_, Mode::Write) if lock.writer != Some(task) => return Err(not_held),
             (_, Mode::Write) => lock.writer = None,
             (_, Mode::Read) => {
@@ -432,6 +437,66 @@ impl LockModel {
     /// `unlock_page` (by any task); returns the waiter granted, if any.
     pub fn unlock_page(&mut self, task: TaskId, pfn: u64) -> Result<Vec<TaskId>, SyncError> {
         self.release(task, LockId::Page(pfn), Mode::Write)
+    }
+
+    /// The requester sleeps until request `id` is answered
+    /// (`request_wait_answer`): it always queues, behind whoever serves the
+    /// request (no one yet while the request is pending).
+    pub fn request_wait(&mut self, task: TaskId, id: u64) -> Result<Acquire, SyncError> {
+        self.runnable(task)?;
+        self.locks
+            .entry(LockId::Request(id))
+            .or_default()
+            .queue
+            .push_back(Waiter {
+                task,
+                mode: Mode::Write,
+                killable: false,
+            });
+        Ok(Acquire::Queued)
+    }
+
+    /// `task` takes request `id` off the queue to serve it (a read of
+    /// `/dev/fuse`): until it answers, the requester waits for it.
+    pub fn request_claim(&mut self, task: TaskId, id: u64) -> Result<(), SyncError> {
+        self.runnable(task)?;
+        self.locks.entry(LockId::Request(id)).or_default().writer = Some(task);
+        Ok(())
+    }
+
+    /// Request `id` is answered (`request_end`, by any task): every task
+    /// sleeping on it wakes; returns them.
+    pub fn request_answer(&mut self, id: u64) -> Vec<TaskId> {
+        self.locks
+            .remove(&LockId::Request(id))
+            .map(|l| l.queue.iter().map(|w| w.task).collect())
+            .unwrap_or_default()
+    }
+
+    /// Emulator only, after a reported deadlock: takes `task` out of the model
+    /// — its waits are cancelled and every lock it holds is released — so the
+    /// run can go on. The kernel would stay stuck. Returns the tasks granted
+    /// as a result.
+    pub fn abandon(&mut self, task: TaskId) -> Vec<TaskId> {
+        let mut granted = Vec::new();
+        let ids: Vec<LockId> = self.locks.keys().copied().collect();
+        for id in ids {
+            let Some(lock) = self.locks.get_mut(&id) else {
+                continue;
+            };
+            lock.queue.retain(|w| w.task != task);
+            lock.readers.retain(|&t| t != task);
+            if lock.writer == Some(task) {
+                lock.writer = None;
+            }
+            if !matches!(id, LockId::Request(_)) {
+                granted.extend(lock.wake());
+            }
+            if lock.idle() {
+                self.locks.remove(&id);
+            }
+        }
+        granted
     }
 
     /// SIGKILL to a task in a killable wait: it leaves the queue (its `_killable` call
@@ -701,6 +766,48 @@ mod tests {
         assert_eq!(m.down_read(C, MM), Ok(Queued));
         assert_eq!(m.kill(C), Err(SyncError::NotKillable { task: C }));
         assert_eq!(m.kill(B), Ok(vec![C]));
+    }
+
+    #[test]
+    fn request_wait_and_page_lock_cycle() {
+        // fuse (thread point I): task 1 faults on a fuse mapping, locks the
+        // page and sleeps until its READ request is answered; task 2 takes the
+        // request to serve it and, copying the reply from the same mapping,
+        // waits for the page lock.
+        let p = 0x42;
+        let mut m = LockModel::new();
+        assert_eq!(m.lock_page(A, p), Ok(Granted));
+        assert_eq!(m.request_wait(A, 1), Ok(Queued));
+        // Pending, nobody serves it yet: a wait, not a cycle.
+        assert!(m.deadlock().is_none());
+        assert_eq!(m.request_claim(B, 1), Ok(()));
+        assert!(m.deadlock().is_none());
+        assert_eq!(m.lock_page(B, p), Ok(Queued));
+        let d = m.deadlock().unwrap();
+        assert_eq!(
+            d.to_string(),
+            "deadlock: task 1 waits for answer to request #1: held by task 2; \
+             task 2 waits for page lock(pfn 0x42): held by task 1"
+        );
+        // The abort answers the request: task 1 wakes, unlocks the page, and
+        // task 2 is granted it.
+        assert_eq!(m.request_answer(1), vec![A]);
+        assert_eq!(m.unlock_page(A, p), Ok(vec![B]));
+        assert!(m.deadlock().is_none() && m.blocked().is_empty());
+    }
+
+    #[test]
+    fn abandon_unwinds_a_deadlocked_task() {
+        let mut m = LockModel::new();
+        assert_eq!(m.down_read(A, MM), Ok(Granted));
+        assert_eq!(m.down_write(B, MM), Ok(Queued));
+        assert_eq!(m.down_read(A, MM), Ok(Queued));
+        assert!(m.deadlock().is_some());
+        // Taking task 1 out releases its read hold: the writer is granted.
+        assert_eq!(m.abandon(A), vec![B]);
+        assert!(m.deadlock().is_none() && m.holds_mmap_sem(B, MM));
+        assert_eq!(m.up_write(B, MM), Ok(vec![]));
+        assert!(m.locks.is_empty());
     }
 
     #[test]

@@ -16,6 +16,27 @@ use crate::mm::{Machine, VmFlags};
 use crate::pgtable::{self, RootSel};
 use crate::sync::{Acquire, MmId};
 
+/// The last translation uaccess made, for the next access to the same page:
+/// valid while no page table changed ([`PhysMem::generation`]) and the mm is
+/// the same. Only translations whose use has no side effect are kept: a
+/// readable page, and for writes only a page whose entry is already dirty (or
+/// a kernel page), so a hit returns exactly what the walk would, and the walk
+/// would write nothing. An emulator shortcut, invisible in results.
+///
+/// [`PhysMem::generation`]: crate::phys::PhysMem::generation
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct UaccessCache {
+    valid: bool,
+    generation: u64,
+    roots: Option<pgtable::Roots>,
+    /// The page (virtual, full address).
+    page: u64,
+    /// Physical address of the page's first byte.
+    pa: u64,
+    /// A write needs no fault and no dirty-bit update.
+    write: bool,
+}
+
 impl<A: Arch> Machine<A> {
     /// `access_ok(addr, size)` of the current task.
     #[must_use]
@@ -65,6 +86,16 @@ impl<A: Arch> Machine<A> {
     /// `do_page_fault` would. `None` means the exception-table fixup runs.
     fn uaccess_translate(&mut self, va: VirtAddr, write: bool) -> Option<PhysAddr> {
         let mm = self.current_mm();
+        let page = va.align_down(A::PAGE_SIZE);
+        let c = self.uaccess_cache;
+        if c.valid
+            && c.page == page.0
+            && (c.write || !write)
+            && c.generation == self.phys.generation()
+            && c.roots == Some(self.roots(mm))
+        {
+            return Some(PhysAddr(c.pa + va.offset_in(A::PAGE_SIZE)));
+        }
         for attempt in 0..3 {
             let roots = self.roots(mm);
             if let Ok(t) = pgtable::walk::<A>(
@@ -78,6 +109,16 @@ impl<A: Arch> Machine<A> {
                 let ok =
                     t.eff.contains(PteFlags::READ) && (!write || t.eff.contains(PteFlags::WRITE));
                 if ok {
+                    let clean_write = t.eff.contains(PteFlags::WRITE)
+                        && (t.leaf.has(PteFlags::DIRTY) || t.root != HwRoot::Mm);
+                    self.uaccess_cache = UaccessCache {
+                        valid: true,
+                        generation: self.phys.generation(),
+                        roots: Some(roots),
+                        page: page.0,
+                        pa: t.pa.0 - va.offset_in(A::PAGE_SIZE),
+                        write: clean_write,
+                    };
                     if write && !t.leaf.has(PteFlags::DIRTY) && t.root == HwRoot::Mm {
                         // The hardware sets the dirty bit on a writable entry.
                         let mut f = t.leaf.flags | PteFlags::DIRTY | PteFlags::YOUNG;

@@ -41,6 +41,24 @@ fn builtin_workloads() {
             )
         })
         .collect();
+    // No stale snapshots: every .snap belongs to a current run (or to the
+    // help and parse-error snapshots), so a deleted workload or profile
+    // cannot leave one behind unnoticed.
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("transcripts");
+    let mut expected: std::collections::BTreeSet<String> =
+        outs.iter().map(|(n, _, _)| format!("{n}.snap")).collect();
+    expected.insert("parse_error.snap".into());
+    expected.insert("vmemu_help.snap".into());
+    let on_disk: std::collections::BTreeSet<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".snap"))
+                .collect()
+        })
+        .unwrap_or_default();
+    let stale: Vec<&String> = on_disk.difference(&expected).collect();
+    assert!(stale.is_empty(), "snapshots without a run: {stale:?}");
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path("../transcripts");
     settings.set_prepend_module_to_snapshot(false);

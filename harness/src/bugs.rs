@@ -1,0 +1,289 @@
+//! Statements for the known-bugs replays (Dirty COW, Dirty Pipe):
+//!
+//! | statement | what it does |
+//! |---|---|
+//! | `interleave_dontneed(m, LEN, WALK)` | a second task (same mm) runs `madvise(m, LEN, MADV_DONTNEED)` at the retry point of the next gup, before its walk number WALK of a page (1 = first walk; 0 disarms) |
+//! | `w = access_remote_vm(m, LEN, FOLL_WRITE\|FOLL_FORCE)` | the `/proc/pid/mem` write: `mem_rw` → `access_remote_vm` writes LEN bytes (1, 2, 3, ... as `copy_to_user` does) page by page through `get_user_pages_remote` |
+//! | `b = file_byte(f, POS)` | the byte of file `f` at POS as `read(2)` sees it (through the page cache) |
+//! | `s = splice_read(f, POS, p, LEN)` | `splice(f, &POS, p, NULL, LEN, 0)`: file → pipe through the pipe iterator (`generic_file_splice_read`) |
+
+use std::fmt::Write as _;
+
+use vmemu_arch::{Arch, VirtAddr};
+use vmemu_mm::{Errno, GupFlags};
+
+use crate::lang::{Arg, Expr, ScriptError, Stmt};
+use crate::run::{Runner, Var, set_err, to_u64};
+
+/// The known-bugs statements with their arity.
+pub const CALLS: &[(&str, usize)] = &[
+    ("interleave_dontneed", 3),
+    ("access_remote_vm", 3),
+    ("file_byte", 2),
+    ("splice_read", 4),
+];
+
+impl<A: Arch> Runner<'_, A> {
+    fn bug_name_arg(&self, s: &Stmt, a: &Arg, what: &str) -> Result<String, ScriptError> {
+        match a {
+            Arg::Expr(Expr::Name(n, _)) => Ok(n.clone()),
+            _ => Err(self.err(s.span, format!("expected {what} name"))),
+        }
+    }
+
+    fn file_arg(&self, s: &Stmt, a: &Arg) -> Result<u32, ScriptError> {
+        let n = self.bug_name_arg(s, a, "a file")?;
+        self.files
+            .get(&n)
+            .copied()
+            .ok_or_else(|| self.err(s.span, format!("undefined file `{n}`")))
+    }
+
+    /// Runs one of [`CALLS`].
+    pub(crate) fn exec_bug_call(
+        &mut self,
+        s: &Stmt,
+        var: Option<&str>,
+        func: &str,
+        args: &[Arg],
+    ) -> Result<(), ScriptError> {
+        let mut r = self.record(s, func);
+        let seen_log = self.sys.m.interleave_log.len();
+        let res: Result<u64, Errno> = match func {
+            "interleave_dontneed" => {
+                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+                let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
+                let walk = self.expr_arg(&args[2], s)?;
+                let walk = u32::try_from(walk)
+                    .ok()
+                    .filter(|w| *w <= 64)
+                    .ok_or_else(|| self.err(s.span, "the walk number must be 0..=64"))?;
+                self.sys.m.interleave_dontneed(addr, len, walk);
+                r.detail = Some(if walk == 0 {
+                    "disarmed".into()
+                } else {
+                    format!("armed: a second task zaps the range before gup walk {walk}")
+                });
+                Ok(0)
+            }
+            "access_remote_vm" => {
+                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+                let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
+                if len > 1 << 20 {
+                    return Err(self.err(s.span, "access_remote_vm length must be <= 1M"));
+                }
+                let flags = self.flags(s, &args[2])?;
+                if flags != GupFlags::FOLL_WRITE | GupFlags::FOLL_FORCE {
+                    return Err(self.err(
+                        s.span,
+                        "only the /proc/pid/mem write (FOLL_WRITE|FOLL_FORCE) is modelled",
+                    ));
+                }
+                let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+                let mm = self.sys.m.current_mm();
+                self.sys.m.access_remote_vm_write(mm, addr, &data)
+            }
+            "file_byte" => {
+                let f = self.file_arg(s, &args[0])?;
+                let pos = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
+                let mut b = [0u8];
+                self.sys
+                    .m
+                    .file_read(f, pos, &mut b)
+                    .map(|()| u64::from(b[0]))
+            }
+            "splice_read" => {
+                let f = self.file_arg(s, &args[0])?;
+                let mut pos = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
+                let pname = self.bug_name_arg(s, &args[2], "a pipe")?;
+                let pipe = *self
+                    .pipes
+                    .get(&pname)
+                    .ok_or_else(|| self.err(s.span, format!("undefined pipe `{pname}`")))?;
+                let len = to_u64(self.w, self.expr_arg(&args[3], s)?, s.span)?;
+                self.sys.splice_file_to_pipe(f, &mut pos, pipe, len)
+            }
+            _ => return Err(self.err(s.span, format!("unknown function `{func}`"))),
+        };
+        let log = &self.sys.m.interleave_log[seen_log..];
+        if !log.is_empty() {
+            r.detail = Some(log.join("; "));
+        }
+        let ret = match res {
+            Ok(v) => {
+                r.ret = Some(v as i64);
+                v as i64
+            }
+            Err(e) => {
+                set_err(&mut r, e);
+                e.to_ret()
+            }
+        };
+        self.push(r);
+        if let Some(v) = var {
+            self.vars.insert(
+                v.to_string(),
+                Var {
+                    ret,
+                    pages: Vec::new(),
+                    pin: false,
+                    owned: false,
+                    start: 0,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// One known bug of the user-memory access layer (spec known-bugs.md §1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KnownBug {
+    /// Short name.
+    pub name: &'static str,
+    /// CVE, or `-`.
+    pub cve: &'static str,
+    /// The commit or release that introduced it.
+    pub introduced: &'static str,
+    /// The mainline fix.
+    pub fixed: &'static str,
+    /// The built-in workload replaying it, or `-` when not modelled yet.
+    pub workload: &'static str,
+    /// Profiles where vmemu shows the bug.
+    pub vulnerable: &'static str,
+    /// Profiles where vmemu shows the fix.
+    pub fixed_in: &'static str,
+}
+
+/// The known bugs, replayed or still to model.
+pub const KNOWN_BUGS: &[KnownBug] = &[
+    KnownBug {
+        name: "Dirty COW",
+        cve: "CVE-2016-5195",
+        introduced: "f33ea7f404e5 (2005)",
+        fixed: "19be0eaffa3a (v4.9)",
+        workload: "dirtycow.vmw",
+        vulnerable: "v4.10+dirtycow",
+        fixed_in: "v4.10 v4.17 v6.13",
+    },
+    KnownBug {
+        name: "Dirty Pipe",
+        cve: "CVE-2022-0847",
+        introduced: "241699cd72a8 (v4.9), exploitable from f6dd975583bd (5.8)",
+        fixed: "9d2231c5d74e (5.17; 5.16.11, 5.15.25, 5.10.102)",
+        workload: "dirtypipe.vmw",
+        vulnerable: "v4.17+dirtypipe",
+        fixed_in: "v4.10 v4.17 (ops merge rule) v4.17+dirtypipe-fixed",
+    },
+    KnownBug {
+        name: "page refcount overflow",
+        cve: "CVE-2019-11487",
+        introduced: "always",
+        fixed: "f958d7b528b1 88b1a17dfc3e 8fde12ca79af 15fab63e1e57 (5.1)",
+        workload: "-",
+        vulnerable: "not modelled yet",
+        fixed_in: "-",
+    },
+    KnownBug {
+        name: "zero-length bvec livelock",
+        cve: "CVE-2020-25641",
+        introduced: "1bdc76aea115 (v4.8)",
+        fixed: "7e24969022cb (5.9)",
+        workload: "zero_len_bvec.vmw",
+        vulnerable: "v4.10",
+        fixed_in: "v6.13",
+    },
+    KnownBug {
+        name: "KERNEL_DS + generic gup-fast",
+        cve: "-",
+        introduced: "generic RCU GUP (v3.18)",
+        fixed: "set_fs removal (5.10/5.11), TASK_SIZE_MAX check (v6.4)",
+        workload: "kernel_ds_gup_fast.vmw",
+        vulnerable: "v4.10 (arm64, ppc64)",
+        fixed_in: "v4.10+capper v6.13",
+    },
+    KnownBug {
+        name: "pipe_advance fencepost",
+        cve: "CVE-2017-5550",
+        introduced: "241699cd72a8 (v4.9)",
+        fixed: "b9dc6f65bc5e (v4.10)",
+        workload: "-",
+        vulnerable: "not modelled yet (needs a v4.9 pipe_advance)",
+        fixed_in: "v4.10 (pipe_truncate)",
+    },
+    KnownBug {
+        name: "GUP pin vs fork/COW",
+        cve: "CVE-2020-29374",
+        introduced: "always",
+        fixed: "17839856fd58 (5.8), 09854ba94c6a 70e806e4e645 (5.9), 6c287605fd56 (5.19)",
+        workload: "-",
+        vulnerable: "not modelled yet",
+        fixed_in: "-",
+    },
+];
+
+/// `vmemu list --bugs`.
+#[must_use]
+pub fn bugs_table() -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "known bugs:");
+    for b in KNOWN_BUGS {
+        let _ = writeln!(out, "  {} ({})", b.name, b.cve);
+        let _ = writeln!(out, "    introduced  {}", b.introduced);
+        let _ = writeln!(out, "    fixed       {}", b.fixed);
+        let _ = writeln!(out, "    workload    {}", b.workload);
+        let _ = writeln!(out, "    vulnerable  {}", b.vulnerable);
+        let _ = writeln!(out, "    fixed in    {}", b.fixed_in);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use vmemu_arch::ArchId;
+
+    use crate::{lang, run, workloads::BUILTIN};
+
+    /// Runs a built-in workload; returns (passed, page_cache_corrupted raised).
+    fn replay(name: &str, arch: ArchId, kernel: &str) -> (bool, bool) {
+        let (f, src) = BUILTIN
+            .iter()
+            .find(|(f, _)| *f == format!("{name}.vmw"))
+            .unwrap();
+        let w = lang::parse(f, src).unwrap();
+        let r = run::run(&w, arch, kernel).unwrap();
+        let hit = r.records.iter().any(|x| {
+            x.events
+                .iter()
+                .any(|e| e.starts_with("page_cache_corrupted"))
+        });
+        (r.summary.passed, hit)
+    }
+
+    #[test]
+    fn dirty_pipe_only_in_its_window() {
+        for a in ArchId::MAIN {
+            assert_eq!(replay("dirtypipe", a, "v4.17+dirtypipe"), (true, true));
+            for k in ["v4.10", "v4.17", "v4.17+dirtypipe-fixed"] {
+                assert_eq!(replay("dirtypipe", a, k), (true, false), "{a} {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn dirty_cow_only_before_its_fix() {
+        for a in ArchId::MAIN {
+            assert_eq!(replay("dirtycow", a, "v4.10+dirtycow"), (true, true));
+            for k in ["v4.10", "v4.17", "v6.13"] {
+                assert_eq!(replay("dirtycow", a, k), (true, false), "{a} {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_modelled_bug_names_a_builtin_workload() {
+        for b in super::KNOWN_BUGS.iter().filter(|b| b.workload != "-") {
+            assert!(BUILTIN.iter().any(|(f, _)| *f == b.workload), "{}", b.name);
+        }
+    }
+}

@@ -1,0 +1,363 @@
+//! `bio_iov_iter_get_pages` and its direct-I/O callers: the block device's
+//! `blkdev_direct_IO` (`fs/block_dev.c` v4.10/v4.17, `block/fops.c` 6.13)
+//! and `iomap_dio_actor` (`fs/iomap.c`).
+//!
+//! * v4.10–v4.17: `bio_iov_iter_get_pages` makes **one**
+//!   `iov_iter_get_pages(iter, pages, LONG_MAX, free_vecs, &offset)` call
+//!   (one segment; one page for a bvec), writes the page pointers into the
+//!   bio's unused bvec slots and expands them backwards into bio_vecs, then
+//!   advances the iterator. `__blkdev_direct_IO_simple` (synchronous, at most
+//!   `BIO_MAX_PAGES` pages) puts up to `DIO_INLINE_BIO_VECS` = 4 bvecs on the
+//!   stack (no allocation) and calls it once: a multi-segment request
+//!   transfers only its first segment — a short read or write.
+//!   `__blkdev_direct_IO` and `iomap_dio_actor` allocate a bio sized by
+//!   `iov_iter_npages(iter, 256)` and call it once per bio: one bio per
+//!   segment.
+//! * 6.13 (17d51b10d777, present by 4.19, then the extraction rework):
+//!   `bio_iov_iter_get_pages` loops `__bio_iov_iter_get_pages` until the
+//!   bio is full or the iterator empty; user memory is **pinned**
+//!   (`iov_iter_extract_pages`), a page physically contiguous with the last
+//!   bvec extends it (`bvec_try_merge_page`; a second pin on the same page
+//!   is dropped at once), and a bvec iterator is used as is
+//!   (`bio_iov_bvec_set`: no page references).
+//!
+//! Logical block size 512; a request not aligned to it is `-EINVAL`. Bios
+//! complete synchronously; completion puts (or unpins) each page.
+
+use vmemu_arch::{Arch, Pfn};
+use vmemu_mm::Errno;
+
+use super::IoReport;
+use crate::Sys;
+use crate::iov_iter::{IovIter, IterType};
+
+/// `DIO_INLINE_BIO_VECS`.
+pub const DIO_INLINE_BIO_VECS: u64 = 4;
+/// `BIO_MAX_PAGES` (6.x `BIO_MAX_VECS`).
+pub const BIO_MAX_PAGES: u64 = 256;
+/// Logical block size of the modelled block device.
+pub const LOGICAL_BLOCK_SIZE: u64 = 512;
+
+/// A bio under construction.
+#[derive(Clone, Debug, Default)]
+pub struct Bio {
+    /// bio_vecs: the pages each covers (one, or several for a merged
+    /// 6.x bvec), offset in the first, length.
+    pub vecs: Vec<(Vec<Pfn>, u64, u64)>,
+    /// `bi_max_vecs`.
+    pub max_vecs: u64,
+    /// `bi_iter.bi_size`.
+    pub size: u64,
+    /// The pages are pinned (`BIO_PAGE_PINNED`) rather than referenced.
+    pub pinned: bool,
+    /// The bvecs are the iterator's own (`bio_iov_bvec_set`): no references.
+    pub borrowed: bool,
+    /// Pins dropped at once because a range merged into a bvec on the same
+    /// page (6.x), or pages extracted beyond a block-trimmed size.
+    pub released_early: u64,
+}
+
+impl Bio {
+    /// An empty bio with `max_vecs` slots.
+    #[must_use]
+    pub fn new(max_vecs: u64) -> Self {
+        Self {
+            max_vecs,
+            ..Self::default()
+        }
+    }
+}
+
+impl<A: Arch> Sys<A> {
+    /// `bio_iov_iter_get_pages(bio, iter)` as the profile has it.
+    pub fn bio_iov_iter_get_pages(
+        &mut self,
+        bio: &mut Bio,
+        iter: &mut IovIter,
+    ) -> Result<(), Errno> {
+        if self.caller_knobs().bio_iov_loop {
+            self.bio_iov_iter_get_pages_loop(bio, iter)
+        } else {
+            self.bio_iov_iter_get_pages_once(bio, iter)
+        }
+    }
+
+    fn bio_iov_iter_get_pages_once(
+        &mut self,
+        bio: &mut Bio,
+        iter: &mut IovIter,
+    ) -> Result<(), Errno> {
+        let nr = bio.max_vecs - bio.vecs.len() as u64;
+        let g = self.iov_iter_get_pages(iter, i64::MAX as u64, nr)?;
+        if g.bytes == 0 {
+            return Err(Errno::EFAULT);
+        }
+        let n = (g.bytes + g.start).div_ceil(A::PAGE_SIZE) as usize;
+        let mut left = g.bytes;
+        let mut off = g.start;
+        for &p in &g.pages[..n] {
+            let len = left.min(A::PAGE_SIZE - off);
+            bio.vecs.push((vec![p], off, len));
+            left -= len;
+            off = 0;
+        }
+        bio.size += g.bytes;
+        self.iov_iter_advance(iter, g.bytes);
+        Ok(())
+    }
+
+    fn bio_iov_iter_get_pages_loop(
+        &mut self,
+        bio: &mut Bio,
+        iter: &mut IovIter,
+    ) -> Result<(), Errno> {
+        if iter.ty == IterType::Bvec {
+            // bio_iov_bvec_set: the bio uses the iterator's bvecs.
+            let pieces = iter.pieces(&mut self.m, iter.count);
+            for p in pieces {
+                if let crate::iov_iter::Piece::Page { pfn, offset, len } = p {
+                    bio.vecs.push((vec![pfn], offset, len));
+                }
+            }
+            bio.size += iter.count;
+            bio.borrowed = true;
+            let n = iter.count;
+            self.iov_iter_advance(iter, n);
+            return Ok(());
+        }
+        let mut ret = Ok(());
+        loop {
+            if let Err(e) = self.bio_iov_iter_get_pages_one(bio, iter) {
+                ret = Err(e);
+                break;
+            }
+            if iter.count == 0 || bio.vecs.len() as u64 >= bio.max_vecs {
+                break;
+            }
+        }
+        if bio.vecs.is_empty() { ret } else { Ok(()) }
+    }
+
+    /// 6.13 `__bio_iov_iter_get_pages`.
+    fn bio_iov_iter_get_pages_one(
+        &mut self,
+        bio: &mut Bio,
+        iter: &mut IovIter,
+    ) -> Result<(), Errno> {
+        let nr = bio.max_vecs - bio.vecs.len() as u64;
+        let g = self.iov_iter_extract_pages(iter, u64::from(u32::MAX) - bio.size, nr)?;
+        if g.bytes == 0 {
+            return Err(Errno::EFAULT);
+        }
+        bio.pinned = g.pinned;
+        let trim = g.bytes & (LOGICAL_BLOCK_SIZE - 1);
+        let size = g.bytes - trim;
+        if trim > 0 {
+            let _ = self.iov_iter_revert(iter, trim);
+        }
+        let n = (g.bytes + g.start).div_ceil(A::PAGE_SIZE) as usize;
+        let mut left = size;
+        let mut off = g.start;
+        let mut i = 0usize;
+        while left > 0 {
+            let p = g.pages[i];
+            let len = left.min(A::PAGE_SIZE - off);
+            let merged = match bio.vecs.last_mut() {
+                Some((pages, boff, blen))
+                    if pages[0].0 * A::PAGE_SIZE + *boff + *blen == p.0 * A::PAGE_SIZE + off =>
+                {
+                    let end = pages[0].0 * A::PAGE_SIZE + *boff + *blen - 1;
+                    let same_page = end / A::PAGE_SIZE == p.0;
+                    *blen += len;
+                    if same_page {
+                        if g.pinned {
+                            let _ = self.m.unpin_user_page(p);
+                            bio.released_early += 1;
+                        }
+                    } else {
+                        pages.push(p);
+                    }
+                    true
+                }
+                _ => false,
+            };
+            if !merged {
+                bio.vecs.push((vec![p], off, len));
+            }
+            bio.size += len;
+            left -= len;
+            off = 0;
+            i += 1;
+        }
+        // Pages extracted beyond the trimmed size are released.
+        for &p in &g.pages[i..n.min(g.pages.len())] {
+            bio.released_early += 1;
+            if g.pinned {
+                let _ = self.m.unpin_user_page(p);
+            } else {
+                let _ = self.m.put_page(p);
+            }
+        }
+        if size == 0 {
+            return Err(Errno::EFAULT);
+        }
+        Ok(())
+    }
+
+    /// Completion of a bio: every page's reference (or pin) is released.
+    pub fn bio_release_pages(&mut self, bio: &Bio) {
+        if bio.borrowed {
+            return;
+        }
+        for (pages, _, _) in &bio.vecs {
+            for &p in pages {
+                if bio.pinned {
+                    let _ = self.m.unpin_user_page(p);
+                } else {
+                    let _ = self.m.put_page(p);
+                }
+            }
+        }
+    }
+
+    /// One `bio_iov_iter_get_pages` call on an empty bio of `nr_vecs` slots,
+    /// then the bio completes. Returns the bio's size.
+    pub fn bio_iov_iter_get_pages_once_report(
+        &mut self,
+        iter: &mut IovIter,
+        nr_vecs: u64,
+    ) -> (Result<u64, Errno>, IoReport) {
+        let (mut io, before) = IoReport::start("bio_iov_iter_get_pages", self);
+        let mut bio = Bio::new(nr_vecs);
+        let r = self.bio_iov_iter_get_pages(&mut bio, iter);
+        self.bio_done(&bio, &mut io);
+        io.finish(self, before);
+        (r.map(|()| bio.size), io)
+    }
+
+    fn bio_done(&mut self, bio: &Bio, io: &mut IoReport) {
+        io.put_early += bio.released_early;
+        if bio.vecs.is_empty() {
+            return;
+        }
+        self.bio_release_pages(bio);
+        let pages: u64 = bio.vecs.iter().map(|v| v.0.len() as u64).sum();
+        io.unit("bio", bio.size, pages);
+        if (bio.vecs.len() as u64) < pages {
+            io.note(format!(
+                "{pages} pages in {} bvec(s): physically contiguous pages extend the last bvec (bvec_try_merge_page)",
+                bio.vecs.len()
+            ));
+        }
+    }
+
+    fn blk_aligned(&mut self, iter: &IovIter, pos: u64) -> bool {
+        (pos | self.iov_iter_alignment(iter)) & (LOGICAL_BLOCK_SIZE - 1) == 0
+    }
+
+    /// `blkdev_direct_IO(iocb, iter)` for a synchronous kiocb at `pos`.
+    pub fn blkdev_direct_io(
+        &mut self,
+        iter: &mut IovIter,
+        pos: u64,
+    ) -> (Result<u64, Errno>, IoReport) {
+        let (mut io, before) = IoReport::start("blkdev_direct_IO", self);
+        let bvec_set = self.caller_knobs().bio_iov_loop && iter.ty == IterType::Bvec;
+        let nr = if bvec_set {
+            0 // bio_iov_vecs_to_alloc: the iterator's own bvecs are used
+        } else {
+            self.iov_iter_npages(iter, BIO_MAX_PAGES + 1)
+        };
+        if iter.count == 0 || (nr == 0 && !bvec_set) {
+            io.finish(self, before);
+            return (Ok(0), io);
+        }
+        if !self.blk_aligned(iter, pos) {
+            io.note("(pos | iov_iter_alignment) is not a multiple of the 512-byte logical block: -EINVAL");
+            io.finish(self, before);
+            return (Err(Errno::EINVAL), io);
+        }
+        let r = if nr <= BIO_MAX_PAGES {
+            io.model = "__blkdev_direct_IO_simple".into();
+            if nr <= DIO_INLINE_BIO_VECS {
+                io.note(format!(
+                    "{nr} bvec(s) fit the {DIO_INLINE_BIO_VECS} inline (on-stack) bio_vecs: no allocation"
+                ));
+            } else {
+                io.allocations += 1;
+                io.note(format!("kmalloc'd array of {nr} bvecs"));
+            }
+            let mut bio = Bio::new(nr.max(1));
+            let wanted = iter.count;
+            let r = self.bio_iov_iter_get_pages(&mut bio, iter);
+            self.bio_done(&bio, &mut io);
+            if r.is_ok() && bio.size < wanted {
+                io.note(format!(
+                    "short {}: {} of {wanted} bytes (one bio_iov_iter_get_pages call)",
+                    if iter.dir == crate::Dir::Read {
+                        "read"
+                    } else {
+                        "write"
+                    },
+                    bio.size
+                ));
+            }
+            r.map(|()| bio.size)
+        } else {
+            io.model = "__blkdev_direct_IO".into();
+            self.bio_per_call_loop(iter, nr.min(BIO_MAX_PAGES), &mut io)
+        };
+        io.finish(self, before);
+        (r, io)
+    }
+
+    /// `__blkdev_direct_IO` / `iomap_dio_actor`: a bio sized by
+    /// `iov_iter_npages(iter, 256)` per `bio_iov_iter_get_pages` call.
+    fn bio_per_call_loop(
+        &mut self,
+        iter: &mut IovIter,
+        mut nr: u64,
+        io: &mut IoReport,
+    ) -> Result<u64, Errno> {
+        let mut size = 0u64;
+        loop {
+            let mut bio = Bio::new(nr.max(1));
+            io.allocations += 1;
+            let r = self.bio_iov_iter_get_pages(&mut bio, iter);
+            self.bio_done(&bio, io);
+            if let Err(e) = r {
+                return if size > 0 { Ok(size) } else { Err(e) };
+            }
+            size += bio.size;
+            nr = self.iov_iter_npages(iter, BIO_MAX_PAGES);
+            if nr == 0 {
+                break;
+            }
+        }
+        Ok(size)
+    }
+
+    /// `iomap_dio_rw` over one mapped extent covering the request
+    /// (`iomap_dio_actor`), synchronous, at `pos`.
+    pub fn iomap_dio_rw(&mut self, iter: &mut IovIter, pos: u64) -> (Result<u64, Errno>, IoReport) {
+        let (mut io, before) = IoReport::start("iomap_dio_actor", self);
+        if !self.blk_aligned(iter, pos) {
+            io.note("(pos | length | iov_iter_alignment) is not a multiple of the 512-byte logical block: -EINVAL");
+            io.finish(self, before);
+            return (Err(Errno::EINVAL), io);
+        }
+        let length = iter.count;
+        let mut it = iter.clone();
+        let nr = self.iov_iter_npages(&it, BIO_MAX_PAGES);
+        let r = if nr == 0 {
+            Ok(0)
+        } else {
+            self.bio_per_call_loop(&mut it, nr, &mut io)
+        };
+        if r.is_ok() {
+            self.iov_iter_advance(iter, length);
+        }
+        io.finish(self, before);
+        (r, io)
+    }
+}

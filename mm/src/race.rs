@@ -1,0 +1,266 @@
+//! Two emulated tasks with a chosen interleaving, for the races of the
+//! known-bugs replays (Dirty COW): a second task's `madvise(MADV_DONTNEED)`
+//! runs at one of the retry points of `__get_user_pages` (the walk of a page
+//! that follows a `faultin_page`), and the `/proc/pid/mem` write path
+//! (`mem_rw` → `access_remote_vm`) that races with it.
+
+use vmemu_arch::{Arch, Pfn, VirtAddr};
+
+use crate::errno::Errno;
+use crate::event::EventKind;
+use crate::gup::GupFlags;
+use crate::mm::{Backing, Machine, VmFlags};
+use crate::phys::{Owner, PageFlags};
+use crate::sync::{MmId, TaskId};
+
+/// A step of a second task, run when gup is about to walk a page for the
+/// `before_walk`-th time (1 = the first walk, 2 = the walk after the first
+/// `faultin_page`, ...). Runs once.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct GupInterleave {
+    /// The walk number before which the step runs.
+    pub before_walk: u32,
+    /// The task running the step (it shares the mm).
+    pub task: TaskId,
+    /// `madvise(addr, len, MADV_DONTNEED)` in this mm.
+    pub mm: MmId,
+    /// Start of the range.
+    pub addr: VirtAddr,
+    /// Length.
+    pub len: u64,
+}
+
+impl<A: Arch> Machine<A> {
+    /// Arms `madvise(addr, len, MADV_DONTNEED)` by a new task sharing the
+    /// current mm, to run before walk number `before_walk` of the next gup
+    /// (0 disarms).
+    pub fn interleave_dontneed(&mut self, addr: VirtAddr, len: u64, before_walk: u32) {
+        if before_walk == 0 {
+            self.gup_interleave = None;
+            return;
+        }
+        let mm = self.current_mm();
+        let task = self.new_task(mm);
+        self.gup_interleave = Some(GupInterleave {
+            before_walk,
+            task,
+            mm,
+            addr,
+            len,
+        });
+    }
+
+    /// Called by `__get_user_pages` at its retry point, before walk `walk`
+    /// of a page: runs the armed step of the other task if it is due.
+    pub(crate) fn gup_retry_point(&mut self, walk: u32) {
+        let Some(h) = self.gup_interleave else {
+            return;
+        };
+        if h.before_walk != walk {
+            return;
+        }
+        self.gup_interleave = None;
+        let me = self.current;
+        self.current = h.task;
+        // MADV_DONTNEED takes mmap_sem for read only, so it runs while the
+        // gup task holds it for read too.
+        let r = match self.mmap_read_lock(h.mm) {
+            Ok(()) => {
+                let r = self.madvise_dontneed(h.mm, h.addr, h.len);
+                self.mmap_read_unlock(h.mm);
+                r
+            }
+            Err(e) => Err(e),
+        };
+        self.current = me;
+        self.interleave_log.push(format!(
+            "task {} ran madvise({}, {:#x}, MADV_DONTNEED) before gup walk {walk}: {}",
+            h.task.0,
+            h.addr,
+            h.len,
+            match r {
+                Ok(()) => "0".to_string(),
+                Err(e) => e.to_string(),
+            }
+        ));
+    }
+
+    /// `mem_rw` of a write to `/proc/pid/mem` at `addr`: `access_remote_vm`
+    /// with `FOLL_FORCE|FOLL_WRITE`, page by page under `mmap_sem` (read):
+    /// `get_user_pages_remote` of one page, copy into it through the kernel
+    /// mapping, `set_page_dirty_lock`, `put_page`. Returns the bytes
+    /// written, or the error if none were.
+    ///
+    /// A write that lands in a page-cache page of a mapping the writer may
+    /// not write to the file through (not `VM_SHARED`) raises
+    /// `page_cache_corrupted`.
+    pub fn access_remote_vm_write(
+        &mut self,
+        mm: MmId,
+        addr: VirtAddr,
+        data: &[u8],
+    ) -> Result<u64, Errno> {
+        let mut done = 0u64;
+        let len = data.len() as u64;
+        self.mmap_read_lock(mm)?;
+        while done < len {
+            let cur = addr.wrapping_add(done);
+            let off = cur.offset_in(A::PAGE_SIZE);
+            let n = (A::PAGE_SIZE - off).min(len - done);
+            let mut pages: Vec<Pfn> = Vec::new();
+            let r = self.get_user_pages_remote(
+                mm,
+                cur,
+                1,
+                GupFlags::FOLL_FORCE | GupFlags::FOLL_WRITE,
+                &mut pages,
+            );
+            let Some(&page) = pages.first().filter(|_| matches!(r, Ok(1))) else {
+                break;
+            };
+            self.check_forced_write(mm, cur, page);
+            let pa = page.addr(A::PAGE_SHIFT).add(off);
+            let chunk = &data[done as usize..(done + n) as usize];
+            let _ = self.phys.write(pa, chunk);
+            // set_page_dirty_lock
+            let head = self.phys.compound_head(page);
+            self.phys.page_mut(head).flags |= PageFlags::DIRTY;
+            let _ = self.put_page(page);
+            done += n;
+        }
+        self.mmap_read_unlock(mm);
+        // The other task's step belongs to this call only.
+        if let Some(h) = self.gup_interleave.take() {
+            self.interleave_log.push(format!(
+                "task {} never ran: gup did not reach walk {}",
+                h.task.0, h.before_walk
+            ));
+        }
+        if done == 0 { Err(Errno::EIO) } else { Ok(done) }
+    }
+
+    /// The data-integrity check of a FOLL_FORCE write: the page gup returned
+    /// must not be the file's page-cache page unless the VMA is shared.
+    fn check_forced_write(&mut self, mm: MmId, addr: VirtAddr, page: Pfn) {
+        let head = self.phys.compound_head(page);
+        let Owner::File { .. } = self.phys.page(head).owner else {
+            return;
+        };
+        let Some(vma) = self.vma_at(mm, addr) else {
+            return;
+        };
+        if vma.flags.contains(VmFlags::VM_SHARED) || !matches!(vma.backing, Backing::File { .. }) {
+            return;
+        }
+        let name = self.page_name(page);
+        self.event(
+            EventKind::PageCacheCorrupted,
+            format!(
+                "a FOLL_FORCE write through the read-only private mapping at {addr} lands in {name}, the file's page-cache page"
+            ),
+        );
+    }
+
+    /// Reads `buf.len()` bytes of `file` at `pos` through the page cache
+    /// (what `read(2)` of the file returns; reads pages in if needed).
+    pub fn file_read(&mut self, file: u32, pos: u64, buf: &mut [u8]) -> Result<(), Errno> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let p = pos + done as u64;
+            let (page, _) = self
+                .find_or_read_page(file, p / A::PAGE_SIZE)
+                .ok_or(Errno::ENOMEM)?;
+            let off = p % A::PAGE_SIZE;
+            let n = ((A::PAGE_SIZE - off) as usize).min(buf.len() - done);
+            self.phys
+                .read(page.addr(A::PAGE_SHIFT).add(off), &mut buf[done..done + n])
+                .map_err(|_| Errno::EIO)?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vmemu_arch::{Arch, Arm64, Ppc64, X86_64};
+
+    use crate::event::EventKind;
+    use crate::mm::{Backing, FileOps, Machine, Prot};
+    use crate::profile::KernelProfile;
+    use crate::vma::MapFlags;
+
+    /// The Dirty COW interleaving: returns the file byte at the write's
+    /// offset afterwards and whether `page_cache_corrupted` was raised.
+    fn dirtycow<A: Arch>(kernel: &str, before_walk: u32) -> (u8, bool) {
+        let mut m = Machine::<A>::new(KernelProfile::parse(kernel).unwrap(), 64 << 20).unwrap();
+        let f = m.create_file("f", A::PAGE_SIZE, FileOps::default());
+        let mm = m.current_mm();
+        let ro = Prot {
+            read: true,
+            write: false,
+            exec: false,
+        };
+        let a = m
+            .mmap(
+                mm,
+                None,
+                A::PAGE_SIZE,
+                ro,
+                MapFlags::default(),
+                Backing::File { file: f, pgoff: 0 },
+                "m",
+            )
+            .unwrap();
+        m.interleave_dontneed(a, A::PAGE_SIZE, before_walk);
+        assert_eq!(
+            m.access_remote_vm_write(mm, a.wrapping_add(64), &[0xee; 8]),
+            Ok(8)
+        );
+        let mut b = [0u8];
+        m.file_read(f, 64, &mut b).unwrap();
+        let hit = m
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::PageCacheCorrupted);
+        (b[0], hit)
+    }
+
+    fn all_arches(kernel: &str, before_walk: u32) -> Vec<(u8, bool)> {
+        vec![
+            dirtycow::<X86_64>(kernel, before_walk),
+            dirtycow::<Arm64>(kernel, before_walk),
+            dirtycow::<Ppc64>(kernel, before_walk),
+        ]
+    }
+
+    #[test]
+    fn dirtycow_window_writes_the_file_before_the_fix() {
+        // Walk 3 follows the wp fault that dropped FOLL_WRITE.
+        assert!(
+            all_arches("v4.10+dirtycow", 3)
+                .iter()
+                .all(|r| *r == (0xee, true))
+        );
+        // Outside the window, or with no race, the private copy takes it.
+        for w in [0, 1, 2, 4] {
+            assert!(
+                all_arches("v4.10+dirtycow", w)
+                    .iter()
+                    .all(|r| *r == (64, false))
+            );
+        }
+    }
+
+    #[test]
+    fn dirtycow_fixed_profiles_never_write_the_file() {
+        for k in ["v4.10", "v4.17", "v6.13"] {
+            for w in 0..=5 {
+                assert!(
+                    all_arches(k, w).iter().all(|r| *r == (64, false)),
+                    "{k} walk {w}"
+                );
+            }
+        }
+    }
+}
