@@ -165,6 +165,9 @@ pub enum Cmd {
         after_help = "Examples:\n  vmemu report                          one verdict line per claim\n  vmemu report --markdown               every claim's generated table\n  vmemu report --write docs/thread.md   refresh the tables between the claim markers\n  vmemu report --check docs/thread.md   exit 1 if any table there is stale"
     )]
     Report {
+        /// The known-bugs tables of docs/bugs.md instead of the thread's claims.
+        #[arg(long)]
+        bugs: bool,
         /// Print the markdown tables instead of one line per claim.
         #[arg(long)]
         markdown: bool,

@@ -647,7 +647,9 @@ impl Gen {
             54..=61 => self.iter(),
             62..=77 => self.iter_op(),
             78..=83 => self.pipe_op(),
-            84..=93 => self.release(),
+            84..=90 => self.release(),
+            91..=93 if !self.portable => self.bug_op(),
+            91..=93 => self.release(),
             94..=96 if !self.portable => {
                 if self.d.chance(50) {
                     self.kbuf()
@@ -657,6 +659,59 @@ impl Gen {
             }
             97..=99 if !self.portable && !self.in_set_fs => self.set_fs(),
             _ => self.gup(),
+        }
+    }
+
+    /// The statements of the known-bug replays, with ordinary arguments:
+    /// `/proc/pid/mem` writes, a second task's `MADV_DONTNEED` at a gup
+    /// retry point, reads of a file through the page cache, and (v4.x)
+    /// splices from a file into a pipe. Nothing here aims at a bug: the
+    /// generator knows the statements, the kernel decides what they do.
+    fn bug_op(&mut self) {
+        match self.d.below(4) {
+            0 => {
+                let a = self.addr();
+                let n = *self.d.pick(&["1", "16", "100", "PAGE_SIZE"]);
+                self.emit(format!("access_remote_vm({a}, {n}, FOLL_WRITE|FOLL_FORCE)"));
+            }
+            1 => {
+                // Two tasks racing: a second task's MADV_DONTNEED lands at a
+                // retry point of the gup that the next call makes on the
+                // same page (the generator picks the call, the walk number
+                // and the flags; it does not know which ones matter).
+                let a = self.page_addr();
+                let n = 1 + self.d.below(2);
+                let walk = self.d.below(5);
+                self.emit(format!("interleave_dontneed({a}, {n} * PAGE_SIZE, {walk})"));
+                let off = *self.d.pick(&OFFSETS);
+                let len = *self.d.pick(&["1", "16", "100"]);
+                if self.d.chance(50) {
+                    self.emit(format!(
+                        "access_remote_vm({a}{off}, {len}, FOLL_WRITE|FOLL_FORCE)"
+                    ));
+                } else {
+                    let v = self.fresh("r");
+                    let fl = self.flags();
+                    self.emit(format!("{v} = get_user_pages({a}{off}, 1, {fl})"));
+                    self.held.push(v);
+                }
+            }
+            2 if !self.files.is_empty() => {
+                let f = self.d.pick(&self.files).clone();
+                let v = self.fresh("b");
+                let pos = *self.d.pick(&["0", "1", "100", "PAGE_SIZE + 1"]);
+                self.emit(format!("{v} = file_byte({f}, {pos})"));
+            }
+            3 if !self.files.is_empty() && !self.modern && !self.pipes.is_empty() => {
+                let f = self.d.pick(&self.files).clone();
+                let p = self.d.pick(&self.pipes).clone();
+                self.iters.retain(|(_, k, _)| *k != IterKind::Pipe);
+                let pos = *self.d.pick(&["0", "1", "99", "PAGE_SIZE - 1"]);
+                let n = *self.d.pick(&["1", "10", "PAGE_SIZE", "4 * PAGE_SIZE"]);
+                let v = self.fresh("s");
+                self.emit(format!("{v} = splice_read({f}, {pos}, {p}, {n})"));
+            }
+            _ => self.file(),
         }
     }
 
@@ -775,6 +830,13 @@ fn run_caught(
     }
 }
 
+/// Events that are a known bug class (spec known-bugs.md): the file's
+/// page cache changed through a path without write permission; memory used
+/// after its page was freed. Each is raised by the emulated kernel's own
+/// observation, not by the profile, so a fuzz run reports it wherever it
+/// happens.
+pub const BUG_EVENTS: &[&str] = &["page_cache_corrupted", "use_after_free"];
+
 fn broken_kernel(r: &Run) -> bool {
     r.records.iter().any(|x| {
         x.events.iter().any(|e| {
@@ -812,6 +874,17 @@ fn run_failure(r: &Run) -> Option<(String, String)> {
             .collect::<Vec<_>>()
             .join(" ");
         return Some((format!("{op}: {key}"), msg));
+    }
+    // A bug class the kernel under test should never show: reported as a
+    // finding (a fixed profile must never raise it).
+    if let Some(e) = r
+        .records
+        .iter()
+        .flat_map(|x| &x.events)
+        .find(|e| BUG_EVENTS.iter().any(|b| e.split(':').next() == Some(*b)))
+    {
+        let kind = e.split(':').next().unwrap_or_default();
+        return Some((format!("bug: {kind}"), e.clone()));
     }
     if r.summary.leaked_refs > 0 && !broken_kernel(r) {
         return Some((

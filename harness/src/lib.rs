@@ -16,6 +16,7 @@
 
 pub mod bench;
 pub mod bugs;
+pub mod bugs_report;
 pub mod callers;
 pub mod cli;
 pub mod concurrency;

@@ -336,7 +336,11 @@ fn real_main() -> Result<bool, Usage> {
             Ok(runs.iter().all(|r| r.summary.passed))
         }
         Cmd::List { bugs: true } => {
-            let _ = write!(out, "{}", vmemu_harness::bugs::bugs_table());
+            let _ = write!(
+                out,
+                "{}",
+                vmemu_harness::bugs_report::list().map_err(Usage)?
+            );
             Ok(true)
         }
         Cmd::List { bugs: false } => {
@@ -387,6 +391,14 @@ fn real_main() -> Result<bool, Usage> {
         Cmd::Fuzz(args) => vmemu_harness::fuzz::main(&args).map_err(Usage),
         Cmd::DiffHost(args) => vmemu_harness::diff_host::main(&args).map_err(Usage),
         Cmd::Report {
+            bugs: true,
+            write,
+            check,
+            ..
+        } => vmemu_harness::bugs_report::main(write.as_deref(), check.as_deref(), &mut out)
+            .map_err(Usage),
+        Cmd::Report {
+            bugs: false,
             markdown,
             write,
             check,

@@ -15,7 +15,7 @@
 //!   followed by `get_user_pages` or `get_user_pages_unlocked` with the same
 //!   arguments, both must return the same pages where both succeed (except
 //!   with `FOLL_FORCE`, where a second COW break is the kernel's behaviour,
-//!   and under `KERNEL_DS`).
+//!   under `KERNEL_DS`, and when a second task ran inside the slow call).
 //!
 //! Cross-run oracles (profiles, arches) are in `fuzz`.
 
@@ -38,6 +38,9 @@ pub(crate) struct OracleState {
     prev_fast: Option<(String, String, bool)>,
     /// Bytes the last `copy_from_iter` produced.
     pub(crate) last_read: Option<Vec<u8>>,
+    /// Length of the interleaving log before the statement: a second task
+    /// that ran inside it (`interleave_dontneed`) changed the mm under gup.
+    interleaved_before: usize,
 }
 
 fn args_text(text: &str) -> &str {
@@ -55,6 +58,7 @@ impl<A: Arch> Runner<'_, A> {
     pub(crate) fn oracle_before(&mut self, s: &Stmt) -> Result<(), ScriptError> {
         self.oracle.before = None;
         self.oracle.last_read = None;
+        self.oracle.interleaved_before = self.sys.m.interleave_log.len();
         if let StmtKind::Call { args, .. } = &s.kind
             && let Some(crate::lang::Arg::Expr(crate::lang::Expr::Name(n, _))) = args.first()
             && let Some(it) = self.iters.get(n)
@@ -87,6 +91,7 @@ impl<A: Arch> Runner<'_, A> {
             && !pkds
             && !kds
             && !pargs.contains("FOLL_FORCE")
+            && self.sys.m.interleave_log.len() == self.oracle.interleaved_before
             && let (Some(a), Some(b)) = (self.vars.get(&pvar), self.vars.get(v))
             && a.ret > 0
             && b.ret > 0

@@ -902,6 +902,47 @@ pub fn stale(doc: &str, sections: &[(&str, String)]) -> Vec<String> {
         .collect()
 }
 
+/// Writes `sections` into the file `write`, or checks the file `check`
+/// against them; `Ok(None)` when neither is asked, `Ok(Some(false))` when
+/// `check` found stale sections.
+pub fn write_or_check(
+    secs: &[(&str, String)],
+    write: Option<&std::path::Path>,
+    check: Option<&std::path::Path>,
+    out: &mut dyn std::io::Write,
+) -> Result<Option<bool>, String> {
+    let read = |p: &std::path::Path| {
+        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
+    };
+    if let Some(p) = write {
+        let doc = splice(&read(p)?, secs)?;
+        std::fs::write(p, doc).map_err(|e| format!("{}: {e}", p.display()))?;
+        let _ = writeln!(out, "{}: {} tables written", p.display(), secs.len());
+        return Ok(Some(true));
+    }
+    if let Some(p) = check {
+        let bad = stale(&read(p)?, secs);
+        if bad.is_empty() {
+            let _ = writeln!(out, "{}: {} tables up to date", p.display(), secs.len());
+        } else {
+            let _ = writeln!(
+                out,
+                "{}: stale tables: {} (run `vmemu report{} --write {}`)",
+                p.display(),
+                bad.join(", "),
+                if p.ends_with("bugs.md") {
+                    " --bugs"
+                } else {
+                    ""
+                },
+                p.display()
+            );
+        }
+        return Ok(Some(bad.is_empty()));
+    }
+    Ok(None)
+}
+
 /// `vmemu report`: prints, writes or checks; `Ok(false)` when `check` found
 /// stale sections.
 pub fn main(
@@ -911,34 +952,8 @@ pub fn main(
     out: &mut dyn std::io::Write,
 ) -> Result<bool, String> {
     let secs = generate()?;
-    let read = |p: &std::path::Path| {
-        std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))
-    };
-    if let Some(p) = write {
-        let doc = splice(&read(p)?, &secs)?;
-        std::fs::write(p, doc).map_err(|e| format!("{}: {e}", p.display()))?;
-        let _ = writeln!(out, "{}: {} claim tables written", p.display(), secs.len());
-        return Ok(true);
-    }
-    if let Some(p) = check {
-        let bad = stale(&read(p)?, &secs);
-        if bad.is_empty() {
-            let _ = writeln!(
-                out,
-                "{}: {} claim tables up to date",
-                p.display(),
-                secs.len()
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                "{}: stale claim tables: {} (run `vmemu report --write {}`)",
-                p.display(),
-                bad.join(", "),
-                p.display()
-            );
-        }
-        return Ok(bad.is_empty());
+    if let Some(ok) = write_or_check(&secs, write, check, out)? {
+        return Ok(ok);
     }
     let cs = claims();
     for ((id, text), c) in secs.iter().zip(&cs) {

@@ -236,3 +236,40 @@ fn concurrency_long() {
     }
     assert!(steps >= 100_000, "{steps} steps");
 }
+
+/// What seeded fuzzing found on the vulnerable profiles of the known bugs,
+/// as the fuzzer shrank it: the bug's event is a finding under the
+/// vulnerable profile on every main arch, and the same workload passes
+/// every check under the fixed profiles. Header: `# finding: VULNERABLE
+/// EVENT; fixed: K...`.
+#[test]
+fn fuzz_findings_show_only_on_vulnerable_profiles() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_findings");
+    let mut n = 0;
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let f = e.unwrap().path();
+        if f.extension().is_none_or(|x| x != "vmw") {
+            continue;
+        }
+        n += 1;
+        let text = std::fs::read_to_string(&f).unwrap();
+        let header = text.lines().next().unwrap();
+        let (vuln, fixed) = header
+            .strip_prefix("# finding: ")
+            .and_then(|h| h.split_once("; fixed: "))
+            .expect("first line: # finding: KERNEL EVENT; fixed: K...");
+        let (kernel, event) = vuln.split_once(' ').unwrap();
+        let name = f.display().to_string();
+        for arch in ArchId::MAIN {
+            match fuzz::check_text(&text, &name, arch, kernel, &Limits::default()) {
+                Outcome::Fail(sig, _) => assert_eq!(sig, format!("bug: {event}"), "{name}"),
+                other => panic!("{name} on {arch} under {kernel}: {other:?}"),
+            }
+            for k in fixed.split_whitespace() {
+                let o = fuzz::check_text(&text, &name, arch, k, &Limits::default());
+                assert_eq!(o, Outcome::Pass, "{name} on {arch} under {k}");
+            }
+        }
+    }
+    assert!(n >= 1);
+}
