@@ -223,6 +223,19 @@ impl<A: Arch> Machine<A> {
         speculative: bool,
     ) -> Option<Pfn> {
         let head = self.phys.compound_head(pfn);
+        if head.0 >= self.phys.nr_frames() {
+            // `vm_normal_page()`: a pfn past the last frame is a bad pte
+            // (`print_bad_pte`), never a page to reference; only a kernel
+            // that wrote into its own page tables gets here.
+            self.event(
+                EventKind::KernelBug,
+                format!(
+                    "print_bad_pte: a pte maps pfn {:#x}, past the last frame; no page taken",
+                    head.0
+                ),
+            );
+            return None;
+        }
         if pin {
             if head == self.zero_pfn {
                 self.held.add(head, true, refs);

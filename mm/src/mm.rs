@@ -752,6 +752,10 @@ impl<A: Arch> Machine<A> {
     #[inline]
     pub(crate) fn hold(&mut self, pfn: Pfn, pin: bool, n: u32) {
         let h = self.phys.compound_head(pfn);
+        if h.0 >= self.phys.nr_frames() {
+            // No struct page to hold (a bad pte after a corrupted table).
+            return;
+        }
         self.held.add(h, pin, n);
     }
 
