@@ -592,6 +592,17 @@ mod tests {
             KernelProfile::parse("v4.10+numa+numa"),
             Err(ProfileError::Duplicate(_))
         ));
+        assert!(matches!(
+            KernelProfile::parse("v6.13+pipe-advance-fencepost"),
+            Err(ProfileError::Inapplicable { .. })
+        ));
+        assert_eq!(
+            KernelProfile::parse("v4.10+pipe-advance-fencepost")
+                .unwrap()
+                .knobs
+                .pipe_advance_release,
+            PipeAdvanceRelease::FencepostV4_9
+        );
         let msg = KernelProfile::parse("v6.13+capper")
             .unwrap_err()
             .to_string();
