@@ -263,11 +263,10 @@ mod tests {
             .unwrap();
         let w = lang::parse(f, src).unwrap();
         let r = run::run(&w, arch, kernel).unwrap();
-        let hit = r.records.iter().any(|x| {
-            x.events
-                .iter()
-                .any(|e| e.starts_with(&format!("{event}:")))
-        });
+        let hit = r
+            .records
+            .iter()
+            .any(|x| x.events.iter().any(|e| e.starts_with(&format!("{event}:"))));
         (r.summary.passed, hit)
     }
 
