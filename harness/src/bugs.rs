@@ -5,7 +5,8 @@
 //! | `interleave_dontneed(m, LEN, WALK)` | a second task (same mm) runs `madvise(m, LEN, MADV_DONTNEED)` at the retry point of the next gup, before its walk number WALK of a page (1 = first walk; 0 disarms) |
 //! | `w = access_remote_vm(m, LEN, FOLL_WRITE\|FOLL_FORCE)` | the `/proc/pid/mem` write: `mem_rw` → `access_remote_vm` writes LEN bytes (1, 2, 3, ... as `copy_to_user` does) page by page through `get_user_pages_remote` |
 //! | `b = file_byte(f, POS)` | the byte of file `f` at POS as `read(2)` sees it (through the page cache) |
-//! | `s = splice_read(f, POS, p, LEN)` | `splice(f, &POS, p, NULL, LEN, 0)`: file → pipe through the pipe iterator (`generic_file_splice_read`) |
+//! | `s = splice_read(f, POS, p, LEN)` | `splice(f, &POS, p, NULL, LEN, 0)`: file → pipe through the pipe iterator (`generic_file_splice_read`; a `proc` file has no `->splice_read`: `default_file_splice_read`, 6.x `-EINVAL`) |
+//! | `b = user_byte(ADDR)` | the byte at user address ADDR as `get_user` reads it (`-EFAULT` if it faults) |
 
 use std::fmt::Write as _;
 
@@ -21,6 +22,7 @@ pub const CALLS: &[(&str, usize)] = &[
     ("access_remote_vm", 3),
     ("file_byte", 2),
     ("splice_read", 4),
+    ("user_byte", 1),
 ];
 
 impl<A: Arch> Runner<'_, A> {
@@ -102,6 +104,10 @@ impl<A: Arch> Runner<'_, A> {
                     .ok_or_else(|| self.err(s.span, format!("undefined pipe `{pname}`")))?;
                 let len = to_u64(self.w, self.expr_arg(&args[3], s)?, s.span)?;
                 self.sys.splice_file_to_pipe(f, &mut pos, pipe, len)
+            }
+            "user_byte" => {
+                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+                self.sys.m.get_user(addr, 1)
             }
             _ => return Err(self.err(s.span, format!("unknown function `{func}`"))),
         };
@@ -207,9 +213,9 @@ pub const KNOWN_BUGS: &[KnownBug] = &[
         cve: "CVE-2017-5550",
         introduced: "241699cd72a8 (v4.9)",
         fixed: "b9dc6f65bc5e (v4.10)",
-        workload: "-",
-        vulnerable: "not modelled yet (needs a v4.9 pipe_advance)",
-        fixed_in: "v4.10 (pipe_truncate)",
+        workload: "pipe_advance_fencepost.vmw",
+        vulnerable: "v4.10+pipe-advance-fencepost (v4.9's pipe_advance)",
+        fixed_in: "v4.10 v4.17 (pipe_truncate), v6.13 (no default_file_splice_read: -EINVAL)",
     },
     KnownBug {
         name: "GUP pin vs fork/COW",
@@ -246,17 +252,21 @@ mod tests {
 
     /// Runs a built-in workload; returns (passed, page_cache_corrupted raised).
     fn replay(name: &str, arch: ArchId, kernel: &str) -> (bool, bool) {
+        replay_event(name, arch, kernel, "page_cache_corrupted")
+    }
+
+    /// Runs a built-in workload; returns (passed, `event` raised).
+    fn replay_event(name: &str, arch: ArchId, kernel: &str, event: &str) -> (bool, bool) {
         let (f, src) = BUILTIN
             .iter()
             .find(|(f, _)| *f == format!("{name}.vmw"))
             .unwrap();
         let w = lang::parse(f, src).unwrap();
         let r = run::run(&w, arch, kernel).unwrap();
-        let hit = r.records.iter().any(|x| {
-            x.events
-                .iter()
-                .any(|e| e.starts_with("page_cache_corrupted"))
-        });
+        let hit = r
+            .records
+            .iter()
+            .any(|x| x.events.iter().any(|e| e.starts_with(&format!("{event}:"))));
         (r.summary.passed, hit)
     }
 
@@ -276,6 +286,29 @@ mod tests {
             assert_eq!(replay("dirtycow", a, "v4.10+dirtycow"), (true, true));
             for k in ["v4.10", "v4.17", "v6.13"] {
                 assert_eq!(replay("dirtycow", a, k), (true, false), "{a} {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn pipe_advance_fencepost_only_before_its_fix() {
+        for a in ArchId::ALL {
+            assert_eq!(
+                replay_event(
+                    "pipe_advance_fencepost",
+                    a,
+                    "v4.10+pipe-advance-fencepost",
+                    "infoleak"
+                ),
+                (true, true),
+                "{a}"
+            );
+            for k in ["v4.10", "v4.17", "v6.13"] {
+                assert_eq!(
+                    replay_event("pipe_advance_fencepost", a, k, "infoleak"),
+                    (true, false),
+                    "{a} {k}"
+                );
             }
         }
     }

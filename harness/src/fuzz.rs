@@ -230,6 +230,9 @@ struct Gen {
     held: Vec<String>,
     next: u32,
     in_set_fs: bool,
+    /// Profiles with `+pipe-advance-fencepost`: also procfs-like files and
+    /// `splice_read` (only there, so other profiles' seeds are unchanged).
+    splice_files: bool,
 }
 
 const OFFSETS: [&str; 6] = ["", "", " + 1", " + 0x10", " + 100", " + 4000"];
@@ -606,6 +609,20 @@ impl Gen {
         let p = self.d.pick(&self.pipes).clone();
         // The call uses the pipe: its ITER_PIPE iterators end here.
         self.iters.retain(|(_, k, _)| *k != IterKind::Pipe);
+        if self.splice_files && !self.files.is_empty() && self.d.chance(40) {
+            let f = self.d.pick(&self.files).clone();
+            let pos = *self.d.pick(&[
+                "0",
+                "100",
+                "PAGE_SIZE",
+                "3 * PAGE_SIZE + 10",
+                "8 * PAGE_SIZE",
+            ]);
+            let l = self.len_expr(20);
+            let v = self.fresh("s");
+            self.emit(format!("{v} = splice_read({f}, {pos}, {p}, {l})"));
+            return;
+        }
         let users: Vec<(String, bool)> = self
             .iters
             .iter()
@@ -726,7 +743,12 @@ impl Gen {
         } else {
             format!("{pages} * PAGE_SIZE")
         };
-        self.emit(format!("file {f} {size}{extra}"));
+        let proc = if self.splice_files && self.d.chance(50) {
+            " proc"
+        } else {
+            ""
+        };
+        self.emit(format!("file {f} {size}{extra}{proc}"));
         self.files.push(f);
     }
 
@@ -766,6 +788,7 @@ pub fn generate(seed: u64, kernel: &str) -> (String, bool) {
         held: Vec::new(),
         next: 0,
         in_set_fs: false,
+        splice_files: kernel.contains("pipe-advance-fencepost"),
     };
     let mut out = format!(
         "# vmemu fuzz workload, seed {seed:#018x}{}\n",

@@ -127,7 +127,7 @@ pub enum Target {
 pub enum StmtKind {
     /// `map NAME SIZE [pages] [prot] [opts] [at ADDR]`.
     Map(String, MapSpec),
-    /// `file NAME SIZE [mkwrite=CODE] [fault_retry]`.
+    /// `file NAME SIZE [mkwrite=CODE] [fault_retry] [proc]`.
     File {
         /// Name.
         name: String,
@@ -137,6 +137,9 @@ pub enum StmtKind {
         mkwrite: Option<String>,
         /// `->fault` returns RETRY once when allowed.
         fault_retry: bool,
+        /// A procfs-like file: no `->splice_read` (splice uses
+        /// `default_file_splice_read`).
+        proc: bool,
     },
     /// `touch NAME [read|write]`: fault every page in through uaccess.
     Touch(String, bool),
@@ -785,6 +788,7 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                 let size = parse_expr(&mut c)?;
                 let mut mkwrite = None;
                 let mut fault_retry = false;
+                let mut proc = false;
                 while let Some(wd) = c.peek_word() {
                     if let Some(v) = wd.strip_prefix("mkwrite=") {
                         let ok = v == "ok"
@@ -796,6 +800,8 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                         mkwrite = Some(v.to_string());
                     } else if wd == "fault_retry" {
                         fault_retry = true;
+                    } else if wd == "proc" {
+                        proc = true;
                     } else {
                         break;
                     }
@@ -806,6 +812,7 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                     size,
                     mkwrite,
                     fault_retry,
+                    proc,
                 }
             }
             "touch" => {

@@ -557,6 +557,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 self.expected_events.insert(k.to_string());
             }
         });
+        self.sys.expect_infoleak = self.expected_events.contains("infoleak");
         self.exec_block(&stmts)?;
         self.callers_finish();
         let (refs, pins) = self.sys.m.held_total();
@@ -805,6 +806,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 size,
                 mkwrite,
                 fault_retry,
+                proc,
             } => {
                 let size = to_u64(self.w, self.eval(size)?, s.span)?;
                 let page_mkwrite = match mkwrite.as_deref() {
@@ -825,6 +827,9 @@ impl<'w, A: Arch> Runner<'w, A> {
                         fault_retry: *fault_retry,
                     },
                 );
+                if *proc {
+                    self.sys.m.files[id as usize].splice_read = false;
+                }
                 self.files.insert(name.clone(), id);
                 let r = self.record(s, "file");
                 self.push(r);

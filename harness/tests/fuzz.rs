@@ -40,6 +40,39 @@ fn short_seeded_run_passes() {
     assert!(passed > 130, "only {passed} of 150 workloads ran");
 }
 
+/// CVE-2017-5550 without being told: the generator knows `proc` files and
+/// `splice_read` on `+pipe-advance-fencepost` profiles only; among the
+/// first workloads of seed 0x12 that splice, the invariant checker flags
+/// unwritten pipe buffers under the vulnerable profile, and the same
+/// texts pass under the fixed v4.10 and v4.17.
+#[test]
+fn pipe_advance_fencepost_found_only_when_vulnerable() {
+    let limits = Limits::default();
+    let vuln = "v4.10+pipe-advance-fencepost";
+    let (mut found, mut splicing) = (0, 0);
+    for i in 0..400u64 {
+        let arch = ArchId::MAIN[(i % 3) as usize];
+        let (text, _) = fuzz::generate(fuzz::workload_seed(0x12, i), vuln);
+        if !text.contains("splice_read(") {
+            continue;
+        }
+        splicing += 1;
+        if let Outcome::Fail(sig, msg) = fuzz::check_text(&text, "t.vmw", arch, vuln, &limits) {
+            assert!(sig.starts_with("invariant: pipe"), "{sig}: {msg}\n{text}");
+            assert!(msg.contains("nobody wrote"), "{msg}");
+            found += 1;
+        }
+        for fixed in ["v4.10", "v4.17"] {
+            if let Outcome::Fail(sig, msg) = fuzz::check_text(&text, "t.vmw", arch, fixed, &limits)
+            {
+                panic!("workload {i} on {arch} under {fixed}: {sig}: {msg}\n{text}");
+            }
+        }
+    }
+    assert!(splicing > 20, "only {splicing} workloads splice");
+    assert!(found > 0, "no finding in {splicing} splicing workloads");
+}
+
 /// Every shrunk workload the fuzzer found passes now, on the arch and
 /// kernel it was found on and on the other main ones (or is rejected with
 /// a clear error where its header says so).

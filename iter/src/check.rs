@@ -6,6 +6,10 @@
 //!   inside the compound page); a free slot has NULL ops (the kernel clears
 //!   `ops` on release). Each live buffer and `tmp_page` holds one page
 //!   reference, passed to the mm checker as references of kernel objects.
+//!   No occupied slot holds a buffer whose bytes nobody wrote (a page
+//!   `push_pipe` reserved that the kernel left in the pipe unfilled,
+//!   CVE-2017-5550; see `Pipe::unwritten`), unless the workload expects
+//!   the `infoleak` event.
 //! * **Iterators**: `count` ≤ the bytes left in the remaining segments; the
 //!   current index and `nr_segs` stay inside the array; a pipe iterator
 //!   names an existing pipe and a slot of it.
@@ -96,6 +100,13 @@ impl<A: Arch> Sys<A> {
                     errs.push(format!(
                         "{name}: slot {slot} data [{}, +{}) runs past its page",
                         b.offset, b.len
+                    ));
+                }
+                if !self.expect_infoleak && b.len != 0 && self.pipe_slot_unwritten(id, slot) {
+                    errs.push(format!(
+                        "{name}: slot {slot} holds {} bytes of {} that nobody wrote (push_pipe reserved it, the splice returned without filling or truncating it): a reader gets the frame's stale contents",
+                        b.len,
+                        self.m.page_name(b.page)
                     ));
                 }
             }

@@ -67,6 +67,10 @@ pub struct Sys<A: Arch> {
     pub file_data_end: std::collections::BTreeMap<vmemu_mm::mm::FileId, u64>,
     /// Page-gathering traffic so far.
     pub gather: GatherStats,
+    /// The workload declared `expect event infoleak`: pipe buffers holding
+    /// bytes nobody wrote are its expected outcome, so the invariant checker
+    /// does not report them (as `expect leaked` relaxes the leak check).
+    pub expect_infoleak: bool,
 }
 
 impl<A: Arch> Sys<A> {
@@ -79,6 +83,7 @@ impl<A: Arch> Sys<A> {
             bdevs: Vec::new(),
             file_data_end: std::collections::BTreeMap::new(),
             gather: GatherStats::default(),
+            expect_infoleak: false,
         })
     }
 }

@@ -50,6 +50,7 @@
 use vmemu_arch::{Arch, Pfn};
 use vmemu_mm::mm::FileId;
 use vmemu_mm::phys::{Owner, PageFlags};
+use vmemu_mm::profile::PipeAdvanceRelease;
 use vmemu_mm::{Errno, EventKind};
 
 use crate::Sys;
@@ -178,6 +179,14 @@ pub struct Pipe {
     /// caller frees them): a leaked kmalloc/vmalloc allocation, not a page
     /// reference.
     pub leaked_page_arrays: u32,
+    /// Not kernel state: per slot, the page of a buffer that kernel code
+    /// left in the pipe although nothing ever wrote its bytes — a page
+    /// `push_pipe` allocated (not zeroed) for a `pipe_get_pages`
+    /// reservation that its caller neither filled nor truncated away
+    /// (CVE-2017-5550). A reader of the buffer gets the page's previous
+    /// contents (`infoleak`); the invariant checker reports it. Cleared
+    /// when the slot's buffer is released.
+    pub unwritten: Vec<Option<Pfn>>,
 }
 
 impl Pipe {
@@ -201,6 +210,7 @@ impl Pipe {
             name,
             allocs: 0,
             leaked_page_arrays: 0,
+            unwritten: vec![None; buffers],
         }
     }
 
@@ -320,14 +330,16 @@ impl<A: Arch> Sys<A> {
         }
     }
 
-    /// Allocates one page for pipe `id` (`alloc_page`); `None` when memory
-    /// is exhausted.
+    /// Allocates one page for pipe `id` (`alloc_page(GFP_USER)` in
+    /// `push_pipe`, `GFP_HIGHUSER` in `pipe_write`: no `__GFP_ZERO`, so a
+    /// recycled frame still holds its previous owner's bytes); `None` when
+    /// memory is exhausted.
     fn pipe_alloc_page(&mut self, id: usize) -> Option<Pfn> {
         let p = &mut self.pipes[id];
         let index = p.allocs;
         p.allocs += 1;
         let name = p.name;
-        self.m.phys.alloc(0, Owner::Kernel { name, index })
+        self.m.phys.alloc_uninit(0, Owner::Kernel { name, index })
     }
 
     /// `pipe_buf_release` of a buffer (in a slot or not): `ops` becomes NULL,
@@ -371,6 +383,51 @@ impl<A: Arch> Sys<A> {
         let b = self.pipes[id].bufs[slot];
         let b = self.pipe_buf_release(id, b);
         self.pipes[id].bufs[slot] = b;
+        if let Some(u) = self.pipes[id].unwritten.get_mut(slot) {
+            *u = None;
+        }
+    }
+
+    /// Whether slot `slot` of pipe `id` holds a buffer nobody wrote (see
+    /// [`Pipe::unwritten`]).
+    #[must_use]
+    pub fn pipe_slot_unwritten(&self, id: usize, slot: usize) -> bool {
+        let p = &self.pipes[id];
+        p.occupied(slot)
+            && p.bufs[slot].ops != BufOps::Null
+            && p.unwritten.get(slot).copied().flatten() == Some(p.bufs[slot].page)
+    }
+
+    /// A reader is about to hand `bytes` bytes of slot `slot` to user
+    /// space: if nobody wrote them, note the page's name and the bytes in `leaked`
+    /// (reported by [`Sys::report_unwritten_read`]).
+    pub(crate) fn note_unwritten_read(
+        &self,
+        id: usize,
+        slot: usize,
+        bytes: u64,
+        leaked: &mut Vec<(String, u64)>,
+    ) {
+        if bytes != 0 && self.pipe_slot_unwritten(id, slot) {
+            leaked.push((self.m.page_name(self.pipes[id].bufs[slot].page), bytes));
+        }
+    }
+
+    /// One `infoleak` event for the buffers nobody wrote that reader `who`
+    /// handed to user space.
+    pub(crate) fn report_unwritten_read(&mut self, who: &str, leaked: &[(String, u64)]) {
+        if leaked.is_empty() {
+            return;
+        }
+        let total: u64 = leaked.iter().map(|(_, n)| n).sum();
+        let names: Vec<&str> = leaked.iter().map(|(p, _)| p.as_str()).collect();
+        self.m.event(
+            EventKind::Infoleak,
+            format!(
+                "{who} hands user space {total} bytes nobody wrote, from {}: pages push_pipe allocated without zeroing and pipe_advance left in the pipe (stale contents of the frames' previous owners)",
+                names.join(", ")
+            ),
+        );
     }
 
     /// `pipe_buf_confirm`: page cache buffers need an up-to-date page
@@ -705,59 +762,113 @@ impl<A: Arch> Sys<A> {
     /// Advancing past the reserved data walks into free slots with stale
     /// lengths (a `kernel_bug` event); if every slot has length 0 the kernel
     /// loop never ends (a `soft_lockup` event, the iterator is left alone).
+    ///
+    /// With `pipe_advance_release = FencepostV4_9` the release is v4.9's
+    /// instead of `pipe_truncate` ([`Sys::pipe_advance_v4_9`]).
     pub fn pipe_advance(&mut self, i: &mut IovIter, n: u64) {
         let Some(id) = self.iter_pipe_id(i) else {
             return;
         };
         let size = n.min(i.count);
         if size != 0 {
-            let p = &self.pipes[id];
-            let mut idx = i.pipe_idx;
-            let mut left = size;
-            if i.iov_offset != 0 {
-                // Relative to the beginning of the buffer.
-                left += i.iov_offset.wrapping_sub(u64::from(p.bufs[idx].offset));
-            }
-            let mut steps = 0usize;
-            let mut stale = false;
-            loop {
-                let b = &p.bufs[idx];
-                stale |= !p.occupied(idx);
-                if left <= u64::from(b.len) {
-                    break;
-                }
-                left -= u64::from(b.len);
-                idx = p.next_idx(idx);
-                steps += 1;
-                if steps.is_multiple_of(p.buffers) {
-                    let total: u64 = p.bufs.iter().map(|b| u64::from(b.len)).sum();
-                    if total == 0 {
-                        self.m.event(
-                            EventKind::SoftLockup,
-                            format!(
-                                "pipe_advance by {size}: every pipe slot has length 0, the walk never ends"
-                            ),
-                        );
-                        return;
-                    }
-                    // Skip the whole turns of the ring the kernel would walk.
-                    left = (left - 1) % total + 1;
-                }
-            }
-            let off = u64::from(p.bufs[idx].offset) + left;
-            if stale {
-                self.m.event(
-                    EventKind::KernelBug,
-                    format!(
-                        "pipe_advance by {size} walked past the occupied buffers into stale slots (ended at slot {idx})"
-                    ),
-                );
+            let Some((idx, left)) = self.pipe_advance_walk(id, i, size) else {
+                return;
+            };
+            if self.m.knobs.pipe_advance_release == PipeAdvanceRelease::FencepostV4_9 {
+                // v4.9 cuts the buffer it lands in right away.
+                self.pipes[id].bufs[idx].len = left as u32;
             }
             i.pipe_idx = idx;
-            i.iov_offset = off;
+            i.iov_offset = u64::from(self.pipes[id].bufs[idx].offset) + left;
         }
         i.count -= size;
-        self.pipe_truncate(id, i);
+        match self.m.knobs.pipe_advance_release {
+            PipeAdvanceRelease::TruncateV4_10 => self.pipe_truncate(id, i),
+            PipeAdvanceRelease::FencepostV4_9 => self.pipe_advance_v4_9(id, i),
+        }
+    }
+
+    /// The walk of `pipe_advance`: from the current position, `size` bytes
+    /// on through the buffer lengths; returns the slot holding the new end
+    /// and the bytes of that buffer before it, or `None` (a `soft_lockup`
+    /// event) when every slot has length 0.
+    fn pipe_advance_walk(&mut self, id: usize, i: &IovIter, size: u64) -> Option<(usize, u64)> {
+        let p = &self.pipes[id];
+        let mut idx = i.pipe_idx;
+        let mut left = size;
+        if i.iov_offset != 0 {
+            // Relative to the beginning of the buffer.
+            left += i.iov_offset.wrapping_sub(u64::from(p.bufs[idx].offset));
+        }
+        let mut steps = 0usize;
+        let mut stale = false;
+        loop {
+            let b = &p.bufs[idx];
+            stale |= !p.occupied(idx);
+            if left <= u64::from(b.len) {
+                break;
+            }
+            left -= u64::from(b.len);
+            idx = p.next_idx(idx);
+            steps += 1;
+            if steps.is_multiple_of(p.buffers) {
+                let total: u64 = p.bufs.iter().map(|b| u64::from(b.len)).sum();
+                if total == 0 {
+                    self.m.event(
+                        EventKind::SoftLockup,
+                        format!(
+                            "pipe_advance by {size}: every pipe slot has length 0, the walk never ends"
+                        ),
+                    );
+                    return None;
+                }
+                // Skip the whole turns of the ring the kernel would walk.
+                left = (left - 1) % total + 1;
+            }
+        }
+        if stale {
+            self.m.event(
+                EventKind::KernelBug,
+                format!(
+                    "pipe_advance by {size} walked past the occupied buffers into stale slots (ended at slot {idx})"
+                ),
+            );
+        }
+        Some((idx, left))
+    }
+
+    /// v4.9's release at the end of `pipe_advance` (before b9dc6f65bc5e):
+    /// start at the iterator's slot, or the one after it when `iov_offset`
+    /// ≠ 0, and release buffers until reaching the first free slot, `unused`
+    /// = (`curbuf` + `nrbufs`) mod `buffers`. That stop test cannot tell
+    /// "nothing after the position" from "the whole ring after it": on a
+    /// **full** pipe `unused` is `curbuf`, so an advance by 0 of an
+    /// iterator that started on the empty pipe (at `curbuf`) and filled it
+    /// releases **nothing** (CVE-2017-5550). A walk that would take `nrbufs`
+    /// below 0 (an iterator outside the occupied slots) is a `kernel_bug`.
+    fn pipe_advance_v4_9(&mut self, id: usize, i: &IovIter) {
+        let p = &self.pipes[id];
+        if p.nrbufs == 0 {
+            return;
+        }
+        let mut idx = i.pipe_idx;
+        if i.iov_offset != 0 {
+            idx = p.next_idx(idx);
+        }
+        let unused = (p.curbuf + p.nrbufs) & p.mask();
+        while idx != unused {
+            if self.pipes[id].nrbufs == 0 {
+                self.m.event(
+                    EventKind::KernelBug,
+                    "pipe_advance (v4.9) releases past the occupied slots: nrbufs wraps",
+                );
+                return;
+            }
+            self.pipe_buf_release_slot(id, idx);
+            let p = &mut self.pipes[id];
+            idx = p.next_idx(idx);
+            p.nrbufs -= 1;
+        }
     }
 
     /// `iov_iter_revert` on a pipe (4.11+; `count` was already increased by
@@ -979,6 +1090,18 @@ impl<A: Arch> Sys<A> {
     /// * Empty pipe: no writers → return what was read (0 = EOF); something
     ///   read → return it; else `-EAGAIN` (the model is non-blocking).
     pub fn pipe_read(&mut self, pipe: usize, to: &mut IovIter) -> Result<u64, Errno> {
+        let mut leaked = Vec::new();
+        let r = self.pipe_read_bufs(pipe, to, &mut leaked);
+        self.report_unwritten_read("pipe_read", &leaked);
+        r
+    }
+
+    fn pipe_read_bufs(
+        &mut self,
+        pipe: usize,
+        to: &mut IovIter,
+        leaked: &mut Vec<(String, u64)>,
+    ) -> Result<u64, Errno> {
         let id = self.pipe_id(pipe)?;
         let mut total_len = to.count;
         if total_len == 0 {
@@ -994,6 +1117,7 @@ impl<A: Arch> Sys<A> {
                 if let Err(e) = self.pipe_buf_confirm(&b) {
                     return partial(ret, e);
                 }
+                self.note_unwritten_read(id, cur, chars, leaked);
                 let written = self.copy_page_to_iter(b.page, u64::from(b.offset), chars, to);
                 if written < chars {
                     return partial(ret, Errno::EFAULT);
@@ -1389,6 +1513,7 @@ impl<A: Arch> Sys<A> {
             // Build the vector.
             let mut left = total_len;
             let mut array = Vec::with_capacity(p.nrbufs);
+            let mut unwritten = Vec::new();
             let mut confirm_err = None;
             for slot in p.slots() {
                 if left == 0 {
@@ -1400,6 +1525,7 @@ impl<A: Arch> Sys<A> {
                     confirm_err = Some(e);
                     break;
                 }
+                self.note_unwritten_read(id, slot, this_len, &mut unwritten);
                 array.push(BioVec {
                     page: b.page,
                     len: this_len as u32,
@@ -1411,6 +1537,7 @@ impl<A: Arch> Sys<A> {
                 ret = Err(e);
                 break;
             }
+            self.report_unwritten_read("iter_file_splice_write", &unwritten);
             let mut from = IovIter::bvec(Dir::Write, array, total_len - left);
             let r = match sink(self, &mut from) {
                 Ok(r) if r > 0 => r,
@@ -1534,7 +1661,110 @@ impl<A: Arch> Sys<A> {
             return Err(Errno::EAGAIN);
         }
         let len = len.min(crate::iov_iter::MAX_RW_COUNT);
-        self.generic_file_splice_read(file, pos, id, len)
+        match self.m.files.get(file as usize) {
+            None => Err(EBADF),
+            Some(f) if f.splice_read => self.generic_file_splice_read(file, pos, id, len),
+            // 5.10 (36e2c7421f02) removed default_file_splice_read: no
+            // ->splice_read is -EINVAL (`warn_unsupported` in 6.x).
+            Some(_) if !self.m.knobs.pipe_iter => Err(Errno::EINVAL),
+            Some(_) => self.default_file_splice_read(file, pos, id, len),
+        }
+    }
+
+    /// v4.10 `default_file_splice_read(in, ppos, pipe, len)` (`fs/splice.c`;
+    /// the same in 4.9 and 4.17), what `do_splice_to` runs for a file
+    /// without `->splice_read` (a procfs file): full pipe → `-EAGAIN`; an
+    /// `ITER_PIPE` iterator of `len + offset` bytes (`offset` = `*ppos`
+    /// within its page, to keep page boundaries); `iov_iter_get_pages_alloc`
+    /// reserves the pages with `push_pipe` (fresh, **not zeroed**; nothing
+    /// reserved → `-ENOMEM`); the first buffer starts at `offset`; one kvec
+    /// per page at its direct-map address; `kernel_readv` (`set_fs(KERNEL_DS)`,
+    /// `vfs_readv` → the file's `->read`, modelled by the buffered read of its
+    /// data); the page references are put; `iov_iter_advance(copied)` must
+    /// then truncate the reservation to what the read wrote — all of it when
+    /// the read returned 0 (at or past EOF) or an error. Returns the read's
+    /// result; `*ppos` advances by the bytes read.
+    ///
+    /// With v4.9's `pipe_advance` (`pipe_advance_release = FencepostV4_9`)
+    /// and a reservation that filled the ring from `curbuf` (an empty pipe,
+    /// `len` ≥ the ring), the advance by 0 releases nothing: splice returns
+    /// 0, yet the pipe holds 16 pages of whatever their frames held before
+    /// (CVE-2017-5550). The model marks such buffers in [`Pipe::unwritten`].
+    pub fn default_file_splice_read(
+        &mut self,
+        file: FileId,
+        pos: &mut u64,
+        pipe: usize,
+        len: u64,
+    ) -> Result<u64, Errno> {
+        let id = self.pipe_id(pipe)?;
+        if self.pipes[id].is_full() {
+            return Err(Errno::EAGAIN);
+        }
+        let offset = *pos % A::PAGE_SIZE;
+        let mut to = self
+            .iov_iter_pipe_len(id, len + offset)
+            .map_err(|_| Errno::EINVAL)?;
+        let start_idx = to.pipe_idx;
+        let g = match self.iov_iter_get_pages_alloc(&to, len + offset) {
+            Ok(g) if g.bytes > 0 => g,
+            _ => return Err(Errno::ENOMEM),
+        };
+        if g.start != 0 {
+            self.m.event(
+                EventKind::KernelBug,
+                "default_file_splice_read: BUG_ON(dummy): the pipe iterator's pages do not start at offset 0",
+            );
+        }
+        let nr_pages = g.bytes.div_ceil(A::PAGE_SIZE) as usize;
+        {
+            let b = &mut self.pipes[id].bufs[to.pipe_idx];
+            b.offset = offset as u32;
+            b.len = b.len.wrapping_sub(offset as u32);
+        }
+        let mut vec = Vec::with_capacity(nr_pages);
+        let mut left = len;
+        let mut off = offset;
+        for &page in g.pages.iter().take(nr_pages) {
+            let this_len = left.min(A::PAGE_SIZE - off);
+            vec.push(Iovec {
+                base: self.m.page_address(page).wrapping_add(off),
+                len: this_len,
+            });
+            left -= this_len;
+            off = 0;
+        }
+        // kernel_readv: vfs_readv under KERNEL_DS (v4.x iov_iter_init then
+        // makes the iovec a kvec); ->read copies the file's bytes from *ppos.
+        let total: u64 = vec.iter().map(|v| v.len).sum();
+        let mut kv = IovIter::kvec(Dir::Read, vec, total);
+        let old = self.m.set_fs(true);
+        let res = self.filemap_read(file, *pos, &mut kv);
+        self.m.restore_fs(old);
+        let copied = match res {
+            Ok(n) if n > 0 => {
+                *pos += n;
+                n
+            }
+            _ => 0,
+        };
+        for &page in &g.pages {
+            let _ = self.m.put_page(page);
+        }
+        self.iov_iter_advance(&mut to, copied);
+        // Not kernel code: remember the reserved buffers the read never
+        // wrote that the advance left in the pipe.
+        let written = (offset + copied).div_ceil(A::PAGE_SIZE) as usize;
+        let written = if copied == 0 { 0 } else { written };
+        let mut slot = start_idx;
+        for (k, &page) in g.pages.iter().enumerate().take(nr_pages) {
+            let p = &mut self.pipes[id];
+            if k >= written && p.occupied(slot) && p.bufs[slot].page == page {
+                p.unwritten[slot] = Some(page);
+            }
+            slot = p.next_idx(slot);
+        }
+        res
     }
 
     /// The buffered read loop of v4.10 `do_generic_file_read`, without

@@ -810,6 +810,9 @@ impl<A: Arch> Sys<A> {
                     Err(Errno::EIO)
                 };
             }
+            let mut leaked = Vec::new();
+            self.note_unwritten_read(pipe, cur, len, &mut leaked);
+            self.report_unwritten_read("vmsplice", &leaked);
             let n = self.copy_page_to_iter(b.page, u64::from(b.offset), len, to);
             if n != len {
                 return if num_spliced != 0 {

@@ -63,6 +63,8 @@ on_every_arch!(
     stale_flags_survive_in_slots,
     sanity_failure_is_a_kernel_bug,
     advance_over_empty_ring_soft_lockup,
+    pipe_advance_v4_9_fencepost,
+    default_file_splice_read_at_eof_leaks_under_v4_9,
 );
 
 fn boot<A: Arch>(profile: &str) -> Sys<A> {
@@ -1195,4 +1197,98 @@ fn advance_over_empty_ring_soft_lockup<A: Arch>() {
     assert!(sys.m.events.iter().any(|e| e.kind == EventKind::SoftLockup));
     assert_eq!((i.pipe_idx, i.iov_offset), (0, 0), "left alone");
     assert_balanced(&mut sys, &start);
+}
+
+// ---------------------------------------------------------------------------
+// pipe_advance fencepost (CVE-2017-5550)
+
+/// v4.9's `pipe_advance` releases from the new position up to
+/// `curbuf + nrbufs`: right for a partly filled ring and for any advance
+/// that moves, wrong (nothing released) for an advance by 0 from `curbuf`
+/// of a ring the reservation filled. `pipe_truncate` (v4.10) releases it.
+fn pipe_advance_v4_9_fencepost<A: Arch>() {
+    for (profile, full_zero_left) in [("v4.10", 0), ("v4.10+pipe-advance-fencepost", 16)] {
+        let mut sys = boot::<A>(profile);
+        let start = snapshot(&sys);
+        let p = sys.pipe_create();
+        // Three pages reserved, advance by 0: all released either way.
+        let mut i = sys.iov_iter_pipe(p).unwrap();
+        let g = sys.pipe_get_pages_alloc(&i, 3 * ps::<A>()).unwrap();
+        sys.release_pages(&g, true);
+        assert_eq!(sys.pipes[p].nrbufs, 3);
+        sys.iov_iter_advance(&mut i, 0);
+        assert_eq!(sys.pipes[p].nrbufs, 0, "{profile}: partial ring");
+        // The whole ring reserved from curbuf, advance by 100: one buffer of
+        // 100 bytes stays either way.
+        let mut i = sys.iov_iter_pipe(p).unwrap();
+        let g = sys.pipe_get_pages_alloc(&i, u64::MAX).unwrap();
+        sys.release_pages(&g, true);
+        assert!(sys.pipes[p].is_full());
+        sys.iov_iter_advance(&mut i, 100);
+        assert_eq!(sys.pipes[p].nrbufs, 1, "{profile}: advance by 100");
+        assert_eq!(sys.pipes[p].bufs[sys.pipes[p].curbuf].len, 100);
+        sys.free_pipe_info(p);
+        // The whole ring reserved from curbuf, advance by 0.
+        let p = sys.pipe_create();
+        let mut i = sys.iov_iter_pipe(p).unwrap();
+        let g = sys.pipe_get_pages_alloc(&i, u64::MAX).unwrap();
+        sys.release_pages(&g, true);
+        sys.iov_iter_advance(&mut i, 0);
+        assert_eq!(
+            sys.pipes[p].nrbufs, full_zero_left,
+            "{profile}: full ring, advance by 0"
+        );
+        assert_eq!(i.count, PIPE_DEF_BUFFERS as u64 * ps::<A>());
+        assert_eq!(kernel_bugs(&sys), 0);
+        assert_balanced(&mut sys, &start);
+    }
+}
+
+/// splice from a file without ->splice_read at EOF: `default_file_splice_read`
+/// reserves the whole ring, the read returns 0, the advance by 0 must drop
+/// the reservation. Under v4.9's rule the 16 unwritten pages stay: the
+/// invariant checker names them and reading the pipe raises `infoleak` and
+/// returns the frames' earlier bytes.
+fn default_file_splice_read_at_eof_leaks_under_v4_9<A: Arch>() {
+    for (profile, leaks) in [("v4.10", false), ("v4.10+pipe-advance-fencepost", true)] {
+        let mut sys = boot::<A>(profile);
+        let f = sys
+            .m
+            .create_file("status", A::PAGE_SIZE, FileOps::default());
+        sys.m.files[f as usize].splice_read = false;
+        // A previous owner: 16 pages of 0x5a, freed (not zeroed).
+        let len = 16 * ps::<A>();
+        let secret = user_buf::<A>(&mut sys, 16, "secret", &vec![0x5a; len as usize]);
+        let mm = sys.m.current_mm();
+        assert_eq!(sys.m.madvise_dontneed(mm, secret, len), Ok(()));
+        let p = sys.pipe_create();
+        let mut pos = 3 * ps::<A>();
+        assert_eq!(
+            sys.splice_file_to_pipe(f, &mut pos, p, len),
+            Ok(0),
+            "{profile}"
+        );
+        assert_eq!(pos, 3 * ps::<A>());
+        let errs = sys.check_invariants(std::iter::empty()).err();
+        if !leaks {
+            assert_eq!(sys.pipes[p].nrbufs, 0);
+            assert_eq!(errs, None);
+            continue;
+        }
+        assert_eq!(sys.pipes[p].nrbufs, 16);
+        let errs = errs.expect("the checker sees the unwritten buffers");
+        assert_eq!(errs.len(), 16, "{errs:?}");
+        assert!(errs[0].contains("nobody wrote"), "{errs:?}");
+        let dst = user_buf::<A>(&mut sys, 16, "dst", &[0]);
+        let got = drain(&mut sys, p, dst, len);
+        assert_eq!(got.len() as u64, len);
+        assert!(got.iter().all(|&b| b == 0x5a), "the secret's bytes");
+        assert!(
+            sys.m.events.iter().any(|e| e.kind == EventKind::Infoleak),
+            "{:?}",
+            sys.m.events
+        );
+        assert_eq!(sys.check_invariants(std::iter::empty()), Ok(()));
+        assert_eq!(sys.m.held_total(), (0, 0));
+    }
 }

@@ -36,6 +36,11 @@ pub enum EventKind {
     /// would carry other bytes than the iovecs hold). The emulator's
     /// observation, comparing the result with the iterator's own bytes.
     DataMismatch,
+    /// Bytes nobody wrote reached user space: a page the kernel allocated
+    /// without zeroing (stale contents of its previous owner) was handed to
+    /// a reader (CVE-2017-5550: pipe buffers `push_pipe` reserved and
+    /// `pipe_advance` failed to release).
+    Infoleak,
 }
 
 impl EventKind {
@@ -53,6 +58,7 @@ impl EventKind {
             EventKind::UseAfterFree => "use_after_free",
             EventKind::PageCacheCorrupted => "page_cache_corrupted",
             EventKind::DataMismatch => "data_mismatch",
+            EventKind::Infoleak => "infoleak",
         }
     }
 }

@@ -152,6 +152,11 @@ pub struct File {
     pub pages: BTreeMap<u64, Pfn>,
     /// Fault handlers.
     pub ops: FileOps,
+    /// `f_op->splice_read` is set (`generic_file_splice_read`: page-cache
+    /// pages go into the pipe by reference). False for a procfs-like file,
+    /// whose `file_operations` have only `->read`: `do_splice_to` then
+    /// uses `default_file_splice_read`.
+    pub splice_read: bool,
 }
 
 /// One `mm_struct`.
@@ -601,6 +606,7 @@ impl<A: Arch> Machine<A> {
             size,
             pages: BTreeMap::new(),
             ops,
+            splice_read: true,
         });
         self.files.len() as FileId - 1
     }

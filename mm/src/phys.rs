@@ -357,6 +357,18 @@ impl PhysMem {
     /// Allocates `2^order` contiguous, naturally aligned, zeroed frames; the
     /// head gets refcount 1 and `owner`. `None` when memory is exhausted.
     pub fn alloc(&mut self, order: u8, owner: Owner) -> Option<Pfn> {
+        self.alloc_pages(order, owner, true)
+    }
+
+    /// `alloc_pages()` without `__GFP_ZERO` (`alloc_page(GFP_USER)`, as
+    /// `push_pipe` and `pipe_write` ask): a recycled frame keeps the bytes
+    /// its previous owner left in it (the page allocator does not clear on
+    /// free); a frame never allocated before reads as zero.
+    pub fn alloc_uninit(&mut self, order: u8, owner: Owner) -> Option<Pfn> {
+        self.alloc_pages(order, owner, false)
+    }
+
+    fn alloc_pages(&mut self, order: u8, owner: Owner, zero: bool) -> Option<Pfn> {
         let n = 1u64 << order;
         let (pfn, fresh) = if let Some(p) = self.free[order as usize].pop() {
             (p, false)
@@ -372,7 +384,10 @@ impl PhysMem {
             self.bump = start + n;
             (start, true)
         };
-        if !fresh {
+        if !fresh && !zero {
+            // No byte changes, but the frame may have been a page table.
+            self.tables_changed();
+        } else if !fresh {
             let bytes = (n << self.page_shift) as usize;
             self.tables_changed();
             self.wrote_clamped(pfn << self.page_shift, bytes as u64);

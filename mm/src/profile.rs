@@ -55,6 +55,19 @@ pub enum GetPagesAlloc {
     LaytonIntended,
 }
 
+/// How `pipe_advance` releases the pipe buffers past the iterator's new
+/// position (CVE-2017-5550).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PipeAdvanceRelease {
+    /// v4.9 (241699cd72a8): release from the slot after the new position up
+    /// to the first free slot, `curbuf + nrbufs`; on a full ring that slot
+    /// is `curbuf` itself, so an advance by 0 from `curbuf` releases nothing.
+    FencepostV4_9,
+    /// b9dc6f65bc5e (v4.10): `pipe_truncate` counts the buffers to keep from
+    /// `curbuf` and releases while `nrbufs` exceeds that count.
+    TruncateV4_10,
+}
+
 /// The knobs of one profile.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Knobs {
@@ -115,6 +128,9 @@ pub struct Knobs {
     /// (9d2231c5d74e, 5.17 and 5.16.11/5.15.25/5.10.102; the Dirty Pipe fix,
     /// CVE-2022-0847). Without it a new buffer keeps its slot's old flags.
     pub pipe_iter_inits_flags: bool,
+    // pipe_advance fencepost (CVE-2017-5550):
+    /// How `pipe_advance` releases the buffers after the new position.
+    pub pipe_advance_release: PipeAdvanceRelease,
 }
 
 /// A base kernel version.
@@ -149,6 +165,9 @@ pub enum Overlay {
     /// The Dirty Pipe window closed: as `dirtypipe`, plus 9d2231c5d74e
     /// (the pipe iterator zeroes `flags`).
     DirtypipeFixed,
+    /// v4.9's `pipe_advance`, before b9dc6f65bc5e: an advance by 0 on a
+    /// ring the iterator filled releases nothing (CVE-2017-5550).
+    PipeAdvanceFencepost,
 }
 
 impl Base {
@@ -187,6 +206,7 @@ impl Base {
                 foll_cow: true,
                 pipe_can_merge_flag: false,
                 pipe_iter_inits_flags: false,
+                pipe_advance_release: PipeAdvanceRelease::TruncateV4_10,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
@@ -219,13 +239,15 @@ impl Base {
                 // No ITER_PIPE: splice_folio_into_pipe fills the whole
                 // buffer with a struct initialiser.
                 pipe_iter_inits_flags: true,
+                // No ITER_PIPE; the value says what 4.10 .. 6.4 did.
+                pipe_advance_release: PipeAdvanceRelease::TruncateV4_10,
             },
         }
     }
 }
 
 impl Overlay {
-    const ALL: [(Overlay, &'static str); 7] = [
+    const ALL: [(Overlay, &'static str); 8] = [
         (Overlay::Capper, "capper"),
         (Overlay::Layton, "layton"),
         (Overlay::LaytonIntended, "layton-intended"),
@@ -233,6 +255,7 @@ impl Overlay {
         (Overlay::Dirtycow, "dirtycow"),
         (Overlay::Dirtypipe, "dirtypipe"),
         (Overlay::DirtypipeFixed, "dirtypipe-fixed"),
+        (Overlay::PipeAdvanceFencepost, "pipe-advance-fencepost"),
     ];
     fn name(self) -> &'static str {
         Self::ALL
@@ -281,6 +304,12 @@ impl Overlay {
                 k.pipe_can_merge_flag = true;
                 k.pipe_iter_inits_flags = self == Overlay::DirtypipeFixed;
             }
+            Overlay::PipeAdvanceFencepost => {
+                if !k.pipe_iter {
+                    return Err("the base has no ITER_PIPE (pipe_advance)".into());
+                }
+                k.pipe_advance_release = PipeAdvanceRelease::FencepostV4_9;
+            }
         }
         Ok(())
     }
@@ -291,12 +320,12 @@ impl Overlay {
 pub enum ProfileError {
     /// Unknown base version.
     #[error(
-        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed)"
+        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed, +pipe-advance-fencepost)"
     )]
     UnknownBase(String),
     /// Unknown overlay.
     #[error(
-        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe or dirtypipe-fixed)"
+        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe, dirtypipe-fixed or pipe-advance-fencepost)"
     )]
     UnknownOverlay(String),
     /// The overlay does not apply to this base.
@@ -370,6 +399,7 @@ impl KernelProfile {
             "v4.10+layton",
             "v4.10+layton-intended",
             "v4.10+dirtycow",
+            "v4.10+pipe-advance-fencepost",
             "v4.17",
             "v4.17+dirtypipe",
             "v4.17+dirtypipe-fixed",
@@ -487,6 +517,11 @@ impl KernelProfile {
                 k.pipe_iter_inits_flags.to_string(),
                 "push_pipe/copy_page_to_iter_pipe zero flags: 9d2231c5d74e (Dirty Pipe fix, CVE-2022-0847)",
             ),
+            (
+                "pipe_advance_release",
+                format!("{:?}", k.pipe_advance_release),
+                "pipe_advance releases up to curbuf+nrbufs (v4.9) / pipe_truncate: b9dc6f65bc5e (CVE-2017-5550)",
+            ),
         ]
     }
 }
@@ -557,6 +592,17 @@ mod tests {
             KernelProfile::parse("v4.10+numa+numa"),
             Err(ProfileError::Duplicate(_))
         ));
+        assert!(matches!(
+            KernelProfile::parse("v6.13+pipe-advance-fencepost"),
+            Err(ProfileError::Inapplicable { .. })
+        ));
+        assert_eq!(
+            KernelProfile::parse("v4.10+pipe-advance-fencepost")
+                .unwrap()
+                .knobs
+                .pipe_advance_release,
+            PipeAdvanceRelease::FencepostV4_9
+        );
         let msg = KernelProfile::parse("v6.13+capper")
             .unwrap_err()
             .to_string();
