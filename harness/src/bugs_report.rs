@@ -62,6 +62,7 @@ pub const PROBES: &[(&str, Probe)] = &[
     ("dirtypipe", Probe::Event("page_cache_corrupted")),
     ("zero_len_bvec", Probe::Event("soft_lockup")),
     ("kernel_ds_gup_fast", Probe::Pages("r")),
+    ("pipe_advance_fencepost", Probe::Event("infoleak")),
 ];
 
 /// The probe for a bug's workload.

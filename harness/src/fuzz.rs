@@ -855,10 +855,10 @@ fn run_caught(
 
 /// Events that are a known bug class (spec known-bugs.md): the file's
 /// page cache changed through a path without write permission; memory used
-/// after its page was freed. Each is raised by the emulated kernel's own
+/// after its page was freed; bytes nobody wrote handed to user space. Each is raised by the emulated kernel's own
 /// observation, not by the profile, so a fuzz run reports it wherever it
 /// happens.
-pub const BUG_EVENTS: &[&str] = &["page_cache_corrupted", "use_after_free"];
+pub const BUG_EVENTS: &[&str] = &["page_cache_corrupted", "use_after_free", "infoleak"];
 
 fn broken_kernel(r: &Run) -> bool {
     r.records.iter().any(|x| {
