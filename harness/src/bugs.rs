@@ -6,6 +6,10 @@
 //! | `w = access_remote_vm(m, LEN, FOLL_WRITE\|FOLL_FORCE)` | the `/proc/pid/mem` write: `mem_rw` → `access_remote_vm` writes LEN bytes (1, 2, 3, ... as `copy_to_user` does) page by page through `get_user_pages_remote` |
 //! | `b = file_byte(f, POS)` | the byte of file `f` at POS as `read(2)` sees it (through the page cache) |
 //! | `s = splice_read(f, POS, p, LEN)` | `splice(f, &POS, p, NULL, LEN, 0)`: file → pipe through the pipe iterator (`generic_file_splice_read`) |
+//! | `t = tee(a, b, LEN)` | `tee(a, b, LEN, SPLICE_F_NONBLOCK)` (`do_tee` → `link_pipe`): duplicates the buffers of pipe `a` into pipe `b` with `pipe_buf_get`; bytes, or `-EFAULT` when the first `pipe_buf_get` fails (5.1+), `-EAGAIN`, `-EPIPE`, `-EINVAL` |
+//! | `c = page_ref_count(ADDR)` | `page_ref_count()` of the page mapped at user ADDR, read as the kernel does (a signed value of `refcount_bits` bits); `-EFAULT` if nothing is mapped there |
+//! | `b = get_user(ADDR)` | `get_user()` of the byte at ADDR (through the fault path): the byte or `-EFAULT` |
+//! | `put_user(ADDR, BYTE)` | `put_user()` of one byte at ADDR: 0 or `-EFAULT` |
 
 use std::fmt::Write as _;
 
@@ -21,6 +25,10 @@ pub const CALLS: &[(&str, usize)] = &[
     ("access_remote_vm", 3),
     ("file_byte", 2),
     ("splice_read", 4),
+    ("tee", 3),
+    ("page_ref_count", 1),
+    ("get_user", 1),
+    ("put_user", 2),
 ];
 
 impl<A: Arch> Runner<'_, A> {
@@ -102,6 +110,48 @@ impl<A: Arch> Runner<'_, A> {
                     .ok_or_else(|| self.err(s.span, format!("undefined pipe `{pname}`")))?;
                 let len = to_u64(self.w, self.expr_arg(&args[3], s)?, s.span)?;
                 self.sys.splice_file_to_pipe(f, &mut pos, pipe, len)
+            }
+            "tee" => {
+                let a = self.pipe_arg(s, &args[0])?;
+                let b = self.pipe_arg(s, &args[1])?;
+                let len = to_u64(self.w, self.expr_arg(&args[2], s)?, s.span)?;
+                let res = self.sys.tee(a, b, len);
+                let (pa, pb) = (&self.sys.pipes[a], &self.sys.pipes[b]);
+                r.detail = Some(format!(
+                    "pipes: in {} buffers, out {} buffers",
+                    pa.nrbufs, pb.nrbufs
+                ));
+                res
+            }
+            "page_ref_count" => {
+                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+                let m = &self.sys.m;
+                match m.user_pa(m.current_mm(), addr) {
+                    Some(pa) => {
+                        let pfn = pa.pfn(A::PAGE_SHIFT);
+                        r.detail = Some(format!(
+                            "{} ({} bits)",
+                            m.page_name(pfn),
+                            m.phys.refcount_bits()
+                        ));
+                        Ok(m.phys.page_ref_count(pfn) as u64)
+                    }
+                    None => Err(Errno::EFAULT),
+                }
+            }
+            "get_user" => {
+                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+                self.sys.m.get_user(addr, 1)
+            }
+            "put_user" => {
+                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+                let v = self.expr_arg(&args[1], s)?;
+                let v = u8::try_from(v)
+                    .map_err(|_| self.err(s.span, "put_user stores one byte: 0..=255"))?;
+                self.sys
+                    .m
+                    .put_user(u64::from(v), addr, 1)
+                    .map(|()| 0)
             }
             _ => return Err(self.err(s.span, format!("unknown function `{func}`"))),
         };

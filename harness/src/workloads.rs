@@ -37,4 +37,5 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "mmap_sem_callback",
     "dirtycow",
     "dirtypipe",
+    "refcount_wrap",
 ];

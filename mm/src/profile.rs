@@ -115,6 +115,19 @@ pub struct Knobs {
     /// (9d2231c5d74e, 5.17 and 5.16.11/5.15.25/5.10.102; the Dirty Pipe fix,
     /// CVE-2022-0847). Without it a new buffer keeps its slot's old flags.
     pub pipe_iter_inits_flags: bool,
+    // Page refcount overflow, CVE-2019-11487 (known-bugs.md §4).
+    /// Width W of `struct page`'s `_refcount`: stored modulo 2^W, read as a
+    /// signed W-bit value. 32 is the kernel's `atomic_t`; a smaller W is a
+    /// stand-in that lets a workload wrap the counter with a few thousand
+    /// references instead of 2^32 (overlay `+small-refcount`).
+    pub refcount_bits: u8,
+    /// User-driven reference gets refuse a page whose count is close to
+    /// overflow (the 5.1 `page-refs` series: f958d7b528b1, 88b1a17dfc3e
+    /// `try_get_page`, 8fde12ca79af gup, 15fab63e1e57 `pipe_buf_get`):
+    /// slow gup and the gate page refuse a signed count <= 0 (-ENOMEM),
+    /// gup-fast's speculative get refuses a count < 0, `pipe_buf_get`
+    /// fails (tee stops). 6.13's `try_grab_folio` keeps the rule.
+    pub ref_get_checked: bool,
 }
 
 /// A base kernel version.
@@ -149,6 +162,13 @@ pub enum Overlay {
     /// The Dirty Pipe window closed: as `dirtypipe`, plus 9d2231c5d74e
     /// (the pipe iterator zeroes `flags`).
     DirtypipeFixed,
+    /// A 12-bit `_refcount` (`refcount_bits` = 12): a stand-in for the
+    /// kernel's 32-bit counter so that a workload wraps it with 4096
+    /// references (CVE-2019-11487 needs 2^32, ~140 GiB of RAM).
+    SmallRefcount,
+    /// The 5.1 `page-refs` series (f958d7b528b1 88b1a17dfc3e 8fde12ca79af
+    /// 15fab63e1e57, the CVE-2019-11487 fix) on a v4.x base.
+    RefcountChecks,
 }
 
 impl Base {
@@ -187,6 +207,8 @@ impl Base {
                 foll_cow: true,
                 pipe_can_merge_flag: false,
                 pipe_iter_inits_flags: false,
+                refcount_bits: 32,
+                ref_get_checked: false,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
@@ -219,13 +241,15 @@ impl Base {
                 // No ITER_PIPE: splice_folio_into_pipe fills the whole
                 // buffer with a struct initialiser.
                 pipe_iter_inits_flags: true,
+                refcount_bits: 32,
+                ref_get_checked: true,
             },
         }
     }
 }
 
 impl Overlay {
-    const ALL: [(Overlay, &'static str); 7] = [
+    const ALL: [(Overlay, &'static str); 9] = [
         (Overlay::Capper, "capper"),
         (Overlay::Layton, "layton"),
         (Overlay::LaytonIntended, "layton-intended"),
@@ -233,6 +257,8 @@ impl Overlay {
         (Overlay::Dirtycow, "dirtycow"),
         (Overlay::Dirtypipe, "dirtypipe"),
         (Overlay::DirtypipeFixed, "dirtypipe-fixed"),
+        (Overlay::SmallRefcount, "small-refcount"),
+        (Overlay::RefcountChecks, "refcount-checks"),
     ];
     fn name(self) -> &'static str {
         Self::ALL
@@ -281,6 +307,13 @@ impl Overlay {
                 k.pipe_can_merge_flag = true;
                 k.pipe_iter_inits_flags = self == Overlay::DirtypipeFixed;
             }
+            Overlay::SmallRefcount => k.refcount_bits = 12,
+            Overlay::RefcountChecks => {
+                if k.ref_get_checked {
+                    return Err("the base already has the 5.1 page-refs series".into());
+                }
+                k.ref_get_checked = true;
+            }
         }
         Ok(())
     }
@@ -291,12 +324,12 @@ impl Overlay {
 pub enum ProfileError {
     /// Unknown base version.
     #[error(
-        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed)"
+        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed, +small-refcount, +refcount-checks)"
     )]
     UnknownBase(String),
     /// Unknown overlay.
     #[error(
-        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe or dirtypipe-fixed)"
+        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe, dirtypipe-fixed, small-refcount or refcount-checks)"
     )]
     UnknownOverlay(String),
     /// The overlay does not apply to this base.
@@ -373,7 +406,10 @@ impl KernelProfile {
             "v4.17",
             "v4.17+dirtypipe",
             "v4.17+dirtypipe-fixed",
+            "v4.17+small-refcount",
+            "v4.17+small-refcount+refcount-checks",
             "v6.13",
+            "v6.13+small-refcount",
         ]
     }
 
@@ -486,6 +522,16 @@ impl KernelProfile {
                 "pipe_iter_inits_flags",
                 k.pipe_iter_inits_flags.to_string(),
                 "push_pipe/copy_page_to_iter_pipe zero flags: 9d2231c5d74e (Dirty Pipe fix, CVE-2022-0847)",
+            ),
+            (
+                "refcount_bits",
+                k.refcount_bits.to_string(),
+                "width of page->_refcount (32; +small-refcount: 12, a stand-in so 4096 references wrap it)",
+            ),
+            (
+                "ref_get_checked",
+                k.ref_get_checked.to_string(),
+                "try_get_page / pipe_buf_get refuse counts near overflow: f958d7b528b1 88b1a17dfc3e 8fde12ca79af 15fab63e1e57 (5.1, CVE-2019-11487 fix)",
             ),
         ]
     }
