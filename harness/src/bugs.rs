@@ -230,9 +230,9 @@ pub const KNOWN_BUGS: &[KnownBug] = &[
         cve: "CVE-2019-11487",
         introduced: "always",
         fixed: "f958d7b528b1 88b1a17dfc3e 8fde12ca79af 15fab63e1e57 (5.1)",
-        workload: "-",
-        vulnerable: "not modelled yet",
-        fixed_in: "-",
+        workload: "refcount_wrap.vmw",
+        vulnerable: "v4.17+small-refcount (12-bit _refcount stand-in)",
+        fixed_in: "v4.17+small-refcount+refcount-checks v6.13+small-refcount",
     },
     KnownBug {
         name: "zero-length bvec livelock",
@@ -296,18 +296,53 @@ mod tests {
 
     /// Runs a built-in workload; returns (passed, page_cache_corrupted raised).
     fn replay(name: &str, arch: ArchId, kernel: &str) -> (bool, bool) {
+        replay_event(name, arch, kernel, "page_cache_corrupted")
+    }
+
+    /// Runs a built-in workload with the invariant checks; returns (passed,
+    /// an event starting with `event` raised).
+    fn replay_event(name: &str, arch: ArchId, kernel: &str, event: &str) -> (bool, bool) {
         let (f, src) = BUILTIN
             .iter()
             .find(|(f, _)| *f == format!("{name}.vmw"))
             .unwrap();
         let w = lang::parse(f, src).unwrap();
-        let r = run::run(&w, arch, kernel).unwrap();
-        let hit = r.records.iter().any(|x| {
-            x.events
-                .iter()
-                .any(|e| e.starts_with("page_cache_corrupted"))
-        });
+        let opts = crate::limits::RunOptions {
+            check_invariants: true,
+            ..Default::default()
+        };
+        let r = run::run_with(&w, arch, kernel, &opts).unwrap();
+        let hit = r
+            .records
+            .iter()
+            .any(|x| x.events.iter().any(|e| e.starts_with(event)));
         (r.summary.passed, hit)
+    }
+
+    /// CVE-2019-11487 with a 12-bit `_refcount`: without the 5.1 checks
+    /// 4097 references wrap the counter to 1, the mapping's put frees the
+    /// page under 4096 pipe buffers and a reader sees the next owner's
+    /// byte; with them (a v4.17 base plus the series, and v6.13) tee and
+    /// gup refuse at 2048 and the page survives.
+    #[test]
+    fn refcount_wrap_only_without_the_page_refs_series() {
+        for a in ArchId::MAIN {
+            assert_eq!(
+                replay_event("refcount_wrap", a, "v4.17+small-refcount", "use_after_free"),
+                (true, true),
+                "{a}"
+            );
+            for k in [
+                "v4.17+small-refcount+refcount-checks",
+                "v6.13+small-refcount",
+            ] {
+                assert_eq!(
+                    replay_event("refcount_wrap", a, k, "use_after_free"),
+                    (true, false),
+                    "{a} {k}"
+                );
+            }
+        }
     }
 
     #[test]
