@@ -148,10 +148,7 @@ impl<A: Arch> Runner<'_, A> {
                 let v = self.expr_arg(&args[1], s)?;
                 let v = u8::try_from(v)
                     .map_err(|_| self.err(s.span, "put_user stores one byte: 0..=255"))?;
-                self.sys
-                    .m
-                    .put_user(u64::from(v), addr, 1)
-                    .map(|()| 0)
+                self.sys.m.put_user(u64::from(v), addr, 1).map(|()| 0)
             }
             _ => return Err(self.err(s.span, format!("unknown function `{func}`"))),
         };

@@ -230,6 +230,9 @@ struct Gen {
     held: Vec<String>,
     next: u32,
     in_set_fs: bool,
+    /// The profile has a narrow `_refcount` (`+small-refcount`): also
+    /// generate `tee`, `repeat` blocks and refcount probes (CVE-2019-11487).
+    refcount: bool,
 }
 
 const OFFSETS: [&str; 6] = ["", "", " + 1", " + 0x10", " + 100", " + 4000"];
@@ -637,7 +640,62 @@ impl Gen {
         self.emit(format!("release {v}"));
     }
 
+    /// Statements that take many references on few pages (only under
+    /// `+small-refcount`, so that seeds of other profiles are unchanged).
+    fn refcount_op(&mut self) {
+        if self.pipes.len() < 2 || self.d.chance(15) {
+            let p = self.fresh("p");
+            self.emit(format!("pipe {p}"));
+            self.pipes.push(p);
+            return;
+        }
+        let a = self.d.pick(&self.pipes).clone();
+        let pages = 1 + self.d.below(16);
+        match self.d.below(4) {
+            0 => {
+                let b = self.d.pick(&self.pipes).clone();
+                self.emit(format!("tee({a}, {b}, {pages} * PAGE_SIZE)"));
+            }
+            1 => {
+                let k = *self.d.pick(&[2u64, 8, 16, 32, 64, 128, 255]);
+                let b = self.fresh("p");
+                self.emit(format!("repeat {k} {{"));
+                self.emit(format!("pipe {b}"));
+                self.emit(format!("tee({a}, {b}, {pages} * PAGE_SIZE)"));
+                self.emit("}".into());
+                self.pipes.push(b);
+            }
+            2 if !self.maps.is_empty() => {
+                let (m, mp) = self.d.pick(&self.maps).clone();
+                let i = self.d.below(mp.max(1));
+                let k = 1 + self.d.below(16);
+                let step = *self.d.pick(&["0", "PAGE_SIZE"]);
+                let v = self.fresh("v");
+                self.emit(format!(
+                    "iter {v} iovec WRITE [page({m}, {i}) : PAGE_SIZE] repeat {k} step {step}"
+                ));
+                self.emit(format!("vmsplice({a}, {v})"));
+            }
+            _ if !self.maps.is_empty() => {
+                let (m, mp) = self.d.pick(&self.maps).clone();
+                let i = self.d.below(mp.max(1));
+                match self.d.below(3) {
+                    0 => self.emit(format!("page_ref_count(page({m}, {i}))")),
+                    1 => self.emit(format!("get_user(page({m}, {i}))")),
+                    _ => {
+                        let b = self.d.below(256);
+                        self.emit(format!("put_user(page({m}, {i}), {b})"));
+                    }
+                }
+            }
+            _ => self.emit(format!("tee({a}, {a}, PAGE_SIZE)")),
+        }
+    }
+
     fn statement(&mut self) {
+        if self.refcount && !self.in_set_fs && self.d.chance(15) {
+            return self.refcount_op();
+        }
         match self.d.below(100) {
             0..=11 => self.map(),
             12..=19 => self.touch(),
@@ -711,6 +769,7 @@ pub fn generate(seed: u64, kernel: &str) -> (String, bool) {
         held: Vec::new(),
         next: 0,
         in_set_fs: false,
+        refcount: kernel.contains("+small-refcount"),
     };
     let mut out = format!(
         "# vmemu fuzz workload, seed {seed:#018x}{}\n",
@@ -781,6 +840,7 @@ fn broken_kernel(r: &Run) -> bool {
             e.starts_with("kernel_bug")
                 || e.starts_with("ref_underflow")
                 || e.starts_with("soft_lockup")
+                || e.starts_with("use_after_free")
         })
     })
 }
@@ -812,6 +872,17 @@ fn run_failure(r: &Run) -> Option<(String, String)> {
             .collect::<Vec<_>>()
             .join(" ");
         return Some((format!("{op}: {key}"), msg));
+    }
+    // A page freed while references were still out (a wrapped `_refcount`,
+    // CVE-2019-11487): the invariant checks stop there, the event is the
+    // finding.
+    if let Some(e) = r
+        .records
+        .iter()
+        .flat_map(|x| x.events.iter())
+        .find(|e| e.starts_with("use_after_free"))
+    {
+        return Some(("event: use_after_free".into(), e.clone()));
     }
     if r.summary.leaked_refs > 0 && !broken_kernel(r) {
         return Some((
@@ -871,7 +942,12 @@ fn compare_arches(a: &Run, aa: ArchId, b: &Run, ba: ArchId) -> Option<String> {
         }
         if matches!(
             x.op.as_str(),
-            "mmap" | "vmalloc" | "iov_iter_alignment" | "iov_iter_gap_alignment" | "invariant"
+            "mmap"
+                | "vmalloc"
+                | "iov_iter_alignment"
+                | "iov_iter_gap_alignment"
+                | "invariant"
+                | "get_user"
         ) {
             continue;
         }

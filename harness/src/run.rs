@@ -638,16 +638,12 @@ impl<'w, A: Arch> Runner<'w, A> {
     /// satisfy the invariants any more.
     pub(crate) fn kernel_state_broken(&self) -> bool {
         use vmemu_mm::EventKind as K;
-        self.sys
-            .m
-            .events
-            .iter()
-            .any(|e| {
-                matches!(
-                    e.kind,
-                    K::KernelBug | K::RefUnderflow | K::SoftLockup | K::UseAfterFree
-                )
-            })
+        self.sys.m.events.iter().any(|e| {
+            matches!(
+                e.kind,
+                K::KernelBug | K::RefUnderflow | K::SoftLockup | K::UseAfterFree
+            )
+        })
     }
 
     /// `repeat N { ... }`: the body N times. The transcript keeps the

@@ -491,7 +491,10 @@ impl<A: Arch> Machine<A> {
                     page.pincount, page.order
                 ));
             }
-            if page.refcount == 0 && !page.flags.contains(PageFlags::RESERVED) && expected == stored_as {
+            if page.refcount == 0
+                && !page.flags.contains(PageFlags::RESERVED)
+                && expected == stored_as
+            {
                 w.errs.push(format!("{name}: allocated with refcount 0"));
             }
         }
