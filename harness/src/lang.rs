@@ -1086,7 +1086,11 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
         return Err(ScriptError {
             file: file.to_string(),
             span: st.span,
-            msg: "`set_fs` block is never closed: expected `}`".into(),
+            msg: if matches!(st.kind, StmtKind::Repeat(..)) {
+                "`repeat` block is never closed: expected `}`".into()
+            } else {
+                "`set_fs` block is never closed: expected `}`".into()
+            },
             source_line: line.to_string(),
         });
     }
@@ -1142,6 +1146,22 @@ mod tests {
         );
         let e = err("set_fs KERNEL_DS {\nmap a 1\n");
         assert!(e.msg.contains("never closed"));
+        let e = err("repeat 3 {\nmap a 1\n");
+        assert!(
+            e.msg.contains("`repeat` block is never closed"),
+            "{}",
+            e.msg
+        );
+        let e = err("repeat 0 {\n}\n");
+        assert_eq!((e.span.line, e.span.col), (1, 8));
+        assert!(e.msg.contains("repeat count from 1 to 65536"), "{}", e.msg);
+        let e = err("repeat n {\n}\n");
+        assert!(e.msg.contains("literal repeat count"), "{}", e.msg);
+        let e = err("repeat 256 {\nrepeat 257 {\n}\n}\n");
+        assert_eq!(e.span.line, 2);
+        assert!(e.msg.contains("more than 65536 times"), "{}", e.msg);
+        let e = err("repeat 4 \n");
+        assert!(e.msg.contains("`{`"), "{}", e.msg);
         let e = err("}\n");
         assert!(e.msg.contains("without an open"));
         let e = err("r = get_user_pages_fast(1, 2)\n");

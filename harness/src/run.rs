@@ -2158,3 +2158,33 @@ pub fn format_run_with(run: &Run, color: bool) -> String {
     ));
     out
 }
+
+#[cfg(test)]
+mod repeat_tests {
+    use vmemu_arch::ArchId;
+
+    use crate::lang;
+
+    /// A `repeat` body counts once per iteration against `--max-steps`,
+    /// and the transcript keeps only the first and last iteration.
+    #[test]
+    fn repeat_counts_every_iteration_and_elides_the_middle() {
+        let src = "map m 1 page rw\nrepeat 100 {\n  c = clear_user(m, 1)\n}\nexpect c == 0\n";
+        let w = lang::parse("rep.vmw", src).unwrap();
+        let plan = vec![(0usize, ArchId::X86_64, "v4.10".to_string())];
+        // 1 map + 1 repeat + 100 bodies + 1 expect = 103 statements.
+        assert!(super::check_step_budget(std::slice::from_ref(&w), &plan, 103).is_ok());
+        let e = super::check_step_budget(std::slice::from_ref(&w), &plan, 102).unwrap_err();
+        assert!(e.msg.contains("more than 102 statements"), "{}", e.msg);
+        assert_eq!(e.span.line, 5);
+        let r = super::run(&w, ArchId::X86_64, "v4.10").unwrap();
+        assert!(r.summary.passed);
+        let ops: Vec<&str> = r.records.iter().map(|x| x.op.as_str()).collect();
+        assert_eq!(
+            ops,
+            ["mmap", "repeat", "clear_user", "clear_user", "expect"]
+        );
+        let d = r.records[1].detail.as_deref().unwrap_or("");
+        assert!(d.starts_with("100 iteration(s); 98 record(s)"), "{d}");
+    }
+}
