@@ -575,6 +575,18 @@ mod tests {
                 .knobs
                 .numa_balancing
         );
+        let k = KernelProfile::parse("v4.17+small-refcount").unwrap().knobs;
+        assert_eq!((k.refcount_bits, k.ref_get_checked), (12, false));
+        let k = KernelProfile::parse("v4.10+small-refcount+refcount-checks")
+            .unwrap()
+            .knobs;
+        assert_eq!((k.refcount_bits, k.ref_get_checked), (12, true));
+        let k = KernelProfile::parse("v6.13").unwrap().knobs;
+        assert_eq!((k.refcount_bits, k.ref_get_checked), (32, true));
+        assert!(matches!(
+            KernelProfile::parse("v6.13+refcount-checks"),
+            Err(ProfileError::Inapplicable { .. })
+        ));
     }
 
     #[test]
