@@ -63,6 +63,7 @@ pub const PROBES: &[(&str, Probe)] = &[
     ("zero_len_bvec", Probe::Event("soft_lockup")),
     ("kernel_ds_gup_fast", Probe::Pages("r")),
     ("pipe_advance_fencepost", Probe::Event("infoleak")),
+    ("refcount_wrap", Probe::Event("use_after_free")),
 ];
 
 /// The probe for a bug's workload.

@@ -233,6 +233,9 @@ struct Gen {
     /// Profiles with `+pipe-advance-fencepost`: also procfs-like files and
     /// `splice_read` (only there, so other profiles' seeds are unchanged).
     splice_files: bool,
+    /// The profile has a narrow `_refcount` (`+small-refcount`): also
+    /// generate `tee`, `repeat` blocks and refcount probes (CVE-2019-11487).
+    refcount: bool,
 }
 
 const OFFSETS: [&str; 6] = ["", "", " + 1", " + 0x10", " + 100", " + 4000"];
@@ -654,7 +657,62 @@ impl Gen {
         self.emit(format!("release {v}"));
     }
 
+    /// Statements that take many references on few pages (only under
+    /// `+small-refcount`, so that seeds of other profiles are unchanged).
+    fn refcount_op(&mut self) {
+        if self.pipes.len() < 2 || self.d.chance(15) {
+            let p = self.fresh("p");
+            self.emit(format!("pipe {p}"));
+            self.pipes.push(p);
+            return;
+        }
+        let a = self.d.pick(&self.pipes).clone();
+        let pages = 1 + self.d.below(16);
+        match self.d.below(4) {
+            0 => {
+                let b = self.d.pick(&self.pipes).clone();
+                self.emit(format!("tee({a}, {b}, {pages} * PAGE_SIZE)"));
+            }
+            1 => {
+                let k = *self.d.pick(&[2u64, 8, 16, 32, 64, 128, 255]);
+                let b = self.fresh("p");
+                self.emit(format!("repeat {k} {{"));
+                self.emit(format!("pipe {b}"));
+                self.emit(format!("tee({a}, {b}, {pages} * PAGE_SIZE)"));
+                self.emit("}".into());
+                self.pipes.push(b);
+            }
+            2 if !self.maps.is_empty() => {
+                let (m, mp) = self.d.pick(&self.maps).clone();
+                let i = self.d.below(mp.max(1));
+                let k = 1 + self.d.below(16);
+                let step = *self.d.pick(&["0", "PAGE_SIZE"]);
+                let v = self.fresh("v");
+                self.emit(format!(
+                    "iter {v} iovec WRITE [page({m}, {i}) : PAGE_SIZE] repeat {k} step {step}"
+                ));
+                self.emit(format!("vmsplice({a}, {v})"));
+            }
+            _ if !self.maps.is_empty() => {
+                let (m, mp) = self.d.pick(&self.maps).clone();
+                let i = self.d.below(mp.max(1));
+                match self.d.below(3) {
+                    0 => self.emit(format!("page_ref_count(page({m}, {i}))")),
+                    1 => self.emit(format!("get_user(page({m}, {i}))")),
+                    _ => {
+                        let b = self.d.below(256);
+                        self.emit(format!("put_user(page({m}, {i}), {b})"));
+                    }
+                }
+            }
+            _ => self.emit(format!("tee({a}, {a}, PAGE_SIZE)")),
+        }
+    }
+
     fn statement(&mut self) {
+        if self.refcount && !self.in_set_fs && self.d.chance(15) {
+            return self.refcount_op();
+        }
         match self.d.below(100) {
             0..=11 => self.map(),
             12..=19 => self.touch(),
@@ -789,6 +847,7 @@ pub fn generate(seed: u64, kernel: &str) -> (String, bool) {
         next: 0,
         in_set_fs: false,
         splice_files: kernel.contains("pipe-advance-fencepost"),
+        refcount: kernel.contains("+small-refcount"),
     };
     let mut out = format!(
         "# vmemu fuzz workload, seed {seed:#018x}{}\n",
@@ -866,6 +925,7 @@ fn broken_kernel(r: &Run) -> bool {
             e.starts_with("kernel_bug")
                 || e.starts_with("ref_underflow")
                 || e.starts_with("soft_lockup")
+                || e.starts_with("use_after_free")
         })
     })
 }
@@ -967,7 +1027,12 @@ fn compare_arches(a: &Run, aa: ArchId, b: &Run, ba: ArchId) -> Option<String> {
         }
         if matches!(
             x.op.as_str(),
-            "mmap" | "vmalloc" | "iov_iter_alignment" | "iov_iter_gap_alignment" | "invariant"
+            "mmap"
+                | "vmalloc"
+                | "iov_iter_alignment"
+                | "iov_iter_gap_alignment"
+                | "invariant"
+                | "get_user"
         ) {
             continue;
         }

@@ -145,6 +145,8 @@ pub enum StmtKind {
     Touch(String, bool),
     /// `set_fs KERNEL_DS { ... }`.
     SetFs(bool, Vec<Stmt>),
+    /// `repeat N { ... }`: the body N times (a literal count).
+    Repeat(u32, Vec<Stmt>),
     /// `[r =] call(args)`.
     Call {
         /// Result variable.
@@ -226,6 +228,8 @@ pub const MAX_LINE_LEN: usize = 4096;
 pub const MAX_SEGS: usize = 4096;
 /// Deepest `set_fs` nesting.
 pub const MAX_DEPTH: usize = 16;
+/// Most iterations of a `repeat` block, nested blocks multiplied.
+pub const MAX_REPEAT: u64 = 65_536;
 
 struct Cursor<'a> {
     file: &'a str,
@@ -695,7 +699,7 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
             let Some((mut st, body)) = stack.pop() else {
                 return Err(c.err_at(span_pos(&c, span), "`}` without an open `set_fs` block"));
             };
-            if let StmtKind::SetFs(_, b) = &mut st.kind {
+            if let StmtKind::SetFs(_, b) | StmtKind::Repeat(_, b) = &mut st.kind {
                 *b = body;
             }
             match stack.last_mut() {
@@ -860,6 +864,53 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                     span,
                     text,
                     kind: StmtKind::SetFs(kds, Vec::new()),
+                    qual: Qual::default(),
+                };
+                stack.push((st, Vec::new()));
+                continue;
+            }
+            "repeat" if !c.line[c.pos..].trim_start().starts_with('=') => {
+                let at = c.pos + 1;
+                let n = match parse_expr(&mut c)? {
+                    Expr::Num(n) if (1..=MAX_REPEAT as i128).contains(&n) => n as u64,
+                    _ => {
+                        return Err(c.err_at(
+                            at,
+                            format!("expected a literal repeat count from 1 to {MAX_REPEAT}"),
+                        ));
+                    }
+                };
+                let outer: u64 = stack
+                    .iter()
+                    .map(|(st, _)| match st.kind {
+                        StmtKind::Repeat(k, _) => u64::from(k),
+                        _ => 1,
+                    })
+                    .product();
+                if outer.saturating_mul(n) > MAX_REPEAT {
+                    return Err(c.err_at(
+                        kw_pos + 1,
+                        format!("nested repeat blocks run their body more than {MAX_REPEAT} times"),
+                    ));
+                }
+                c.expect(
+                    "{",
+                    "`{` (the statements to repeat follow, closed by `}`)",
+                )?;
+                if !c.at_end() {
+                    let f = c.found();
+                    return Err(c.err(format!("expected end of line after `{{`, found {f}")));
+                }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(c.err_at(
+                        kw_pos,
+                        format!("blocks nested deeper than {MAX_DEPTH}"),
+                    ));
+                }
+                let st = Stmt {
+                    span,
+                    text,
+                    kind: StmtKind::Repeat(n as u32, Vec::new()),
                     qual: Qual::default(),
                 };
                 stack.push((st, Vec::new()));
@@ -1042,7 +1093,11 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
         return Err(ScriptError {
             file: file.to_string(),
             span: st.span,
-            msg: "`set_fs` block is never closed: expected `}`".into(),
+            msg: if matches!(st.kind, StmtKind::Repeat(..)) {
+                "`repeat` block is never closed: expected `}`".into()
+            } else {
+                "`set_fs` block is never closed: expected `}`".into()
+            },
             source_line: line.to_string(),
         });
     }
@@ -1098,6 +1153,22 @@ mod tests {
         );
         let e = err("set_fs KERNEL_DS {\nmap a 1\n");
         assert!(e.msg.contains("never closed"));
+        let e = err("repeat 3 {\nmap a 1\n");
+        assert!(
+            e.msg.contains("`repeat` block is never closed"),
+            "{}",
+            e.msg
+        );
+        let e = err("repeat 0 {\n}\n");
+        assert_eq!((e.span.line, e.span.col), (1, 8));
+        assert!(e.msg.contains("repeat count from 1 to 65536"), "{}", e.msg);
+        let e = err("repeat n {\n}\n");
+        assert!(e.msg.contains("literal repeat count"), "{}", e.msg);
+        let e = err("repeat 256 {\nrepeat 257 {\n}\n}\n");
+        assert_eq!(e.span.line, 2);
+        assert!(e.msg.contains("more than 65536 times"), "{}", e.msg);
+        let e = err("repeat 4 \n");
+        assert!(e.msg.contains("`{`"), "{}", e.msg);
         let e = err("}\n");
         assert!(e.msg.contains("without an open"));
         let e = err("r = get_user_pages_fast(1, 2)\n");
@@ -1119,6 +1190,7 @@ mod tests {
         fn strip(k: &StmtKind) -> StmtKind {
             match k {
                 StmtKind::SetFs(b, _) => StmtKind::SetFs(*b, Vec::new()),
+                StmtKind::Repeat(n, _) => StmtKind::Repeat(*n, Vec::new()),
                 other => other.clone(),
             }
         }
@@ -1144,13 +1216,13 @@ mod tests {
             let mut all = Vec::new();
             let mut stack: Vec<&Stmt> = w.stmts.iter().collect();
             while let Some(s) = stack.pop() {
-                if let StmtKind::SetFs(_, body) = &s.kind {
+                if let StmtKind::SetFs(_, body) | StmtKind::Repeat(_, body) = &s.kind {
                     stack.extend(body.iter());
                 }
                 all.push(s);
             }
             for s in all {
-                let text = if matches!(s.kind, StmtKind::SetFs(..)) {
+                let text = if matches!(s.kind, StmtKind::SetFs(..) | StmtKind::Repeat(..)) {
                     format!("{}\n}}", s.text)
                 } else {
                     s.text.clone()

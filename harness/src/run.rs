@@ -190,32 +190,47 @@ pub fn count_statements(stmts: &[Stmt]) -> usize {
     stmts
         .iter()
         .map(|s| match &s.kind {
-            StmtKind::SetFs(_, body) => 1 + count_statements(body),
+            StmtKind::SetFs(_, body) | StmtKind::Repeat(_, body) => 1 + count_statements(body),
             _ => 1,
         })
         .sum()
 }
 
 /// The statements a run of `w` on `arch` under `kernel` executes, in order
-/// (the language has no loops or branches: qualifiers decide statically).
+/// (the language has no branches: qualifiers decide statically; a `repeat`
+/// body counts once per iteration).
 #[must_use]
 pub fn executed_spans(w: &Workload, arch: ArchId, kernel: &str) -> Vec<Span> {
-    fn rec(stmts: &[Stmt], arch: ArchId, kernel: &str, out: &mut Vec<Span>) {
+    executed_spans_capped(w, arch, kernel, usize::MAX)
+}
+
+/// [`executed_spans`], stopping after `cap` spans.
+fn executed_spans_capped(w: &Workload, arch: ArchId, kernel: &str, cap: usize) -> Vec<Span> {
+    fn rec(stmts: &[Stmt], arch: ArchId, kernel: &str, out: &mut Vec<Span>, cap: usize) {
         for s in stmts {
+            if out.len() >= cap {
+                return;
+            }
             let q = &s.qual;
             let arch_ok =
                 q.arches.is_empty() || q.arches.iter().any(|a| a == arch.name() || a == "all");
             let kernel_ok = q.kernels.is_empty() || q.kernels.iter().any(|k| k == kernel);
             if arch_ok && kernel_ok {
                 out.push(s.span);
-                if let StmtKind::SetFs(_, body) = &s.kind {
-                    rec(body, arch, kernel, out);
+                match &s.kind {
+                    StmtKind::SetFs(_, body) => rec(body, arch, kernel, out, cap),
+                    StmtKind::Repeat(n, body) => {
+                        for _ in 0..*n {
+                            rec(body, arch, kernel, out, cap);
+                        }
+                    }
+                    _ => {}
                 }
             }
         }
     }
     let mut out = Vec::new();
-    rec(&w.stmts, arch, kernel, &mut out);
+    rec(&w.stmts, arch, kernel, &mut out, cap);
     out
 }
 
@@ -230,7 +245,9 @@ pub fn check_step_budget(
     let mut total = 0u64;
     for (i, a, k) in plan {
         let w = &ws[*i];
-        for span in executed_spans(w, *a, k) {
+        let cap = usize::try_from(max_steps.saturating_sub(total).saturating_add(1))
+            .unwrap_or(usize::MAX);
+        for span in executed_spans_capped(w, *a, k, cap) {
             total += 1;
             if total > max_steps {
                 return Err(err_at(
@@ -622,11 +639,51 @@ impl<'w, A: Arch> Runner<'w, A> {
     /// satisfy the invariants any more.
     pub(crate) fn kernel_state_broken(&self) -> bool {
         use vmemu_mm::EventKind as K;
-        self.sys
-            .m
-            .events
-            .iter()
-            .any(|e| matches!(e.kind, K::KernelBug | K::RefUnderflow | K::SoftLockup))
+        self.sys.m.events.iter().any(|e| {
+            matches!(
+                e.kind,
+                K::KernelBug | K::RefUnderflow | K::SoftLockup | K::UseAfterFree
+            )
+        })
+    }
+
+    /// `repeat N { ... }`: the body N times. The transcript keeps the
+    /// records of the first and the last iteration, and of any other one
+    /// that raised an event or failed an expect; the `repeat` record says
+    /// how many it left out.
+    fn exec_repeat(&mut self, s: &Stmt, n: u32, body: &[Stmt]) -> Result<(), ScriptError> {
+        let r = self.record(s, "repeat");
+        self.push(r);
+        let at = self.records.len() - 1;
+        let mut elided = 0usize;
+        let mut ran = 0u32;
+        for k in 0..n {
+            if self.halted {
+                break;
+            }
+            let before = self.records.len();
+            self.exec_block(body)?;
+            ran += 1;
+            if k > 0 && k + 1 < n && !self.halted {
+                let tail = self.records.split_off(before);
+                for rec in tail {
+                    if rec.events.is_empty() && rec.ok != Some(false) {
+                        elided += 1;
+                    } else {
+                        self.records.push(rec);
+                    }
+                }
+            }
+        }
+        let mut d = format!("{ran} iteration(s)");
+        if elided > 0 {
+            d.push_str(&format!(
+                "; {elided} record(s) of iterations 2..{} without events or failed expects not shown",
+                n - 1
+            ));
+        }
+        self.records[at].detail = Some(d);
+        Ok(())
     }
 
     /// Runs the invariant checker after statement `s`.
@@ -706,6 +763,7 @@ impl<'w, A: Arch> Runner<'w, A> {
     }
 
     pub(crate) fn push(&mut self, mut r: Record) {
+        self.sys.report_freed_referenced();
         r.events = self.sys.m.events[self.seen_events..]
             .iter()
             .map(|e| e.to_string())
@@ -862,6 +920,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 self.sys.m.restore_fs(old);
                 res
             }
+            StmtKind::Repeat(n, body) => self.exec_repeat(s, *n, body),
             StmtKind::Call { var, func, args } => {
                 if crate::bugs::CALLS.iter().any(|(n, _)| n == func) {
                     self.exec_bug_call(s, var.as_deref(), func, args)
@@ -1788,7 +1847,9 @@ fn collect_expected_events(stmts: &[Stmt], f: &mut impl FnMut(&str, &Qual)) {
     for s in stmts {
         match &s.kind {
             StmtKind::Expect(Target::Event(k), _, _) => f(k, &s.qual),
-            StmtKind::SetFs(_, body) => collect_expected_events(body, f),
+            StmtKind::SetFs(_, body) | StmtKind::Repeat(_, body) => {
+                collect_expected_events(body, f);
+            }
             _ => {}
         }
     }
@@ -1825,7 +1886,7 @@ fn nth_statement(stmts: &[Stmt], n: usize) -> Option<Span> {
                 return Some(s.span);
             }
             *n -= 1;
-            if let StmtKind::SetFs(_, body) = &s.kind
+            if let StmtKind::SetFs(_, body) | StmtKind::Repeat(_, body) = &s.kind
                 && let Some(sp) = rec(body, n)
             {
                 return Some(sp);
@@ -2101,4 +2162,34 @@ pub fn format_run_with(run: &Run, color: bool) -> String {
         }
     ));
     out
+}
+
+#[cfg(test)]
+mod repeat_tests {
+    use vmemu_arch::ArchId;
+
+    use crate::lang;
+
+    /// A `repeat` body counts once per iteration against `--max-steps`,
+    /// and the transcript keeps only the first and last iteration.
+    #[test]
+    fn repeat_counts_every_iteration_and_elides_the_middle() {
+        let src = "map m 1 page rw\nrepeat 100 {\n  c = clear_user(m, 1)\n}\nexpect c == 0\n";
+        let w = lang::parse("rep.vmw", src).unwrap();
+        let plan = vec![(0usize, ArchId::X86_64, "v4.10".to_string())];
+        // 1 map + 1 repeat + 100 bodies + 1 expect = 103 statements.
+        assert!(super::check_step_budget(std::slice::from_ref(&w), &plan, 103).is_ok());
+        let e = super::check_step_budget(std::slice::from_ref(&w), &plan, 102).unwrap_err();
+        assert!(e.msg.contains("more than 102 statements"), "{}", e.msg);
+        assert_eq!(e.span.line, 5);
+        let r = super::run(&w, ArchId::X86_64, "v4.10").unwrap();
+        assert!(r.summary.passed);
+        let ops: Vec<&str> = r.records.iter().map(|x| x.op.as_str()).collect();
+        assert_eq!(
+            ops,
+            ["mmap", "repeat", "clear_user", "clear_user", "expect"]
+        );
+        let d = r.records[1].detail.as_deref().unwrap_or("");
+        assert!(d.starts_with("100 iteration(s); 98 record(s)"), "{d}");
+    }
 }

@@ -38,4 +38,5 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "dirtycow",
     "dirtypipe",
     "pipe_advance_fencepost",
+    "refcount_wrap",
 ];

@@ -319,6 +319,13 @@ impl<A: Arch> Sys<A> {
 
     /// Puts one page reference owned by a pipe.
     fn put_pipe_ref(&mut self, page: Pfn) {
+        let head = self.m.phys.compound_head(page);
+        if self.m.phys.stale_put(head) {
+            // The page was freed under this buffer (CVE-2019-11487): the
+            // put goes to whatever the frame is now; the model charges it
+            // to the stale references, not to the frame's new owner.
+            return;
+        }
         if self.m.phys.put_page(page, 1).is_err() {
             self.m.event(
                 EventKind::RefUnderflow,
@@ -1118,6 +1125,7 @@ impl<A: Arch> Sys<A> {
                     return partial(ret, e);
                 }
                 self.note_unwritten_read(id, cur, chars, leaked);
+                self.note_stale_read(id, &b, "pipe_read");
                 let written = self.copy_page_to_iter(b.page, u64::from(b.offset), chars, to);
                 if written < chars {
                     return partial(ret, Errno::EFAULT);
@@ -1291,6 +1299,154 @@ impl<A: Arch> Sys<A> {
     // ------------------------------------------------------------------
     // vmsplice and splice (fs/splice.c)
     // ------------------------------------------------------------------
+
+    /// A read through a pipe buffer whose page was freed under it (its
+    /// `_refcount` wrapped, CVE-2019-11487): the bytes are those of the
+    /// frame's present owner. Raises `use_after_free` naming it.
+    fn note_stale_read(&mut self, id: usize, b: &PipeBuffer, what: &str) {
+        let head = self.m.phys.compound_head(b.page);
+        if self.m.phys.stale_refs(head) == 0 {
+            return;
+        }
+        let now = if self.m.phys.page(head).flags.contains(PageFlags::FREE) {
+            "a free frame".to_string()
+        } else {
+            self.m.page_name(head)
+        };
+        let pname = format!("pipe{id}");
+        self.m.event(
+            EventKind::UseAfterFree,
+            format!(
+                "{what}: {pname} buffer (offset {:#x}, len {:#x}) points to pfn {:#x}, freed while referenced; its bytes now belong to {now}",
+                b.offset, b.len, head.0
+            ),
+        );
+    }
+
+    /// `pipe_buf_get(pipe, buf)`: a new reference to the buffer's page.
+    /// Since 15fab63e1e57 (5.1, the `ref_get_checked` knob) it is
+    /// `try_get_page` and fails on a signed count <= 0; before, it is an
+    /// unconditional `get_page`. On a frame freed under the buffer the
+    /// reference is a stale one.
+    fn pipe_buf_get(&mut self, buf: &PipeBuffer) -> bool {
+        let head = self.m.phys.compound_head(buf.page);
+        if self.m.phys.stale_get(head) {
+            return true;
+        }
+        if self.m.knobs.ref_get_checked && self.m.phys.page_ref_count(head) <= 0 {
+            return false;
+        }
+        self.m.phys.get_page(head, 1);
+        true
+    }
+
+    /// `tee(in, out, len, flags)` (`do_tee`): `-EINVAL` for the same pipe;
+    /// `link_ipipe_prep` (empty input: 0 if it has no writers, else
+    /// `-EAGAIN`: the model never sleeps), `link_opipe_prep` (no readers:
+    /// `-EPIPE`; full: `-EAGAIN`), then `link_pipe`: each input buffer in
+    /// turn, while `len` lasts and the output has room, is duplicated into
+    /// the output with `pipe_buf_get` (the copy loses `PIPE_BUF_FLAG_GIFT`
+    /// and, where the flag exists, `PIPE_BUF_FLAG_CAN_MERGE`; its len is
+    /// capped at what is left of `len`). A failed `pipe_buf_get` stops the
+    /// loop: `-EFAULT` if nothing was duplicated yet. Returns the bytes
+    /// duplicated; the input is not consumed.
+    pub fn tee(&mut self, input: usize, output: usize, len: u64) -> Result<u64, Errno> {
+        let iid = self.pipe_id(input)?;
+        let oid = self.pipe_id(output)?;
+        if iid == oid {
+            return Err(Errno::EINVAL);
+        }
+        // link_ipipe_prep
+        if self.pipes[iid].nrbufs == 0 {
+            return if self.pipes[iid].writers == 0 {
+                Ok(0)
+            } else {
+                Err(Errno::EAGAIN)
+            };
+        }
+        // link_opipe_prep
+        let o = &self.pipes[oid];
+        if o.is_full() {
+            return Err(if o.readers == 0 {
+                Errno::EPIPE
+            } else {
+                Errno::EAGAIN
+            });
+        }
+        let mut len = len;
+        let mut ret: Result<u64, Errno> = Ok(0);
+        let mut i = 0usize;
+        let modern = self.modern_pipe_ring();
+        loop {
+            if self.pipes[oid].readers == 0 {
+                if ret == Ok(0) {
+                    ret = Err(Errno::EPIPE);
+                }
+                break;
+            }
+            let (ip, op) = (&self.pipes[iid], &self.pipes[oid]);
+            if i >= ip.nrbufs || op.is_full() {
+                break;
+            }
+            let ibuf = ip.bufs[(ip.curbuf + i) & ip.mask()];
+            let nbuf = (op.curbuf + op.nrbufs) & op.mask();
+            if !self.pipe_buf_get(&ibuf) {
+                if ret == Ok(0) {
+                    ret = Err(Errno::EFAULT);
+                }
+                break;
+            }
+            let mut obuf = ibuf;
+            obuf.flags &= !PIPE_BUF_FLAG_GIFT;
+            if modern {
+                obuf.flags &= !PIPE_BUF_FLAG_CAN_MERGE;
+            }
+            if u64::from(obuf.len) > len {
+                obuf.len = len as u32;
+            }
+            let op = &mut self.pipes[oid];
+            op.bufs[nbuf] = obuf;
+            op.nrbufs += 1;
+            ret = ret.map(|r| r + u64::from(obuf.len));
+            len -= u64::from(obuf.len);
+            i += 1;
+            if len == 0 {
+                break;
+            }
+        }
+        ret
+    }
+
+    /// Reports the pages freed while references were still held since the
+    /// last call (`use_after_free`), naming the pipe buffers that hold them.
+    pub fn report_freed_referenced(&mut self) {
+        let found: Vec<(Pfn, usize, usize)> = self
+            .m
+            .phys
+            .stale_frames()
+            .into_iter()
+            .map(|(pfn, _)| {
+                let (mut bufs, mut pipes) = (0, 0);
+                for p in &self.pipes {
+                    let n = p
+                        .occupied_bufs()
+                        .iter()
+                        .filter(|b| b.ops != BufOps::Null && b.page == pfn)
+                        .count();
+                    bufs += n;
+                    pipes += usize::from(n > 0);
+                }
+                (pfn, bufs, pipes)
+            })
+            .collect();
+        self.m.report_freed_referenced(&|_, pfn| {
+            let (b, n) = found
+                .iter()
+                .find(|(p, _, _)| *p == pfn)
+                .map_or((0, 0), |x| (x.1, x.2));
+            format!("{b} pipe buffers in {n} pipes")
+        });
+    }
 
     /// `add_to_pipe(pipe, buf)`: the buffer (whose page reference the caller
     /// hands over) goes into the first free slot, returning its len; no

@@ -184,6 +184,10 @@ impl<A: Arch> Machine<A> {
         if !want {
             return Ok(None);
         }
+        if self.knobs.ref_get_checked && self.phys.page_ref_count(slot.pte.pfn) <= 0 {
+            // try_get_page() refuses (8fde12ca79af).
+            return Err(Errno::ENOMEM);
+        }
         self.phys.get_page(slot.pte.pfn, 1);
         self.hold(slot.pte.pfn, false, 1);
         Ok(Some(slot.pte.pfn))
@@ -236,6 +240,9 @@ impl<A: Arch> Machine<A> {
             );
             return None;
         }
+        if self.knobs.ref_get_checked && !self.ref_get_allowed(head, speculative) {
+            return None;
+        }
         if pin {
             if head == self.zero_pfn {
                 self.held.add(head, true, refs);
@@ -262,6 +269,16 @@ impl<A: Arch> Machine<A> {
         }
         self.held.add(head, pin, refs);
         Some(head)
+    }
+
+    /// The 5.1 overflow checks (`ref_get_checked`): a speculative gup-fast
+    /// get refuses a signed count < 0 (`try_get_compound_head`, 6.x
+    /// `try_grab_folio_fast`), every other get one <= 0 (`try_get_page`,
+    /// 6.x `try_grab_folio`). The zero page is not refcounted for pins.
+    #[cold]
+    fn ref_get_allowed(&self, head: Pfn, speculative: bool) -> bool {
+        let c = self.phys.page_ref_count(head);
+        if speculative { c >= 0 } else { c > 0 }
     }
 
     /// Undoes [`Machine::grab`].

@@ -364,6 +364,7 @@ impl<A: Arch> Machine<A> {
         let knobs = profile.knobs;
         let layout = A::layout(knobs.family);
         let mut phys = PhysMem::new::<A>(phys_size)?;
+        phys.set_refcount_bits(knobs.refcount_bits);
         phys.reserve(Owner::Reserved)
             .ok_or(MachineError::NoMemory)?;
         let zero_pfn = phys.reserve(Owner::Zero).ok_or(MachineError::NoMemory)?;
@@ -781,7 +782,52 @@ impl<A: Arch> Machine<A> {
             );
             return Err(Errno::EINVAL);
         }
+        if self.phys.stale_put(h) {
+            // A reference on a page freed under it (CVE-2019-11487).
+            return Ok(());
+        }
         self.phys.put_page(h, 1)
+    }
+
+    /// Reports the pages freed while references to them were still held
+    /// (a `_refcount` that wrapped: CVE-2019-11487) as `use_after_free`
+    /// events; `holders` describes who holds the stale references of a
+    /// frame (the pipes, in `vmemu-iter`).
+    pub fn report_freed_referenced(&mut self, holders: &dyn Fn(&Self, Pfn) -> String) {
+        for (pfn, page, left) in self.phys.take_freed_referenced() {
+            let name = self.owner_name(pfn, &page);
+            let bits = self.phys.refcount_bits();
+            let who = holders(self, pfn);
+            let ledger = self.held.get(pfn).map_or(0, |h| h.refs);
+            let ledger = if ledger > 0 {
+                format!(", the workload's ledger {ledger}")
+            } else {
+                String::new()
+            };
+            self.event(
+                EventKind::UseAfterFree,
+                format!(
+                    "put_page of {name} (pfn {:#x}): page_ref_count reached 0 mod 2^{bits} and the page was freed with {left} references still held ({who}{ledger})",
+                    pfn.0
+                ),
+            );
+        }
+    }
+
+    /// The symbolic name a page had under `page` (its `struct page`, e.g.
+    /// as it was before a free).
+    #[must_use]
+    pub fn owner_name(&self, pfn: Pfn, page: &crate::phys::Page) -> String {
+        let name = |i: u32| self.names.get(i as usize).map_or("?", String::as_str);
+        match page.owner {
+            Owner::Zero => "ZERO".to_string(),
+            Owner::Vsyscall => "vsyscall".to_string(),
+            Owner::PageTable { level, seq } => format!("pt:L{level}#{seq}"),
+            Owner::Anon { name: n, index } => format!("{}[{}]", name(n), index as i32),
+            Owner::File { file, index } => format!("file:{}[{index}]", name(file)),
+            Owner::Kernel { name: n, index } => format!("{}[{index}]", name(n)),
+            Owner::Free | Owner::Reserved => format!("kdirect[{}]", pfn.0),
+        }
     }
 
     /// `unpin_user_page()` of a pin the workload holds.

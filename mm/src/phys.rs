@@ -163,6 +163,27 @@ pub struct PhysMem {
     /// [`PhysMem::generation`]), so a cache of what a walk read knows when it
     /// may be stale.
     generation: AtomicU64,
+    /// A `_refcount` narrower than 32 bits (the `refcount_bits` knob), with
+    /// the references really outstanding per page; `None` in every profile
+    /// with the kernel's 32-bit counter.
+    wrap: Option<Box<RefWrap>>,
+}
+
+/// The bookkeeping of a `_refcount` of W < 32 bits (CVE-2019-11487 replays):
+/// the counter wraps, so the emulator keeps the true number of references
+/// beside it to notice a page freed while references are still out.
+#[derive(Debug, Default)]
+struct RefWrap {
+    /// W.
+    bits: u32,
+    /// References really held on each allocated head (not reduced mod 2^W).
+    true_refs: std::collections::HashMap<u64, u64>,
+    /// References still held on a frame by holders of a page that was freed
+    /// under them (its counter reached 0 mod 2^W): stale pointers.
+    stale: std::collections::BTreeMap<u64, u64>,
+    /// Frees of a page with references still out, not yet reported: the
+    /// frame, the `struct page` before the free, the references left.
+    freed_referenced: Vec<(Pfn, Page, u64)>,
 }
 
 // SAFETY: `host` points into the mapping owned by `mem`, which is itself
@@ -330,7 +351,119 @@ impl PhysMem {
             allocated: 0,
             scratch: FREE_PAGE,
             generation: AtomicU64::new(0),
+            wrap: None,
         })
+    }
+
+    /// Makes `_refcount` `bits` wide (the `refcount_bits` knob): stored
+    /// modulo 2^bits and read as a signed value of that width. 32 (the
+    /// kernel's `atomic_t`) keeps the saturating, never-wrapping counter.
+    /// Call before anything references a page beyond its allocation.
+    pub fn set_refcount_bits(&mut self, bits: u8) {
+        let bits = u32::from(bits).clamp(2, 32);
+        self.wrap = (bits < 32).then(|| {
+            let mut w = RefWrap {
+                bits,
+                ..RefWrap::default()
+            };
+            for (pfn, p) in self.pages.iter().enumerate() {
+                if !p.flags.contains(PageFlags::FREE) && !p.flags.contains(PageFlags::TAIL) {
+                    w.true_refs.insert(pfn as u64, u64::from(p.refcount));
+                }
+            }
+            Box::new(w)
+        });
+    }
+
+    /// The width of `_refcount` in bits.
+    #[must_use]
+    pub fn refcount_bits(&self) -> u32 {
+        self.wrap.as_ref().map_or(32, |w| w.bits)
+    }
+
+    /// `page_ref_count()` of the head of `pfn` as the kernel reads it: the
+    /// stored counter as a signed value of `refcount_bits` bits.
+    #[must_use]
+    pub fn page_ref_count(&self, pfn: Pfn) -> i64 {
+        let c = u64::from(self.page(self.compound_head(pfn)).refcount);
+        let bits = self.refcount_bits();
+        if c >> (bits - 1) & 1 == 1 {
+            c as i64 - (1i64 << bits)
+        } else {
+            c as i64
+        }
+    }
+
+    /// References held on frame `pfn` by holders of a page freed under them
+    /// (only with a narrow `_refcount`).
+    #[must_use]
+    pub fn stale_refs(&self, pfn: Pfn) -> u64 {
+        self.wrap
+            .as_ref()
+            .and_then(|w| w.stale.get(&pfn.0).copied())
+            .unwrap_or(0)
+    }
+
+    /// Every frame with stale references, in pfn order.
+    #[must_use]
+    pub fn stale_frames(&self) -> Vec<(Pfn, u64)> {
+        self.wrap.as_ref().map_or_else(Vec::new, |w| {
+            w.stale.iter().map(|(&p, &n)| (Pfn(p), n)).collect()
+        })
+    }
+
+    /// A holder of a stale pointer to `pfn` takes one more reference
+    /// (`get_page` on what it thinks is its page): counted as stale, the
+    /// frame's present owner is not charged. `false` if `pfn` has no stale
+    /// references.
+    pub fn stale_get(&mut self, pfn: Pfn) -> bool {
+        match self.wrap.as_mut().and_then(|w| w.stale.get_mut(&pfn.0)) {
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A holder of a stale pointer to `pfn` drops its reference. `false`
+    /// if `pfn` has no stale references (the put is then a normal one).
+    pub fn stale_put(&mut self, pfn: Pfn) -> bool {
+        let Some(w) = self.wrap.as_mut() else {
+            return false;
+        };
+        match w.stale.get_mut(&pfn.0) {
+            Some(n) => {
+                *n -= 1;
+                if *n == 0 {
+                    w.stale.remove(&pfn.0);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Takes the frees of pages with references still held since the last
+    /// call: the frame, its `struct page` before the free, the references
+    /// left.
+    pub fn take_freed_referenced(&mut self) -> Vec<(Pfn, Page, u64)> {
+        self.wrap
+            .as_mut()
+            .map_or_else(Vec::new, |w| std::mem::take(&mut w.freed_referenced))
+    }
+
+    /// Adds `refs` to the counter of `head` under a narrow `_refcount`.
+    #[cold]
+    fn wrap_add(&mut self, head: Pfn, refs: u32) {
+        let Some(w) = self.wrap.as_mut() else {
+            return;
+        };
+        let mask = (1u64 << w.bits) - 1;
+        *w.true_refs.entry(head.0).or_default() += u64::from(refs);
+        if let Some(p) = self.pages.get_mut(head.0 as usize) {
+            p.refcount = ((u64::from(p.refcount) + u64::from(refs)) & mask) as u32;
+        }
     }
 
     /// Bytes of guest memory.
@@ -419,6 +552,9 @@ impl PhysMem {
         }
         self.pages[pfn as usize].refcount = 1;
         self.allocated += n;
+        if let Some(w) = self.wrap.as_mut() {
+            w.true_refs.insert(pfn, 1);
+        }
         Some(Pfn(pfn))
     }
 
@@ -436,6 +572,9 @@ impl PhysMem {
         }
         self.free[order as usize].push(head.0);
         self.allocated -= n;
+        if let Some(w) = self.wrap.as_mut() {
+            w.true_refs.remove(&head.0);
+        }
     }
 
     /// Marks frame `pfn` (order 0) as allocated for `owner` without going
@@ -510,6 +649,9 @@ impl PhysMem {
     /// [`PhysMem::get_page`] on a page already known to be its compound head.
     #[inline]
     pub fn get_head(&mut self, head: Pfn, refs: u32) {
+        if self.wrap.is_some() {
+            return self.wrap_add(head, refs);
+        }
         let p = self.page_mut(head);
         p.refcount = p.refcount.saturating_add(refs);
     }
@@ -524,6 +666,14 @@ impl PhysMem {
     /// [`PhysMem::try_get_page`] on a page already known to be its compound head.
     #[inline]
     pub fn try_get_head(&mut self, head: Pfn, refs: u32) -> bool {
+        if self.wrap.is_some() {
+            // A counter wrapped to 0 looks free to a speculative get.
+            if self.page(head).refcount == 0 || self.page(head).flags.contains(PageFlags::FREE) {
+                return false;
+            }
+            self.wrap_add(head, refs);
+            return true;
+        }
         let p = self.page_mut(head);
         if p.refcount == 0 {
             return false;
@@ -536,12 +686,45 @@ impl PhysMem {
     /// (never wraps) and frees the page when the count reaches zero.
     pub fn put_page(&mut self, pfn: Pfn, refs: u32) -> Result<(), Errno> {
         let h = self.compound_head(pfn);
+        if self.wrap.is_some() {
+            return self.wrap_put(h, refs);
+        }
         let p = self.page_mut(h);
         if p.refcount < refs || p.flags.contains(PageFlags::FREE) {
             return Err(Errno::EINVAL);
         }
         p.refcount -= refs;
         if p.refcount == 0 && !p.flags.contains(PageFlags::RESERVED) {
+            self.free(h);
+        }
+        Ok(())
+    }
+
+    /// [`PhysMem::put_page`] under a narrow `_refcount`: the counter drops
+    /// modulo 2^W; reaching 0 frees the page, however many references are
+    /// really still out (they become stale). A put on a free frame, or one
+    /// more than were ever taken, is an underflow.
+    #[cold]
+    fn wrap_put(&mut self, h: Pfn, refs: u32) -> Result<(), Errno> {
+        let Some(w) = self.wrap.as_mut() else {
+            return Err(Errno::EINVAL);
+        };
+        let mask = (1u64 << w.bits) - 1;
+        let Some(p) = self.pages.get_mut(h.0 as usize) else {
+            return Err(Errno::EINVAL);
+        };
+        let truly = w.true_refs.get(&h.0).copied().unwrap_or(0);
+        if p.flags.contains(PageFlags::FREE) || truly < u64::from(refs) {
+            return Err(Errno::EINVAL);
+        }
+        let left = truly - u64::from(refs);
+        w.true_refs.insert(h.0, left);
+        p.refcount = (u64::from(p.refcount).wrapping_sub(u64::from(refs)) & mask) as u32;
+        if p.refcount == 0 && !p.flags.contains(PageFlags::RESERVED) {
+            if left > 0 {
+                w.freed_referenced.push((h, *p, left));
+                *w.stale.entry(h.0).or_default() += left;
+            }
             self.free(h);
         }
         Ok(())
@@ -1063,6 +1246,50 @@ mod tests {
         m.get_page(a, 1);
         m.put_page(a, 2).unwrap();
         assert_eq!(m.put_page(a, 1), Err(Errno::EINVAL));
+    }
+
+    /// A 4-bit counter: 16 gets bring it back to where it was, a get on a
+    /// wrapped 0 is refused only by the speculative path, the signed read
+    /// turns negative at 8, and the put that reaches 0 frees the frame with
+    /// the true count still out, as stale references the next owner of the
+    /// frame is not charged with.
+    #[test]
+    fn narrow_refcount_wraps_and_frees_under_its_holders() {
+        let mut m = PhysMem::new::<X86_64>(1 << 24).unwrap();
+        m.set_refcount_bits(4);
+        let a = m.alloc(0, Owner::Zero).unwrap();
+        m.get_page(a, 7);
+        assert_eq!(m.page_ref_count(a), -8, "8 reads as -8 in 4 bits");
+        m.get_page(a, 8);
+        assert_eq!(m.page(a).refcount, 0, "16 references wrap to 0");
+        assert!(!m.try_get_page(a, 1), "a speculative get sees 0");
+        m.get_page(a, 1);
+        assert_eq!(m.page_ref_count(a), 1);
+        assert!(m.take_freed_referenced().is_empty());
+        m.put_page(a, 1).unwrap();
+        assert!(m.page(a).flags.contains(PageFlags::FREE));
+        let freed = m.take_freed_referenced();
+        assert_eq!(freed.len(), 1);
+        assert_eq!((freed[0].0, freed[0].2), (a, 16));
+        assert_eq!(m.stale_refs(a), 16);
+        // The frame's next owner keeps its own count; stale puts drain the rest.
+        let b = m.alloc(0, Owner::Reserved).unwrap();
+        assert_eq!(a, b);
+        assert!(m.stale_put(b));
+        assert_eq!(m.stale_refs(b), 15);
+        assert_eq!(m.page(b).refcount, 1);
+        // A put of more than was ever taken is still an underflow.
+        assert_eq!(m.put_page(b, 2), Err(Errno::EINVAL));
+    }
+
+    #[test]
+    fn the_32_bit_counter_never_wraps() {
+        let mut m = PhysMem::new::<X86_64>(1 << 24).unwrap();
+        m.set_refcount_bits(32);
+        let a = m.alloc(0, Owner::Zero).unwrap();
+        m.get_page(a, u32::MAX);
+        assert_eq!(m.page(a).refcount, u32::MAX, "saturates");
+        assert_eq!(m.stale_frames(), Vec::new());
     }
 
     #[test]

@@ -131,6 +131,19 @@ pub struct Knobs {
     // pipe_advance fencepost (CVE-2017-5550):
     /// How `pipe_advance` releases the buffers after the new position.
     pub pipe_advance_release: PipeAdvanceRelease,
+    // Page refcount overflow, CVE-2019-11487 (known-bugs.md §4).
+    /// Width W of `struct page`'s `_refcount`: stored modulo 2^W, read as a
+    /// signed W-bit value. 32 is the kernel's `atomic_t`; a smaller W is a
+    /// stand-in that lets a workload wrap the counter with a few thousand
+    /// references instead of 2^32 (overlay `+small-refcount`).
+    pub refcount_bits: u8,
+    /// User-driven reference gets refuse a page whose count is close to
+    /// overflow (the 5.1 `page-refs` series: f958d7b528b1, 88b1a17dfc3e
+    /// `try_get_page`, 8fde12ca79af gup, 15fab63e1e57 `pipe_buf_get`):
+    /// slow gup and the gate page refuse a signed count <= 0 (-ENOMEM),
+    /// gup-fast's speculative get refuses a count < 0, `pipe_buf_get`
+    /// fails (tee stops). 6.13's `try_grab_folio` keeps the rule.
+    pub ref_get_checked: bool,
 }
 
 /// A base kernel version.
@@ -168,6 +181,13 @@ pub enum Overlay {
     /// v4.9's `pipe_advance`, before b9dc6f65bc5e: an advance by 0 on a
     /// ring the iterator filled releases nothing (CVE-2017-5550).
     PipeAdvanceFencepost,
+    /// A 12-bit `_refcount` (`refcount_bits` = 12): a stand-in for the
+    /// kernel's 32-bit counter so that a workload wraps it with 4096
+    /// references (CVE-2019-11487 needs 2^32, ~140 GiB of RAM).
+    SmallRefcount,
+    /// The 5.1 `page-refs` series (f958d7b528b1 88b1a17dfc3e 8fde12ca79af
+    /// 15fab63e1e57, the CVE-2019-11487 fix) on a v4.x base.
+    RefcountChecks,
 }
 
 impl Base {
@@ -207,6 +227,8 @@ impl Base {
                 pipe_can_merge_flag: false,
                 pipe_iter_inits_flags: false,
                 pipe_advance_release: PipeAdvanceRelease::TruncateV4_10,
+                refcount_bits: 32,
+                ref_get_checked: false,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
@@ -241,13 +263,15 @@ impl Base {
                 pipe_iter_inits_flags: true,
                 // No ITER_PIPE; the value says what 4.10 .. 6.4 did.
                 pipe_advance_release: PipeAdvanceRelease::TruncateV4_10,
+                refcount_bits: 32,
+                ref_get_checked: true,
             },
         }
     }
 }
 
 impl Overlay {
-    const ALL: [(Overlay, &'static str); 8] = [
+    const ALL: [(Overlay, &'static str); 10] = [
         (Overlay::Capper, "capper"),
         (Overlay::Layton, "layton"),
         (Overlay::LaytonIntended, "layton-intended"),
@@ -256,6 +280,8 @@ impl Overlay {
         (Overlay::Dirtypipe, "dirtypipe"),
         (Overlay::DirtypipeFixed, "dirtypipe-fixed"),
         (Overlay::PipeAdvanceFencepost, "pipe-advance-fencepost"),
+        (Overlay::SmallRefcount, "small-refcount"),
+        (Overlay::RefcountChecks, "refcount-checks"),
     ];
     fn name(self) -> &'static str {
         Self::ALL
@@ -310,6 +336,13 @@ impl Overlay {
                 }
                 k.pipe_advance_release = PipeAdvanceRelease::FencepostV4_9;
             }
+            Overlay::SmallRefcount => k.refcount_bits = 12,
+            Overlay::RefcountChecks => {
+                if k.ref_get_checked {
+                    return Err("the base already has the 5.1 page-refs series".into());
+                }
+                k.ref_get_checked = true;
+            }
         }
         Ok(())
     }
@@ -320,12 +353,12 @@ impl Overlay {
 pub enum ProfileError {
     /// Unknown base version.
     #[error(
-        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed, +pipe-advance-fencepost)"
+        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed, +pipe-advance-fencepost, +small-refcount, +refcount-checks)"
     )]
     UnknownBase(String),
     /// Unknown overlay.
     #[error(
-        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe, dirtypipe-fixed or pipe-advance-fencepost)"
+        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe, dirtypipe-fixed, pipe-advance-fencepost, small-refcount or refcount-checks)"
     )]
     UnknownOverlay(String),
     /// The overlay does not apply to this base.
@@ -403,7 +436,10 @@ impl KernelProfile {
             "v4.17",
             "v4.17+dirtypipe",
             "v4.17+dirtypipe-fixed",
+            "v4.17+small-refcount",
+            "v4.17+small-refcount+refcount-checks",
             "v6.13",
+            "v6.13+small-refcount",
         ]
     }
 
@@ -522,6 +558,16 @@ impl KernelProfile {
                 format!("{:?}", k.pipe_advance_release),
                 "pipe_advance releases up to curbuf+nrbufs (v4.9) / pipe_truncate: b9dc6f65bc5e (CVE-2017-5550)",
             ),
+            (
+                "refcount_bits",
+                k.refcount_bits.to_string(),
+                "width of page->_refcount (32; +small-refcount: 12, a stand-in so 4096 references wrap it)",
+            ),
+            (
+                "ref_get_checked",
+                k.ref_get_checked.to_string(),
+                "try_get_page / pipe_buf_get refuse counts near overflow: f958d7b528b1 88b1a17dfc3e 8fde12ca79af 15fab63e1e57 (5.1, CVE-2019-11487 fix)",
+            ),
         ]
     }
 }
@@ -564,6 +610,18 @@ mod tests {
                 .knobs
                 .numa_balancing
         );
+        let k = KernelProfile::parse("v4.17+small-refcount").unwrap().knobs;
+        assert_eq!((k.refcount_bits, k.ref_get_checked), (12, false));
+        let k = KernelProfile::parse("v4.10+small-refcount+refcount-checks")
+            .unwrap()
+            .knobs;
+        assert_eq!((k.refcount_bits, k.ref_get_checked), (12, true));
+        let k = KernelProfile::parse("v6.13").unwrap().knobs;
+        assert_eq!((k.refcount_bits, k.ref_get_checked), (32, true));
+        assert!(matches!(
+            KernelProfile::parse("v6.13+refcount-checks"),
+            Err(ProfileError::Inapplicable { .. })
+        ));
     }
 
     #[test]

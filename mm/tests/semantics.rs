@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use proptest::prelude::*;
 use vmemu_arch::{Arch, ArchId, Pfn, VirtAddr};
-use vmemu_mm::phys::{GUP_PIN_COUNTING_BIAS, Owner};
+use vmemu_mm::phys::{GUP_PIN_COUNTING_BIAS, Owner, PageFlags};
 use vmemu_mm::{
     Backing, Errno, EventKind, FaultFlags, FileOps, GupFlags, KernelProfile, Machine, MapFlags,
     MkwriteBehaviour, Prot, VmFault,
@@ -64,6 +64,7 @@ on_every_arch!(
     uaccess_set_fs,
     mmap_sem_recursive_read_deadlock,
     protnone_fast_vs_slow,
+    narrow_refcount_gup_wrap,
 );
 
 // ----------------------------------------------------------------------
@@ -1757,4 +1758,59 @@ fn mmap_sem_recursive_read_deadlock<A: Arch>() {
     );
     assert_eq!(count(&m, EventKind::Deadlock), 1);
     assert!(pages.is_empty());
+}
+
+/// CVE-2019-11487 through gup alone, with a 12-bit `_refcount`: without
+/// the 5.1 checks 4095 gup references on top of the mapping's wrap the
+/// counter to 0 (gup-fast's speculative get then refuses: it looks free),
+/// the slow path's `get_page` takes it to 1, and the mapping's put frees
+/// the page under 4096 held references; the invariant checker says so by
+/// itself. With the checks, gup stops at a signed count <= 0 (-ENOMEM) and
+/// the page is never freed early.
+fn narrow_refcount_gup_wrap<A: Arch>() {
+    for (profile, checked) in [
+        ("v4.17+small-refcount", false),
+        ("v4.17+small-refcount+refcount-checks", true),
+    ] {
+        let mut m = machine::<A>(profile);
+        let mm = m.current_mm();
+        let buf = anon(&mut m, 1, Prot::RW, "buf");
+        write_fault(&mut m, buf, 1);
+        let pfn = Pfn(m.user_pa(mm, buf).unwrap().0 >> A::PAGE_SHIFT);
+        let mut pages = Vec::new();
+        let mut refused = None;
+        for k in 0..4096u32 {
+            match m.get_user_pages(buf, 1, GupFlags::empty(), &mut pages) {
+                Ok(1) => {}
+                other => {
+                    refused = Some((k, other));
+                    break;
+                }
+            }
+        }
+        if checked {
+            // 1 + 2047 = 2048 reads as -2048: the 2048th get is refused.
+            assert_eq!(refused, Some((2047, Err(Errno::ENOMEM))), "{profile}");
+            assert_eq!(m.phys.page_ref_count(pfn), -2048);
+            assert_eq!(m.madvise_dontneed(mm, buf, A::PAGE_SIZE), Ok(()));
+            assert!(!m.phys.page(pfn).flags.contains(PageFlags::FREE));
+            assert!(m.check_invariants().is_ok(), "{profile}");
+        } else {
+            assert_eq!(refused, None, "{profile}");
+            assert_eq!(m.phys.page_ref_count(pfn), 1, "4097 references read as 1");
+            assert_eq!(m.madvise_dontneed(mm, buf, A::PAGE_SIZE), Ok(()));
+            assert!(m.phys.page(pfn).flags.contains(PageFlags::FREE));
+            let errs = m.check_invariants().unwrap_err();
+            assert!(
+                errs.iter()
+                    .any(|e| e.contains("freed while 4096 references")),
+                "{errs:?}"
+            );
+        }
+        for p in pages {
+            let _ = m.put_page(p);
+        }
+        assert_eq!(m.held_total(), (0, 0), "{profile}");
+        assert_eq!(m.phys.stale_frames(), Vec::new(), "{profile}");
+    }
 }
