@@ -603,6 +603,8 @@ impl PhysMem {
     #[inline(never)]
     fn grow_to(&mut self, pfn: u64) {
         debug_assert!(pfn < self.nr_frames, "pfn {pfn:#x} outside guest memory");
+        // Never past memory, whatever a corrupted entry says.
+        let pfn = pfn.min(self.nr_frames.saturating_sub(1));
         self.pages.resize(pfn as usize + 1, FREE_PAGE);
     }
 
