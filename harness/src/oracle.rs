@@ -34,12 +34,14 @@ const BYTE_CHECK_MAX: u64 = 1 << 20;
 pub(crate) struct OracleState {
     /// The iterator a statement is about to use, as it was before.
     before: Option<(String, IovIter)>,
-    /// The previous statement, if it was a gup-fast call: (args, var, under KERNEL_DS).
-    prev_fast: Option<(String, String, bool)>,
+    /// The previous statement, if it was a gup-fast call: (args, var, under
+    /// KERNEL_DS, length of the interleaving log before it).
+    prev_fast: Option<(String, String, bool, usize)>,
     /// Bytes the last `copy_from_iter` produced.
     pub(crate) last_read: Option<Vec<u8>>,
     /// Length of the interleaving log before the statement: a second task
-    /// that ran inside it (`interleave_dontneed`) changed the mm under gup.
+    /// that ran inside the fast call (its slow fallback) or the slow one
+    /// (`interleave_dontneed`) changed the mm between or under them.
     interleaved_before: usize,
 }
 
@@ -83,15 +85,20 @@ impl<A: Arch> Runner<'_, A> {
         let kds = self.sys.m.under_kernel_ds();
         if FAST.contains(&func.as_str()) {
             if let Some(v) = var {
-                self.oracle.prev_fast = Some((args_text(&s.text).to_string(), v.clone(), kds));
+                self.oracle.prev_fast = Some((
+                    args_text(&s.text).to_string(),
+                    v.clone(),
+                    kds,
+                    self.oracle.interleaved_before,
+                ));
             }
         } else if matches!(func.as_str(), "get_user_pages" | "get_user_pages_unlocked")
-            && let (Some(v), Some((pargs, pvar, pkds))) = (var, prev)
+            && let (Some(v), Some((pargs, pvar, pkds, plog))) = (var, prev)
             && pargs == args_text(&s.text)
             && !pkds
             && !kds
             && !pargs.contains("FOLL_FORCE")
-            && self.sys.m.interleave_log.len() == self.oracle.interleaved_before
+            && self.sys.m.interleave_log.len() == plog
             && let (Some(a), Some(b)) = (self.vars.get(&pvar), self.vars.get(v))
             && a.ret > 0
             && b.ret > 0
