@@ -6,6 +6,9 @@
 //! | `w = access_remote_vm(m, LEN, FOLL_WRITE\|FOLL_FORCE)` | the `/proc/pid/mem` write: `mem_rw` → `access_remote_vm` writes LEN bytes (1, 2, 3, ... as `copy_to_user` does) page by page through `get_user_pages_remote` |
 //! | `b = file_byte(f, POS)` | the byte of file `f` at POS as `read(2)` sees it (through the page cache) |
 //! | `s = splice_read(f, POS, p, LEN)` | `splice(f, &POS, p, NULL, LEN, 0)`: file → pipe through the pipe iterator (`generic_file_splice_read`) |
+//! | `n = memset(ADDR, BYTE, LEN)` | the current process stores BYTE into LEN bytes at ADDR (a user-space `memset`: write faults as `copy_to_user` takes them); bytes not stored |
+//! | `b = user_byte(ADDR)` | the byte at ADDR as the current process reads it (`get_user`), or `-EFAULT` |
+//! | `b = page_byte(r, I, OFF)` | byte OFF of page I of gup result `r` through the kernel's direct map: what the holder of the pin or reference (a device, io_uring) sees |
 
 use std::fmt::Write as _;
 
@@ -21,9 +24,29 @@ pub const CALLS: &[(&str, usize)] = &[
     ("access_remote_vm", 3),
     ("file_byte", 2),
     ("splice_read", 4),
+    ("memset", 3),
+    ("user_byte", 1),
+    ("page_byte", 3),
 ];
 
 impl<A: Arch> Runner<'_, A> {
+    /// Remembers where the pins of a gup statement at `start` were taken
+    /// (anonymous pages only), for `pin_detached`.
+    pub(crate) fn note_pins(&mut self, start: VirtAddr, pages: &[vmemu_arch::Pfn]) {
+        let m = &mut self.sys.m;
+        let mm = m.current_mm();
+        let base = start.align_down(A::PAGE_SIZE);
+        for (i, &p) in pages.iter().enumerate() {
+            let head = m.phys.compound_head(p);
+            if head == m.zero_pfn
+                || !matches!(m.phys.page(head).owner, vmemu_mm::phys::Owner::Anon { .. })
+            {
+                continue;
+            }
+            m.note_pin(mm, base.wrapping_add(i as u64 * A::PAGE_SIZE), p);
+        }
+    }
+
     fn bug_name_arg(&self, s: &Stmt, a: &Arg, what: &str) -> Result<String, ScriptError> {
         match a {
             Arg::Expr(Expr::Name(n, _)) => Ok(n.clone()),
@@ -102,6 +125,54 @@ impl<A: Arch> Runner<'_, A> {
                     .ok_or_else(|| self.err(s.span, format!("undefined pipe `{pname}`")))?;
                 let len = to_u64(self.w, self.expr_arg(&args[3], s)?, s.span)?;
                 self.sys.splice_file_to_pipe(f, &mut pos, pipe, len)
+            }
+            "memset" => {
+                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+                let byte = self.expr_arg(&args[1], s)?;
+                let byte = u8::try_from(byte)
+                    .map_err(|_| self.err(s.span, "the byte must be 0..=255"))?;
+                let len = to_u64(self.w, self.expr_arg(&args[2], s)?, s.span)?;
+                if len > 1 << 20 {
+                    return Err(self.err(s.span, "memset length must be <= 1M"));
+                }
+                let buf = vec![byte; len as usize];
+                Ok(self.sys.m.copy_to_user(addr, &buf))
+            }
+            "user_byte" => {
+                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+                let mut b = [0u8];
+                if self.sys.m.copy_from_user(&mut b, addr) == 0 {
+                    Ok(u64::from(b[0]))
+                } else {
+                    Err(Errno::EFAULT)
+                }
+            }
+            "page_byte" => {
+                let v = self.bug_name_arg(s, &args[0], "a gup result")?;
+                let i = self.expr_arg(&args[1], s)?;
+                let off = self.expr_arg(&args[2], s)?;
+                let pages = &self
+                    .vars
+                    .get(&v)
+                    .ok_or_else(|| self.err(s.span, format!("undefined result `{v}`")))?
+                    .pages;
+                let pfn = usize::try_from(i)
+                    .ok()
+                    .and_then(|i| pages.get(i).copied())
+                    .ok_or_else(|| {
+                        self.err(s.span, format!("`{v}` holds no page {i} (released?)"))
+                    })?;
+                let off = u64::try_from(off)
+                    .ok()
+                    .filter(|o| *o < A::PAGE_SIZE)
+                    .ok_or_else(|| self.err(s.span, "the offset must be inside the page"))?;
+                let mut b = [0u8];
+                self.sys
+                    .m
+                    .phys
+                    .read(pfn.addr(A::PAGE_SHIFT).add(off), &mut b)
+                    .map_err(|_| Errno::EFAULT)
+                    .map(|()| u64::from(b[0]))
             }
             _ => return Err(self.err(s.span, format!("unknown function `{func}`"))),
         };

@@ -55,6 +55,25 @@ pub enum GetPagesAlloc {
     LaytonIntended,
 }
 
+/// How `do_wp_page` decides that a write fault on a read-only anonymous
+/// page may reuse it in place instead of copying it (GUP pins vs fork/COW,
+/// CVE-2020-29374).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WpReuseRule {
+    /// v4.x .. 5.8: `reuse_swap_page()`: the page is mapped once
+    /// (`page_trans_huge_mapcount <= 1`); extra references (gup, a pipe
+    /// buffer) do not matter.
+    Mapcount,
+    /// 09854ba94c6a "mm: do_wp_page() simplification" (5.9): reuse only if
+    /// `page_count == 1` (and mapped once): any extra reference, a pin
+    /// included, forces a copy.
+    Refcount,
+    /// 6c287605fd56 (5.19): a page marked `PageAnonExclusive` is reused
+    /// whatever its references; otherwise as `Refcount`, and the reused page
+    /// becomes exclusive.
+    AnonExclusive,
+}
+
 /// The knobs of one profile.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Knobs {
@@ -115,6 +134,28 @@ pub struct Knobs {
     /// (9d2231c5d74e, 5.17 and 5.16.11/5.15.25/5.10.102; the Dirty Pipe fix,
     /// CVE-2022-0847). Without it a new buffer keeps its slot's old flags.
     pub pipe_iter_inits_flags: bool,
+    // GUP pins vs fork/COW (CVE-2020-29374), spec known-bugs.md §8.
+    /// Write-fault reuse rule of `do_wp_page` for anonymous pages.
+    pub wp_reuse_rule: WpReuseRule,
+    /// `fork()` gives the child a fresh copy of an anonymous page that may be
+    /// pinned (`page_maybe_dma_pinned`: pincount on a large page, refcount >=
+    /// `GUP_PIN_COUNTING_BIAS` on a small one) when the parent mm has pinned
+    /// (`has_pinned` / `MMF_HAS_PINNED`); the parent keeps its mapping
+    /// writable. 70e806e4e645 (5.9); in 5.19+ the same test sits in
+    /// `page_try_dup_anon_rmap` and applies to `PageAnonExclusive` pages.
+    pub fork_copy_maybe_pinned: bool,
+    /// A read-only FOLL_PIN of an anonymous page that is not
+    /// `PageAnonExclusive` first unshares it (`gup_must_unshare`,
+    /// FAULT_FLAG_UNSHARE), in the slow path and in gup-fast (which stops
+    /// and leaves the page to the slow path). 5.19 (Hildenbrand's series
+    /// with 6c287605fd56).
+    pub ro_pin_unshare: bool,
+    /// 17839856fd58 (5.8 only; removed by a308c71bf1e6 in 5.9): slow gup
+    /// with FOLL_GET or FOLL_PIN on a COW mapping forces FOLL_WRITE
+    /// (`should_force_cow_break`), gup-fast walks as a write, and
+    /// `can_follow_write_pte` accepts a read-only pte with FOLL_COW and dirty
+    /// without asking for FOLL_FORCE.
+    pub force_cow_on_read_pin: bool,
 }
 
 /// A base kernel version.
@@ -149,6 +190,15 @@ pub enum Overlay {
     /// The Dirty Pipe window closed: as `dirtypipe`, plus 9d2231c5d74e
     /// (the pipe iterator zeroes `flags`).
     DirtypipeFixed,
+    /// 5.8 for GUP vs COW: 17839856fd58 "gup: document and work around 'COW
+    /// can break either way' issue" (read gets on COW mappings break COW at
+    /// gup time), with FOLL_PIN (5.7) available.
+    CowBreakOnPin,
+    /// 5.9 for GUP vs COW: 09854ba94c6a (`do_wp_page` reuses only at
+    /// `page_count == 1`), 70e806e4e645 (fork copies maybe-pinned pages for
+    /// the child) and a308c71bf1e6 (no forced COW at gup time), with
+    /// FOLL_PIN (5.7).
+    WpPageCount,
 }
 
 impl Base {
@@ -187,6 +237,10 @@ impl Base {
                 foll_cow: true,
                 pipe_can_merge_flag: false,
                 pipe_iter_inits_flags: false,
+                wp_reuse_rule: WpReuseRule::Mapcount,
+                fork_copy_maybe_pinned: false,
+                ro_pin_unshare: false,
+                force_cow_on_read_pin: false,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
@@ -219,13 +273,17 @@ impl Base {
                 // No ITER_PIPE: splice_folio_into_pipe fills the whole
                 // buffer with a struct initialiser.
                 pipe_iter_inits_flags: true,
+                wp_reuse_rule: WpReuseRule::AnonExclusive,
+                fork_copy_maybe_pinned: true,
+                ro_pin_unshare: true,
+                force_cow_on_read_pin: false,
             },
         }
     }
 }
 
 impl Overlay {
-    const ALL: [(Overlay, &'static str); 7] = [
+    const ALL: [(Overlay, &'static str); 9] = [
         (Overlay::Capper, "capper"),
         (Overlay::Layton, "layton"),
         (Overlay::LaytonIntended, "layton-intended"),
@@ -233,6 +291,8 @@ impl Overlay {
         (Overlay::Dirtycow, "dirtycow"),
         (Overlay::Dirtypipe, "dirtypipe"),
         (Overlay::DirtypipeFixed, "dirtypipe-fixed"),
+        (Overlay::CowBreakOnPin, "cow-break-on-pin"),
+        (Overlay::WpPageCount, "wp-page-count"),
     ];
     fn name(self) -> &'static str {
         Self::ALL
@@ -281,6 +341,21 @@ impl Overlay {
                 k.pipe_can_merge_flag = true;
                 k.pipe_iter_inits_flags = self == Overlay::DirtypipeFixed;
             }
+            Overlay::CowBreakOnPin | Overlay::WpPageCount => {
+                if k.family != Family::Legacy {
+                    return Err("the base already has the 5.19 PageAnonExclusive rules (6c287605fd56); the overlay moves the v4.x COW code forward".into());
+                }
+                if k.force_cow_on_read_pin || k.wp_reuse_rule != WpReuseRule::Mapcount {
+                    return Err("only one of cow-break-on-pin (5.8) and wp-page-count (5.9, whose a308c71bf1e6 removed the forced COW break) can apply".into());
+                }
+                k.foll_pin = true;
+                if self == Overlay::CowBreakOnPin {
+                    k.force_cow_on_read_pin = true;
+                } else {
+                    k.wp_reuse_rule = WpReuseRule::Refcount;
+                    k.fork_copy_maybe_pinned = true;
+                }
+            }
         }
         Ok(())
     }
@@ -291,12 +366,12 @@ impl Overlay {
 pub enum ProfileError {
     /// Unknown base version.
     #[error(
-        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed)"
+        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed, +cow-break-on-pin, +wp-page-count)"
     )]
     UnknownBase(String),
     /// Unknown overlay.
     #[error(
-        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe or dirtypipe-fixed)"
+        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe, dirtypipe-fixed, cow-break-on-pin or wp-page-count)"
     )]
     UnknownOverlay(String),
     /// The overlay does not apply to this base.
@@ -373,6 +448,8 @@ impl KernelProfile {
             "v4.17",
             "v4.17+dirtypipe",
             "v4.17+dirtypipe-fixed",
+            "v4.17+cow-break-on-pin",
+            "v4.17+wp-page-count",
             "v6.13",
         ]
     }
@@ -486,6 +563,26 @@ impl KernelProfile {
                 "pipe_iter_inits_flags",
                 k.pipe_iter_inits_flags.to_string(),
                 "push_pipe/copy_page_to_iter_pipe zero flags: 9d2231c5d74e (Dirty Pipe fix, CVE-2022-0847)",
+            ),
+            (
+                "wp_reuse_rule",
+                format!("{:?}", k.wp_reuse_rule),
+                "do_wp_page anon reuse: mapcount (reuse_swap_page, v4.x) / page_count == 1 (09854ba94c6a, 5.9) / PageAnonExclusive (6c287605fd56, 5.19)",
+            ),
+            (
+                "fork_copy_maybe_pinned",
+                k.fork_copy_maybe_pinned.to_string(),
+                "fork copies maybe-pinned anon pages for the child: 70e806e4e645 (5.9); page_try_dup_anon_rmap (5.19)",
+            ),
+            (
+                "ro_pin_unshare",
+                k.ro_pin_unshare.to_string(),
+                "R/O FOLL_PIN unshares a non-exclusive anon page (gup_must_unshare, FAULT_FLAG_UNSHARE): 5.19",
+            ),
+            (
+                "force_cow_on_read_pin",
+                k.force_cow_on_read_pin.to_string(),
+                "gup with FOLL_GET/FOLL_PIN on a COW mapping breaks COW: 17839856fd58 (5.8), removed by a308c71bf1e6 (5.9)",
             ),
         ]
     }
