@@ -37,4 +37,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "mmap_sem_callback",
     "dirtycow",
     "dirtypipe",
+    "pin_fork_write",
+    "vmsplice_unmap_child",
+    "ro_pin_on_shared",
 ];
