@@ -142,7 +142,13 @@ impl<A: Arch> Runner<'_, A> {
                 }
             }
             "getpid" => Ok(u64::from(self.sys.m.current.0)),
-            "fork" => self.sys.m.fork().map(|t| u64::from(t.0)),
+            "fork" => self.sys.m.fork().map(|(t, st)| {
+                r.detail = Some(format!(
+                    "child {}: shared {} anon + {} file page(s) (private writable entries write-protected), copied {} maybe-pinned page(s), {} entries without struct page",
+                    t.0, st.anon_shared, st.file_shared, st.copied, st.uncounted
+                ));
+                u64::from(t.0)
+            }),
             "exit" => {
                 let pid = self.expr_or_var(s, &args[0])?;
                 match u32::try_from(pid) {

@@ -45,42 +45,62 @@ pub struct PinOrigin {
     pub reported: bool,
 }
 
+/// What one `fork` did with the parent's pages.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct ForkStats {
+    /// Anonymous pages now mapped by both processes.
+    pub anon_shared: u32,
+    /// Other pages with a `struct page` now mapped by both (page cache).
+    pub file_shared: u32,
+    /// Entries without a page to count (zero page, device memory).
+    pub uncounted: u32,
+    /// Maybe-pinned pages the child got a fresh copy of.
+    pub copied: u32,
+}
+
 /// `is_cow_mapping`: private and may be written.
 pub(crate) fn is_cow_mapping(flags: VmFlags) -> bool {
     flags & (VmFlags::VM_SHARED | VmFlags::VM_MAYWRITE) == VmFlags::VM_MAYWRITE
 }
 
 impl<A: Arch> Machine<A> {
-    /// `fork()` of the current task: returns the child's pid (task id). The
-    /// current task stays the parent.
-    pub fn fork(&mut self) -> Result<TaskId, Errno> {
+    /// `fork()` of the current task: returns the child's pid (task id) and
+    /// what happened to the pages. The current task stays the parent.
+    pub fn fork(&mut self) -> Result<(TaskId, ForkStats), Errno> {
         let parent = self.current;
         let src = self.current_mm();
         let dst = self.mm_alloc().map_err(|_| Errno::ENOMEM)?;
         self.mm_mut(dst).mmap_base = self.mm(src).mmap_base;
-        self.dup_mmap(src, dst)?;
+        let mut st = ForkStats::default();
+        self.dup_mmap(src, dst, &mut st)?;
         let addr_limit = self.task().addr_limit;
         let child = self.new_task(dst);
         let t = &mut self.tasks[child.0 as usize];
         t.parent = Some(parent);
         t.addr_limit = addr_limit;
-        Ok(child)
+        Ok((child, st))
     }
 
     /// `dup_mmap`: the VMAs, then `copy_page_range` for each.
-    fn dup_mmap(&mut self, src: MmId, dst: MmId) -> Result<(), Errno> {
+    fn dup_mmap(&mut self, src: MmId, dst: MmId, st: &mut ForkStats) -> Result<(), Errno> {
         let vmas: Vec<Vma> = self.mm(src).vmas.values().copied().collect();
         for v in &vmas {
             self.mm_mut(dst).vmas.insert(v.start.0, *v);
         }
         for v in &vmas {
-            self.copy_page_range(src, dst, v)?;
+            self.copy_page_range(src, dst, v, st)?;
         }
         Ok(())
     }
 
     /// `copy_page_range` over one VMA.
-    fn copy_page_range(&mut self, src: MmId, dst: MmId, vma: &Vma) -> Result<(), Errno> {
+    fn copy_page_range(
+        &mut self,
+        src: MmId,
+        dst: MmId,
+        vma: &Vma,
+        st: &mut ForkStats,
+    ) -> Result<(), Errno> {
         // Huge leaves are split in the parent first (see the module docs).
         let mut guard = 0;
         loop {
@@ -95,7 +115,7 @@ impl<A: Arch> Machine<A> {
             self.split_huge_leaf(src, va)?;
         }
         for (va, slot) in pgtable_leaves::<A>(self, src, vma) {
-            self.copy_present_pte(src, dst, vma, va, slot.pte, slot.entry_pa)?;
+            self.copy_present_pte(src, dst, vma, va, slot.pte, slot.entry_pa, st)?;
         }
         Ok(())
     }
@@ -121,6 +141,7 @@ impl<A: Arch> Machine<A> {
         va: VirtAddr,
         pte: Pte,
         entry_pa: vmemu_arch::PhysAddr,
+        st: &mut ForkStats,
     ) -> Result<(), Errno> {
         if !pte.has(PteFlags::PRESENT) {
             return Ok(());
@@ -131,6 +152,7 @@ impl<A: Arch> Machine<A> {
             && pte.pfn != self.zero_pfn;
         if !counted {
             // vm_normal_page() is NULL: nothing to count, map it as it is.
+            st.uncounted += 1;
             self.set_user_leaf(dst, va, A::leaf_level(), pte)
                 .map_err(|_| Errno::ENOMEM)?;
             return Ok(());
@@ -148,6 +170,7 @@ impl<A: Arch> Machine<A> {
         {
             // copy_present_page: the child gets its own copy now; the
             // parent's entry stays as it was (writable if it was).
+            st.copied += 1;
             let new = self.phys.alloc(0, page.owner).ok_or(Errno::ENOMEM)?;
             self.phys.page_mut(new).flags |= PageFlags::ANON_EXCLUSIVE | PageFlags::DIRTY;
             let _ = self.phys.copy(
@@ -165,6 +188,11 @@ impl<A: Arch> Machine<A> {
         self.phys.get_page(head, 1);
         let p = self.phys.page_mut(head);
         p.mapcount += 1;
+        if anon {
+            st.anon_shared += 1;
+        } else {
+            st.file_shared += 1;
+        }
         if anon {
             // The page is mapped by two processes now.
             p.flags.remove(PageFlags::ANON_EXCLUSIVE);
