@@ -629,6 +629,37 @@ mod tests {
     }
 
     #[test]
+    fn gup_fork_overlays() {
+        let k = KernelProfile::parse("v4.17").unwrap().knobs;
+        assert_eq!(k.wp_reuse_rule, WpReuseRule::Mapcount);
+        assert!(!k.foll_pin && !k.fork_copy_maybe_pinned && !k.force_cow_on_read_pin);
+        let k = KernelProfile::parse("v4.17+cow-break-on-pin").unwrap().knobs;
+        assert!(k.force_cow_on_read_pin && k.foll_pin);
+        assert_eq!(k.wp_reuse_rule, WpReuseRule::Mapcount);
+        let k = KernelProfile::parse("v4.17+wp-page-count").unwrap().knobs;
+        assert_eq!(k.wp_reuse_rule, WpReuseRule::Refcount);
+        assert!(k.fork_copy_maybe_pinned && k.foll_pin && !k.force_cow_on_read_pin);
+        assert!(!k.ro_pin_unshare);
+        let k = KernelProfile::parse("v6.13").unwrap().knobs;
+        assert_eq!(k.wp_reuse_rule, WpReuseRule::AnonExclusive);
+        assert!(k.fork_copy_maybe_pinned && k.ro_pin_unshare && !k.force_cow_on_read_pin);
+        for bad in [
+            "v6.13+wp-page-count",
+            "v6.13+cow-break-on-pin",
+            "v4.17+cow-break-on-pin+wp-page-count",
+            "v4.17+wp-page-count+cow-break-on-pin",
+        ] {
+            assert!(
+                matches!(
+                    KernelProfile::parse(bad),
+                    Err(ProfileError::Inapplicable { .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn bad_names_are_clear_errors() {
         assert!(matches!(
             KernelProfile::parse("v5.0"),
