@@ -131,8 +131,8 @@ impl<A: Arch> Runner<'_, A> {
             "memset" => {
                 let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
                 let byte = self.expr_arg(&args[1], s)?;
-                let byte = u8::try_from(byte)
-                    .map_err(|_| self.err(s.span, "the byte must be 0..=255"))?;
+                let byte =
+                    u8::try_from(byte).map_err(|_| self.err(s.span, "the byte must be 0..=255"))?;
                 let len = to_u64(self.w, self.expr_arg(&args[2], s)?, s.span)?;
                 if len > 1 << 20 {
                     return Err(self.err(s.span, "memset length must be <= 1M"));
@@ -336,11 +336,10 @@ mod tests {
             ..run::RunOptions::default()
         };
         let r = run::run_with(&w, arch, kernel, &opts).unwrap();
-        let hit = r.records.iter().any(|x| {
-            x.events
-                .iter()
-                .any(|e| e.starts_with(&format!("{event}:")))
-        });
+        let hit = r
+            .records
+            .iter()
+            .any(|x| x.events.iter().any(|e| e.starts_with(&format!("{event}:"))));
         (r.summary.passed, hit)
     }
 

@@ -147,9 +147,8 @@ impl<A: Arch> Machine<A> {
             return Ok(());
         }
         let cow = is_cow_mapping(vma.flags);
-        let counted = !pte.has(PteFlags::SPECIAL)
-            && self.phys.pfn_valid(pte.pfn)
-            && pte.pfn != self.zero_pfn;
+        let counted =
+            !pte.has(PteFlags::SPECIAL) && self.phys.pfn_valid(pte.pfn) && pte.pfn != self.zero_pfn;
         if !counted {
             // vm_normal_page() is NULL: nothing to count, map it as it is.
             st.uncounted += 1;
@@ -238,10 +237,7 @@ impl<A: Arch> Machine<A> {
             return Err(Errno::ESRCH);
         }
         self.tasks[pid.0 as usize].exited = true;
-        let shared = self
-            .tasks
-            .iter()
-            .any(|o| !o.exited && o.mm == t.mm);
+        let shared = self.tasks.iter().any(|o| !o.exited && o.mm == t.mm);
         if !shared {
             let vmas: Vec<Vma> = self.mm(t.mm).vmas.values().copied().collect();
             for v in vmas {
@@ -249,7 +245,10 @@ impl<A: Arch> Machine<A> {
             }
         }
         if self.current == pid {
-            self.current = t.parent.filter(|p| !self.tasks[p.0 as usize].exited).unwrap_or(TaskId(0));
+            self.current = t
+                .parent
+                .filter(|p| !self.tasks[p.0 as usize].exited)
+                .unwrap_or(TaskId(0));
         }
         Ok(())
     }

@@ -633,7 +633,9 @@ mod tests {
         let k = KernelProfile::parse("v4.17").unwrap().knobs;
         assert_eq!(k.wp_reuse_rule, WpReuseRule::Mapcount);
         assert!(!k.foll_pin && !k.fork_copy_maybe_pinned && !k.force_cow_on_read_pin);
-        let k = KernelProfile::parse("v4.17+cow-break-on-pin").unwrap().knobs;
+        let k = KernelProfile::parse("v4.17+cow-break-on-pin")
+            .unwrap()
+            .knobs;
         assert!(k.force_cow_on_read_pin && k.foll_pin);
         assert_eq!(k.wp_reuse_rule, WpReuseRule::Mapcount);
         let k = KernelProfile::parse("v4.17+wp-page-count").unwrap().knobs;

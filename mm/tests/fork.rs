@@ -10,7 +10,15 @@ fn machine<A: Arch>(k: &str) -> (Machine<A>, VirtAddr) {
     let mut m = Machine::<A>::new(KernelProfile::parse(k).unwrap(), 32 << 20).unwrap();
     let mm = m.current_mm();
     let buf = m
-        .mmap(mm, None, A::PAGE_SIZE, Prot::RW, MapFlags::default(), Backing::Anon, "buf")
+        .mmap(
+            mm,
+            None,
+            A::PAGE_SIZE,
+            Prot::RW,
+            MapFlags::default(),
+            Backing::Anon,
+            "buf",
+        )
         .unwrap();
     assert_eq!(m.copy_to_user(buf, &[7; 16]), 0);
     (m, buf)
@@ -31,7 +39,12 @@ fn ok<A: Arch>(m: &Machine<A>) {
 /// reference); a write in either process copies it (every rule: it is
 /// mapped twice); the child's exit gives its references back.
 fn fork_shares_then_cow_copies<A: Arch>() {
-    for k in ["v4.17", "v4.17+cow-break-on-pin", "v4.17+wp-page-count", "v6.13"] {
+    for k in [
+        "v4.17",
+        "v4.17+cow-break-on-pin",
+        "v4.17+wp-page-count",
+        "v6.13",
+    ] {
         let (mut m, buf) = machine::<A>(k);
         let x = frame(&m, buf);
         let parent = m.current;
@@ -52,7 +65,13 @@ fn fork_shares_then_cow_copies<A: Arch>() {
         m.exit_task(child).unwrap();
         let p = *m.phys.page(x);
         assert_eq!((p.mapcount, p.refcount), (1, 1), "{k}");
-        assert!(m.phys.page(y).flags.contains(vmemu_mm::phys::PageFlags::FREE), "{k}");
+        assert!(
+            m.phys
+                .page(y)
+                .flags
+                .contains(vmemu_mm::phys::PageFlags::FREE),
+            "{k}"
+        );
         ok(&m);
         assert!(m.events.is_empty(), "{k}: {:?}", m.events);
     }
@@ -63,24 +82,38 @@ fn fork_shares_then_cow_copies<A: Arch>() {
 /// mapcount rule (`shared_page_reused`); page_count and PageAnonExclusive
 /// copy it.
 fn reuse_rule_after_child_unmaps<A: Arch>() {
-    for (k, reused) in [("v4.17", true), ("v4.17+wp-page-count", false), ("v6.13", false)] {
+    for (k, reused) in [
+        ("v4.17", true),
+        ("v4.17+wp-page-count", false),
+        ("v6.13", false),
+    ] {
         let (mut m, buf) = machine::<A>(k);
         let x = frame(&m, buf);
         let parent = m.current;
         let (child, _) = m.fork().unwrap();
         m.current = child;
         let mut pages = Vec::new();
-        assert_eq!(m.get_user_pages_fast(buf, 1, GupFlags::empty(), &mut pages), Ok(1));
+        assert_eq!(
+            m.get_user_pages_fast(buf, 1, GupFlags::empty(), &mut pages),
+            Ok(1)
+        );
         let cmm = m.current_mm();
         m.munmap(cmm, buf, A::PAGE_SIZE).unwrap();
         m.current = parent;
         assert_eq!(m.copy_to_user(buf, &[9]), 0);
         assert_eq!(frame(&m, buf) == x, reused, "{k}");
-        let ev = m.events.iter().any(|e| e.kind == EventKind::SharedPageReused);
+        let ev = m
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::SharedPageReused);
         assert_eq!(ev, reused, "{k}");
         let mut b = [0u8; 1];
         m.phys.read(pages[0].addr(A::PAGE_SHIFT), &mut b).unwrap();
-        assert_eq!(b[0], if reused { 9 } else { 7 }, "{k}: what the reference sees");
+        assert_eq!(
+            b[0],
+            if reused { 9 } else { 7 },
+            "{k}: what the reference sees"
+        );
         m.put_page(pages[0]).unwrap();
         m.exit_task(child).unwrap();
         ok(&m);
