@@ -340,8 +340,8 @@ impl<A: Arch> Machine<A> {
                     EventKind::SharedPageReused,
                     format!(
                         "do_wp_page at {va} reuses {name} in place although it was shared with another \
-                         process at fork and holds {} reference(s) beyond its mapping: a reference taken \
-                         through the other process now sees this write",
+                         process at fork and {} reference(s) beyond its mapping remain: whoever took one \
+                         through the other process sees this write",
                         page.refcount - page.mapcount
                     ),
                 );
