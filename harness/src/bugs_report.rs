@@ -64,31 +64,43 @@ pub const PROBES: &[(&str, Probe)] = &[
     ("kernel_ds_gup_fast", Probe::Pages("r")),
     ("pipe_advance_fencepost", Probe::Event("infoleak")),
     ("refcount_wrap", Probe::Event("use_after_free")),
+    ("pin_fork_write", Probe::Event("pin_detached")),
+    ("vmsplice_unmap_child", Probe::Event("shared_page_reused")),
+    ("ro_pin_on_shared", Probe::Event("pin_detached")),
 ];
 
-/// The probe for a bug's workload.
+/// The workloads (file stems) replaying a bug, in the order the table
+/// names them.
 #[must_use]
-pub fn probe(b: &KnownBug) -> Option<Probe> {
-    let stem = b.workload.strip_suffix(".vmw")?;
+pub fn stems(b: &KnownBug) -> Vec<&'static str> {
+    b.workload
+        .split_whitespace()
+        .filter_map(|w| w.strip_suffix(".vmw"))
+        .collect()
+}
+
+/// The probe of a workload.
+#[must_use]
+pub fn probe(stem: &str) -> Option<Probe> {
     PROBES.iter().find(|(w, _)| *w == stem).map(|(_, p)| *p)
 }
 
 /// Per arch, whether the bug shows (`None`: the workload does not run there).
 pub type ArchCells = Vec<(ArchId, Option<bool>)>;
 
-/// One bug's outcome: per profile (in the workload's order), per arch,
-/// whether it shows (`None`: the workload does not run there), and the
-/// runs that failed their expects.
+/// One workload's outcome: per profile (in the workload's order), per
+/// arch, whether the bug shows, and the runs that failed their expects.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
-    /// (profile, [(arch, shown)]).
+    /// (profile, cells).
     pub cells: Vec<(String, ArchCells)>,
     /// "arch profile" of runs whose expects failed.
     pub failed: Vec<String>,
 }
 
 impl Outcome {
-    /// Profiles where the bug shows on at least one arch.
+    /// Profiles where the bug shows on at least one arch (with the arches
+    /// named when not all).
     #[must_use]
     pub fn shown(&self) -> Vec<String> {
         self.profiles(true)
@@ -146,23 +158,28 @@ fn outcome(workload: &str, p: Probe, runs: &Runs) -> Outcome {
     out
 }
 
-/// Runs every bug workload; the outcome of each bug in [`KNOWN_BUGS`] order
-/// (`None` for a bug not replayed).
-pub fn outcomes() -> Result<Vec<(&'static KnownBug, Option<Outcome>)>, String> {
+/// A bug and the outcome of each of its workloads.
+pub type BugOutcome = (&'static KnownBug, Vec<(&'static str, Outcome)>);
+
+/// Runs every bug workload; each bug in [`KNOWN_BUGS`] order with the
+/// outcome of each workload that has a probe (none: not replayed).
+pub fn outcomes() -> Result<Vec<BugOutcome>, String> {
     let mut names: Vec<&'static str> = Vec::new();
     for b in KNOWN_BUGS {
-        if let Some(stem) = b.workload.strip_suffix(".vmw")
-            && probe(b).is_some()
-            && !names.contains(&stem)
-        {
-            names.push(stem);
+        for stem in stems(b) {
+            if probe(stem).is_some() && !names.contains(&stem) {
+                names.push(stem);
+            }
         }
     }
     let runs = report::run_workloads(&names)?;
     Ok(KNOWN_BUGS
         .iter()
         .map(|b| {
-            let o = probe(b).map(|p| outcome(b.workload.trim_end_matches(".vmw"), p, &runs));
+            let o = stems(b)
+                .into_iter()
+                .filter_map(|w| probe(w).map(|p| (w, outcome(w, p, &runs))))
+                .collect();
             (b, o)
         })
         .collect())
@@ -176,6 +193,17 @@ fn join(v: &[String]) -> String {
     }
 }
 
+/// "profiles" for one workload, "`w`: profiles; ..." for several.
+fn per_workload(o: &[(&str, Outcome)], f: fn(&Outcome) -> Vec<String>) -> String {
+    if o.len() == 1 {
+        return join(&f(&o[0].1));
+    }
+    o.iter()
+        .map(|(w, x)| format!("{w}: {}", join(&f(x))))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// `vmemu list --bugs`: one entry per bug, the profiles computed from runs.
 pub fn list() -> Result<String, String> {
     let mut out = String::from("known bugs:\n");
@@ -184,34 +212,29 @@ pub fn list() -> Result<String, String> {
         let _ = writeln!(out, "    introduced  {}", b.introduced);
         let _ = writeln!(out, "    fixed       {}", b.fixed);
         let _ = writeln!(out, "    workload    {}", b.workload);
-        match o {
-            Some(o) => {
-                let _ = writeln!(out, "    shown       {}", join(&o.shown()));
-                let _ = writeln!(out, "    not shown   {}", join(&o.not_shown()));
-                if !o.failed.is_empty() {
-                    let _ = writeln!(out, "    FAILED      {}", o.failed.join(", "));
-                }
-            }
-            None => {
-                let _ = writeln!(out, "    shown       not replayed");
-            }
+        if o.is_empty() {
+            let _ = writeln!(out, "    shown       not replayed");
+            continue;
+        }
+        let _ = writeln!(out, "    shown       {}", per_workload(&o, Outcome::shown));
+        let _ = writeln!(
+            out,
+            "    not shown   {}",
+            per_workload(&o, Outcome::not_shown)
+        );
+        let failed: Vec<String> = o
+            .iter()
+            .flat_map(|(w, x)| x.failed.iter().map(move |f| format!("{w} {f}")))
+            .collect();
+        if !failed.is_empty() {
+            let _ = writeln!(out, "    FAILED      {}", failed.join(", "));
         }
     }
     Ok(out)
 }
 
-fn section_id(b: &KnownBug) -> String {
-    format!(
-        "bug-{}",
-        b.workload
-            .strip_suffix(".vmw")
-            .unwrap_or(b.workload)
-            .replace('_', "-")
-    )
-}
-
 /// The generated sections of `docs/bugs.md`: `bugs-summary`, then one per
-/// replayed bug (`bug-WORKLOAD`).
+/// bug workload (`bug-WORKLOAD`).
 pub fn generate() -> Result<Vec<(String, String)>, String> {
     let all = outcomes()?;
     let mut secs = Vec::new();
@@ -219,55 +242,69 @@ pub fn generate() -> Result<Vec<(String, String)>, String> {
         "Generated by `vmemu report --bugs`.\n\n| bug | CVE | introduced | fixed | workload | shown under | not under |\n|---|---|---|---|---|---|---|\n",
     );
     for (b, o) in &all {
-        let (shown, not) = match o {
-            Some(o) => (join(&o.shown()), join(&o.not_shown())),
-            None => ("not replayed".into(), "-".into()),
+        let (shown, not) = if o.is_empty() {
+            ("not replayed".into(), "-".into())
+        } else {
+            (
+                per_workload(o, Outcome::shown),
+                per_workload(o, Outcome::not_shown),
+            )
         };
+        let w: Vec<String> = b
+            .workload
+            .split_whitespace()
+            .map(|w| format!("`{w}`"))
+            .collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | `{}` | {shown} | {not} |",
-            b.name, b.cve, b.introduced, b.fixed, b.workload
+            "| {} | {} | {} | {} | {} | {shown} | {not} |",
+            b.name,
+            b.cve,
+            b.introduced,
+            b.fixed,
+            w.join(" ")
         );
     }
     secs.push(("bugs-summary".to_string(), s));
-    for (b, o) in &all {
-        let (Some(o), Some(p)) = (o, probe(b)) else {
-            continue;
-        };
-        let mut s = format!(
-            "Generated by `vmemu report --bugs` from `{}`; a cell is **shown** when {} fires.\n\n| profile |",
-            b.workload,
-            p.describe()
-        );
-        for a in ArchId::MAIN {
-            let _ = write!(s, " {} |", a.name());
-        }
-        s.push_str("\n|---|");
-        for _ in ArchId::MAIN {
-            s.push_str("---|");
-        }
-        s.push('\n');
-        for (k, row) in &o.cells {
-            let _ = write!(s, "| {k} |");
-            for (_, c) in row {
-                s.push_str(match c {
-                    Some(true) => " **shown** |",
-                    Some(false) => " not shown |",
-                    None => " · |",
-                });
+    for (_, o) in &all {
+        for (w, o) in o {
+            let Some(p) = probe(w) else { continue };
+            let mut s = format!(
+                "Generated by `vmemu report --bugs` from `{w}.vmw`; a cell is **shown** when {} fires.\n\n| profile |",
+                p.describe()
+            );
+            for a in ArchId::MAIN {
+                let _ = write!(s, " {} |", a.name());
+            }
+            s.push_str("\n|---|");
+            for _ in ArchId::MAIN {
+                s.push_str("---|");
             }
             s.push('\n');
+            for (k, row) in &o.cells {
+                let _ = write!(s, "| {k} |");
+                for (_, c) in row {
+                    s.push_str(match c {
+                        Some(true) => " **shown** |",
+                        Some(false) => " not shown |",
+                        None => " · |",
+                    });
+                }
+                s.push('\n');
+            }
+            if o.failed.is_empty() {
+                s.push_str(
+                    "\nEvery run passed its expects (`·`: the workload does not run there).\n",
+                );
+            } else {
+                let _ = writeln!(
+                    s,
+                    "\nWARNING: these runs failed their expects: {}.",
+                    o.failed.join(", ")
+                );
+            }
+            secs.push((format!("bug-{}", w.replace('_', "-")), s));
         }
-        if o.failed.is_empty() {
-            s.push_str("\nEvery run passed its expects (`·`: the workload does not run there).\n");
-        } else {
-            let _ = writeln!(
-                s,
-                "\nWARNING: these runs failed their expects: {}.",
-                o.failed.join(", ")
-            );
-        }
-        secs.push((section_id(b), s));
     }
     Ok(secs)
 }
@@ -296,12 +333,14 @@ mod tests {
 
     #[test]
     fn every_replayed_bug_has_a_probe() {
-        for b in KNOWN_BUGS.iter().filter(|b| b.workload != "-") {
-            assert!(probe(b).is_some(), "{} has no probe", b.name);
+        for b in KNOWN_BUGS {
+            for w in stems(b) {
+                assert!(probe(w).is_some(), "{}: {w} has no probe", b.name);
+            }
         }
         for (w, _) in PROBES {
             assert!(
-                KNOWN_BUGS.iter().any(|b| b.workload == format!("{w}.vmw")),
+                KNOWN_BUGS.iter().any(|b| stems(b).contains(w)),
                 "probe for {w} names no bug"
             );
         }
@@ -312,16 +351,24 @@ mod tests {
         let all = outcomes().unwrap();
         let get = |w: &str| {
             all.iter()
-                .find(|(b, _)| b.workload == w)
-                .and_then(|(_, o)| o.clone())
+                .flat_map(|(_, o)| o)
+                .find(|(s, _)| *s == w)
+                .map(|(_, o)| o.clone())
                 .unwrap()
         };
-        let cow = get("dirtycow.vmw");
+        let cow = get("dirtycow");
         assert!(cow.failed.is_empty());
         assert_eq!(cow.shown(), ["v4.10+dirtycow"]);
         assert_eq!(cow.not_shown(), ["v4.10", "v4.17", "v6.13"]);
         // x86 has no alias and x86 runs show no pages: the arch list says so.
-        let kds = get("kernel_ds_gup_fast.vmw");
+        let kds = get("kernel_ds_gup_fast");
         assert_eq!(kds.shown(), ["v4.10 (arm64, ppc64)"]);
+        // Every bug workload shows its bug somewhere and not everywhere.
+        for (_, o) in &all {
+            for (w, x) in o {
+                assert!(!x.shown().is_empty(), "{w} shows nowhere");
+                assert!(!x.not_shown().is_empty(), "{w} shows everywhere");
+            }
+        }
     }
 }

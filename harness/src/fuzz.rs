@@ -86,6 +86,10 @@ pub struct FuzzArgs {
     /// Fuzz lockless gup-fast walks interleaved with munmap/mprotect/madvise instead.
     #[arg(long)]
     pub concurrency: bool,
+    /// Also generate processes (fork, switch_to, exit) and user stores on
+    /// every kernel; default only on v4.17 profiles (GUP pins vs fork).
+    #[arg(long)]
+    pub fork: bool,
     #[command(flatten)]
     pub limits: Limits,
 }
@@ -236,6 +240,12 @@ struct Gen {
     /// The profile has a narrow `_refcount` (`+small-refcount`): also
     /// generate `tee`, `repeat` blocks and refcount probes (CVE-2019-11487).
     refcount: bool,
+    /// Processes: fork, switch_to, exit, user stores (GUP pins vs fork).
+    fork: bool,
+    /// `pin_user_pages_fast` exists (6.x, or an overlay with FOLL_PIN).
+    pins: bool,
+    /// Forked children still alive.
+    procs: Vec<String>,
 }
 
 const OFFSETS: [&str; 6] = ["", "", " + 1", " + 0x10", " + 100", " + 4000"];
@@ -393,7 +403,7 @@ impl Gen {
         } else {
             *self.d.pick(&slow)
         };
-        let f = if f == "pin_user_pages_fast" && !self.modern {
+        let f = if f == "pin_user_pages_fast" && !self.modern && !self.pins {
             "get_user_pages_fast"
         } else {
             f
@@ -709,9 +719,60 @@ impl Gen {
         }
     }
 
+    /// fork, switch_to, exit, and user-space stores and loads: what GUP
+    /// pins vs fork needs (`fork` workloads only).
+    fn process_op(&mut self) {
+        if self.procs.is_empty() || (self.procs.len() < 3 && self.d.chance(25)) {
+            if self.procs.is_empty() && !self.lines.iter().any(|l| l == "me = getpid()") {
+                self.emit("me = getpid()".into());
+            }
+            let c = self.fresh("c");
+            self.emit(format!("{c} = fork()"));
+            self.procs.push(c);
+            return;
+        }
+        match self.d.below(10) {
+            0..=2 => {
+                let who = if self.d.chance(50) {
+                    "me".to_string()
+                } else {
+                    self.d.pick(&self.procs).clone()
+                };
+                self.emit(format!("switch_to({who})"));
+            }
+            3 => {
+                let i = self.d.below(self.procs.len() as u64) as usize;
+                let c = self.procs.remove(i);
+                self.emit("switch_to(me)".into());
+                self.emit(format!("exit({c})"));
+            }
+            4..=7 => {
+                let a = self.addr();
+                let b = self.d.below(256);
+                let l = self.len_expr(2);
+                self.emit(format!("memset({a}, {b}, {l})"));
+            }
+            // A byte's value depends on the page size (copies write a
+            // pattern): not portable.
+            _ if !self.portable => {
+                let a = self.addr();
+                self.emit(format!("get_user({a})"));
+            }
+            _ => {
+                let who = self.d.pick(&self.procs).clone();
+                self.emit(format!("switch_to({who})"));
+            }
+        }
+    }
+
     fn statement(&mut self) {
         if self.refcount && !self.in_set_fs && self.d.chance(15) {
             return self.refcount_op();
+        }
+        // Only fork workloads draw here: the others keep their dice.
+        if self.fork && !self.in_set_fs && self.d.chance(15) {
+            self.process_op();
+            return;
         }
         match self.d.below(100) {
             0..=11 => self.map(),
@@ -825,10 +886,26 @@ impl Gen {
     }
 }
 
+/// Whether `vmemu fuzz` generates processes (fork, ...) on `kernel` without
+/// `--fork`: the v4.17 profiles, where GUP pins vs fork is modelled in its
+/// three eras (v4.17, +cow-break-on-pin, +wp-page-count). Other kernels keep
+/// the workloads their seeds always gave.
+#[must_use]
+pub fn forks_by_default(kernel: &str) -> bool {
+    kernel.starts_with("v4.17")
+}
+
 /// Generates workload `seed` for `kernel` (the statements it uses exist
 /// there). Returns the text and whether it is portable across arches.
 #[must_use]
 pub fn generate(seed: u64, kernel: &str) -> (String, bool) {
+    generate_with(seed, kernel, forks_by_default(kernel))
+}
+
+/// [`generate`], with or without processes (fork, switch_to, exit, memset,
+/// get_user).
+#[must_use]
+pub fn generate_with(seed: u64, kernel: &str, fork: bool) -> (String, bool) {
     let mut d = Dice::new(seed);
     let portable = d.chance(30);
     let modern = kernel.starts_with("v6");
@@ -848,6 +925,9 @@ pub fn generate(seed: u64, kernel: &str) -> (String, bool) {
         in_set_fs: false,
         splice_files: kernel.contains("pipe-advance-fencepost"),
         refcount: kernel.contains("+small-refcount"),
+        fork,
+        pins: kernel.contains("+cow-break-on-pin") || kernel.contains("+wp-page-count"),
+        procs: Vec::new(),
     };
     let mut out = format!(
         "# vmemu fuzz workload, seed {seed:#018x}{}\n",
@@ -866,6 +946,12 @@ pub fn generate(seed: u64, kernel: &str) -> (String, bool) {
     while !g.held.is_empty() {
         let v = g.held.remove(0);
         g.emit(format!("release {v}"));
+    }
+    if !g.procs.is_empty() {
+        g.emit("switch_to(me)".into());
+        for c in std::mem::take(&mut g.procs) {
+            g.emit(format!("exit({c})"));
+        }
     }
     for l in &g.lines {
         out.push_str(l);
@@ -912,12 +998,20 @@ fn run_caught(
     }
 }
 
-/// Events that are a known bug class (spec known-bugs.md): the file's
-/// page cache changed through a path without write permission; memory used
-/// after its page was freed; bytes nobody wrote handed to user space. Each is raised by the emulated kernel's own
-/// observation, not by the profile, so a fuzz run reports it wherever it
-/// happens.
-pub const BUG_EVENTS: &[&str] = &["page_cache_corrupted", "use_after_free", "infoleak"];
+/// Events that are a known bug class (spec known-bugs.md), each raised by
+/// the emulated kernel's own observation, not by the profile, so a fuzz run
+/// reports it wherever it happens: the file's page cache changed through a
+/// path without write permission; memory used after its page was freed;
+/// bytes nobody wrote handed to user space; a pin detached from its
+/// process; a write landing in a page shared at fork that others still
+/// reference.
+pub const BUG_EVENTS: &[&str] = &[
+    "page_cache_corrupted",
+    "use_after_free",
+    "infoleak",
+    "pin_detached",
+    "shared_page_reused",
+];
 
 fn broken_kernel(r: &Run) -> bool {
     r.records.iter().any(|x| {
@@ -1392,9 +1486,16 @@ fn target(i: u64, arches: &[ArchId], kernels: &[String]) -> (ArchId, String) {
     (a, k)
 }
 
-fn check_one(seed: u64, i: u64, arch: ArchId, kernel: &str, limits: &Limits) -> (Outcome, String) {
+fn check_one(
+    seed: u64,
+    i: u64,
+    arch: ArchId,
+    kernel: &str,
+    fork: bool,
+    limits: &Limits,
+) -> (Outcome, String) {
     let s = workload_seed(seed, i);
-    let (text, _) = generate(s, kernel);
+    let (text, _) = generate_with(s, kernel, fork || forks_by_default(kernel));
     let file = format!("fuzz-{s:016x}.vmw");
     (check_text(&text, &file, arch, kernel, limits), text)
 }
@@ -1454,7 +1555,8 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
         // One workload: show it before running it (a crash such as a stack
         // overflow cannot be caught and would lose it).
         let (a, kern) = target(i, &arches, &kernels);
-        let (text, _) = generate(workload_seed(seed, i), &kern);
+        let fork = args.fork || forks_by_default(&kern);
+        let (text, _) = generate_with(workload_seed(seed, i), &kern, fork);
         println!("# workload {i} on {a} under {kern}\n{text}");
         let _ = std::io::stdout().flush();
     }
@@ -1472,7 +1574,7 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     return None;
                 }
-                let (o, text) = check_one(seed, i, a, &kern, &args.limits);
+                let (o, text) = check_one(seed, i, a, &kern, args.fork, &args.limits);
                 Some((i, o, text, a, kern))
             })
             .collect();

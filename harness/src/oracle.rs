@@ -83,7 +83,15 @@ impl<A: Arch> Runner<'_, A> {
         }
         let prev = self.oracle.prev_fast.take();
         let kds = self.sys.m.under_kernel_ds();
-        if FAST.contains(&func.as_str()) {
+        // 17839856fd58 (5.8) left the IRQ-safe fast-only walk reading
+        // read-only entries while the slow path breaks COW on them: the two
+        // may rightly return different pages of a COW-shared range.
+        let fast_only_reads_cow = self.sys.m.knobs.force_cow_on_read_pin
+            && matches!(
+                func.as_str(),
+                "__get_user_pages_fast" | "get_user_pages_fast_only"
+            );
+        if FAST.contains(&func.as_str()) && !fast_only_reads_cow {
             if let Some(v) = var {
                 self.oracle.prev_fast = Some((
                     args_text(&s.text).to_string(),

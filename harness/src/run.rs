@@ -764,6 +764,7 @@ impl<'w, A: Arch> Runner<'w, A> {
 
     pub(crate) fn push(&mut self, mut r: Record) {
         self.sys.report_freed_referenced();
+        self.sys.m.check_pin_views();
         r.events = self.sys.m.events[self.seen_events..]
             .iter()
             .map(|e| e.to_string())
@@ -1009,6 +1010,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 let owned = v.owned;
                 let mut bad = 0;
                 for p in pages.into_iter().filter(|_| owned) {
+                    self.sys.m.drop_pin_origin(p);
                     let r = if pin {
                         self.sys.m.unpin_user_page(p)
                     } else {
@@ -1131,6 +1133,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         let a0 = to_u64(self.w, self.expr_arg(&args[0], s)?, s.span).map(VirtAddr)?;
         let mut pages = Vec::new();
         let mut pin = false;
+        let mut longterm = false;
         let ret: Result<i64, Errno> = match func {
             "get_user_pages_fast"
             | "__get_user_pages_fast"
@@ -1147,6 +1150,9 @@ impl<'w, A: Arch> Runner<'w, A> {
                     })?;
                 let flags = self.flags(s, &args[2])?;
                 let m = &mut self.sys.m;
+                // Where FOLL_PIN does not exist, a FOLL_LONGTERM reference
+                // (get_user_pages_longterm, 4.15+) is the long-term pin.
+                longterm = flags.contains(GupFlags::FOLL_LONGTERM) && !m.knobs.foll_pin;
                 let res = match func {
                     "get_user_pages_fast" => m.get_user_pages_fast(a0, nr, flags, &mut pages),
                     "__get_user_pages_fast" | "get_user_pages_fast_only" => {
@@ -1235,6 +1241,9 @@ impl<'w, A: Arch> Runner<'w, A> {
         }
         r.pages = pages.iter().map(|p| self.sys.m.page_name(*p)).collect();
         let retv = r.ret.unwrap_or(0);
+        if (pin || longterm) && var.is_some() {
+            self.note_pins(a0, &pages);
+        }
         self.push(r);
         match var {
             Some(v) => {

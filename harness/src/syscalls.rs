@@ -15,6 +15,7 @@
 //! | `r = sys_vmsplice(p, v, FLAGS)` | vmsplice; a `WRITE` iterator goes to the write end, `READ` reads from the read end |
 //! | `d = open_blkdev(SIZE, O_DIRECT)` | a block device with 512-byte logical blocks, opened (flags `O_DIRECT` or `0`) |
 //! | `t = new_process()`, `switch_to(t)`, `me = getpid()` | a second process (its own mm); make a task current (`map` then maps there) |
+//! | `c = fork()`, `exit(c)` | fork the current process (the child's pid; the parent stays current); a task exits (its mm is torn down; if it was current, its parent becomes current) |
 //! | `r = sys_process_vm_readv(t, local, remote)`, `sys_process_vm_writev(...)` | process_vm_readv/writev with flags 0 |
 
 use vmemu_arch::Arch;
@@ -41,6 +42,8 @@ pub const CALLS: &[(&str, usize)] = &[
     ("new_process", 0),
     ("switch_to", 1),
     ("getpid", 0),
+    ("fork", 0),
+    ("exit", 1),
 ];
 
 /// Which end of a pipe a call wants.
@@ -128,7 +131,10 @@ impl<A: Arch> Runner<'_, A> {
             "switch_to" => {
                 let pid = self.expr_or_var(s, &args[0])?;
                 match u32::try_from(pid) {
-                    Ok(p) if (p as usize) < self.sys.m.tasks.len() => {
+                    Ok(p)
+                        if (p as usize) < self.sys.m.tasks.len()
+                            && !self.sys.m.tasks[p as usize].exited =>
+                    {
                         self.sys.m.current = TaskId(p);
                         Ok(0)
                     }
@@ -136,6 +142,20 @@ impl<A: Arch> Runner<'_, A> {
                 }
             }
             "getpid" => Ok(u64::from(self.sys.m.current.0)),
+            "fork" => self.sys.m.fork().map(|(t, st)| {
+                r.detail = Some(format!(
+                    "child {}: shared {} anon + {} file page(s) (private writable entries write-protected), copied {} maybe-pinned page(s), {} entries without struct page",
+                    t.0, st.anon_shared, st.file_shared, st.copied, st.uncounted
+                ));
+                u64::from(t.0)
+            }),
+            "exit" => {
+                let pid = self.expr_or_var(s, &args[0])?;
+                match u32::try_from(pid) {
+                    Ok(p) => self.sys.m.exit_task(TaskId(p)).map(|()| 0),
+                    Err(_) => Err(Errno::ESRCH),
+                }
+            }
             _ => return Err(self.err(s.span, format!("unknown syscall `{func}`"))),
         };
         match res {

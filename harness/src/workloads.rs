@@ -39,4 +39,7 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "dirtypipe",
     "pipe_advance_fencepost",
     "refcount_wrap",
+    "pin_fork_write",
+    "vmsplice_unmap_child",
+    "ro_pin_on_shared",
 ];

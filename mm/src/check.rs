@@ -500,3 +500,45 @@ impl<A: Arch> Machine<A> {
         }
     }
 }
+
+impl<A: Arch> Machine<A> {
+    /// The pin view against the process view: a pin taken through address
+    /// `va` of a process whose page there is now another page, although the
+    /// process never unmapped `va`, raises one `pin_detached` event (see
+    /// [`crate::fork::PinOrigin`]). The runner calls it after every
+    /// statement; it costs nothing while no pin is held.
+    pub fn check_pin_views(&mut self) {
+        if self.pin_origins.is_empty() {
+            return;
+        }
+        for i in 0..self.pin_origins.len() {
+            let o = self.pin_origins[i];
+            if !o.live || o.reported || o.mm.0 as usize >= self.mms.len() {
+                continue;
+            }
+            let Some(slot) =
+                crate::pgtable::lookup::<A>(&self.phys, self.family(), self.mm(o.mm).pgd, o.va)
+            else {
+                continue;
+            };
+            if !slot.pte.has(PteFlags::LEAF) || !slot.pte.has(PteFlags::PRESENT) {
+                continue;
+            }
+            let span = A::entry_span(slot.level);
+            let now = Pfn(slot.pte.pfn.0 + o.va.offset_in(span) / A::PAGE_SIZE);
+            if now == o.pfn {
+                continue;
+            }
+            self.pin_origins[i].reported = true;
+            let (pinned, mapped) = (self.page_name(o.pfn), self.page_name(now));
+            self.event(
+                crate::event::EventKind::PinDetached,
+                format!(
+                    "{pinned} (pfn {:#x}) was pinned at {} of mm {}, which now maps {mapped} (pfn {:#x}) there: \
+                     the pin and the process see different memory",
+                    o.pfn.0, o.va, o.mm.0, now.0
+                ),
+            );
+        }
+    }
+}

@@ -41,6 +41,19 @@ pub enum EventKind {
     /// a reader (CVE-2017-5550: pipe buffers `push_pipe` reserved and
     /// `pipe_advance` failed to release).
     Infoleak,
+    /// A page pinned (FOLL_PIN, or a FOLL_LONGTERM reference where the
+    /// profile has no FOLL_PIN) through an address of a process is no longer
+    /// the page that process maps there, though the process never unmapped
+    /// it: a COW fault replaced it, and the pin and the process see
+    /// different memory from now on (GUP pins vs fork, spec §8.1 (a)).
+    PinDetached,
+    /// `do_wp_page` made a write land in place in an anonymous page that
+    /// was COW-shared with another process at fork and still has references
+    /// beyond its one mapping (gup, pipe buffers): whoever took them through
+    /// the other process reads this process's new data (CVE-2020-29374,
+    /// spec §8.1 (b)). The emulator cannot tell who took the references, so
+    /// this is the kernel's unsafe decision, not proof of a reader.
+    SharedPageReused,
 }
 
 impl EventKind {
@@ -59,6 +72,8 @@ impl EventKind {
             EventKind::PageCacheCorrupted => "page_cache_corrupted",
             EventKind::DataMismatch => "data_mismatch",
             EventKind::Infoleak => "infoleak",
+            EventKind::PinDetached => "pin_detached",
+            EventKind::SharedPageReused => "shared_page_reused",
         }
     }
 }

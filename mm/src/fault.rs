@@ -10,6 +10,7 @@ use crate::event::EventKind;
 use crate::mm::{Backing, Machine, MkwriteBehaviour, VmFlags, Vma};
 use crate::pgtable;
 use crate::phys::{Owner, PageFlags};
+use crate::profile::WpReuseRule;
 use crate::sync::MmId;
 
 bitflags::bitflags! {
@@ -90,6 +91,9 @@ bitflags::bitflags! {
         const USER = 0x40;
         /// FAULT_FLAG_REMOTE
         const REMOTE = 0x80;
+        /// FAULT_FLAG_UNSHARE (5.19): make an anonymous page exclusive for a
+        /// read-only pin, without write permission (6.13 value 1 << 10).
+        const UNSHARE = 0x400;
     }
 }
 
@@ -125,6 +129,7 @@ impl<A: Arch> Machine<A> {
             return VmFault::SIGBUS;
         }
         let write = flags.contains(FaultFlags::WRITE);
+        let unshare = flags.contains(FaultFlags::UNSHARE) && !write;
         let pgd = self.mm(mm).pgd;
         let page_va = addr.align_down(A::PAGE_SIZE);
         let slot = pgtable::lookup::<A>(&self.phys, self.family(), pgd, page_va);
@@ -158,7 +163,7 @@ impl<A: Arch> Machine<A> {
         }
         if let Some(s) = present
             && s.level != A::leaf_level()
-            && write
+            && (write || unshare)
             && !s.pte.has(PteFlags::WRITE)
         {
             // A write to a read-only huge leaf: split, then handle the base page.
@@ -179,7 +184,13 @@ impl<A: Arch> Machine<A> {
                     if vma.flags.contains(VmFlags::VM_SHARED) {
                         self.wp_page_shared(mm, vma, page_va, s.pte, flags)
                     } else {
-                        self.do_wp_page(mm, vma, page_va, s.pte)
+                        self.do_wp_page(mm, vma, page_va, s.pte, false)
+                    }
+                } else if unshare && !s.pte.has(PteFlags::WRITE) {
+                    if vma.flags.contains(VmFlags::VM_SHARED) {
+                        VmFault::empty()
+                    } else {
+                        self.do_wp_page(mm, vma, page_va, s.pte, true)
                     }
                 } else {
                     // Spurious or accessed/dirty update.
@@ -291,19 +302,55 @@ impl<A: Arch> Machine<A> {
         }
     }
 
-    /// `do_wp_page` on a private mapping: reuse an exclusive anon page, else
-    /// copy (`wp_page_copy`). The new entry is writable only if the VMA is
-    /// (a FOLL_FORCE write to a read-only private mapping breaks COW but
-    /// leaves the entry read-only and returns VM_FAULT_WRITE).
-    fn do_wp_page(&mut self, mm: MmId, vma: &Vma, va: VirtAddr, old: Pte) -> VmFault {
-        let writable = vma.flags.contains(VmFlags::VM_WRITE);
+    /// `do_wp_page` on a private mapping: reuse an anonymous page in place
+    /// where the profile's `wp_reuse_rule` allows it, else copy
+    /// (`wp_page_copy`). The new entry is writable only if the VMA is (a
+    /// FOLL_FORCE write to a read-only private mapping breaks COW but leaves
+    /// the entry read-only and returns VM_FAULT_WRITE). With `unshare`
+    /// (FAULT_FLAG_UNSHARE, 5.19+) a reusable page only becomes exclusive
+    /// and a copy is mapped read-only; nothing is made writable.
+    fn do_wp_page(
+        &mut self,
+        mm: MmId,
+        vma: &Vma,
+        va: VirtAddr,
+        old: Pte,
+        unshare: bool,
+    ) -> VmFault {
+        let writable = vma.flags.contains(VmFlags::VM_WRITE) && !unshare;
         let head = self.phys.compound_head(old.pfn);
         let page = *self.phys.page(head);
-        let exclusive_anon = matches!(page.owner, Owner::Anon { .. })
-            && old.pfn != self.zero_pfn
-            && page.mapcount == 1
-            && page.refcount == 1;
-        if exclusive_anon {
+        let anon = matches!(page.owner, Owner::Anon { .. }) && old.pfn != self.zero_pfn;
+        let exclusive = page.flags.contains(PageFlags::ANON_EXCLUSIVE);
+        let reuse = anon
+            && match self.knobs.wp_reuse_rule {
+                // reuse_swap_page(): mapped once; other references ignored.
+                WpReuseRule::Mapcount => page.mapcount == 1,
+                // 09854ba94c6a: the mapping's reference must be the only one.
+                WpReuseRule::Refcount => page.mapcount == 1 && page.refcount == 1,
+                // 6c287605fd56: an exclusive page whatever its references.
+                WpReuseRule::AnonExclusive => {
+                    exclusive || (page.mapcount == 1 && page.refcount == 1)
+                }
+            };
+        if reuse {
+            if !exclusive && page.refcount > page.mapcount {
+                let name = self.page_name(old.pfn);
+                self.event(
+                    EventKind::SharedPageReused,
+                    format!(
+                        "do_wp_page at {va} reuses {name} in place although it was shared with another \
+                         process at fork and {} reference(s) beyond its mapping remain: whoever took one \
+                         through the other process sees this write",
+                        page.refcount - page.mapcount
+                    ),
+                );
+            }
+            // page_move_anon_rmap: mapped by this process only from now on.
+            self.phys.page_mut(head).flags |= PageFlags::ANON_EXCLUSIVE;
+            if unshare {
+                return VmFault::empty();
+            }
             let mut f = Self::leaf_flags(vma.flags, writable) | PteFlags::DIRTY;
             if writable {
                 f.remove(PteFlags::RDONLY);
@@ -330,8 +377,14 @@ impl<A: Arch> Machine<A> {
             A::PAGE_SIZE as usize,
         );
         self.drop_mapping(old);
-        let r = self.map_new_page(mm, vma, va, new, writable, true);
-        if r.is_empty() { VmFault::WRITE } else { r }
+        let r = self.map_new_page(mm, vma, va, new, writable, !unshare);
+        if unshare {
+            r
+        } else if r.is_empty() {
+            VmFault::WRITE
+        } else {
+            r
+        }
     }
 
     /// `wp_page_shared`: a write to a shared file page calls `->page_mkwrite`.
@@ -345,7 +398,7 @@ impl<A: Arch> Machine<A> {
     ) -> VmFault {
         let file = match vma.backing {
             Backing::File { file, .. } => file,
-            _ => return self.do_wp_page(mm, vma, va, old),
+            _ => return self.do_wp_page(mm, vma, va, old, false),
         };
         let r = self.do_page_mkwrite(file, old.pfn, flags);
         if r.intersects(VmFault::ERROR | VmFault::NOPAGE) || !r.contains(VmFault::LOCKED) {

@@ -70,6 +70,9 @@ enum Follow {
     NoPage,
     /// A mapping without a struct page, skipped (`-EEXIST`).
     Skip,
+    /// A read-only pin of a possibly shared anonymous page: unshare it
+    /// first (`gup_must_unshare`, `-EMLINK` in 6.13).
+    Unshare,
     /// An error.
     Err(Errno),
 }
@@ -127,6 +130,9 @@ struct FastWalk<'a> {
     write: bool,
     pin: bool,
     longterm: bool,
+    /// `gup_must_unshare` applies to this walk (a read-only pin where the
+    /// profile unshares).
+    unshare: bool,
     flavour: Flavour,
     taken: u64,
     /// Leaf entries (PTEs and huge leaves) processed in this IRQ-off section.
@@ -316,11 +322,16 @@ impl<A: Arch> Machine<A> {
         }
         // can_follow_write_pte (19be0eaffa3a); before it, only a writable
         // pte passes a FOLL_WRITE walk.
+        // 17839856fd58 (5.8) dropped the FOLL_FORCE term: a forced COW
+        // break of a read gets FOLL_COW without FOLL_FORCE.
+        let cow_ok = if self.knobs.force_cow_on_read_pin {
+            flags.contains(GupFlags::FOLL_COW)
+        } else {
+            flags.contains(GupFlags::FOLL_FORCE | GupFlags::FOLL_COW)
+        };
         if flags.contains(GupFlags::FOLL_WRITE)
             && !pte.has(PteFlags::WRITE)
-            && !(self.knobs.foll_cow
-                && flags.contains(GupFlags::FOLL_FORCE | GupFlags::FOLL_COW)
-                && pte.has(PteFlags::DIRTY))
+            && !(self.knobs.foll_cow && cow_ok && pte.has(PteFlags::DIRTY))
         {
             return Follow::NoPage;
         }
@@ -336,6 +347,13 @@ impl<A: Arch> Machine<A> {
             } else {
                 Follow::Skip
             };
+        }
+        if self.knobs.ro_pin_unshare
+            && flags & (GupFlags::FOLL_WRITE | GupFlags::FOLL_PIN) == GupFlags::FOLL_PIN
+            && !pte.has(PteFlags::WRITE)
+            && self.gup_must_unshare(pfn)
+        {
+            return Follow::Unshare;
         }
         let get = flags.intersects(GupFlags::FOLL_GET | GupFlags::FOLL_PIN);
         if get
@@ -368,16 +386,31 @@ impl<A: Arch> Machine<A> {
         Follow::Page(pfn)
     }
 
-    /// `faultin_page`.
+    /// `gup_must_unshare` for an anonymous page (the flags and the
+    /// read-only entry are checked by the callers): the page is not known
+    /// to be mapped by this process only.
+    pub(crate) fn gup_must_unshare(&self, pfn: Pfn) -> bool {
+        let head = self.phys.compound_head(pfn);
+        let p = self.phys.page(head);
+        head != self.zero_pfn
+            && matches!(p.owner, crate::phys::Owner::Anon { .. })
+            && !p.flags.contains(PageFlags::ANON_EXCLUSIVE)
+    }
+
+    /// `faultin_page` (with `unshare`: FAULT_FLAG_UNSHARE, 5.19+).
     fn faultin_page(
         &mut self,
         mm: MmId,
         vma: &Vma,
         addr: VirtAddr,
         flags: &mut GupFlags,
+        unshare: bool,
         locked: Option<&mut bool>,
     ) -> Result<(), Errno> {
         let mut ff = FaultFlags::empty();
+        if unshare {
+            ff |= FaultFlags::UNSHARE;
+        }
         if flags.contains(GupFlags::FOLL_WRITE) {
             ff |= FaultFlags::WRITE;
         }
@@ -484,6 +517,13 @@ impl<A: Arch> Machine<A> {
                 return partial(i, self.knobs.gup_fatal_signal);
             }
             let mut foll = gup_flags;
+            // should_force_cow_break (17839856fd58, 5.8 only).
+            if self.knobs.force_cow_on_read_pin
+                && crate::fork::is_cow_mapping(v.flags)
+                && foll.intersects(GupFlags::FOLL_GET | GupFlags::FOLL_PIN)
+            {
+                foll |= GupFlags::FOLL_WRITE;
+            }
             let mut tries = 0;
             loop {
                 tries += 1;
@@ -505,8 +545,16 @@ impl<A: Arch> Machine<A> {
                     }
                     Follow::Skip => break,
                     Follow::Err(e) => return partial(i, e),
-                    Follow::NoPage => {
-                        match self.faultin_page(mm, &v, addr, &mut foll, locked.as_deref_mut()) {
+                    f @ (Follow::NoPage | Follow::Unshare) => {
+                        let unshare = matches!(f, Follow::Unshare);
+                        match self.faultin_page(
+                            mm,
+                            &v,
+                            addr,
+                            &mut foll,
+                            unshare,
+                            locked.as_deref_mut(),
+                        ) {
                             Ok(()) => {}
                             Err(Errno::EBUSY) => return Ok(i),
                             Err(e) => return partial(i, e),
@@ -531,6 +579,10 @@ impl<A: Arch> Machine<A> {
         flags: GupFlags,
         locked: Option<&mut bool>,
     ) -> Result<u64, Errno> {
+        if flags.contains(GupFlags::FOLL_PIN) {
+            // mm_set_has_pinned_flag.
+            self.mm_mut(mm).has_pinned = true;
+        }
         let Some(locked) = locked else {
             return self.__get_user_pages(mm, start, nr, flags, Some(pages), None);
         };
@@ -921,6 +973,10 @@ impl<A: Arch> Machine<A> {
             self.ungrab(Pfn(first), refs, w.pin);
             return false;
         }
+        if w.unshare && !e.has(PteFlags::WRITE) && self.gup_must_unshare(e.pfn) {
+            self.ungrab(Pfn(first), refs, w.pin);
+            return false;
+        }
         w.pages.extend((first..first + u64::from(refs)).map(Pfn));
         let head = self.phys.compound_head(e.pfn);
         self.phys.page_mut(head).flags |= PageFlags::REFERENCED;
@@ -992,6 +1048,14 @@ impl<A: Arch> Machine<A> {
                 self.ungrab(pfn, 1, w.pin);
                 return false;
             }
+            if w.unshare
+                && !A::decode(family, level, raw).has(PteFlags::WRITE)
+                && self.gup_must_unshare(pfn)
+            {
+                // gup_must_unshare: leave it to the slow path.
+                self.ungrab(pfn, 1, w.pin);
+                return false;
+            }
             self.phys.page_mut(head).flags |= PageFlags::REFERENCED;
             w.pages.push(pfn);
             w.taken += 1;
@@ -1025,6 +1089,8 @@ impl<A: Arch> Machine<A> {
             write: flags.contains(GupFlags::FOLL_WRITE),
             pin: flags.contains(GupFlags::FOLL_PIN),
             longterm: flags.contains(GupFlags::FOLL_LONGTERM),
+            unshare: self.knobs.ro_pin_unshare
+                && flags & (GupFlags::FOLL_WRITE | GupFlags::FOLL_PIN) == GupFlags::FOLL_PIN,
             flavour: self.flavour(),
             taken: 0,
             entries: 0,
@@ -1101,6 +1167,13 @@ impl<A: Arch> Machine<A> {
     ) -> Result<u64, Errno> {
         let flags = flags | GupFlags::FOLL_GET;
         let (start, len, end) = self.fast_range(start, nr_pages);
+        // 17839856fd58 (5.8): the fast walk of a read takes writable entries
+        // only, so that a read-only (COW) page goes to the slow path.
+        let walk = if self.knobs.force_cow_on_read_pin {
+            flags | GupFlags::FOLL_WRITE
+        } else {
+            flags
+        };
         let taken = match (self.knobs.gup_fast_range, self.flavour()) {
             (GupFastRange::TaskSizeMax, _) => {
                 return self.gup_fast_fallback(start, nr_pages, flags, pages);
@@ -1111,19 +1184,19 @@ impl<A: Arch> Machine<A> {
                 if end < start || end.0.checked_shr(shift).unwrap_or(0) != 0 {
                     0
                 } else {
-                    self.gup_fast_walk(start, end, flags, pages)
+                    self.gup_fast_walk(start, end, walk, pages)
                 }
             }
             (GupFastRange::Capper, _) => {
                 if self.capper_ok(start, end) {
-                    self.gup_fast_walk(start, end, flags, pages)
+                    self.gup_fast_walk(start, end, walk, pages)
                 } else {
                     0
                 }
             }
             (GupFastRange::AccessOk, _) => {
                 if self.access_ok(start, len, SizeKind::Runtime) {
-                    self.gup_fast_walk(start, end, flags, pages)
+                    self.gup_fast_walk(start, end, walk, pages)
                 } else {
                     0
                 }
@@ -1138,7 +1211,7 @@ impl<A: Arch> Machine<A> {
                     return Err(Errno::EFAULT);
                 }
                 if self.gup_fast_permitted(start, end) {
-                    self.gup_fast_walk(start, end, flags, pages)
+                    self.gup_fast_walk(start, end, walk, pages)
                 } else {
                     0
                 }
@@ -1213,8 +1286,14 @@ impl<A: Arch> Machine<A> {
         if !self.access_ok(start, len, SizeKind::Runtime) {
             return Err(Errno::EFAULT);
         }
+        let walk = if self.knobs.force_cow_on_read_pin && !flags.contains(GupFlags::FOLL_FAST_ONLY)
+        {
+            flags | GupFlags::FOLL_WRITE
+        } else {
+            flags
+        };
         let taken = if self.gup_fast_permitted(start, end) {
-            self.gup_fast_walk(start, end, flags, pages)
+            self.gup_fast_walk(start, end, walk, pages)
         } else {
             0
         };

@@ -27,6 +27,7 @@ pub mod check;
 pub mod errno;
 pub mod event;
 pub mod fault;
+pub mod fork;
 pub mod gup;
 pub mod lockless;
 pub mod mm;

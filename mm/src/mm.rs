@@ -182,6 +182,10 @@ pub struct Task {
     pub addr_limit: u64,
     /// A fatal signal is pending.
     pub fatal_signal: bool,
+    /// The task that forked this one (`real_parent`), if any.
+    pub parent: Option<TaskId>,
+    /// The task has exited (`do_exit`: its mm is torn down).
+    pub exited: bool,
 }
 
 /// References the workload holds on pages (from gup, get_page, ...), per head.
@@ -349,6 +353,8 @@ pub struct Machine<A: Arch> {
     pub gup_interleave: Option<crate::race::GupInterleave>,
     /// What the interleaved steps did, in order.
     pub interleave_log: Vec<String>,
+    /// Where each live pin was taken (`pin_detached` checks them).
+    pub pin_origins: Vec<crate::fork::PinOrigin>,
     _arch: PhantomData<A>,
 }
 
@@ -398,6 +404,7 @@ impl<A: Arch> Machine<A> {
             vmalloc_next: 0,
             gup_interleave: None,
             interleave_log: Vec::new(),
+            pin_origins: Vec::new(),
             _arch: PhantomData,
         };
         m.map_direct()?;
@@ -430,6 +437,8 @@ impl<A: Arch> Machine<A> {
             mm,
             addr_limit: layout.user_ds,
             fatal_signal: false,
+            parent: None,
+            exited: false,
         });
         Ok(m)
     }
@@ -502,6 +511,8 @@ impl<A: Arch> Machine<A> {
             mm,
             addr_limit: self.layout.user_ds,
             fatal_signal: false,
+            parent: None,
+            exited: false,
         });
         TaskId(self.tasks.len() as u32 - 1)
     }

@@ -68,6 +68,25 @@ pub enum PipeAdvanceRelease {
     TruncateV4_10,
 }
 
+/// How `do_wp_page` decides that a write fault on a read-only anonymous
+/// page may reuse it in place instead of copying it (GUP pins vs fork/COW,
+/// CVE-2020-29374).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WpReuseRule {
+    /// v4.x .. 5.8: `reuse_swap_page()`: the page is mapped once
+    /// (`page_trans_huge_mapcount <= 1`); extra references (gup, a pipe
+    /// buffer) do not matter.
+    Mapcount,
+    /// 09854ba94c6a "mm: do_wp_page() simplification" (5.9): reuse only if
+    /// `page_count == 1` (and mapped once): any extra reference, a pin
+    /// included, forces a copy.
+    Refcount,
+    /// 6c287605fd56 (5.19): a page marked `PageAnonExclusive` is reused
+    /// whatever its references; otherwise as `Refcount`, and the reused page
+    /// becomes exclusive.
+    AnonExclusive,
+}
+
 /// The knobs of one profile.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Knobs {
@@ -144,6 +163,28 @@ pub struct Knobs {
     /// gup-fast's speculative get refuses a count < 0, `pipe_buf_get`
     /// fails (tee stops). 6.13's `try_grab_folio` keeps the rule.
     pub ref_get_checked: bool,
+    // GUP pins vs fork/COW (CVE-2020-29374), spec known-bugs.md §8.
+    /// Write-fault reuse rule of `do_wp_page` for anonymous pages.
+    pub wp_reuse_rule: WpReuseRule,
+    /// `fork()` gives the child a fresh copy of an anonymous page that may be
+    /// pinned (`page_maybe_dma_pinned`: pincount on a large page, refcount >=
+    /// `GUP_PIN_COUNTING_BIAS` on a small one) when the parent mm has pinned
+    /// (`has_pinned` / `MMF_HAS_PINNED`); the parent keeps its mapping
+    /// writable. 70e806e4e645 (5.9); in 5.19+ the same test sits in
+    /// `page_try_dup_anon_rmap` and applies to `PageAnonExclusive` pages.
+    pub fork_copy_maybe_pinned: bool,
+    /// A read-only FOLL_PIN of an anonymous page that is not
+    /// `PageAnonExclusive` first unshares it (`gup_must_unshare`,
+    /// FAULT_FLAG_UNSHARE), in the slow path and in gup-fast (which stops
+    /// and leaves the page to the slow path). 5.19 (Hildenbrand's series
+    /// with 6c287605fd56).
+    pub ro_pin_unshare: bool,
+    /// 17839856fd58 (5.8 only; removed by a308c71bf1e6 in 5.9): slow gup
+    /// with FOLL_GET or FOLL_PIN on a COW mapping forces FOLL_WRITE
+    /// (`should_force_cow_break`), gup-fast walks as a write, and
+    /// `can_follow_write_pte` accepts a read-only pte with FOLL_COW and dirty
+    /// without asking for FOLL_FORCE.
+    pub force_cow_on_read_pin: bool,
 }
 
 /// A base kernel version.
@@ -188,6 +229,15 @@ pub enum Overlay {
     /// The 5.1 `page-refs` series (f958d7b528b1 88b1a17dfc3e 8fde12ca79af
     /// 15fab63e1e57, the CVE-2019-11487 fix) on a v4.x base.
     RefcountChecks,
+    /// 5.8 for GUP vs COW: 17839856fd58 "gup: document and work around 'COW
+    /// can break either way' issue" (read gets on COW mappings break COW at
+    /// gup time), with FOLL_PIN (5.7) available.
+    CowBreakOnPin,
+    /// 5.9 for GUP vs COW: 09854ba94c6a (`do_wp_page` reuses only at
+    /// `page_count == 1`), 70e806e4e645 (fork copies maybe-pinned pages for
+    /// the child) and a308c71bf1e6 (no forced COW at gup time), with
+    /// FOLL_PIN (5.7).
+    WpPageCount,
 }
 
 impl Base {
@@ -229,6 +279,10 @@ impl Base {
                 pipe_advance_release: PipeAdvanceRelease::TruncateV4_10,
                 refcount_bits: 32,
                 ref_get_checked: false,
+                wp_reuse_rule: WpReuseRule::Mapcount,
+                fork_copy_maybe_pinned: false,
+                ro_pin_unshare: false,
+                force_cow_on_read_pin: false,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
@@ -265,13 +319,17 @@ impl Base {
                 pipe_advance_release: PipeAdvanceRelease::TruncateV4_10,
                 refcount_bits: 32,
                 ref_get_checked: true,
+                wp_reuse_rule: WpReuseRule::AnonExclusive,
+                fork_copy_maybe_pinned: true,
+                ro_pin_unshare: true,
+                force_cow_on_read_pin: false,
             },
         }
     }
 }
 
 impl Overlay {
-    const ALL: [(Overlay, &'static str); 10] = [
+    const ALL: [(Overlay, &'static str); 12] = [
         (Overlay::Capper, "capper"),
         (Overlay::Layton, "layton"),
         (Overlay::LaytonIntended, "layton-intended"),
@@ -282,6 +340,8 @@ impl Overlay {
         (Overlay::PipeAdvanceFencepost, "pipe-advance-fencepost"),
         (Overlay::SmallRefcount, "small-refcount"),
         (Overlay::RefcountChecks, "refcount-checks"),
+        (Overlay::CowBreakOnPin, "cow-break-on-pin"),
+        (Overlay::WpPageCount, "wp-page-count"),
     ];
     fn name(self) -> &'static str {
         Self::ALL
@@ -343,6 +403,21 @@ impl Overlay {
                 }
                 k.ref_get_checked = true;
             }
+            Overlay::CowBreakOnPin | Overlay::WpPageCount => {
+                if k.family != Family::Legacy {
+                    return Err("the base already has the 5.19 PageAnonExclusive rules (6c287605fd56); the overlay moves the v4.x COW code forward".into());
+                }
+                if k.force_cow_on_read_pin || k.wp_reuse_rule != WpReuseRule::Mapcount {
+                    return Err("only one of cow-break-on-pin (5.8) and wp-page-count (5.9, whose a308c71bf1e6 removed the forced COW break) can apply".into());
+                }
+                k.foll_pin = true;
+                if self == Overlay::CowBreakOnPin {
+                    k.force_cow_on_read_pin = true;
+                } else {
+                    k.wp_reuse_rule = WpReuseRule::Refcount;
+                    k.fork_copy_maybe_pinned = true;
+                }
+            }
         }
         Ok(())
     }
@@ -353,12 +428,12 @@ impl Overlay {
 pub enum ProfileError {
     /// Unknown base version.
     #[error(
-        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed, +pipe-advance-fencepost, +small-refcount, +refcount-checks)"
+        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed, +pipe-advance-fencepost, +small-refcount, +refcount-checks, +cow-break-on-pin, +wp-page-count)"
     )]
     UnknownBase(String),
     /// Unknown overlay.
     #[error(
-        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe, dirtypipe-fixed, pipe-advance-fencepost, small-refcount or refcount-checks)"
+        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe, dirtypipe-fixed, pipe-advance-fencepost, small-refcount, refcount-checks, cow-break-on-pin or wp-page-count)"
     )]
     UnknownOverlay(String),
     /// The overlay does not apply to this base.
@@ -438,6 +513,8 @@ impl KernelProfile {
             "v4.17+dirtypipe-fixed",
             "v4.17+small-refcount",
             "v4.17+small-refcount+refcount-checks",
+            "v4.17+cow-break-on-pin",
+            "v4.17+wp-page-count",
             "v6.13",
             "v6.13+small-refcount",
         ]
@@ -568,6 +645,26 @@ impl KernelProfile {
                 k.ref_get_checked.to_string(),
                 "try_get_page / pipe_buf_get refuse counts near overflow: f958d7b528b1 88b1a17dfc3e 8fde12ca79af 15fab63e1e57 (5.1, CVE-2019-11487 fix)",
             ),
+            (
+                "wp_reuse_rule",
+                format!("{:?}", k.wp_reuse_rule),
+                "do_wp_page anon reuse: mapcount (reuse_swap_page, v4.x) / page_count == 1 (09854ba94c6a, 5.9) / PageAnonExclusive (6c287605fd56, 5.19)",
+            ),
+            (
+                "fork_copy_maybe_pinned",
+                k.fork_copy_maybe_pinned.to_string(),
+                "fork copies maybe-pinned anon pages for the child: 70e806e4e645 (5.9); page_try_dup_anon_rmap (5.19)",
+            ),
+            (
+                "ro_pin_unshare",
+                k.ro_pin_unshare.to_string(),
+                "R/O FOLL_PIN unshares a non-exclusive anon page (gup_must_unshare, FAULT_FLAG_UNSHARE): 5.19",
+            ),
+            (
+                "force_cow_on_read_pin",
+                k.force_cow_on_read_pin.to_string(),
+                "gup with FOLL_GET/FOLL_PIN on a COW mapping breaks COW: 17839856fd58 (5.8), removed by a308c71bf1e6 (5.9)",
+            ),
         ]
     }
 }
@@ -622,6 +719,39 @@ mod tests {
             KernelProfile::parse("v6.13+refcount-checks"),
             Err(ProfileError::Inapplicable { .. })
         ));
+    }
+
+    #[test]
+    fn gup_fork_overlays() {
+        let k = KernelProfile::parse("v4.17").unwrap().knobs;
+        assert_eq!(k.wp_reuse_rule, WpReuseRule::Mapcount);
+        assert!(!k.foll_pin && !k.fork_copy_maybe_pinned && !k.force_cow_on_read_pin);
+        let k = KernelProfile::parse("v4.17+cow-break-on-pin")
+            .unwrap()
+            .knobs;
+        assert!(k.force_cow_on_read_pin && k.foll_pin);
+        assert_eq!(k.wp_reuse_rule, WpReuseRule::Mapcount);
+        let k = KernelProfile::parse("v4.17+wp-page-count").unwrap().knobs;
+        assert_eq!(k.wp_reuse_rule, WpReuseRule::Refcount);
+        assert!(k.fork_copy_maybe_pinned && k.foll_pin && !k.force_cow_on_read_pin);
+        assert!(!k.ro_pin_unshare);
+        let k = KernelProfile::parse("v6.13").unwrap().knobs;
+        assert_eq!(k.wp_reuse_rule, WpReuseRule::AnonExclusive);
+        assert!(k.fork_copy_maybe_pinned && k.ro_pin_unshare && !k.force_cow_on_read_pin);
+        for bad in [
+            "v6.13+wp-page-count",
+            "v6.13+cow-break-on-pin",
+            "v4.17+cow-break-on-pin+wp-page-count",
+            "v4.17+wp-page-count+cow-break-on-pin",
+        ] {
+            assert!(
+                matches!(
+                    KernelProfile::parse(bad),
+                    Err(ProfileError::Inapplicable { .. })
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -221,6 +221,9 @@ impl<A: Arch> Machine<A> {
         start: VirtAddr,
         end: VirtAddr,
     ) -> Result<(), Errno> {
+        if !self.pin_origins.is_empty() {
+            self.forget_pins_in(mm, start, end);
+        }
         self.zap_range(mm, start, end, 0)
     }
 
