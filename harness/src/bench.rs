@@ -675,7 +675,12 @@ impl Group for MatrixGroup {
             let pool = &self.pools[i - self.pools.len()].1;
             pool.broadcast(|_| ());
             let t0 = Instant::now();
-            let x: u64 = pool.install(|| (0..plan.len()).into_par_iter().map(compute_task).sum());
+            let x: u64 = pool.install(|| {
+                (0..plan.len())
+                    .into_par_iter()
+                    .map(compute_task)
+                    .reduce(|| 0, u64::wrapping_add)
+            });
             let dt = t0.elapsed();
             black_box(x);
             return Ok((dt, 1));

@@ -440,7 +440,7 @@ fn caller_io_in_json_and_ceph_lockup() {
 #[test]
 fn bench_usage_and_json_shape() {
     for args in [
-        &["bench", "--rounds", "8"][..],
+        &["bench", "--rounds", "2"][..],
         &["bench", "--filter", "nothing-matches"],
         &["bench", "--arch", "mips"],
         &["bench", "--filter", "S1", "--svg", "/dev/null"],
