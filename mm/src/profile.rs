@@ -93,7 +93,8 @@ pub enum WpReuseRule {
 pub enum ThpTouchDirty {
     /// v4.10 .. 4.14.x: young and dirty on every touch, a read included.
     Always,
-    /// a8f97366452e (4.15; 4.14.5, 4.17, 6.13): dirty only with FOLL_WRITE.
+    /// a8f97366452e (v4.15-rc; in 4.14.5, 4.17, 6.13): dirty only with
+    /// FOLL_WRITE.
     OnWrite,
 }
 
@@ -685,7 +686,7 @@ impl KernelProfile {
             (
                 "thp_touch_dirty",
                 format!("{:?}", k.thp_touch_dirty),
-                "touch_pmd marks the PMD dirty on every FOLL_TOUCH walk / only with FOLL_WRITE: a8f97366452e (4.15, CVE-2017-1000405 fix)",
+                "touch_pmd marks the PMD dirty on every FOLL_TOUCH walk / only with FOLL_WRITE: a8f97366452e (v4.15-rc, 4.14.5; CVE-2017-1000405 fix)",
             ),
         ]
     }
