@@ -349,7 +349,7 @@ mod tests {
             hugepage: true,
             ..MapFlags::default()
         };
-        let mut region = |m: &mut Machine<A>, name: &str| {
+        let region = |m: &mut Machine<A>, name: &str| {
             let a = m
                 .mmap(mm, None, 2 * pmd, ro, huge, Backing::Anon, name)
                 .unwrap();
