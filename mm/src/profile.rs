@@ -778,6 +778,15 @@ mod tests {
     }
 
     #[test]
+    fn touch_pmd_dirties_on_read_only_before_a8f97366452e() {
+        let k = |p: &str| KernelProfile::parse(p).unwrap().knobs.thp_touch_dirty;
+        assert_eq!(k("v4.10"), ThpTouchDirty::Always);
+        assert_eq!(k("v4.10+dirtycow"), ThpTouchDirty::Always);
+        assert_eq!(k("v4.17"), ThpTouchDirty::OnWrite);
+        assert_eq!(k("v6.13"), ThpTouchDirty::OnWrite);
+    }
+
+    #[test]
     fn bad_names_are_clear_errors() {
         assert!(matches!(
             KernelProfile::parse("v5.0"),
