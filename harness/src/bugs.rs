@@ -6,6 +6,8 @@
 //! |---|---|
 //! | `interleave_dontneed(m, LEN, WALK)` | a second task (same mm) runs `madvise(m, LEN, MADV_DONTNEED)` at the retry point of the next gup, before its walk number WALK of a page (1 = first walk; 0 disarms) |
 //! | `w = access_remote_vm(m, LEN, FOLL_WRITE\|FOLL_FORCE)` | the `/proc/pid/mem` write: `mem_rw` → `access_remote_vm` writes LEN bytes (1, 2, 3, ... as `copy_to_user` does) page by page through `get_user_pages_remote` |
+//! | `n = access_remote_vm(m, LEN, FOLL_FORCE)` | the `/proc/pid/mem` read: LEN bytes page by page through `get_user_pages_remote` (which adds FOLL_TOUCH); bytes read, or `-EIO` |
+//! | `interleave_dontneed_touch(m, LEN, WALK)` | as `interleave_dontneed`, and after the zap the second task reads the byte at `m` (a read fault) and reads it again through `/proc/pid/mem` (LTP thp04's second thread, Huge Dirty COW) |
 //! | `b = file_byte(f, POS)` | the byte of file `f` at POS as `read(2)` sees it (through the page cache) |
 //! | `s = splice_read(f, POS, p, LEN)` | `splice(f, &POS, p, NULL, LEN, 0)`: file → pipe through the pipe iterator (`generic_file_splice_read`; a `proc` file has no `->splice_read`: `default_file_splice_read`, 6.x `-EINVAL`) |
 //! | `t = tee(a, b, LEN)` | `tee(a, b, LEN, SPLICE_F_NONBLOCK)` (`do_tee` → `link_pipe`): duplicates the buffers of pipe `a` into pipe `b` with `pipe_buf_get`; bytes, or `-EFAULT` when the first `pipe_buf_get` fails (5.1+), `-EAGAIN`, `-EPIPE`, `-EINVAL` |
@@ -24,6 +26,7 @@ use crate::run::{Runner, Var, set_err, to_u64};
 /// The known-bugs statements with their arity.
 pub const CALLS: &[(&str, usize)] = &[
     ("interleave_dontneed", 3),
+    ("interleave_dontneed_touch", 3),
     ("access_remote_vm", 3),
     ("file_byte", 2),
     ("splice_read", 4),
@@ -79,7 +82,7 @@ impl<A: Arch> Runner<'_, A> {
         let mut r = self.record(s, func);
         let seen_log = self.sys.m.interleave_log.len();
         let res: Result<u64, Errno> = match func {
-            "interleave_dontneed" => {
+            "interleave_dontneed" | "interleave_dontneed_touch" => {
                 let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
                 let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
                 let walk = self.expr_arg(&args[2], s)?;
@@ -87,9 +90,18 @@ impl<A: Arch> Runner<'_, A> {
                     .ok()
                     .filter(|w| *w <= 64)
                     .ok_or_else(|| self.err(s.span, "the walk number must be 0..=64"))?;
-                self.sys.m.interleave_dontneed(addr, len, walk);
+                let touch = func == "interleave_dontneed_touch";
+                if touch {
+                    self.sys.m.interleave_dontneed_touch(addr, len, walk);
+                } else {
+                    self.sys.m.interleave_dontneed(addr, len, walk);
+                }
                 r.detail = Some(if walk == 0 {
                     "disarmed".into()
+                } else if touch {
+                    format!(
+                        "armed: a second task zaps the range, reads it and reads it through /proc/pid/mem before gup walk {walk}"
+                    )
                 } else {
                     format!("armed: a second task zaps the range before gup walk {walk}")
                 });
@@ -102,15 +114,19 @@ impl<A: Arch> Runner<'_, A> {
                     return Err(self.err(s.span, "access_remote_vm length must be <= 1M"));
                 }
                 let flags = self.flags(s, &args[2])?;
-                if flags != GupFlags::FOLL_WRITE | GupFlags::FOLL_FORCE {
+                let mm = self.sys.m.current_mm();
+                if flags == GupFlags::FOLL_FORCE {
+                    let mut buf = vec![0u8; len as usize];
+                    self.sys.m.access_remote_vm_read(mm, addr, &mut buf)
+                } else if flags == GupFlags::FOLL_WRITE | GupFlags::FOLL_FORCE {
+                    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+                    self.sys.m.access_remote_vm_write(mm, addr, &data)
+                } else {
                     return Err(self.err(
                         s.span,
-                        "only the /proc/pid/mem write (FOLL_WRITE|FOLL_FORCE) is modelled",
+                        "only the /proc/pid/mem read (FOLL_FORCE) and write (FOLL_WRITE|FOLL_FORCE) are modelled",
                     ));
                 }
-                let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
-                let mm = self.sys.m.current_mm();
-                self.sys.m.access_remote_vm_write(mm, addr, &data)
             }
             "file_byte" => {
                 let f = self.file_arg(s, &args[0])?;
@@ -310,6 +326,13 @@ pub const KNOWN_BUGS: &[KnownBug] = &[
         fixed: "17839856fd58 (5.8), 09854ba94c6a 70e806e4e645 a308c71bf1e6 (5.9), 6c287605fd56 (5.19)",
         workload: "vmsplice_unmap_child.vmw pin_fork_write.vmw ro_pin_on_shared.vmw",
     },
+    KnownBug {
+        name: "Huge Dirty COW",
+        cve: "CVE-2017-1000405",
+        introduced: "8310d48b125d (Jan 2017, v4.10)",
+        fixed: "a8f97366452e (v4.15-rc; 4.14.5)",
+        workload: "dirtycow_thp.vmw",
+    },
 ];
 
 #[cfg(test)]
@@ -421,6 +444,27 @@ mod tests {
             assert_eq!(replay("dirtycow", a, "v4.10+dirtycow"), (true, true));
             for k in ["v4.10", "v4.17", "v6.13"] {
                 assert_eq!(replay("dirtycow", a, k), (true, false), "{a} {k}");
+            }
+        }
+    }
+
+    /// Huge Dirty COW (CVE-2017-1000405): the huge zero page changes under
+    /// v4.10 (touch_pmd dirties on a read) and never under v4.17 or v6.13
+    /// (a8f97366452e), on every arch whose PMD leaves the emulator maps.
+    #[test]
+    fn huge_dirty_cow_only_before_its_fix() {
+        for a in ArchId::MAIN {
+            assert_eq!(
+                replay_event("dirtycow_thp", a, "v4.10", "zero_page_corrupted"),
+                (true, true),
+                "{a}"
+            );
+            for k in ["v4.17", "v6.13"] {
+                assert_eq!(
+                    replay_event("dirtycow_thp", a, k, "zero_page_corrupted"),
+                    (true, false),
+                    "{a} {k}"
+                );
             }
         }
     }

@@ -67,6 +67,7 @@ pub const PROBES: &[(&str, Probe)] = &[
     ("pin_fork_write", Probe::Event("pin_detached")),
     ("vmsplice_unmap_child", Probe::Event("shared_page_reused")),
     ("ro_pin_on_shared", Probe::Event("pin_detached")),
+    ("dirtycow_thp", Probe::Event("zero_page_corrupted")),
 ];
 
 /// The workloads (file stems) replaying a bug, in the order the table

@@ -813,7 +813,8 @@ impl Gen {
     /// splices from a file into a pipe. Nothing here aims at a bug: the
     /// generator knows the statements, the kernel decides what they do.
     fn bug_op(&mut self) {
-        match self.d.below(4) {
+        match self.d.below(5) {
+            4 => self.thp_bug_op(),
             0 => {
                 let a = self.addr();
                 let n = *self.d.pick(&["1", "16", "100", "PAGE_SIZE"]);
@@ -858,6 +859,42 @@ impl Gen {
             }
             _ => self.file(),
         }
+    }
+
+    /// The Huge Dirty COW statements (CVE-2017-1000405): a `/proc/pid/mem`
+    /// read (a FOLL_TOUCH gup), or a second task that zaps a range, reads
+    /// it back in and reads it through `/proc/pid/mem` at a gup retry
+    /// point, followed by a `/proc/pid/mem` write or a gup there. THP
+    /// mappings are zapped at PMD granularity as often as by pages.
+    fn thp_bug_op(&mut self) {
+        let huge: Vec<String> = self
+            .maps
+            .iter()
+            .filter(|(_, p)| *p == 1024)
+            .map(|(m, _)| m.clone())
+            .collect();
+        let (a, len) = if !huge.is_empty() && self.d.chance(50) {
+            let m = self.d.pick(&huge).clone();
+            (
+                format!("{m} + PMD_SIZE - {m} % PMD_SIZE"),
+                "PMD_SIZE".to_string(),
+            )
+        } else {
+            let n = 1 + self.d.below(2);
+            (self.page_addr(), format!("{n} * PAGE_SIZE"))
+        };
+        let off = *self.d.pick(&OFFSETS);
+        let n = *self.d.pick(&["1", "16", "100"]);
+        if self.d.chance(30) {
+            let v = self.fresh("n");
+            self.emit(format!("{v} = access_remote_vm({a}{off}, {n}, FOLL_FORCE)"));
+            return;
+        }
+        let walk = self.d.below(5);
+        self.emit(format!("interleave_dontneed_touch({a}, {len}, {walk})"));
+        self.emit(format!(
+            "access_remote_vm({a}{off}, {n}, FOLL_WRITE|FOLL_FORCE)"
+        ));
     }
 
     fn file(&mut self) {
@@ -1020,6 +1057,7 @@ pub const BUG_EVENTS: &[&str] = &[
     "infoleak",
     "pin_detached",
     "shared_page_reused",
+    "zero_page_corrupted",
 ];
 
 fn broken_kernel(r: &Run) -> bool {

@@ -642,7 +642,11 @@ impl<'w, A: Arch> Runner<'w, A> {
         self.sys.m.events.iter().any(|e| {
             matches!(
                 e.kind,
-                K::KernelBug | K::RefUnderflow | K::SoftLockup | K::UseAfterFree
+                K::KernelBug
+                    | K::RefUnderflow
+                    | K::SoftLockup
+                    | K::UseAfterFree
+                    | K::ZeroPageCorrupted
             )
         })
     }

@@ -42,4 +42,5 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "pin_fork_write",
     "vmsplice_unmap_child",
     "ro_pin_on_shared",
+    "dirtycow_thp",
 ];

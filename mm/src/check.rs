@@ -18,6 +18,9 @@
 //!   (pipe buffers: passed in by the caller as `extra`); `mapcount` = user
 //!   leaves mapping it; `pincount` = pins held on a large page (0 on small
 //!   ones). No freed page is mapped, held, cached or referenced.
+//! * **The huge zero page** (once allocated) reads as all zero and is only
+//!   mapped by read-only PMD leaves, which take no reference or mapcount
+//!   (the kernel counts its users apart, `huge_zero_refcount`).
 
 use std::collections::BTreeMap;
 
@@ -67,6 +70,7 @@ impl<A: Arch> Machine<A> {
                 match p.owner {
                     Owner::PageTable { .. } => Some("a page table"),
                     Owner::Zero => Some("the zero page"),
+                    Owner::HugeZero => Some("the huge zero page"),
                     Owner::Reserved | Owner::Vsyscall => Some("a reserved frame"),
                     _ => None,
                 }
@@ -121,6 +125,7 @@ impl<A: Arch> Machine<A> {
         self.check_tables(&mut w);
         let mapped = self.check_user_leaves(&mut w);
         self.check_pages(&mut w, &mapped, extra);
+        self.check_huge_zero_page(&mut w);
         if w.errs.is_empty() {
             Ok(())
         } else {
@@ -333,6 +338,20 @@ impl<A: Arch> Machine<A> {
                     .push(format!("{at} maps the zero page without the special bit"));
                 continue;
             }
+            if let Some(hz) = self.huge_zero_pfn
+                && self.phys.pfn_valid(pte.pfn)
+                && self.phys.compound_head(pte.pfn) == hz
+            {
+                // set_huge_zero_page: a read-only PMD leaf of the whole page.
+                if level == A::leaf_level() || pte.pfn != hz {
+                    w.errs.push(format!("{at} maps part of the huge zero page"));
+                }
+                if f.contains(PteFlags::WRITE) {
+                    w.errs
+                        .push(format!("{at}: the huge zero page is mapped writable"));
+                }
+                continue;
+            }
             if !self.phys.pfn_valid(pte.pfn) {
                 w.errs.push(format!("{at} maps a frame outside memory"));
                 continue;
@@ -364,6 +383,29 @@ impl<A: Arch> Machine<A> {
             *mapped.entry(head).or_default() += 1;
         }
         mapped
+    }
+
+    /// The huge zero page must read as zero: a byte written into it shows
+    /// through every mapping of it, in every process (CVE-2017-1000405).
+    fn check_huge_zero_page(&self, w: &mut Walk) {
+        let Some(hz) = self.huge_zero_pfn else {
+            return;
+        };
+        let pages = 1u64 << self.phys.page(hz).order;
+        let mut buf = vec![0u8; A::PAGE_SIZE as usize];
+        for i in 0..pages {
+            let pa = Pfn(hz.0 + i).addr(A::PAGE_SHIFT);
+            if self.phys.read(pa, &mut buf).is_err() {
+                continue;
+            }
+            if let Some(off) = buf.iter().position(|b| *b != 0) {
+                w.errs.push(format!(
+                    "the huge zero page is not zero: byte {:#x} of its page {i} is {:#04x}",
+                    off, buf[off]
+                ));
+                return;
+            }
+        }
     }
 
     fn check_pages(&self, w: &mut Walk, mapped: &BTreeMap<Pfn, u32>, extra: &ExtraRefs) {
@@ -443,7 +485,11 @@ impl<A: Arch> Machine<A> {
         for (pfn, page) in self.phys.allocated_heads() {
             let large = page.order > 0;
             let owner_ref: u64 = match page.owner {
-                Owner::PageTable { .. } | Owner::Zero | Owner::Reserved | Owner::Vsyscall => 1,
+                Owner::PageTable { .. }
+                | Owner::Zero
+                | Owner::HugeZero
+                | Owner::Reserved
+                | Owner::Vsyscall => 1,
                 Owner::File { .. } => u64::from(cached.get(&pfn).copied().unwrap_or(0)),
                 Owner::Anon { .. } | Owner::Kernel { .. } | Owner::Free => 0,
             };

@@ -54,6 +54,11 @@ pub enum EventKind {
     /// spec §8.1 (b)). The emulator cannot tell who took the references, so
     /// this is the kernel's unsafe decision, not proof of a reader.
     SharedPageReused,
+    /// A FOLL_WRITE gup returned the zero page or the huge zero page (a
+    /// read-only entry passed the FOLL_COW-and-dirty rule): the kernel
+    /// writes into the page every zero mapping of every process shares
+    /// (Huge Dirty COW, CVE-2017-1000405).
+    ZeroPageCorrupted,
 }
 
 impl EventKind {
@@ -74,6 +79,7 @@ impl EventKind {
             EventKind::Infoleak => "infoleak",
             EventKind::PinDetached => "pin_detached",
             EventKind::SharedPageReused => "shared_page_reused",
+            EventKind::ZeroPageCorrupted => "zero_page_corrupted",
         }
     }
 }

@@ -163,6 +163,23 @@ impl<A: Arch> Machine<A> {
         }
         if let Some(s) = present
             && s.level != A::leaf_level()
+            && write
+            && !s.pte.has(PteFlags::WRITE)
+            && Some(s.pte.pfn) == self.huge_zero_pfn
+            && vma.flags.contains(VmFlags::VM_HUGEPAGE)
+        {
+            // do_huge_pmd_wp_page on the huge zero PMD: a fresh THP, or
+            // split and fall back to the base page when none is free.
+            if let Some(ret) = self.do_huge_pmd_wp_zero_page(mm, vma, page_va, s.level) {
+                return ret;
+            }
+            if self.split_huge_leaf(mm, page_va).is_err() {
+                return VmFault::OOM;
+            }
+            return self.handle_fault_depth(mm, vma, addr, flags, depth + 1);
+        }
+        if let Some(s) = present
+            && s.level != A::leaf_level()
             && (write || unshare)
             && !s.pte.has(PteFlags::WRITE)
         {
@@ -245,6 +262,21 @@ impl<A: Arch> Machine<A> {
     /// `do_anonymous_page`: the zero page on a read, a fresh page on a write
     /// (a PMD-sized compound page in a VM_HUGEPAGE VMA where it fits).
     fn do_anonymous_page(&mut self, mm: MmId, vma: &Vma, va: VirtAddr, write: bool) -> VmFault {
+        let pmd = Level(A::levels() as u8 - 2);
+        let span = A::entry_span(pmd);
+        let base = va.align_down(span);
+        let thp = vma.flags.contains(VmFlags::VM_HUGEPAGE)
+            && base >= vma.start
+            && base.0 + span <= vma.end.0
+            && pgtable::lookup::<A>(&self.phys, self.family(), self.mm(mm).pgd, base)
+                .is_none_or(|s| s.level <= pmd && s.raw == 0);
+        if !write && thp {
+            // do_huge_pmd_anonymous_page on a read fault maps the huge zero
+            // page (transparent_hugepage_use_zero_page(), on by default).
+            if let Some(ret) = self.map_huge_zero_page(mm, vma, base, pmd) {
+                return ret;
+            }
+        }
         if !write {
             let mut f = Self::leaf_flags(vma.flags, false) | PteFlags::SPECIAL;
             f.remove(PteFlags::WRITE | PteFlags::DIRTY);
@@ -262,15 +294,7 @@ impl<A: Arch> Machine<A> {
                 Err(_) => VmFault::OOM,
             };
         }
-        let pmd = Level(A::levels() as u8 - 2);
-        let span = A::entry_span(pmd);
-        let base = va.align_down(span);
-        if vma.flags.contains(VmFlags::VM_HUGEPAGE)
-            && base >= vma.start
-            && base.0 + span <= vma.end.0
-            && pgtable::lookup::<A>(&self.phys, self.family(), self.mm(mm).pgd, base)
-                .is_none_or(|s| s.level <= pmd && s.raw == 0)
-        {
+        if thp {
             return self.do_huge_pmd_anonymous_page(mm, vma, base, pmd);
         }
         let owner = self.anon_owner(vma, va);
@@ -300,6 +324,68 @@ impl<A: Arch> Machine<A> {
             Ok(_) => VmFault::empty(),
             Err(_) => VmFault::OOM,
         }
+    }
+
+    /// `mm_get_huge_zero_page` + `set_huge_zero_page`: maps the huge zero
+    /// page read-only and clean at `base` (a PMD leaf; no reference or
+    /// mapcount per mapping). `None` if it cannot be allocated (the fault
+    /// falls back to base pages).
+    fn map_huge_zero_page(
+        &mut self,
+        mm: MmId,
+        vma: &Vma,
+        base: VirtAddr,
+        pmd: Level,
+    ) -> Option<VmFault> {
+        let order = (A::entry_span(pmd) / A::PAGE_SIZE).trailing_zeros() as u8;
+        let hz = match self.huge_zero_pfn {
+            Some(p) => p,
+            None => {
+                let p = self.phys.alloc(order, Owner::HugeZero)?;
+                self.huge_zero_pfn = Some(p);
+                p
+            }
+        };
+        let mut f = Self::leaf_flags(vma.flags, false);
+        f.remove(PteFlags::WRITE | PteFlags::DIRTY);
+        Some(
+            match self.set_user_leaf(mm, base, pmd, Pte { flags: f, pfn: hz }) {
+                Ok(_) => VmFault::empty(),
+                Err(_) => VmFault::OOM,
+            },
+        )
+    }
+
+    /// `do_huge_pmd_wp_page` on the huge zero PMD (v4.10 and v4.17 `goto
+    /// alloc`; 6.13 `do_huge_zero_wp_pmd`): a fresh zeroed THP replaces it,
+    /// dirty, writable only if the VMA is (a FOLL_FORCE write to a read-only
+    /// mapping), and the fault returns VM_FAULT_WRITE. `None` when no THP
+    /// can be allocated (the caller splits and falls back).
+    fn do_huge_pmd_wp_zero_page(
+        &mut self,
+        mm: MmId,
+        vma: &Vma,
+        va: VirtAddr,
+        pmd: Level,
+    ) -> Option<VmFault> {
+        let span = A::entry_span(pmd);
+        let base = va.align_down(span);
+        let order = (span / A::PAGE_SIZE).trailing_zeros() as u8;
+        let owner = self.anon_owner(vma, base);
+        let pfn = self.phys.alloc(order, owner)?;
+        self.phys.page_mut(pfn).flags |= PageFlags::ANON_EXCLUSIVE | PageFlags::DIRTY;
+        self.phys.page_mut(pfn).mapcount += 1;
+        let writable = vma.flags.contains(VmFlags::VM_WRITE);
+        let mut f = Self::leaf_flags(vma.flags, writable) | PteFlags::DIRTY;
+        if writable {
+            f.remove(PteFlags::RDONLY);
+        }
+        Some(
+            match self.set_user_leaf(mm, base, pmd, Pte { flags: f, pfn }) {
+                Ok(_) => VmFault::WRITE,
+                Err(_) => VmFault::OOM,
+            },
+        )
     }
 
     /// `do_wp_page` on a private mapping: reuse an anonymous page in place

@@ -17,7 +17,7 @@ use crate::fault::{FaultFlags, VmFault};
 use crate::mm::{Machine, VmFlags, Vma};
 use crate::pgtable;
 use crate::phys::{GUP_PIN_COUNTING_BIAS, PageFlags};
-use crate::profile::{GupFastLeaf, GupFastRange};
+use crate::profile::{GupFastLeaf, GupFastRange, ThpTouchDirty};
 use crate::sync::MmId;
 
 bitflags::bitflags! {
@@ -337,6 +337,29 @@ impl<A: Arch> Machine<A> {
         }
         let span = A::entry_span(slot.level);
         let pfn = Pfn(pte.pfn.0 + addr.offset_in(span) / A::PAGE_SIZE);
+        // A huge leaf is followed by follow_trans_huge_pmd: the same write
+        // rule (can_follow_write_pmd, 8310d48b125d), touch_pmd below.
+        let huge = slot.level != A::leaf_level();
+        let huge_zero = huge && Some(pte.pfn) == self.huge_zero_pfn;
+        if huge_zero && flags.contains(GupFlags::FOLL_DUMP) {
+            return Follow::Err(Errno::EFAULT);
+        }
+        if flags.contains(GupFlags::FOLL_WRITE) && (huge_zero || pte.pfn == self.zero_pfn) {
+            // The kernel writes into what a FOLL_WRITE walk returns: into
+            // the page every read-only zero mapping shares.
+            let name = if huge_zero {
+                "huge zero page"
+            } else {
+                "zero page"
+            };
+            self.event(
+                EventKind::ZeroPageCorrupted,
+                format!(
+                    "a FOLL_WRITE gup at {addr} follows a read-only {}entry of the {name} (FOLL_COW and dirty): the write lands in the {name}, every mapping of it reads it",
+                    if pte.has(PteFlags::DIRTY) { "dirty " } else { "" }
+                ),
+            );
+        }
         if pte.has(PteFlags::SPECIAL) && pte.pfn != self.zero_pfn {
             // vm_normal_page() is NULL and it is not the zero page.
             if flags.contains(GupFlags::FOLL_DUMP) {
@@ -365,6 +388,13 @@ impl<A: Arch> Machine<A> {
         }
         if flags.contains(GupFlags::FOLL_TOUCH) {
             let mut f = pte.flags | PteFlags::YOUNG;
+            // touch_pmd: before a8f97366452e dirty on every touch.
+            if huge
+                && (flags.contains(GupFlags::FOLL_WRITE)
+                    || self.knobs.thp_touch_dirty == ThpTouchDirty::Always)
+            {
+                f |= PteFlags::DIRTY;
+            }
             if flags.contains(GupFlags::FOLL_WRITE) && pte.has(PteFlags::WRITE) {
                 f |= PteFlags::DIRTY;
                 f.remove(PteFlags::RDONLY);

@@ -319,6 +319,9 @@ pub struct Machine<A: Arch> {
     pub locks: LockModel,
     /// The zero page.
     pub zero_pfn: Pfn,
+    /// The huge zero page, allocated by the first THP read fault
+    /// (`get_huge_zero_page`) and kept from then on.
+    pub huge_zero_pfn: Option<Pfn>,
     /// The x86 vsyscall page.
     pub vsyscall_pfn: Option<Pfn>,
     /// References held by the workload.
@@ -391,6 +394,7 @@ impl<A: Arch> Machine<A> {
             events: Vec::new(),
             locks: LockModel::new(),
             zero_pfn,
+            huge_zero_pfn: None,
             vsyscall_pfn: None,
             held: HeldLedger::default(),
             deferred_tables: Vec::new(),
@@ -832,6 +836,7 @@ impl<A: Arch> Machine<A> {
         let name = |i: u32| self.names.get(i as usize).map_or("?", String::as_str);
         match page.owner {
             Owner::Zero => "ZERO".to_string(),
+            Owner::HugeZero => "HUGE_ZERO".to_string(),
             Owner::Vsyscall => "vsyscall".to_string(),
             Owner::PageTable { level, seq } => format!("pt:L{level}#{seq}"),
             Owner::Anon { name: n, index } => format!("{}[{}]", name(n), index as i32),
@@ -881,6 +886,7 @@ impl<A: Arch> Machine<A> {
         let name = |i: u32| self.names.get(i as usize).map_or("?", String::as_str);
         match p.owner {
             Owner::Zero => "ZERO".to_string(),
+            Owner::HugeZero => "HUGE_ZERO".to_string(),
             Owner::Vsyscall => "vsyscall".to_string(),
             Owner::PageTable { level, seq } => format!("pt:L{level}#{seq}"),
             // A grown-down stack has pages below its original start: index < 0.

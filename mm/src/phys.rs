@@ -90,6 +90,9 @@ pub enum Owner {
     Vsyscall,
     /// Frames of the emulated kernel image / reserved memory.
     Reserved,
+    /// The huge zero page (`mm_get_huge_zero_page`): one PMD-sized compound
+    /// page mapped read-only by every THP read fault that may map it.
+    HugeZero,
 }
 
 /// The emulated `struct page`.

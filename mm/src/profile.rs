@@ -87,6 +87,17 @@ pub enum WpReuseRule {
     AnonExclusive,
 }
 
+/// When `touch_pmd` (`follow_trans_huge_pmd` under FOLL_TOUCH) marks the
+/// PMD dirty (Huge Dirty COW, CVE-2017-1000405).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ThpTouchDirty {
+    /// v4.10 .. 4.14.x: young and dirty on every touch, a read included.
+    Always,
+    /// a8f97366452e (v4.15-rc; in 4.14.5, 4.17, 6.13): dirty only with
+    /// FOLL_WRITE.
+    OnWrite,
+}
+
 /// The knobs of one profile.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Knobs {
@@ -185,6 +196,10 @@ pub struct Knobs {
     /// `can_follow_write_pte` accepts a read-only pte with FOLL_COW and dirty
     /// without asking for FOLL_FORCE.
     pub force_cow_on_read_pin: bool,
+    // Huge Dirty COW (CVE-2017-1000405), spec known-bugs.md §2.5.
+    /// `touch_pmd` sets dirty on every FOLL_TOUCH walk of a huge PMD, or
+    /// only with FOLL_WRITE (a8f97366452e).
+    pub thp_touch_dirty: ThpTouchDirty,
 }
 
 /// A base kernel version.
@@ -283,9 +298,11 @@ impl Base {
                 fork_copy_maybe_pinned: false,
                 ro_pin_unshare: false,
                 force_cow_on_read_pin: false,
+                thp_touch_dirty: ThpTouchDirty::Always,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
+                thp_touch_dirty: ThpTouchDirty::OnWrite,
                 gup_fast_range: GupFastRange::AccessOkThenPermitted,
                 gup_fast_leaf: GupFastLeaf::AccessPermitted,
                 iov_iter_revert: true,
@@ -323,6 +340,7 @@ impl Base {
                 fork_copy_maybe_pinned: true,
                 ro_pin_unshare: true,
                 force_cow_on_read_pin: false,
+                thp_touch_dirty: ThpTouchDirty::OnWrite,
             },
         }
     }
@@ -665,6 +683,11 @@ impl KernelProfile {
                 k.force_cow_on_read_pin.to_string(),
                 "gup with FOLL_GET/FOLL_PIN on a COW mapping breaks COW: 17839856fd58 (5.8), removed by a308c71bf1e6 (5.9)",
             ),
+            (
+                "thp_touch_dirty",
+                format!("{:?}", k.thp_touch_dirty),
+                "touch_pmd marks the PMD dirty on every FOLL_TOUCH walk / only with FOLL_WRITE: a8f97366452e (v4.15-rc, 4.14.5; CVE-2017-1000405 fix)",
+            ),
         ]
     }
 }
@@ -752,6 +775,15 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn touch_pmd_dirties_on_read_only_before_a8f97366452e() {
+        let k = |p: &str| KernelProfile::parse(p).unwrap().knobs.thp_touch_dirty;
+        assert_eq!(k("v4.10"), ThpTouchDirty::Always);
+        assert_eq!(k("v4.10+dirtycow"), ThpTouchDirty::Always);
+        assert_eq!(k("v4.17"), ThpTouchDirty::OnWrite);
+        assert_eq!(k("v6.13"), ThpTouchDirty::OnWrite);
     }
 
     #[test]

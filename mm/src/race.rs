@@ -2,7 +2,9 @@
 //! known-bugs replays (Dirty COW): a second task's `madvise(MADV_DONTNEED)`
 //! runs at one of the retry points of `__get_user_pages` (the walk of a page
 //! that follows a `faultin_page`), and the `/proc/pid/mem` write path
-//! (`mem_rw` → `access_remote_vm`) that races with it.
+//! (`mem_rw` → `access_remote_vm`) that races with it. For Huge Dirty COW
+//! (CVE-2017-1000405) the second task also reads the range back in and
+//! reads it through `/proc/pid/mem` (a FOLL_TOUCH gup of the huge zero PMD).
 
 use vmemu_arch::{Arch, Pfn, VirtAddr};
 
@@ -28,6 +30,10 @@ pub struct GupInterleave {
     pub addr: VirtAddr,
     /// Length.
     pub len: u64,
+    /// After the zap, a read of the byte at `addr` (a read fault) and a
+    /// one-byte `/proc/pid/mem` read there (`access_remote_vm` without
+    /// FOLL_WRITE: a FOLL_TOUCH walk).
+    pub touch: bool,
 }
 
 impl<A: Arch> Machine<A> {
@@ -35,6 +41,17 @@ impl<A: Arch> Machine<A> {
     /// current mm, to run before walk number `before_walk` of the next gup
     /// (0 disarms).
     pub fn interleave_dontneed(&mut self, addr: VirtAddr, len: u64, before_walk: u32) {
+        self.arm_interleave(addr, len, before_walk, false);
+    }
+
+    /// As [`Machine::interleave_dontneed`], and after the zap the second
+    /// task reads the byte at `addr` (faulting it back in) and reads it once
+    /// more through `/proc/pid/mem` (LTP thp04's second thread).
+    pub fn interleave_dontneed_touch(&mut self, addr: VirtAddr, len: u64, before_walk: u32) {
+        self.arm_interleave(addr, len, before_walk, true);
+    }
+
+    fn arm_interleave(&mut self, addr: VirtAddr, len: u64, before_walk: u32, touch: bool) {
         if before_walk == 0 {
             self.gup_interleave = None;
             return;
@@ -47,6 +64,7 @@ impl<A: Arch> Machine<A> {
             mm,
             addr,
             len,
+            touch,
         });
     }
 
@@ -72,17 +90,68 @@ impl<A: Arch> Machine<A> {
             }
             Err(e) => Err(e),
         };
+        let shown = |r: Result<u64, Errno>| match r {
+            Ok(v) => v.to_string(),
+            Err(e) => e.to_string(),
+        };
+        let touched = if h.touch {
+            // A user read (a read fault maps what a fresh fault maps), then
+            // a /proc/pid/mem read of the same byte.
+            let b = self.get_user(h.addr, 1);
+            let mut one = [0u8];
+            let n = self.access_remote_vm_read(h.mm, h.addr, &mut one);
+            format!(
+                "; read({}) = {}; access_remote_vm({}, 1, FOLL_FORCE) = {}",
+                h.addr,
+                shown(b),
+                h.addr,
+                shown(n)
+            )
+        } else {
+            String::new()
+        };
         self.current = me;
         self.interleave_log.push(format!(
-            "task {} ran madvise({}, {:#x}, MADV_DONTNEED) before gup walk {walk}: {}",
+            "task {} ran madvise({}, {:#x}, MADV_DONTNEED) before gup walk {walk}: {}{touched}",
             h.task.0,
             h.addr,
             h.len,
-            match r {
-                Ok(()) => "0".to_string(),
-                Err(e) => e.to_string(),
-            }
+            shown(r.map(|()| 0)),
         ));
+    }
+
+    /// `mem_rw` of a read of `/proc/pid/mem` at `addr`: `access_remote_vm`
+    /// with FOLL_FORCE, page by page under `mmap_sem` (read):
+    /// `get_user_pages_remote` of one page (which adds FOLL_TOUCH), copy
+    /// out through the kernel mapping, `put_page`. Returns the bytes read,
+    /// or EIO if none were.
+    pub fn access_remote_vm_read(
+        &mut self,
+        mm: MmId,
+        addr: VirtAddr,
+        buf: &mut [u8],
+    ) -> Result<u64, Errno> {
+        let mut done = 0u64;
+        let len = buf.len() as u64;
+        self.mmap_read_lock(mm)?;
+        while done < len {
+            let cur = addr.wrapping_add(done);
+            let off = cur.offset_in(A::PAGE_SIZE);
+            let n = (A::PAGE_SIZE - off).min(len - done);
+            let mut pages: Vec<Pfn> = Vec::new();
+            let r = self.get_user_pages_remote(mm, cur, 1, GupFlags::FOLL_FORCE, &mut pages);
+            let Some(&page) = pages.first().filter(|_| matches!(r, Ok(1))) else {
+                break;
+            };
+            let pa = page.addr(A::PAGE_SHIFT).add(off);
+            let _ = self
+                .phys
+                .read(pa, &mut buf[done as usize..(done + n) as usize]);
+            let _ = self.put_page(page);
+            done += n;
+        }
+        self.mmap_read_unlock(mm);
+        if done == 0 { Err(Errno::EIO) } else { Ok(done) }
     }
 
     /// `mem_rw` of a write to `/proc/pid/mem` at `addr`: `access_remote_vm`
@@ -262,5 +331,155 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Huge Dirty COW (LTP thp04): returns the byte a second huge-zero-backed
+    /// mapping reads afterwards and whether `zero_page_corrupted` was raised.
+    fn huge_dirtycow<A: Arch>(kernel: &str, before_walk: u32) -> (u8, bool) {
+        use vmemu_arch::Level;
+        let mut m = Machine::<A>::new(KernelProfile::parse(kernel).unwrap(), 256 << 20).unwrap();
+        let mm = m.current_mm();
+        let pmd = A::entry_span(Level(A::levels() as u8 - 2));
+        let ro = Prot {
+            read: true,
+            write: false,
+            exec: false,
+        };
+        let huge = MapFlags {
+            hugepage: true,
+            ..MapFlags::default()
+        };
+        let region = |m: &mut Machine<A>, name: &str| {
+            let a = m
+                .mmap(mm, None, 2 * pmd, ro, huge, Backing::Anon, name)
+                .unwrap();
+            let r = vmemu_arch::VirtAddr((a.0 + pmd - 1) & !(pmd - 1));
+            assert_eq!(m.get_user(r, 1), Ok(0));
+            r
+        };
+        let r = region(&mut m, "r");
+        let z = region(&mut m, "z");
+        m.interleave_dontneed_touch(r, pmd, before_walk);
+        assert_eq!(
+            m.access_remote_vm_write(mm, r.wrapping_add(64), &[0xee; 8]),
+            Ok(8)
+        );
+        let b = m.get_user(z.wrapping_add(64), 1).unwrap() as u8;
+        let hit = m
+            .events
+            .iter()
+            .any(|e| e.kind == EventKind::ZeroPageCorrupted);
+        assert_eq!(
+            m.check_invariants().is_err(),
+            b != 0,
+            "{kernel} {before_walk}"
+        );
+        (b, hit)
+    }
+
+    #[test]
+    fn huge_dirtycow_writes_the_huge_zero_page_on_v4_10_only() {
+        for w in 0..=4 {
+            let want = if w == 2 { (0xee, true) } else { (0, false) };
+            assert_eq!(huge_dirtycow::<X86_64>("v4.10", w), want, "walk {w}");
+            assert_eq!(huge_dirtycow::<Arm64>("v4.10", w), want, "walk {w}");
+            assert_eq!(huge_dirtycow::<Ppc64>("v4.10", w), want, "walk {w}");
+            for k in ["v4.17", "v6.13"] {
+                assert_eq!(huge_dirtycow::<X86_64>(k, w), (0, false), "{k} walk {w}");
+                assert_eq!(huge_dirtycow::<Arm64>(k, w), (0, false), "{k} walk {w}");
+                assert_eq!(huge_dirtycow::<Ppc64>(k, w), (0, false), "{k} walk {w}");
+            }
+        }
+    }
+
+    /// The huge zero page outside the race: a read fault of a whole aligned
+    /// PMD in a `huge` VMA maps it (shared by every such mapping, no
+    /// reference per mapping); a zap of part of it splits the PMD into
+    /// small zero ptes; a read that does not cover a whole PMD maps the
+    /// small zero page; and the checker flags a huge zero page that is not
+    /// zero by itself.
+    #[test]
+    fn huge_zero_page_mapping_split_and_check() {
+        use vmemu_arch::{Level, VirtAddr};
+        fn run<A: Arch>() {
+            let mut m =
+                Machine::<A>::new(KernelProfile::parse("v4.10").unwrap(), 64 << 20).unwrap();
+            let mm = m.current_mm();
+            let pmd = A::entry_span(Level(A::levels() as u8 - 2));
+            let ro = Prot {
+                read: true,
+                write: false,
+                exec: false,
+            };
+            let huge = MapFlags {
+                hugepage: true,
+                ..MapFlags::default()
+            };
+            let a = m
+                .mmap(
+                    mm,
+                    Some(VirtAddr(4 * pmd)),
+                    pmd,
+                    ro,
+                    huge,
+                    Backing::Anon,
+                    "a",
+                )
+                .unwrap();
+            let b = m
+                .mmap(
+                    mm,
+                    Some(VirtAddr(8 * pmd)),
+                    pmd,
+                    ro,
+                    huge,
+                    Backing::Anon,
+                    "b",
+                )
+                .unwrap();
+            let c = m
+                .mmap(
+                    mm,
+                    Some(VirtAddr(12 * pmd)),
+                    pmd / 2,
+                    ro,
+                    huge,
+                    Backing::Anon,
+                    "c",
+                )
+                .unwrap();
+            for x in [a, b, c] {
+                assert_eq!(m.get_user(x.wrapping_add(8), 1), Ok(0));
+            }
+            let name = |m: &Machine<A>, x: VirtAddr| {
+                m.page_name(m.user_pa(mm, x).unwrap().pfn(A::PAGE_SHIFT))
+            };
+            assert_eq!(name(&m, a), "HUGE_ZERO");
+            assert_eq!(name(&m, b.wrapping_add(A::PAGE_SIZE)), "HUGE_ZERO");
+            assert_eq!(name(&m, c), "ZERO");
+            let hz = m.huge_zero_pfn.unwrap();
+            assert_eq!(m.phys.page(hz).refcount, 1);
+            assert_eq!(m.phys.page(hz).mapcount, 0);
+            m.check_invariants().unwrap();
+            // Zapping one page splits the PMD: small zero ptes around it.
+            m.madvise_dontneed(mm, a, A::PAGE_SIZE).unwrap();
+            assert_eq!(name(&m, a.wrapping_add(A::PAGE_SIZE)), "ZERO");
+            assert!(m.user_pa(mm, a).is_none());
+            assert_eq!(name(&m, b), "HUGE_ZERO");
+            m.check_invariants().unwrap();
+            // A byte in the huge zero page shows through b, and the checker
+            // names it.
+            m.phys.write(hz.addr(A::PAGE_SHIFT).add(8), &[7]).unwrap();
+            assert_eq!(m.get_user(b.wrapping_add(8), 1), Ok(7));
+            let errs = m.check_invariants().unwrap_err();
+            assert!(
+                errs.iter()
+                    .any(|e| e.contains("huge zero page is not zero")),
+                "{errs:?}"
+            );
+        }
+        run::<X86_64>();
+        run::<Arm64>();
+        run::<Ppc64>();
     }
 }

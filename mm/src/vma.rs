@@ -280,10 +280,22 @@ impl<A: Arch> Machine<A> {
         let t = pgtable::alloc_table::<A>(&mut self.phys, child, &mut self.table_seq)
             .ok_or(Errno::ENOMEM)?;
         let per = A::entry_span(child) / A::PAGE_SIZE;
+        // __split_huge_zero_page_pmd: the small zero page in every pte,
+        // special and clean.
+        let huge_zero = Some(slot.pte.pfn) == self.huge_zero_pfn;
         for i in 0..A::entries(child) as u64 {
-            let pte = Pte {
-                flags: slot.pte.flags,
-                pfn: Pfn(slot.pte.pfn.0 + i * per),
+            let pte = if huge_zero {
+                let mut f = slot.pte.flags | PteFlags::SPECIAL;
+                f.remove(PteFlags::WRITE | PteFlags::DIRTY);
+                Pte {
+                    flags: f,
+                    pfn: self.zero_pfn,
+                }
+            } else {
+                Pte {
+                    flags: slot.pte.flags,
+                    pfn: Pfn(slot.pte.pfn.0 + i * per),
+                }
             };
             let raw = A::encode(self.family(), child, pte);
             self.phys
@@ -296,7 +308,7 @@ impl<A: Arch> Machine<A> {
             .map_err(|_| Errno::EFAULT)?;
         // The compound page is now mapped by many leaves: each holds a
         // reference and a mapping.
-        if !slot.pte.has(PteFlags::SPECIAL) && self.phys.pfn_valid(slot.pte.pfn) {
+        if !slot.pte.has(PteFlags::SPECIAL) && self.phys.pfn_valid(slot.pte.pfn) && !huge_zero {
             let n = A::entries(child) as u32;
             let head = self.phys.compound_head(slot.pte.pfn);
             self.phys.get_page(head, n - 1);
@@ -309,6 +321,9 @@ impl<A: Arch> Machine<A> {
     pub(crate) fn drop_mapping(&mut self, pte: Pte) {
         if pte.has(PteFlags::SPECIAL) || !self.phys.pfn_valid(pte.pfn) || pte.pfn == self.zero_pfn {
             return;
+        }
+        if Some(self.phys.compound_head(pte.pfn)) == self.huge_zero_pfn {
+            return; // no reference per mapping (put_huge_zero_page)
         }
         if !pte.has(PteFlags::PRESENT) {
             return;
