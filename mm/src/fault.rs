@@ -411,7 +411,12 @@ impl<A: Arch> Machine<A> {
         let reuse = anon
             && match self.knobs.wp_reuse_rule {
                 // reuse_swap_page(): mapped once; other references ignored.
-                WpReuseRule::Mapcount => page.mapcount == 1,
+                // For a THP mapped by ptes it asks page_trans_huge_mapcount(),
+                // the largest mapcount of one subpage; the emulator keeps the
+                // pte mappings of all subpages on the head, so it takes their
+                // mean, rounded up (exact until a fork is partly unmapped,
+                // and then it errs towards copying).
+                WpReuseRule::Mapcount => page.mapcount.div_ceil(1 << page.order) == 1,
                 // 09854ba94c6a: the mapping's reference must be the only one.
                 WpReuseRule::Refcount => page.mapcount == 1 && page.refcount == 1,
                 // 6c287605fd56: an exclusive page whatever its references.
