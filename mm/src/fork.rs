@@ -253,13 +253,24 @@ impl<A: Arch> Machine<A> {
         Ok(())
     }
 
-    /// Remembers that `pfn` was pinned through `va` of `mm`.
+    /// Remembers that `pfn` was pinned through `va` of `mm`. The origin is
+    /// recorded when the gup call returns; if the process no longer maps
+    /// `pfn` there by then (a second task discarded the range inside the
+    /// call, after the fast path had pinned it), the owner discarded it
+    /// and the origin starts out forgotten.
     pub fn note_pin(&mut self, mm: MmId, va: VirtAddr, pfn: Pfn) {
+        let va = va.align_down(A::PAGE_SIZE);
+        let live = crate::pgtable::lookup::<A>(&self.phys, self.family(), self.mm(mm).pgd, va)
+            .filter(|s| s.pte.has(PteFlags::LEAF) && s.pte.has(PteFlags::PRESENT))
+            .is_some_and(|s| {
+                let span = A::entry_span(s.level);
+                Pfn(s.pte.pfn.0 + va.offset_in(span) / A::PAGE_SIZE) == pfn
+            });
         self.pin_origins.push(PinOrigin {
             mm,
-            va: va.align_down(A::PAGE_SIZE),
+            va,
             pfn,
-            live: true,
+            live,
             reported: false,
         });
     }
