@@ -37,14 +37,7 @@ impl Probe {
                 .records
                 .iter()
                 .any(|r| r.events.iter().any(|x| x.split(':').next() == Some(e))),
-            Probe::Pages(var) => {
-                let prefix = format!("{var} = ");
-                run.records.iter().any(|r| {
-                    r.op != "expect"
-                        && r.text.trim_start().starts_with(&prefix)
-                        && !r.pages.is_empty()
-                })
-            }
+            Probe::Pages(var) => report::find(run, var).is_some_and(|r| !r.pages.is_empty()),
         }
     }
 

@@ -743,7 +743,7 @@ pub fn run_workloads(names: &[&'static str]) -> Result<Runs, String> {
 }
 
 /// The record of `var = ...` in a run.
-fn find<'a>(run: &'a Run, var: &str) -> Option<&'a Record> {
+pub(crate) fn find<'a>(run: &'a Run, var: &str) -> Option<&'a Record> {
     let prefix = format!("{var} = ");
     run.records
         .iter()
