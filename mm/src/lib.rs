@@ -19,8 +19,7 @@
 //! assert_eq!(m.page_name(pages[1]), "buf[1]");
 //! ```
 
-// `unsafe` only in `phys`'s host module (`mm/src/phys_host.rs`), which
-// allows it for itself.
+// `unsafe` only in `phys` (guest memory), which allows it for itself.
 #![deny(unsafe_code)]
 
 pub mod check;
