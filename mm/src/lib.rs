@@ -19,7 +19,8 @@
 //! assert_eq!(m.page_name(pages[1]), "buf[1]");
 //! ```
 
-// `unsafe` only in `phys` (guest memory), which allows it for itself.
+// `unsafe_code` is allowed only in `phys` (guest memory), which allows it
+// for itself.
 #![deny(unsafe_code)]
 
 pub mod check;
