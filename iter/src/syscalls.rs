@@ -34,7 +34,8 @@ use vmemu_mm::{Errno, GupFlags};
 
 use crate::Sys;
 use crate::iov_iter::{Dir, IovIter, Iovec, UIO_MAXIOV};
-use crate::pipe::{BufOps, PIPE_BUF_FLAG_GIFT, SPLICE_F_GIFT, SPLICE_F_NONBLOCK};
+use crate::pipe::{BufOps, PIPE_BUF_FLAG_GIFT};
+use crate::splice::{SPLICE_F_GIFT, SPLICE_F_NONBLOCK};
 
 /// `O_DIRECT` (x86 and arm64 value).
 pub const O_DIRECT: u32 = 0o40000;
