@@ -722,7 +722,7 @@ impl<'w, A: Arch> Runner<'w, A> {
     fn held_pages(&self, unowned: bool) -> Vec<(Pfn, u64)> {
         let m = &self.sys.m;
         let mut held: std::collections::BTreeMap<Pfn, u64> = m
-            .held
+            .held()
             .iter()
             .map(|(p, h)| (p, u64::from(h.refs) + u64::from(h.pins)))
             .collect();

@@ -58,10 +58,9 @@ pub struct ForkStats {
     pub copied: u32,
 }
 
-/// `is_cow_mapping`: private and may be written.
-pub(crate) fn is_cow_mapping(flags: VmFlags) -> bool {
-    flags & (VmFlags::VM_SHARED | VmFlags::VM_MAYWRITE) == VmFlags::VM_MAYWRITE
-}
+// `is_cow_mapping` lives beside `VmFlags` in `mm` (`include/linux/mm.h`);
+// re-exported under the path gup uses.
+pub(crate) use crate::mm::is_cow_mapping;
 
 impl<A: Arch> Machine<A> {
     /// `fork()` of the current task: returns the child's pid (task id) and
