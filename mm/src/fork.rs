@@ -19,7 +19,7 @@
 //!   was taken; [`Machine::check_pin_views`] (in `check`) compares it with
 //!   what the process maps there now.
 
-use vmemu_arch::{Arch, ArchId, Pfn, Pte, PteFlags, VirtAddr};
+use vmemu_arch::{Arch, Pfn, Pte, PteFlags, VirtAddr};
 
 use crate::errno::Errno;
 use crate::mm::{Machine, Task, VmFlags, Vma};
@@ -198,10 +198,7 @@ impl<A: Arch> Machine<A> {
         let mut flags = pte.flags;
         if cow && flags.contains(PteFlags::WRITE) {
             // ptep_set_wrprotect in the parent, and the same for the child.
-            flags.remove(PteFlags::WRITE);
-            if A::ID == ArchId::Arm64 {
-                flags |= PteFlags::RDONLY;
-            }
+            flags = A::pte_wrprotect(flags);
             let raw = A::encode(
                 self.family(),
                 A::leaf_level(),

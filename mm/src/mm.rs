@@ -393,7 +393,7 @@ impl<A: Arch> Machine<A> {
     pub fn mm_alloc(&mut self) -> Result<MmId, MachineError> {
         let pgd = pgtable::alloc_table::<A>(&mut self.phys, Level(0), &mut self.table_seq)
             .ok_or(MachineError::NoMemory)?;
-        if A::TABLE_PERMS {
+        if A::SHARED_KERNEL_PGD {
             let first = A::pgd_index(VirtAddr(self.layout.page_offset));
             for i in first..A::entries(Level(0)) {
                 let raw = self.phys.read_entry(self.init_pgd.add(i as u64 * 8))?;
@@ -547,18 +547,16 @@ impl<A: Arch> Machine<A> {
         }
         if r || flags.contains(VmFlags::VM_WRITE) {
             f |= PteFlags::READ | PteFlags::USER;
-        } else if A::ID == vmemu_arch::ArchId::Arm64 {
-            // arm64 PAGE_EXECONLY: valid with PTE_USER clear.
         } else {
-            f |= PteFlags::USER;
+            f |= A::exec_only_prot();
         }
         if x {
             f |= PteFlags::EXEC;
         }
         if w {
             f |= PteFlags::WRITE | PteFlags::DIRTY;
-        } else if A::ID == vmemu_arch::ArchId::Arm64 {
-            f |= PteFlags::RDONLY;
+        } else {
+            f = A::pte_wrprotect(f);
         }
         f
     }

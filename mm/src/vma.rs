@@ -332,7 +332,7 @@ impl<A: Arch> Machine<A> {
         let head = self.phys.compound_head(pte.pfn);
         let p = self.phys.page_mut(head);
         p.mapcount = p.mapcount.saturating_sub(1);
-        if self.lockless_walkers > 0 && A::ID == vmemu_arch::ArchId::X86_64 {
+        if self.lockless_walkers > 0 && A::TLB_FLUSH_IPI {
             // The TLB flush IPI cannot complete while a walker has IRQs
             // off: the page is freed after it leaves.
             self.deferred_pages.push(head);
