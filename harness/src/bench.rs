@@ -608,7 +608,7 @@ fn copy_rows<A: Arch>(
 
 struct MatrixGroup {
     ws: Vec<Workload>,
-    plan: Vec<(usize, ArchId, String)>,
+    plan: Vec<(usize, ArchId, vmemu_mm::KernelProfile)>,
     pools: Vec<(usize, rayon::ThreadPool)>,
 }
 

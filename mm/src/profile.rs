@@ -5,6 +5,7 @@
 //! Names are written `v4.10`, `v4.10+capper`, `v4.10+layton`, `v4.17`, `v6.13`.
 
 use std::fmt;
+use std::str::FromStr;
 
 use vmemu_arch::Family;
 
@@ -261,7 +262,24 @@ impl Base {
         (Base::V4_17, "v4.17"),
         (Base::V6_13, "v6.13"),
     ];
-    fn name(self) -> &'static str {
+    /// Every base, oldest first.
+    pub const IN_ORDER: [Base; 3] = [Base::V4_10, Base::V4_17, Base::V6_13];
+
+    /// The oldest base.
+    #[must_use]
+    pub const fn oldest() -> Base {
+        Self::IN_ORDER[0]
+    }
+
+    /// The newest base.
+    #[must_use]
+    pub const fn newest() -> Base {
+        Self::IN_ORDER[Self::IN_ORDER.len() - 1]
+    }
+
+    /// The printed name (`v4.10`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
         Self::ALL
             .iter()
             .find(|(b, _)| *b == self)
@@ -516,6 +534,72 @@ impl KernelProfile {
         })
     }
 
+    /// A base without overlays.
+    #[must_use]
+    pub fn of_base(base: Base) -> Self {
+        Self {
+            base,
+            overlays: Vec::new(),
+            knobs: base.knobs(),
+        }
+    }
+
+    /// The newest base without overlays: the profile a workload without a
+    /// `kernels` line runs under, and the one the host differential and the
+    /// benches model.
+    #[must_use]
+    pub fn newest() -> Self {
+        Self::of_base(Base::newest())
+    }
+
+    /// The profiles `vmemu list` shows, resolved.
+    #[must_use]
+    pub fn builtins() -> Vec<Self> {
+        Self::builtin_names()
+            .iter()
+            .filter_map(|n| Self::parse(n).ok())
+            .collect()
+    }
+
+    /// The printed name (`v4.10+capper`): the base, then each overlay in
+    /// the order given. Parsing it gives this profile back.
+    #[must_use]
+    pub fn name(&self) -> String {
+        self.to_string()
+    }
+
+    /// Whether the built-in profiles show GUP pins vs fork (CVE-2020-29374)
+    /// in its three eras on this profile's base: the base itself (mapcount
+    /// reuse), `+cow-break-on-pin` (17839856fd58, 5.8) and
+    /// `+wp-page-count` (09854ba94c6a, 5.9). True for every profile on
+    /// that base (v4.17), overlays or not.
+    #[must_use]
+    pub fn has_gup_fork_eras(&self) -> bool {
+        Self::builtins()
+            .iter()
+            .any(|b| b.base == self.base && b.knobs.force_cow_on_read_pin)
+    }
+
+    /// `self` with `overlay` on top, when `self` is exactly the tree the
+    /// patch was posted against (no other overlay); `None` otherwise.
+    /// Layton's Feb 2017 `iov_iter_get_pages_alloc` patch (`+layton`, and
+    /// `+layton-intended`, the rule its message states) was posted against
+    /// v4.10.
+    #[must_use]
+    pub fn as_posted_with(&self, overlay: Overlay) -> Option<Self> {
+        let posted_on = match overlay {
+            Overlay::Layton | Overlay::LaytonIntended => Base::V4_10,
+            _ => return None,
+        };
+        if self.base != posted_on || !self.overlays.is_empty() {
+            return None;
+        }
+        let mut p = self.clone();
+        overlay.apply(&mut p.knobs).ok()?;
+        p.overlays.push(overlay);
+        Some(p)
+    }
+
     /// The profiles `vmemu list` shows and the matrix defaults to.
     #[must_use]
     pub fn builtin_names() -> &'static [&'static str] {
@@ -699,6 +783,13 @@ impl fmt::Display for KernelProfile {
             write!(f, "+{}", o.name())?;
         }
         Ok(())
+    }
+}
+
+impl FromStr for KernelProfile {
+    type Err = ProfileError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
     }
 }
 
