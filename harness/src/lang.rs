@@ -6,6 +6,8 @@
 
 use std::fmt;
 
+use vmemu_mm::KernelProfile;
+
 /// A position in a script (1-based line and column).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Span {
@@ -63,8 +65,8 @@ pub enum Expr {
 pub struct Qual {
     /// Arches (empty = all).
     pub arches: Vec<String>,
-    /// Profiles (empty = all).
-    pub kernels: Vec<String>,
+    /// Profiles (empty = all), resolved at parse time.
+    pub kernels: Vec<KernelProfile>,
 }
 
 /// Options of `map`.
@@ -210,8 +212,8 @@ pub struct Workload {
     pub file: String,
     /// The full source (for run-time errors with carets).
     pub source: String,
-    /// Declared profiles (`kernels` line).
-    pub kernels: Vec<String>,
+    /// Declared profiles (`kernels` line), resolved at parse time.
+    pub kernels: Vec<KernelProfile>,
     /// Declared arches (`arches` line); empty = all.
     pub arches: Vec<String>,
     /// Physical memory size expression.
@@ -551,10 +553,8 @@ fn parse_qual(c: &mut Cursor<'_>) -> Result<Qual, ScriptError> {
                     }
                     let at = c.pos;
                     c.word();
-                    if let Err(e) = vmemu_mm::KernelProfile::parse(w) {
-                        return Err(c.err_at(at + 1, e.to_string()));
-                    }
-                    q.kernels.push(w.to_string());
+                    let p = KernelProfile::parse(w).map_err(|e| c.err_at(at + 1, e.to_string()))?;
+                    q.kernels.push(p);
                 }
             }
             Some(w) => {
@@ -713,6 +713,7 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
         let kind = match kw {
             "kernels" | "arches" => {
                 let mut v = Vec::new();
+                let mut profiles = Vec::new();
                 while let Some(wd) = c.peek_word() {
                     if wd.starts_with('#') {
                         break;
@@ -720,8 +721,10 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                     let at = c.pos;
                     c.word();
                     if kw == "kernels" {
-                        vmemu_mm::KernelProfile::parse(wd)
-                            .map_err(|e| c.err_at(at + 1, e.to_string()))?;
+                        profiles.push(
+                            KernelProfile::parse(wd)
+                                .map_err(|e| c.err_at(at + 1, e.to_string()))?,
+                        );
                     } else if wd.parse::<vmemu_arch::ArchId>().is_err() {
                         return Err(c.err_at(
                             at + 1,
@@ -739,7 +742,7 @@ pub fn parse(file: &str, src: &str) -> Result<Workload, ScriptError> {
                     )));
                 }
                 if kw == "kernels" {
-                    w.kernels = v
+                    w.kernels = profiles
                 } else {
                     w.arches = v
                 }
@@ -1122,7 +1125,12 @@ mod tests {
             expect r.pages == [victim[0], victim[1]] on arm64 ppc64 kernel v4.10\n\
             release r\n";
         let w = parse("t.vmw", src).unwrap();
-        assert_eq!(w.kernels, ["v4.10", "v4.10+capper", "v6.13"]);
+        let names = |v: &[KernelProfile]| v.iter().map(KernelProfile::name).collect::<Vec<_>>();
+        assert_eq!(names(&w.kernels), ["v4.10", "v4.10+capper", "v6.13"]);
+        assert_eq!(
+            w.kernels[1].knobs.gup_fast_range,
+            vmemu_mm::profile::GupFastRange::Capper
+        );
         assert_eq!(w.stmts.len(), 7);
         let StmtKind::SetFs(true, body) = &w.stmts[3].kind else {
             panic!()
@@ -1133,7 +1141,7 @@ mod tests {
             panic!()
         };
         assert_eq!(p, &["victim[0]", "victim[1]"]);
-        assert_eq!(w.stmts[5].qual.kernels, ["v4.10"]);
+        assert_eq!(names(&w.stmts[5].qual.kernels), ["v4.10"]);
     }
 
     fn err(src: &str) -> ScriptError {

@@ -158,18 +158,19 @@ pub fn applies(w: &Workload, arch: ArchId) -> bool {
     w.arches.is_empty() || w.arches.iter().any(|a| a == arch.name())
 }
 
-/// The profiles a workload runs under by default.
+/// The profiles a workload runs under by default: its `kernels` line, else
+/// the newest base.
 #[must_use]
-pub fn default_kernels(w: &Workload) -> Vec<String> {
+pub fn default_kernels(w: &Workload) -> Vec<KernelProfile> {
     if w.kernels.is_empty() {
-        vec!["v6.13".to_string()]
+        vec![KernelProfile::newest()]
     } else {
         w.kernels.clone()
     }
 }
 
 /// Runs `w` on `arch` under `kernel`.
-pub fn run(w: &Workload, arch: ArchId, kernel: &str) -> Result<Run, ScriptError> {
+pub fn run(w: &Workload, arch: ArchId, kernel: &KernelProfile) -> Result<Run, ScriptError> {
     run_with(w, arch, kernel, &RunOptions::default())
 }
 
@@ -178,7 +179,7 @@ pub fn run(w: &Workload, arch: ArchId, kernel: &str) -> Result<Run, ScriptError>
 pub fn run_with(
     w: &Workload,
     arch: ArchId,
-    kernel: &str,
+    kernel: &KernelProfile,
     opts: &RunOptions,
 ) -> Result<Run, ScriptError> {
     with_arch!(arch, A => Runner::<A>::start_with(w, kernel, *opts)?.run())
@@ -200,13 +201,18 @@ pub fn count_statements(stmts: &[Stmt]) -> usize {
 /// (the language has no branches: qualifiers decide statically; a `repeat`
 /// body counts once per iteration).
 #[must_use]
-pub fn executed_spans(w: &Workload, arch: ArchId, kernel: &str) -> Vec<Span> {
+pub fn executed_spans(w: &Workload, arch: ArchId, kernel: &KernelProfile) -> Vec<Span> {
     executed_spans_capped(w, arch, kernel, usize::MAX)
 }
 
 /// [`executed_spans`], stopping after `cap` spans.
-fn executed_spans_capped(w: &Workload, arch: ArchId, kernel: &str, cap: usize) -> Vec<Span> {
-    fn rec(stmts: &[Stmt], arch: ArchId, kernel: &str, out: &mut Vec<Span>, cap: usize) {
+fn executed_spans_capped(
+    w: &Workload,
+    arch: ArchId,
+    kernel: &KernelProfile,
+    cap: usize,
+) -> Vec<Span> {
+    fn rec(stmts: &[Stmt], arch: ArchId, kernel: &KernelProfile, out: &mut Vec<Span>, cap: usize) {
         for s in stmts {
             if out.len() >= cap {
                 return;
@@ -214,7 +220,7 @@ fn executed_spans_capped(w: &Workload, arch: ArchId, kernel: &str, cap: usize) -
             let q = &s.qual;
             let arch_ok =
                 q.arches.is_empty() || q.arches.iter().any(|a| a == arch.name() || a == "all");
-            let kernel_ok = q.kernels.is_empty() || q.kernels.iter().any(|k| k == kernel);
+            let kernel_ok = q.kernels.is_empty() || q.kernels.contains(kernel);
             if arch_ok && kernel_ok {
                 out.push(s.span);
                 match &s.kind {
@@ -239,7 +245,7 @@ fn executed_spans_capped(w: &Workload, arch: ArchId, kernel: &str, cap: usize) -
 /// statement past the bound.
 pub fn check_step_budget(
     ws: &[Workload],
-    plan: &[(usize, ArchId, String)],
+    plan: &[(usize, ArchId, KernelProfile)],
     max_steps: u64,
 ) -> Result<(), ScriptError> {
     let mut total = 0u64;
@@ -269,7 +275,7 @@ pub fn check_step_budget(
 pub fn explain(
     w: Option<&Workload>,
     arch: ArchId,
-    kernel: &str,
+    kernel: &KernelProfile,
     addr: &str,
 ) -> Result<String, ScriptError> {
     with_arch!(arch, A => explain_in::<A>(w, kernel, addr))
@@ -277,7 +283,7 @@ pub fn explain(
 
 fn explain_in<A: Arch>(
     w: Option<&Workload>,
-    kernel: &str,
+    kernel: &KernelProfile,
     addr: &str,
 ) -> Result<String, ScriptError> {
     use std::fmt::Write as _;
@@ -424,6 +430,8 @@ pub(crate) struct Var {
 
 pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) w: &'w Workload,
+    /// The printed name of the profile (`sys.m.profile`), for records and
+    /// messages.
     pub(crate) kernel: String,
     pub(crate) sys: Sys<A>,
     pub(crate) maps: HashMap<String, (VirtAddr, u64)>,
@@ -474,11 +482,15 @@ fn prot_of(s: &str) -> Prot {
 }
 
 impl<'w, A: Arch> Runner<'w, A> {
-    fn start(w: &'w Workload, kernel: &str) -> Result<Self, ScriptError> {
+    fn start(w: &'w Workload, kernel: &KernelProfile) -> Result<Self, ScriptError> {
         Self::start_with(w, kernel, RunOptions::default())
     }
 
-    fn start_with(w: &'w Workload, kernel: &str, opts: RunOptions) -> Result<Self, ScriptError> {
+    fn start_with(
+        w: &'w Workload,
+        kernel: &KernelProfile,
+        opts: RunOptions,
+    ) -> Result<Self, ScriptError> {
         let n = count_statements(&w.stmts);
         if n > opts.limits.max_statements {
             let span = nth_statement(&w.stmts, opts.limits.max_statements).unwrap_or_default();
@@ -491,12 +503,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 ),
             ));
         }
-        let profile = KernelProfile::parse(kernel).map_err(|e| ScriptError {
-            file: w.file.clone(),
-            span: Span { line: 0, col: 0 },
-            msg: e.to_string(),
-            source_line: String::new(),
-        })?;
+        let profile = kernel.clone();
         let mut size = DEFAULT_PHYS_SIZE;
         if let Some(e) = &w.mem {
             let layout = A::layout(profile.knobs.family);
@@ -556,7 +563,7 @@ impl<'w, A: Arch> Runner<'w, A> {
     fn applies(&self, q: &Qual) -> bool {
         let arch_ok =
             q.arches.is_empty() || q.arches.iter().any(|a| a == A::ID.name() || a == "all");
-        let kernel_ok = q.kernels.is_empty() || q.kernels.contains(&self.kernel);
+        let kernel_ok = q.kernels.is_empty() || q.kernels.contains(&self.sys.m.profile);
         arch_ok && kernel_ok
     }
 
@@ -2183,13 +2190,14 @@ mod repeat_tests {
     fn repeat_counts_every_iteration_and_elides_the_middle() {
         let src = "map m 1 page rw\nrepeat 100 {\n  c = clear_user(m, 1)\n}\nexpect c == 0\n";
         let w = lang::parse("rep.vmw", src).unwrap();
-        let plan = vec![(0usize, ArchId::X86_64, "v4.10".to_string())];
+        let v4_10: vmemu_mm::KernelProfile = "v4.10".parse().unwrap();
+        let plan = vec![(0usize, ArchId::X86_64, v4_10.clone())];
         // 1 map + 1 repeat + 100 bodies + 1 expect = 103 statements.
         assert!(super::check_step_budget(std::slice::from_ref(&w), &plan, 103).is_ok());
         let e = super::check_step_budget(std::slice::from_ref(&w), &plan, 102).unwrap_err();
         assert!(e.msg.contains("more than 102 statements"), "{}", e.msg);
         assert_eq!(e.span.line, 5);
-        let r = super::run(&w, ArchId::X86_64, "v4.10").unwrap();
+        let r = super::run(&w, ArchId::X86_64, &v4_10).unwrap();
         assert!(r.summary.passed);
         let ops: Vec<&str> = r.records.iter().map(|x| x.op.as_str()).collect();
         assert_eq!(
