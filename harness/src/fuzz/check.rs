@@ -60,14 +60,14 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 
 /// A run, its script error, or the panic it raised.
 enum Ran {
-    Ok(Run),
+    Ok(Box<Run>),
     ScriptError(String),
     Panic(String),
 }
 
 fn run_caught(w: &lang::Workload, arch: ArchId, kernel: &str, opts: &RunOptions) -> Ran {
     match catch_unwind(AssertUnwindSafe(|| run::run_with(w, arch, kernel, opts))) {
-        Ok(Ok(r)) => Ran::Ok(r),
+        Ok(Ok(r)) => Ran::Ok(Box::new(r)),
         Ok(Err(e)) => Ran::ScriptError(e.to_string()),
         Err(p) => Ran::Panic(panic_message(&p)),
     }
