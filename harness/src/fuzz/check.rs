@@ -73,24 +73,6 @@ fn run_caught(w: &lang::Workload, arch: ArchId, kernel: &str, opts: &RunOptions)
     }
 }
 
-fn page_size(a: ArchId) -> u64 {
-    match a {
-        ArchId::Ppc64 => 64 << 10,
-        _ => 4096,
-    }
-}
-
-/// The arch a portable workload is compared with: one with the same page
-/// size where there is one (x86_64 and arm64), else ppc64 against ppc64-4k.
-fn partner(a: ArchId) -> ArchId {
-    match a {
-        ArchId::X86_64 => ArchId::Arm64,
-        ArchId::Arm64 => ArchId::X86_64,
-        ArchId::Ppc64 => ArchId::Ppc64_4k,
-        ArchId::Ppc64_4k => ArchId::Ppc64,
-    }
-}
-
 /// Whether two return values agree across arches: equal, or — with
 /// different page sizes — both `Q * PAGE_SIZE + R` for the same `Q >= 0`
 /// and `R >= 0` (the workload's sizes are pages plus small offsets).
@@ -129,7 +111,7 @@ fn compare_arches(a: &Run, aa: ArchId, b: &Run, ba: ArchId) -> Option<String> {
             continue;
         }
         let rets_agree = match (x.ret, y.ret) {
-            (Some(u), Some(v)) => same_across(u, page_size(aa), v, page_size(ba)),
+            (Some(u), Some(v)) => same_across(u, aa.page_size(), v, ba.page_size()),
             (u, v) => u == v,
         };
         if !rets_agree || x.pages != y.pages {
@@ -256,7 +238,7 @@ fn against_layton(
             if let Some(v) = classify::run_verdict(&r) {
                 return Some(v.seen("+layton"));
             }
-            let msg = compare_layton(base, &r, page_size(arch))?;
+            let msg = compare_layton(base, &r, arch.page_size())?;
             // Different pages for bytes both calls cover: the patch's
             // wrong bytes (flaw (a)).
             Some(classify::differential(
@@ -269,7 +251,7 @@ fn against_layton(
     }
 }
 
-/// A portable workload on the arch [`partner`] of `arch`.
+/// A portable workload on the partner arch of `arch` (`ArchId::partner`).
 fn against_partner(
     w: &lang::Workload,
     base: &Run,
@@ -277,7 +259,7 @@ fn against_partner(
     kernel: &str,
     opts: &RunOptions,
 ) -> Option<Verdict> {
-    let other = partner(arch);
+    let other = arch.partner();
     match run_caught(w, other, kernel, opts) {
         Ran::Panic(p) => Some(Verdict::failure("panic".into(), p)),
         Ran::ScriptError(_) => None,
