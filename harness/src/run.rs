@@ -150,6 +150,14 @@ pub struct Run {
     pub records: Vec<Record>,
     /// The summary.
     pub summary: Summary,
+    /// The kind of the check that halted the run (its first violation), if
+    /// one did: what the fuzzer classifies by, not the message.
+    pub failed_check: Option<crate::oracle::CheckKind>,
+    /// The emulated kernel's events, typed, in order.
+    pub events: Vec<vmemu_mm::Event>,
+    /// The known-bug classes the profile declares
+    /// ([`vmemu_mm::profile::Knobs::known_bugs`]).
+    pub known_bugs: Vec<vmemu_mm::BugClass>,
 }
 
 /// Whether a workload applies to `arch` (its `arches` line).
@@ -452,6 +460,8 @@ pub(crate) struct Runner<'w, A: Arch> {
     /// An invariant or oracle failed: the rest of the workload is skipped.
     pub(crate) halted: bool,
     pub(crate) violations: usize,
+    /// The kind of the first violation of the check that halted the run.
+    pub(crate) failed_check: Option<crate::oracle::CheckKind>,
     /// Pipe slots created so far (`--max-pipe-buffers`).
     pub(crate) pipe_buffers: usize,
     /// Oracle state (the flat models of the iterators).
@@ -554,6 +564,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             opts,
             halted: false,
             violations: 0,
+            failed_check: None,
             pipe_buffers: 0,
             oracle: crate::oracle::OracleState::default(),
             stale_iters: HashMap::new(),
@@ -611,6 +622,9 @@ impl<'w, A: Arch> Runner<'w, A> {
         Ok(Run {
             records: self.records,
             summary,
+            failed_check: self.failed_check,
+            known_bugs: self.sys.m.knobs.known_bugs(),
+            events: self.sys.m.events,
         })
     }
 
@@ -699,12 +713,15 @@ impl<'w, A: Arch> Runner<'w, A> {
         let iters: Vec<(&str, &IovIter)> =
             self.iters.iter().map(|(n, i)| (n.as_str(), i)).collect();
         if let Err(v) = self.sys.check_invariants(iters) {
-            self.fail_check(s, "invariant", v);
+            let kind = crate::oracle::CheckKind::Invariant(v[0].kind);
+            self.fail_check(s, kind, v.into_iter().map(|x| x.msg).collect());
         }
     }
 
     /// Records a failed invariant or oracle after `s` and halts the run.
-    pub(crate) fn fail_check(&mut self, s: &Stmt, kind: &str, v: Vec<String>) {
+    pub(crate) fn fail_check(&mut self, s: &Stmt, check: crate::oracle::CheckKind, v: Vec<String>) {
+        let kind = check.op();
+        self.failed_check.get_or_insert(check);
         let mut r = self.record(s, kind);
         r.detail = Some(format!("{} violation(s)", v.len()));
         self.push(r);

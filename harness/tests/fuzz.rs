@@ -38,7 +38,7 @@ fn short_seeded_run_passes() {
         match fuzz::check_text(&text, "t.vmw", arch, &p(kernel), &limits) {
             Outcome::Pass => passed += 1,
             Outcome::Rejected(_) => {}
-            Outcome::Fail(sig, msg) => {
+            Outcome::Fail(sig, msg) | Outcome::Find(sig, msg) => {
                 panic!("workload {i} on {arch} under {kernel}: {sig}: {msg}\n{text}")
             }
         }
@@ -67,13 +67,17 @@ fn pipe_advance_fencepost_found_only_when_vulnerable() {
             continue;
         }
         splicing += 1;
-        if let Outcome::Fail(sig, msg) = fuzz::check_text(&text, "t.vmw", arch, vuln, &limits) {
-            assert_eq!(sig, "bug: infoleak", "{msg}\n{text}");
-            assert!(msg.contains("nobody wrote"), "{msg}");
-            found += 1;
+        match fuzz::check_text(&text, "t.vmw", arch, vuln, &limits) {
+            Outcome::Find(sig, msg) => {
+                assert_eq!(sig, "bug: infoleak", "{msg}\n{text}");
+                assert!(msg.contains("nobody wrote"), "{msg}");
+                found += 1;
+            }
+            Outcome::Fail(sig, msg) => panic!("workload {i} on {arch}: {sig}: {msg}\n{text}"),
+            Outcome::Pass | Outcome::Rejected(_) => {}
         }
         for fixed in ["v4.10", "v4.17"] {
-            if let Outcome::Fail(sig, msg) =
+            if let Outcome::Fail(sig, msg) | Outcome::Find(sig, msg) =
                 fuzz::check_text(&text, "t.vmw", arch, &p(fixed), &limits)
             {
                 panic!("workload {i} on {arch} under {fixed}: {sig}: {msg}\n{text}");
@@ -86,7 +90,8 @@ fn pipe_advance_fencepost_found_only_when_vulnerable() {
 
 /// Every shrunk workload the fuzzer found passes now, on the arch and
 /// kernel it was found on and on the other main ones (or is rejected with
-/// a clear error where its header says so).
+/// a clear error where its header says so, or — `finding SIGNATURE` — is
+/// the known-bug finding its profile declares, never a failure).
 #[test]
 fn fuzz_regressions_pass() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
@@ -105,15 +110,17 @@ fn fuzz_regressions_pass() {
         let header = text.lines().next().unwrap();
         let words: Vec<&str> = header
             .strip_prefix("# regression: ")
-            .expect("first line: # regression: ARCH KERNEL [rejected]")
+            .expect("first line: # regression: ARCH KERNEL [rejected | finding SIGNATURE]")
             .split_whitespace()
             .collect();
         let arch: ArchId = words[0].parse().unwrap();
         let kernel = &p(words[1]);
         let rejected = words.get(2) == Some(&"rejected");
+        let finding = (words.get(2) == Some(&"finding")).then(|| words[3..].join(" "));
         let name = f.display().to_string();
         match fuzz::check_text(&text, &name, arch, kernel, &Limits::default()) {
-            Outcome::Pass if !rejected => {}
+            Outcome::Pass if !rejected && finding.is_none() => {}
+            Outcome::Find(sig, _) if finding.as_ref() == Some(&sig) => {}
             Outcome::Rejected(e) if rejected => {
                 assert!(e.contains(&format!("{name}:")), "{e}");
             }
@@ -132,10 +139,12 @@ fn fuzz_regressions_pass() {
         }
         for a in ArchId::MAIN {
             for k in ["v4.10", "v6.13"] {
-                if let Outcome::Fail(sig, msg) =
-                    fuzz::check_text(&text, &name, a, &p(k), &Limits::default())
-                {
-                    panic!("{name} on {a} under {k}: {sig}: {msg}");
+                match fuzz::check_text(&text, &name, a, &p(k), &Limits::default()) {
+                    Outcome::Fail(sig, msg) => panic!("{name} on {a} under {k}: {sig}: {msg}"),
+                    Outcome::Find(sig, msg) if finding.as_ref() != Some(&sig) => {
+                        panic!("{name} on {a} under {k}: {sig}: {msg}")
+                    }
+                    _ => {}
                 }
             }
         }
@@ -320,7 +329,7 @@ fn fuzz_findings_show_only_on_vulnerable_profiles() {
                 continue;
             }
             match fuzz::check_text(&text, &name, arch, kernel, &Limits::default()) {
-                Outcome::Fail(sig, _) => assert_eq!(sig, format!("bug: {event}"), "{name}"),
+                Outcome::Find(sig, _) => assert_eq!(sig, format!("bug: {event}"), "{name}"),
                 other => panic!("{name} on {arch} under {kernel}: {other:?}"),
             }
             for k in fixed.split_whitespace() {

@@ -40,6 +40,7 @@ pub mod profile;
 pub mod race;
 pub mod sync;
 pub mod uaccess;
+pub mod violation;
 pub mod vma;
 
 pub use errno::Errno;
@@ -50,4 +51,5 @@ pub use mm::{
     Backing, DEFAULT_PHYS_SIZE, FileOps, Machine, MkwriteBehaviour, Prot, Task, VmFlags, Vma,
 };
 pub use profile::KernelProfile;
+pub use violation::{BugClass, Violation, ViolationKind};
 pub use vma::MapFlags;
