@@ -1603,7 +1603,14 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
         let _ = std::io::stdout().flush();
     }
     if args.concurrency {
-        return crate::concurrency::main(seed, args, &arches, &kernels, (k, n), deadline);
+        let opts = crate::concurrency::Options {
+            count: args.count,
+            index: args.index,
+            shard: (k, n),
+            json,
+            deadline,
+        };
+        return crate::concurrency::main(seed, &opts, &arches, &kernels);
     }
     let started = Instant::now();
     let indices: Vec<u64> = match args.index {

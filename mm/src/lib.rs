@@ -29,10 +29,12 @@ pub mod event;
 pub mod fault;
 pub mod fork;
 pub mod gup;
-pub mod lockless;
+pub mod gup_fast;
+pub mod khugepaged;
 pub mod mm;
 pub mod pgtable;
 pub mod phys;
+pub mod preempt;
 pub mod profile;
 pub mod race;
 pub mod sync;
@@ -46,5 +48,6 @@ pub use gup::GupFlags;
 pub use mm::{
     Backing, DEFAULT_PHYS_SIZE, FileOps, Machine, MkwriteBehaviour, Prot, Task, VmFlags, Vma,
 };
+pub use preempt::{Preempt, PreemptPoint};
 pub use profile::KernelProfile;
 pub use vma::MapFlags;
