@@ -66,7 +66,15 @@ pub fn schedule(
     check_every: u64,
     broken: bool,
 ) -> Result<ScheduleStats, String> {
-    run(seed, arch, kernel, check_every, broken, &sched::Plan::full()).map_err(|f| f.message)
+    run(
+        seed,
+        arch,
+        kernel,
+        check_every,
+        broken,
+        &sched::Plan::full(),
+    )
+    .map_err(|f| f.message)
 }
 
 fn run(

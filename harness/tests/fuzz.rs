@@ -270,11 +270,17 @@ fn concurrency_catches_a_broken_deferral_rule() {
             .err()
             .filter(|e| e.contains("UseAfterFree") && e.contains("freed"))
     });
-    assert!(caught.is_some(), "no schedule caught a walker reading a freed table");
+    assert!(
+        caught.is_some(),
+        "no schedule caught a walker reading a freed table"
+    );
     // The same schedules pass with the rule.
     for i in 0..20 {
         let a = ArchId::MAIN[(i % 3) as usize];
-        assert!(schedule(schedule_seed(5, i), a, "v6.13", 4, false).is_ok(), "{i}");
+        assert!(
+            schedule(schedule_seed(5, i), a, "v6.13", 4, false).is_ok(),
+            "{i}"
+        );
     }
 }
 
@@ -288,7 +294,11 @@ fn concurrency_long() {
     let mut i = 0u64;
     while total.interleaved_calls < 100_000 {
         let a = ArchId::MAIN[(i % 3) as usize];
-        let k = if (i / 3) % 2 == 0 { "v4.10" } else { "v6.13" };
+        let k = if (i / 3).is_multiple_of(2) {
+            "v4.10"
+        } else {
+            "v6.13"
+        };
         let s = schedule(schedule_seed(11, i), a, k, 8, false)
             .unwrap_or_else(|e| panic!("schedule {i} on {a} under {k}: {e}"));
         total.add(&s);

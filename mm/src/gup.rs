@@ -11,8 +11,8 @@ use crate::event::EventKind;
 use crate::fault::{FaultFlags, VmFault};
 use crate::mm::{Machine, VmFlags, Vma};
 use crate::pgtable;
-use crate::preempt::PreemptPoint;
 use crate::phys::{GUP_PIN_COUNTING_BIAS, PageFlags};
+use crate::preempt::PreemptPoint;
 use crate::profile::{GupFastLeaf, ThpTouchDirty};
 use crate::sync::MmId;
 

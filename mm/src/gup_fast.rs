@@ -219,7 +219,13 @@ impl<A: Arch> Machine<A> {
     /// hook installed, one branch. `false`: the table was freed under the
     /// walker (`use_after_free` raised), stop.
     #[inline(always)]
-    fn fast_read_point(&mut self, level: Level, table: PhysAddr, idx: usize, recheck: bool) -> bool {
+    fn fast_read_point(
+        &mut self,
+        level: Level,
+        table: PhysAddr,
+        idx: usize,
+        recheck: bool,
+    ) -> bool {
         !self.preempt.armed() || self.preempt_read(level, table, idx, recheck)
     }
 
@@ -393,12 +399,15 @@ impl<A: Arch> Machine<A> {
             numa_balancing: self.knobs.numa_balancing,
             family,
         };
+        // Whether to pass preemption points, tested once per leaf table
+        // (the hot loop keeps it in a register).
+        let preemptible = self.preempt.armed();
         let mut accepted = match self.leaf_cache.accepted {
             Some((t, key)) if t == test => Some(key),
             _ => None,
         };
         loop {
-            if !self.fast_read_point(level, table, idx, false) {
+            if preemptible && !self.preempt_read(level, table, idx, false) {
                 return false;
             }
             let Some(raw) = self.read_table_entry(table, level, idx) else {
@@ -431,7 +440,7 @@ impl<A: Arch> Machine<A> {
                 return false;
             };
             if speculative
-                && (!self.fast_read_point(level, table, idx, true)
+                && ((preemptible && !self.preempt_read(level, table, idx, true))
                     || self.read_table_entry(table, level, idx) != Some(raw))
             {
                 self.ungrab(pfn, 1, w.pin);

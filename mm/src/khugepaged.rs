@@ -153,9 +153,7 @@ impl<A: Arch> Machine<A> {
             let _ = self
                 .phys
                 .copy(p.addr(A::PAGE_SHIFT), to, A::PAGE_SIZE as usize);
-            let _ = self
-                .phys
-                .write_entry(c.table.add(i as u64 * 8), 0);
+            let _ = self.phys.write_entry(c.table.add(i as u64 * 8), 0);
             let page = self.phys.page_mut(p);
             page.mapcount = 0;
             let _ = self.phys.put_page(p, 1);
@@ -163,8 +161,16 @@ impl<A: Arch> Machine<A> {
         self.phys.page_mut(huge).flags |= PageFlags::ANON_EXCLUSIVE | PageFlags::DIRTY;
         self.phys.page_mut(huge).mapcount += 1;
         let f = Self::leaf_flags(vma.flags, true) | PteFlags::DIRTY;
-        self.set_user_leaf(c.mm, c.addr, Self::pmd_level(), Pte { flags: f, pfn: huge })
-            .map_err(|_| Errno::ENOMEM)?;
+        self.set_user_leaf(
+            c.mm,
+            c.addr,
+            Self::pmd_level(),
+            Pte {
+                flags: f,
+                pfn: huge,
+            },
+        )
+        .map_err(|_| Errno::ENOMEM)?;
         self.free_tables(vec![c.table]);
         Ok(true)
     }

@@ -236,3 +236,119 @@ impl<A: Arch> Machine<A> {
         format!(" and reused as {:?}", self.phys.page(pfn).owner)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use vmemu_arch::{Arch, Arm64, Pfn, VirtAddr, X86_64};
+
+    use super::{Preempt, PreemptPoint};
+    use crate::event::EventKind;
+    use crate::gup::GupFlags;
+    use crate::mm::{Backing, Machine, Prot};
+    use crate::profile::KernelProfile;
+    use crate::sync::MmId;
+    use crate::vma::MapFlags;
+
+    /// Unmaps `[addr, addr + len)` at the first leaf-level entry read past
+    /// `after`, and counts the reads per level.
+    #[derive(Debug)]
+    struct UnmapAt {
+        mm: MmId,
+        addr: VirtAddr,
+        len: u64,
+        after: usize,
+        reads: [u64; 6],
+        done: bool,
+    }
+
+    impl<A: Arch> Preempt<A> for UnmapAt {
+        fn preempt(&mut self, m: &mut Machine<A>, at: PreemptPoint) -> bool {
+            if let PreemptPoint::GupFastRead { level, idx, .. } = at {
+                self.reads[usize::from(level.0)] += 1;
+                if !self.done && level == A::leaf_level() && idx > self.after {
+                    self.done = true;
+                    m.munmap(self.mm, self.addr, self.len).unwrap();
+                }
+            }
+            true
+        }
+    }
+
+    /// gup-fast of 8 pages with an munmap of all of them at the walker's
+    /// fourth pte read: returns the pages taken, whether a freed table was
+    /// read, and the reads per level.
+    fn unmap_inside<A: Arch>(broken: bool) -> (u64, bool, [u64; 6]) {
+        let mut m = Machine::<A>::new(KernelProfile::parse("v6.13").unwrap(), 32 << 20).unwrap();
+        m.break_table_deferral = broken;
+        let mm = m.current_mm();
+        let a = VirtAddr(1 << 32);
+        let len = 8 * A::PAGE_SIZE;
+        m.mmap(
+            mm,
+            Some(a),
+            len,
+            Prot::RW,
+            MapFlags::default(),
+            Backing::Anon,
+            "r",
+        )
+        .unwrap();
+        assert_eq!(m.clear_user(a, len), 0);
+        let hook = UnmapAt {
+            mm,
+            addr: a,
+            len,
+            after: 2,
+            reads: [0; 6],
+            done: false,
+        };
+        // The hook comes back boxed; its counts are read from its Debug.
+        m.set_preempt_hook(Some(Box::new(hook)));
+        let mut pages: Vec<Pfn> = Vec::new();
+        let n = m
+            .__get_user_pages_fast(a, 8, GupFlags::FOLL_WRITE, &mut pages)
+            .unwrap();
+        let h = m.set_preempt_hook(None).unwrap();
+        let reads = parse_reads(&format!("{h:?}"));
+        for p in pages {
+            m.put_page(p).unwrap();
+        }
+        let uaf = m.events.iter().any(|e| e.kind == EventKind::UseAfterFree);
+        if !broken {
+            m.check_invariants().unwrap();
+            assert_eq!(m.deferred_table_count(), 0);
+        }
+        (n, uaf, reads)
+    }
+
+    fn parse_reads(dbg: &str) -> [u64; 6] {
+        let i = dbg.find("reads: [").unwrap() + 8;
+        let j = i + dbg[i..].find(']').unwrap();
+        let mut out = [0; 6];
+        for (k, v) in dbg[i..j].split(", ").enumerate() {
+            out[k] = v.parse().unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn an_unmap_at_a_gup_fast_read_is_seen_and_deferred() {
+        fn run<A: Arch>() {
+            let (n, uaf, reads) = unmap_inside::<A>(false);
+            // The walker read pgd, pud, pmd once and ptes until the cleared
+            // entry stopped it: three pages taken, no freed table read.
+            assert_eq!(n, 3);
+            assert!(!uaf);
+            for l in 0..A::levels() - 1 {
+                assert_eq!(reads[l], 1, "level {l}: {reads:?}");
+            }
+            assert!(reads[usize::from(A::leaf_level().0)] >= 4, "{reads:?}");
+            // The deferral rule broken: the next pte read is of a freed table.
+            let (n, uaf, _) = unmap_inside::<A>(true);
+            assert_eq!(n, 3);
+            assert!(uaf);
+        }
+        run::<X86_64>();
+        run::<Arm64>();
+    }
+}

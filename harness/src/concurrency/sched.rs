@@ -201,7 +201,15 @@ fn remap<A: Arch>(m: &mut Machine<A>, st: &mut State, r: u64) {
         ..MapFlags::default()
     };
     let name = format!("region{r}");
-    let _ = m.mmap(st.mm, Some(base), len, Prot::RW, flags, Backing::Anon, &name);
+    let _ = m.mmap(
+        st.mm,
+        Some(base),
+        len,
+        Prot::RW,
+        flags,
+        Backing::Anon,
+        &name,
+    );
     let (a, n) = if st.chance(30) {
         range_in::<A>(st, r)
     } else {
@@ -244,8 +252,10 @@ fn advance_pending<A: Arch>(m: &mut Machine<A>, st: &mut State) -> bool {
         } => {
             if let Some((a, l)) = parts.pop() {
                 let r = m.madvise_dontneed(st.mm, a, l);
-                st.trace
-                    .push(format!("  munmap step: clear entries {a}+{l:#x} = {}", shown(r)));
+                st.trace.push(format!(
+                    "  munmap step: clear entries {a}+{l:#x} = {}",
+                    shown(r)
+                ));
                 st.pending = Some(Pending::Munmap { addr, len, parts });
             } else {
                 let r = m.munmap(st.mm, addr, len);
@@ -294,8 +304,25 @@ fn run_op<A: Arch>(m: &mut Machine<A>, st: &mut State, read_locked: bool) -> boo
     st.stats.ops += 1;
     st.ops_in_call += 1;
     let at = st.where_.clone();
+    let line = if kind < 5 {
+        op_mm(m, st, kind, (r, a, len), pick)
+    } else {
+        op_tasks(m, st, kind, (r, a, len), pick)
+    };
+    st.trace.push(format!("{at}: {line}"));
+    true
+}
+
+/// Operations on the main task's mm by the other task sharing it.
+fn op_mm<A: Arch>(
+    m: &mut Machine<A>,
+    st: &mut State,
+    kind: u64,
+    (_, a, len): (u64, VirtAddr, u64),
+    pick: u64,
+) -> String {
     let (mm, other) = (st.mm, st.other);
-    let line = match kind {
+    match kind {
         0 => {
             // munmap in steps: clear entries part by part, then unlink and
             // free the tables (deferred while a walker is inside).
@@ -304,7 +331,10 @@ fn run_op<A: Arch>(m: &mut Machine<A>, st: &mut State, read_locked: bool) -> boo
             let cut = 1 + pick % pages.max(1);
             parts.push((a, cut * A::PAGE_SIZE));
             if cut < pages {
-                parts.push((a.wrapping_add(cut * A::PAGE_SIZE), (pages - cut) * A::PAGE_SIZE));
+                parts.push((
+                    a.wrapping_add(cut * A::PAGE_SIZE),
+                    (pages - cut) * A::PAGE_SIZE,
+                ));
             }
             parts.reverse();
             st.pending = Some(Pending::Munmap {
@@ -328,11 +358,14 @@ fn run_op<A: Arch>(m: &mut Machine<A>, st: &mut State, read_locked: bool) -> boo
             let t = region_base::<A>(REGIONS)
                 .wrapping_add((pick % (2 * pmd_span::<A>() / A::PAGE_SIZE)) * A::PAGE_SIZE);
             let r = as_task(m, other, |m| m.madvise_dontneed(mm, t, A::PAGE_SIZE));
-            format!("madvise({t}, one page, MADV_DONTNEED) (splits a THP) = {}", shown(r))
+            format!(
+                "madvise({t}, one page, MADV_DONTNEED) (splits a THP) = {}",
+                shown(r)
+            )
         }
         4 => {
             let t = region_base::<A>(REGIONS).wrapping_add((pick % 2) * pmd_span::<A>());
-            if st.chance(50) {
+            if pick & 4 != 0 {
                 // khugepaged needs every pte present: fault the PMD in.
                 as_task(m, other, |m| m.clear_user(t, pmd_span::<A>()));
             }
@@ -344,6 +377,23 @@ fn run_op<A: Arch>(m: &mut Machine<A>, st: &mut State, read_locked: bool) -> boo
                 Err(e) => format!("collapse_huge_page({t}) = {e}"),
             }
         }
+        _ => {
+            let r = as_task(m, other, |m| m.madvise_dontneed(mm, a, len));
+            format!("madvise({a}, {len:#x}, MADV_DONTNEED) = {}", shown(r))
+        }
+    }
+}
+
+/// fork, COW breaks, exit, re-mmap, and a second walker.
+fn op_tasks<A: Arch>(
+    m: &mut Machine<A>,
+    st: &mut State,
+    kind: u64,
+    (r, a, len): (u64, VirtAddr, u64),
+    pick: u64,
+) -> String {
+    let (mm, other) = (st.mm, st.other);
+    match kind {
         5 => match st.child {
             Some(_) => {
                 let r = as_task(m, other, |m| m.mprotect(mm, a, len, Prot::RW));
@@ -360,7 +410,7 @@ fn run_op<A: Arch>(m: &mut Machine<A>, st: &mut State, read_locked: bool) -> boo
         6 => {
             // A write breaks COW (in this mm, or in the child's).
             let who = match st.child {
-                Some(c) if pick % 2 == 0 => c,
+                Some(c) if pick.is_multiple_of(2) => c,
                 _ => other,
             };
             let r = as_task(m, who, |m| m.put_user(0x5a, a, 1));
@@ -384,21 +434,21 @@ fn run_op<A: Arch>(m: &mut Machine<A>, st: &mut State, read_locked: bool) -> boo
             // Another CPU's gup-fast walk (runs to completion).
             let nr = (len / A::PAGE_SIZE) as i64;
             let mut pages = Vec::new();
-            let flags = if pick % 2 == 0 {
+            let flags = if pick.is_multiple_of(2) {
                 GupFlags::FOLL_WRITE
             } else {
                 GupFlags::empty()
             };
-            let r = as_task(m, other, |m| m.__get_user_pages_fast(a, nr, flags, &mut pages));
+            let r = as_task(m, other, |m| {
+                m.__get_user_pages_fast(a, nr, flags, &mut pages)
+            });
             st.stats.calls += 1;
             for p in pages {
                 let _ = m.put_page(p);
             }
             format!("__get_user_pages_fast({a}, {nr}) = {r:?}")
         }
-    };
-    st.trace.push(format!("{at}: {line}"));
-    true
+    }
 }
 
 #[derive(Debug)]
@@ -528,9 +578,13 @@ pub fn run_schedule<A: Arch>(
         }
     }
     let mut seen = m.events.len();
-    m.set_preempt_hook(Some(Box::new(Hook { st: Arc::clone(&st) })));
+    m.set_preempt_hook(Some(Box::new(Hook {
+        st: Arc::clone(&st),
+    })));
     for i in 0..plan.calls.min(super::CALLS) {
-        st.lock().unwrap_or_else(PoisonError::into_inner).ops_in_call = 0;
+        st.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ops_in_call = 0;
         let (pages, pin) = main_call(m, &st, i);
         let mut s = st.lock().unwrap_or_else(PoisonError::into_inner);
         s.stats.calls += 1;
@@ -541,7 +595,12 @@ pub fn run_schedule<A: Arch>(
         drop(s);
         release(m, pages, pin);
         scan_events(m, &mut seen, &st, &format!("call {i}"));
-        if st.lock().unwrap_or_else(PoisonError::into_inner).violation.is_some() {
+        if st
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .violation
+            .is_some()
+        {
             break;
         }
     }
@@ -576,14 +635,24 @@ pub fn run_schedule<A: Arch>(
     }
     let (refs, pins) = m.held_total();
     if refs + pins != 0 {
-        let msg = format!("after every call released its pages: {refs} references and {pins} pins still held");
+        let msg = format!(
+            "after every call released its pages: {refs} references and {pins} pins still held"
+        );
         return Err(fail(&s, "held", msg));
     }
     if let Some((p, _)) = m.phys.allocated_heads().find(|(_, pg)| pg.pincount != 0) {
-        return Err(fail(&s, "pinned", format!("{} is still pinned", m.page_name(p))));
+        return Err(fail(
+            &s,
+            "pinned",
+            format!("{} is still pinned", m.page_name(p)),
+        ));
     }
     if let Err(v) = m.check_invariants() {
-        return Err(fail(&s, "invariant", format!("invariant after the schedule: {}", v.join("; "))));
+        return Err(fail(
+            &s,
+            "invariant",
+            format!("invariant after the schedule: {}", v.join("; ")),
+        ));
     }
     Ok(s.stats)
 }
@@ -596,7 +665,10 @@ fn scan_events<A: Arch>(m: &Machine<A>, seen: &mut usize, st: &Arc<Mutex<State>>
         if FINDINGS.contains(&e.kind) {
             s.stats.findings += 1;
         } else if s.violation.is_none() {
-            s.violation = Some((format!("{:?}", e.kind), format!("{at}: {:?}: {}", e.kind, e.detail)));
+            s.violation = Some((
+                format!("{:?}", e.kind),
+                format!("{at}: {:?}: {}", e.kind, e.detail),
+            ));
         }
     }
     *seen = m.events.len();
