@@ -4,7 +4,7 @@
 //! in `gup_fast`. `__get_user_pages` passes a preemption point
 //! (`crate::preempt`) before each walk of a page.
 
-use vmemu_arch::{Arch, ArchId, Pfn, Pte, PteFlags, VirtAddr};
+use vmemu_arch::{Arch, Pfn, Pte, PteFlags, VirtAddr};
 
 use crate::errno::Errno;
 use crate::event::EventKind;
@@ -691,7 +691,7 @@ impl<A: Arch> Machine<A> {
     // ------------------------------------------------------------------
 
     pub(crate) fn flavour(&self) -> Flavour {
-        if A::ID == ArchId::X86_64 && self.knobs.x86_private_gup {
+        if A::PRIVATE_GUP_FAST && self.knobs.x86_private_gup {
             Flavour::X86Private
         } else {
             match self.knobs.gup_fast_leaf {
