@@ -242,59 +242,84 @@ fn bad_fuzz_arguments_exit_2() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.vmw:2:1:"));
 }
 
-/// The concurrency model in its short form (the long one is
-/// `vmemu fuzz --concurrency --count 3000`, ≥ 10^5 steps).
+/// The concurrency fuzzer in its short form (the long one is
+/// `vmemu fuzz --concurrency --count 40000`, ≥ 10^5 interleaved calls): the
+/// real gup-fast walker is preempted at its entry reads on every level, from
+/// `gup_pgd_range` down to `gup_pte_range`, and no schedule fails.
 #[test]
 fn concurrency_short() {
+    use vmemu_harness::concurrency::{schedule, schedule_seed};
     let out = vmemu(
         &["fuzz", "--concurrency", "--seed", "3", "--count", "30"],
         &[],
     );
     let s = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{s}");
-    assert!(s.contains("30 schedules") && s.contains("0 failed"), "{s}");
+    assert!(s.contains("30 schedules") && s.contains(" 0 failed"), "{s}");
     for a in ArchId::MAIN {
+        let st = schedule(schedule_seed(5, 1), a, &p("v6.13"), 4, false).unwrap();
+        assert!(st.calls >= 12 && st.walks > 0, "{a}: {st:?}");
+    }
+    // Per level, the entry reads the fuzzer preempted the walker at.
+    let mut total = vmemu_harness::concurrency::ScheduleStats::default();
+    for i in 0..12 {
+        let a = ArchId::MAIN[(i % 3) as usize];
+        total.add(&schedule(schedule_seed(7, i), a, &p("v4.10"), 8, false).unwrap());
+    }
+    for l in 0..4 {
         assert!(
-            vmemu_harness::concurrency::schedule(
-                fuzz::workload_seed(5, 1),
-                a,
-                &p("v6.13"),
-                4,
-                false
-            )
-            .is_ok()
+            total.preempted[l] > 0 && total.reads[l] >= total.preempted[l],
+            "level {l}: {total:?}"
         );
     }
-    // The deferral rule broken on purpose: some schedule catches a walker
-    // reading a freed table.
-    let caught = (0..60).any(|i| {
-        vmemu_harness::concurrency::schedule(
-            fuzz::workload_seed(5, i),
-            ArchId::Arm64,
-            &p("v6.13"),
-            4,
-            true,
-        )
-        .is_err_and(|e| e.contains("freed"))
-    });
-    assert!(caught);
+    assert!(total.interleaved_calls > 0, "{total:?}");
 }
 
-/// ≥ 10^5 gup-fast steps against concurrent unmaps, zero violations
-/// (run with `cargo test --release -- --ignored`).
+/// The deferral rule broken on purpose (`Machine::break_table_deferral`):
+/// some schedule catches the walker reading a table freed under it.
 #[test]
-#[ignore = "long: about 10 s in release"]
-fn concurrency_long() {
-    let mut steps = 0;
-    for i in 0..1500u64 {
+fn concurrency_catches_a_broken_deferral_rule() {
+    use vmemu_harness::concurrency::{schedule, schedule_seed};
+    let caught = (0..80).find_map(|i| {
         let a = ArchId::MAIN[(i % 3) as usize];
-        let k = if (i / 3) % 2 == 0 { "v4.10" } else { "v6.13" };
-        let s =
-            vmemu_harness::concurrency::schedule(fuzz::workload_seed(11, i), a, &p(k), 8, false)
-                .unwrap_or_else(|e| panic!("schedule {i} on {a} under {k}: {e}"));
-        steps += s.walker_steps;
+        schedule(schedule_seed(5, i), a, &p("v6.13"), 4, true)
+            .err()
+            .filter(|e| e.contains("UseAfterFree") && e.contains("freed"))
+    });
+    assert!(
+        caught.is_some(),
+        "no schedule caught a walker reading a freed table"
+    );
+    // The same schedules pass with the rule.
+    for i in 0..20 {
+        let a = ArchId::MAIN[(i % 3) as usize];
+        assert!(
+            schedule(schedule_seed(5, i), a, &p("v6.13"), 4, false).is_ok(),
+            "{i}"
+        );
     }
-    assert!(steps >= 100_000, "{steps} steps");
+}
+
+/// ≥ 10^5 interleaved gup calls, zero failures (run with
+/// `cargo test --release -- --ignored`).
+#[test]
+#[ignore = "long: minutes in release"]
+fn concurrency_long() {
+    use vmemu_harness::concurrency::{ScheduleStats, schedule, schedule_seed};
+    let mut total = ScheduleStats::default();
+    let mut i = 0u64;
+    while total.interleaved_calls < 100_000 {
+        let a = ArchId::MAIN[(i % 3) as usize];
+        let k = if (i / 3).is_multiple_of(2) {
+            "v4.10"
+        } else {
+            "v6.13"
+        };
+        let s = schedule(schedule_seed(11, i), a, &p(k), 8, false)
+            .unwrap_or_else(|e| panic!("schedule {i} on {a} under {k}: {e}"));
+        total.add(&s);
+        i += 1;
+    }
 }
 
 /// What seeded fuzzing found on the vulnerable profiles of the known bugs,

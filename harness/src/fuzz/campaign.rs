@@ -167,8 +167,14 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
     };
     print_banner(&plan, args);
     if args.concurrency {
-        let (seed, shard, deadline) = (plan.seed, plan.shard, plan.deadline);
-        return crate::concurrency::main(seed, args, &plan.arches, &plan.kernels, shard, deadline);
+        let opts = crate::concurrency::Options {
+            count: args.count,
+            index: args.index,
+            shard: plan.shard,
+            json: plan.json,
+            deadline: plan.deadline,
+        };
+        return crate::concurrency::main(plan.seed, &opts, &plan.arches, &plan.kernels);
     }
     let started = Instant::now();
     let results = run_all(&plan, args);
