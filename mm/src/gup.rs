@@ -180,20 +180,69 @@ impl<A: Arch> Machine<A> {
         pin: bool,
         speculative: bool,
     ) -> Option<Pfn> {
-        let head = self.phys.compound_head(pfn);
-        if head.0 >= self.phys.nr_frames() {
+        if pfn.0 >= self.phys.nr_frames() {
             // `vm_normal_page()`: a pfn past the last frame is a bad pte
             // (`print_bad_pte`), never a page to reference; only a kernel
-            // that wrote into its own page tables gets here.
+            // that wrote into its own page tables gets here. (A tail's head
+            // lies below it, so only such a pfn has its head out of range.)
             self.event(
                 EventKind::KernelBug,
                 format!(
                     "print_bad_pte: a pte maps pfn {:#x}, past the last frame; no page taken",
-                    head.0
+                    pfn.0
                 ),
             );
             return None;
         }
+        if self.phys.refcount_bits() < 32 {
+            let head = self.phys.compound_head(pfn);
+            return self.grab_narrow(head, refs, pin, speculative);
+        }
+        // `try_grab_folio` / `try_get_page`: `page_folio()`, then the
+        // overflow check and the increment on the one `struct page` of the
+        // head (v6.13 mm/gup.c `try_grab_folio`, 5.1 include/linux/mm.h
+        // `try_get_page`), not a second lookup for each.
+        let checked = self.knobs.ref_get_checked;
+        let mut head = pfn;
+        let mut p = self.phys.page_mut(pfn);
+        if p.flags.contains(PageFlags::TAIL) {
+            head = Pfn(pfn.0 & !((1u64 << p.order) - 1));
+            p = self.phys.page_mut(head);
+        }
+        if pin && head == self.zero_pfn {
+            if checked && !self.ref_get_allowed(head, speculative) {
+                return None;
+            }
+            self.held.add(head, true, refs);
+            return Some(head);
+        }
+        // `page_ref_count()` of a 32-bit `atomic_t`, read signed.
+        let c = p.refcount as i32;
+        if checked && (c < 0 || (c == 0 && !speculative)) {
+            return None;
+        }
+        let add = if pin && p.order == 0 {
+            refs * GUP_PIN_COUNTING_BIAS
+        } else {
+            refs
+        };
+        if (pin || speculative) && p.refcount == 0 {
+            // `folio_ref_try_add`: a free page takes no reference.
+            return None;
+        }
+        p.refcount = p.refcount.saturating_add(add);
+        if pin && p.order > 0 {
+            p.pincount += refs;
+        }
+        self.held.add(head, pin, refs);
+        Some(head)
+    }
+
+    /// [`Machine::grab`] under a `_refcount` narrower than 32 bits (the
+    /// CVE-2019-11487 replays), where the counter wraps.
+    #[cold]
+    #[inline(never)]
+    fn grab_narrow(&mut self, head: Pfn, refs: u32, pin: bool, speculative: bool) -> Option<Pfn> {
         if self.knobs.ref_get_checked && !self.ref_get_allowed(head, speculative) {
             return None;
         }
