@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | W1-seq, W1-rand | emulated walk ÷ flat `Vec<u64>` walk of the same tables | ≤ 3.0 |
 //! | W3-seq, W3-rand | arm64 or ppc64 walk ÷ x86_64 walk, same workload | ≤ 1.3 |
-//! | G1 | gup-fast per page at 512/call ÷ flat walk + `fetch_add` + record | ≤ 3.0 |
+//! | G1 | gup-fast per page at 512/call ÷ flat walk + plain refcount add + record | ≤ 3.0 |
 //! | G2 | gup-fast per page at 512/call ÷ host `vmsplice` per page (pipe drained, untimed) | ≤ 0.25 |
 //! | G3 | gup-fast per page at 1/call ÷ at 512/call | ≤ 4 |
 //! | G4 | gup-fast per page on PMD leaves ÷ on 4 KiB leaves, 512/call | ≤ 0.10 |
@@ -451,7 +451,7 @@ fn gup_rows<A: Arch>(
             e512,
             G_FLAT + I512,
             "gup-fast, 512 pages/call",
-            "flat walk + fetch_add + record, 512/call",
+            "flat walk + plain refcount add + record, 512/call",
             3.0,
         ),
         (
@@ -573,7 +573,7 @@ fn copy_rows<A: Arch>(
                 case: "C1",
                 arch: arch.clone(),
                 subject: format!("copy_to_iter, {C1_SEGS} x 4 KiB user iovecs"),
-                yardstick: "host process_vm_readv, same layout".into(),
+                yardstick: "host process_vm_readv, same local layout, contiguous remote".into(),
                 unit: "ns/iovec",
                 goal: 1.0,
             },
@@ -588,7 +588,7 @@ fn copy_rows<A: Arch>(
                 case: "C3",
                 arch,
                 subject: format!("copy_to_iter, {C3_SEGS} x 512 B user iovecs"),
-                yardstick: "host process_vm_readv, same layout".into(),
+                yardstick: "host process_vm_readv, same local layout, contiguous remote".into(),
                 unit: "ns/iovec",
                 goal: 0.5,
             },

@@ -6,7 +6,6 @@
 //! the time of the measured part only (references taken by a gup pass are
 //! released after the clock stops).
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use vmemu_arch::{Arch, Family, Level, Pfn, PhysAddr, PteFlags, VirtAddr};
@@ -154,10 +153,13 @@ impl Flat {
     }
 
     /// The limit of an emulated gup-fast: walk down to the leaf table once
-    /// per table, then per page test the entry, `fetch_add` the page's
-    /// refcount and record the page. Returns the pages taken.
+    /// per table, then per page test the entry, add one to the page's
+    /// refcount and record the page. Returns the pages taken. The increment
+    /// is the emulator's kind, a plain saturating add: a machine is driven
+    /// by one thread, so the emulator has no atomic `_refcount` to pay for,
+    /// and neither does its yardstick.
     #[inline]
-    pub fn gup<A: Arch>(&self, refs: &[AtomicU32], start: u64, nr: u64, out: &mut Vec<u64>) -> u64 {
+    pub fn gup<A: Arch>(&self, refs: &mut [u32], start: u64, nr: u64, out: &mut Vec<u64>) -> u64 {
         let levels = A::LEVELS;
         let leaf = levels[levels.len() - 1];
         let end = start + nr * A::PAGE_SIZE;
@@ -180,7 +182,8 @@ impl Flat {
                     break 'tables;
                 }
                 let pfn = e >> 2;
-                refs[pfn as usize].fetch_add(1, Ordering::AcqRel);
+                let r = &mut refs[pfn as usize];
+                *r = r.saturating_add(1);
                 out.push(pfn);
                 taken += 1;
                 idx += 1;
@@ -313,7 +316,7 @@ pub struct GupFix<A: Arch> {
     /// The tables, flat.
     pub flat: Flat,
     /// The flat yardstick's refcounts, by pfn.
-    pub refs: Vec<AtomicU32>,
+    pub refs: Vec<u32>,
     out: Vec<Pfn>,
     flat_out: Vec<u64>,
 }
@@ -365,7 +368,7 @@ impl<A: Arch> GupFix<A> {
             }
         }
         let flat = Flat::from_tables::<A>(&m.phys, m.family(), m.mm(mm).pgd);
-        let refs = (0..m.phys.nr_frames()).map(|_| AtomicU32::new(0)).collect();
+        let refs = vec![0; m.phys.nr_frames() as usize];
         let n = pages.max(thp_pages) as usize;
         Ok(Self {
             m,
@@ -429,7 +432,7 @@ impl<A: Arch> GupFix<A> {
         while done < pages {
             let n = nr.min(pages - done);
             taken += self.flat.gup::<A>(
-                &self.refs,
+                &mut self.refs,
                 self.base.0 + done * A::PAGE_SIZE,
                 n,
                 &mut self.flat_out,
@@ -438,7 +441,7 @@ impl<A: Arch> GupFix<A> {
         }
         let dt = t0.elapsed();
         for p in self.flat_out.drain(..) {
-            self.refs[p as usize].fetch_sub(1, Ordering::AcqRel);
+            self.refs[p as usize] -= 1;
         }
         if taken != pages {
             return Err(format!("flat gup took {taken} of {pages} pages"));
@@ -585,8 +588,10 @@ impl<A: Arch> CopyFix<A> {
     }
 }
 
-/// C1/C3's yardstick: `process_vm_readv(2)` on the bench's own pid with the
-/// same layouts on both sides.
+/// C1/C3's yardstick: `process_vm_readv(2)` on the bench's own pid into the
+/// same local layout as the emulator's iovecs, from a contiguous remote side
+/// (one remote iovec per call), as `copy_to_iter` copies from one contiguous
+/// kernel buffer.
 #[derive(Debug)]
 pub struct HostReadv {
     src: HostRegion,
@@ -613,8 +618,7 @@ impl HostReadv {
         let l = if small { &self.l512 } else { &self.l4k };
         let want: usize = l.iter().map(|s| s.1).sum();
         let t0 = Instant::now();
-        let n =
-            readv_between(&self.dst, l, &self.src, l).map_err(|e| err("process_vm_readv", e))?;
+        let n = readv_between(&self.dst, l, &self.src).map_err(|e| err("process_vm_readv", e))?;
         let dt = t0.elapsed();
         if n != want {
             return Err(format!("process_vm_readv copied {n} of {want} bytes"));
@@ -623,29 +627,25 @@ impl HostReadv {
     }
 }
 
-/// `process_vm_readv(2)` on the bench's own pid: copies the `remote`
-/// segments (offsets and lengths in `src`) into the `local` segments of
-/// `dst`, at most 1024 (`IOV_MAX`) segments per call, `dst` lent to each
-/// call. Returns the bytes copied.
+/// `process_vm_readv(2)` on the bench's own pid: copies `src` from its
+/// start, contiguously, into the `local` segments (offsets and lengths in
+/// `dst`), at most 1024 (`IOV_MAX`) local segments and one remote segment
+/// per call, `dst` lent to each call. Returns the bytes copied.
 fn readv_between(
     dst: &HostRegion,
     local: &[(usize, usize)],
     src: &HostRegion,
-    remote: &[(usize, usize)],
 ) -> std::io::Result<usize> {
     let lent = std::slice::from_ref(dst);
     let mut total = 0usize;
     let mut liov: Vec<UserIovec> = Vec::with_capacity(1024);
-    let mut riov: Vec<UserIovec> = Vec::with_capacity(1024);
-    for (lc, rc) in local.chunks(1024).zip(remote.chunks(1024)) {
+    for lc in local.chunks(1024) {
         liov.clear();
-        riov.clear();
         for &(o, l) in lc {
             liov.push(dst.span(o, l)?);
         }
-        for &(o, l) in rc {
-            riov.push(src.span(o, l)?);
-        }
+        let len = lc.iter().map(|s| s.1).sum();
+        let riov = [src.span(total, len)?];
         total += process_vm_readv_self(&liov, &riov, 0, lent)
             .map_err(std::io::Error::from_raw_os_error)?;
     }
