@@ -529,17 +529,7 @@ impl<A: Arch> Machine<A> {
     /// as it was before a free).
     #[must_use]
     pub fn owner_name(&self, pfn: Pfn, page: &crate::phys::Page) -> String {
-        let name = |i: u32| self.names.get(i as usize).map_or("?", String::as_str);
-        match page.owner {
-            Owner::Zero => "ZERO".to_string(),
-            Owner::HugeZero => "HUGE_ZERO".to_string(),
-            Owner::Vsyscall => "vsyscall".to_string(),
-            Owner::PageTable { level, seq } => format!("pt:L{level}#{seq}"),
-            Owner::Anon { name: n, index } => format!("{}[{}]", name(n), index as i32),
-            Owner::File { file, index } => format!("file:{}[{index}]", name(file)),
-            Owner::Kernel { name: n, index } => format!("{}[{index}]", name(n)),
-            Owner::Free | Owner::Reserved => format!("kdirect[{}]", pfn.0),
-        }
+        self.frame_name(pfn, page.owner, 0)
     }
 
     /// Symbolic name of a frame: `buf[3]`, `file:f[0]`, `kdirect[17]`,
@@ -550,10 +540,14 @@ impl<A: Arch> Machine<A> {
             return format!("pfn[{:#x}]", pfn.0);
         }
         let head = self.phys.compound_head(pfn);
-        let sub = pfn.0 - head.0;
-        let p = self.phys.page(head);
+        self.frame_name(pfn, self.phys.page(head).owner, pfn.0 - head.0)
+    }
+
+    /// The name of frame `pfn`, page `sub` of a compound page whose head has
+    /// `owner`.
+    fn frame_name(&self, pfn: Pfn, owner: Owner, sub: u64) -> String {
         let name = |i: u32| self.names.get(i as usize).map_or("?", String::as_str);
-        match p.owner {
+        match owner {
             Owner::Zero => "ZERO".to_string(),
             Owner::HugeZero => "HUGE_ZERO".to_string(),
             Owner::Vsyscall => "vsyscall".to_string(),
