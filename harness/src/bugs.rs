@@ -47,7 +47,7 @@ impl<A: Arch> Runner<'_, A> {
         let base = start.align_down(A::PAGE_SIZE);
         for (i, &p) in pages.iter().enumerate() {
             let head = m.phys.compound_head(p);
-            if head == m.zero_pfn
+            if head == m.zero_pfn()
                 || !matches!(m.phys.page(head).owner, vmemu_mm::phys::Owner::Anon { .. })
             {
                 continue;

@@ -38,7 +38,7 @@ pub mod splice;
 pub mod syscalls;
 
 use vmemu_arch::Arch;
-use vmemu_mm::{KernelProfile, Machine, mm::MachineError};
+use vmemu_mm::{KernelProfile, Machine, MachineError};
 
 pub use iov_iter::{BioVec, Dir, IovIter, Iovec, IterType};
 pub use pipe::Pipe;

@@ -1172,7 +1172,7 @@ fn sanity_failure_is_a_kernel_bug<A: Arch>() {
     assert_eq!(sys.copy_to_iter(&[1; 10], &mut bad), 0);
     assert_eq!(kernel_bugs(&sys), 1);
     assert!(sys.m.events[0].detail.contains("sanity"));
-    let f = sys.m.zero_pfn;
+    let f = sys.m.zero_pfn();
     assert_eq!(sys.copy_page_to_iter(f, 0, 1, &mut bad), 0);
     assert_eq!(sys.iov_iter_get_pages(&bad, 10, 1), Err(Errno::EFAULT));
     assert_eq!(sys.iov_iter_npages(&bad, 10), 0);

@@ -26,7 +26,8 @@ use std::collections::BTreeMap;
 
 use vmemu_arch::{Arch, Level, Pfn, PhysAddr, Pte, PteFlags};
 
-use crate::mm::{Backing, Machine, VmFlags};
+use crate::Machine;
+use crate::mm::{Backing, VmFlags};
 use crate::phys::{GUP_PIN_COUNTING_BIAS, Owner, PageFlags};
 use crate::sync::MmId;
 use crate::violation::{Violation, ViolationKind};

@@ -5,9 +5,10 @@
 
 use vmemu_arch::{Arch, Level, Pfn, Pte, PteFlags, VirtAddr};
 
+use crate::Machine;
 use crate::errno::Errno;
 use crate::event::EventKind;
-use crate::mm::{Backing, Machine, MkwriteBehaviour, VmFlags, Vma};
+use crate::mm::{Backing, VmFlags, Vma};
 use crate::pgtable;
 use crate::phys::{Owner, PageFlags};
 use crate::profile::WpReuseRule;
@@ -42,6 +43,29 @@ bitflags::bitflags! {
         /// VM_FAULT_DONE_COW
         const DONE_COW = 0x1000;
     }
+}
+
+/// What `->page_mkwrite` does, as scripted by a workload.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub enum MkwriteBehaviour {
+    /// No `->page_mkwrite` (the page is made writable directly).
+    #[default]
+    None,
+    /// Returns `block_page_mkwrite_return(err)` (0 → LOCKED).
+    Errno(Option<Errno>),
+    /// Returns this raw `VM_FAULT_*` code (e.g. RETRY, the thread's point G).
+    Raw(VmFault),
+}
+
+/// `vm_operations_struct` behaviour of a file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct FileOps {
+    /// `->page_mkwrite`.
+    pub page_mkwrite: MkwriteBehaviour,
+    /// `->fault` finds the page locked and returns `VM_FAULT_RETRY` when
+    /// `FAULT_FLAG_ALLOW_RETRY` is set and `FAULT_FLAG_TRIED` is not
+    /// (`lock_page_or_retry`), dropping `mmap_sem`.
+    pub fault_retry: bool,
 }
 
 impl VmFault {

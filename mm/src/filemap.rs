@@ -7,11 +7,10 @@ use std::collections::BTreeMap;
 
 use vmemu_arch::{Arch, Pfn};
 
-use crate::mm::{FileOps, Machine};
+use crate::Machine;
+use crate::fault::FileOps;
+pub use crate::mm::FileId;
 use crate::phys::{Owner, PageFlags};
-
-/// A file in the emulated page cache.
-pub type FileId = u32;
 
 /// A file with its page cache.
 #[derive(Clone, Debug)]

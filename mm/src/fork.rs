@@ -21,8 +21,9 @@
 
 use vmemu_arch::{Arch, Pfn, Pte, PteFlags, VirtAddr};
 
+use crate::Machine;
 use crate::errno::Errno;
-use crate::mm::{Machine, Task, VmFlags, Vma};
+use crate::mm::{Task, VmFlags, Vma};
 use crate::phys::{GUP_PIN_COUNTING_BIAS, Owner, PageFlags};
 use crate::profile::WpReuseRule;
 use crate::sync::{MmId, TaskId};

@@ -6,18 +6,16 @@
 
 use vmemu_arch::{Arch, Pfn, Pte, PteFlags, VirtAddr};
 
+use crate::Machine;
 use crate::errno::Errno;
 use crate::event::EventKind;
 use crate::fault::{FaultFlags, VmFault};
-use crate::mm::{Machine, VmFlags, Vma};
+use crate::mm::{VmFlags, Vma};
 use crate::pgtable;
 use crate::phys::{GUP_PIN_COUNTING_BIAS, PageFlags};
 use crate::preempt::PreemptPoint;
 use crate::profile::{GupFastLeaf, ThpTouchDirty};
 use crate::sync::MmId;
-
-/// gup-fast's leaf-table cache lives with the walker.
-pub(crate) use crate::gup_fast::LeafCache;
 
 bitflags::bitflags! {
     /// `FOLL_*` flags. The values are the emulator's own (v4.10 and 6.13

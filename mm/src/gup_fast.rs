@@ -19,10 +19,10 @@
 
 use vmemu_arch::{Arch, Level, Pfn, PhysAddr, Pte, PteFlags, SizeKind, VirtAddr};
 
+use crate::Machine;
 use crate::errno::Errno;
 use crate::event::EventKind;
 use crate::gup::{Flavour, GupFlags};
-use crate::mm::Machine;
 use crate::phys::PageFlags;
 use crate::preempt::PreemptPoint;
 use crate::profile::GupFastRange;

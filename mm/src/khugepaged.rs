@@ -13,8 +13,9 @@
 
 use vmemu_arch::{Arch, Level, Pfn, PhysAddr, Pte, PteFlags, VirtAddr};
 
+use crate::Machine;
 use crate::errno::Errno;
-use crate::mm::{Backing, Machine, VmFlags};
+use crate::mm::{Backing, VmFlags};
 use crate::phys::{Owner, PageFlags};
 use crate::sync::MmId;
 

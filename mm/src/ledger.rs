@@ -9,9 +9,9 @@
 
 use vmemu_arch::{Arch, Pfn};
 
+use crate::Machine;
 use crate::errno::Errno;
 use crate::event::EventKind;
-use crate::mm::Machine;
 
 /// References the workload holds on pages (from gup, get_page, ...), per head.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]

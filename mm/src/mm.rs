@@ -7,17 +7,14 @@
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use vmemu_arch::{Arch, Family, Layout, Level, Pfn, PhysAddr, Pte, PteFlags, VirtAddr};
+use vmemu_arch::{Arch, Family, Level, Pfn, PhysAddr, Pte, PteFlags, VirtAddr};
 
-use crate::errno::Errno;
 use crate::event::{Event, EventKind};
-use crate::fault::VmFault;
-pub use crate::filemap::{File, FileId};
-use crate::ledger::HeldLedger;
 use crate::pgtable::{self, MapError, Roots};
-use crate::phys::{Owner, PhysError, PhysMem};
-use crate::profile::{KernelProfile, Knobs};
+use crate::phys::{Owner, PhysMem};
+use crate::profile::KernelProfile;
 use crate::sync::{LockModel, MmId, TaskId};
+use crate::{Machine, MachineError};
 
 bitflags::bitflags! {
     /// `vma->vm_flags` (values of `include/linux/mm.h`).
@@ -87,6 +84,10 @@ impl Prot {
     };
 }
 
+/// A file in the emulated page cache: an index into `Machine::files` (the
+/// page cache itself is `filemap`).
+pub type FileId = u32;
+
 /// What backs a VMA.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Backing {
@@ -124,29 +125,6 @@ pub struct Vma {
     pub name_base: i64,
 }
 
-/// What `->page_mkwrite` does, as scripted by a workload.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub enum MkwriteBehaviour {
-    /// No `->page_mkwrite` (the page is made writable directly).
-    #[default]
-    None,
-    /// Returns `block_page_mkwrite_return(err)` (0 → LOCKED).
-    Errno(Option<Errno>),
-    /// Returns this raw `VM_FAULT_*` code (e.g. RETRY, the thread's point G).
-    Raw(VmFault),
-}
-
-/// `vm_operations_struct` behaviour of a file.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub struct FileOps {
-    /// `->page_mkwrite`.
-    pub page_mkwrite: MkwriteBehaviour,
-    /// `->fault` finds the page locked and returns `VM_FAULT_RETRY` when
-    /// `FAULT_FLAG_ALLOW_RETRY` is set and `FAULT_FLAG_TRIED` is not
-    /// (`lock_page_or_retry`), dropping `mmap_sem`.
-    pub fault_retry: bool,
-}
-
 /// One `mm_struct`.
 #[derive(Clone, Debug)]
 pub struct MmStruct {
@@ -174,91 +152,6 @@ pub struct Task {
     pub parent: Option<TaskId>,
     /// The task has exited (`do_exit`: its mm is torn down).
     pub exited: bool,
-}
-
-/// Errors creating the machine or its objects (emulator limits).
-#[derive(Debug, thiserror::Error)]
-pub enum MachineError {
-    /// Physical memory.
-    #[error(transparent)]
-    Phys(#[from] PhysError),
-    /// Page tables.
-    #[error(transparent)]
-    Map(#[from] MapError),
-    /// Out of emulated memory.
-    #[error("out of emulated physical memory")]
-    NoMemory,
-}
-
-/// The emulated kernel of arch `A`.
-#[derive(Debug)]
-pub struct Machine<A: Arch> {
-    /// Physical memory and `struct page`s.
-    pub phys: PhysMem,
-    /// The profile.
-    pub profile: KernelProfile,
-    /// Its knobs (copied for speed).
-    pub knobs: Knobs,
-    /// Layout constants of the family.
-    pub layout: Layout,
-    /// `init_mm.pgd`.
-    pub init_pgd: PhysAddr,
-    /// Address spaces.
-    pub mms: Vec<MmStruct>,
-    /// Tasks.
-    pub tasks: Vec<Task>,
-    /// The running task.
-    pub current: TaskId,
-    /// Files.
-    pub files: Vec<File>,
-    /// Names of mappings, files and kernel buffers.
-    pub names: Vec<String>,
-    /// The event log.
-    pub events: Vec<Event>,
-    /// Sleeping locks.
-    pub locks: LockModel,
-    /// The zero page.
-    pub zero_pfn: Pfn,
-    /// The huge zero page, allocated by the first THP read fault
-    /// (`get_huge_zero_page`) and kept from then on.
-    pub huge_zero_pfn: Option<Pfn>,
-    /// The x86 vsyscall page.
-    pub vsyscall_pfn: Option<Pfn>,
-    /// References held by the workload (the ledger's state; see `ledger`).
-    pub(crate) held: HeldLedger,
-    /// Table pages unlinked while a lockless walker may still see them.
-    pub(crate) deferred_tables: Vec<PhysAddr>,
-    /// Lockless (gup-fast) walkers inside their IRQ-off section.
-    pub(crate) lockless_walkers: u32,
-    /// Page references dropped by a zap while a lockless walker had IRQs off
-    /// on an arch whose TLB flush waits for an IPI (x86): the pages are
-    /// freed only after the flush, i.e. when the walker leaves
-    /// (`tlb_finish_mmu` after `tlb_flush_mmu_tlbonly`).
-    pub(crate) deferred_pages: Vec<Pfn>,
-    /// **Testing only**: frees unlinked tables at once even while lockless
-    /// walkers are inside (the deferral rule broken on purpose, to show that
-    /// the concurrency model catches the use-after-free).
-    pub break_table_deferral: bool,
-    /// The most leaf entries (PTEs and huge leaves) one gup-fast walk
-    /// processed inside a single IRQ-off section, i.e. between two points
-    /// where the modelled kernel could reschedule (for `vmemu bench`; reset
-    /// it freely).
-    pub lockless_max_run: u64,
-    /// gup-fast's leaf-table cache (the emulator's own TLB for lockless
-    /// walks); see `gup::LeafCache`.
-    pub(crate) leaf_cache: crate::gup::LeafCache,
-    /// uaccess's last translation; see `uaccess::UaccessCache`.
-    pub(crate) uaccess_cache: crate::uaccess::UaccessCache,
-    pub(crate) table_seq: u32,
-    /// Next free offset in the vmalloc area.
-    vmalloc_next: u64,
-    /// The preemption hook and the walk it watches (`preempt`).
-    pub(crate) preempt: crate::preempt::Preemption<A>,
-    /// What the interleaved steps did, in order.
-    pub interleave_log: Vec<String>,
-    /// Where each live pin was taken (`pin_detached` checks them).
-    pub pin_origins: Vec<crate::fork::PinOrigin>,
-    _arch: PhantomData<A>,
 }
 
 /// Default emulated memory: 256 MiB.
@@ -296,17 +189,17 @@ impl<A: Arch> Machine<A> {
             zero_pfn,
             huge_zero_pfn: None,
             vsyscall_pfn: None,
-            held: HeldLedger::default(),
+            held: Default::default(),
             deferred_tables: Vec::new(),
             lockless_walkers: 0,
             deferred_pages: Vec::new(),
             break_table_deferral: false,
             lockless_max_run: 0,
-            leaf_cache: crate::gup::LeafCache::default(),
-            uaccess_cache: crate::uaccess::UaccessCache::default(),
+            leaf_cache: Default::default(),
+            uaccess_cache: Default::default(),
             table_seq: seq,
             vmalloc_next: 0,
-            preempt: crate::preempt::Preemption::default(),
+            preempt: Default::default(),
             interleave_log: Vec::new(),
             pin_origins: Vec::new(),
             _arch: PhantomData,
@@ -470,6 +363,17 @@ impl<A: Arch> Machine<A> {
         self.names.len() as u32 - 1
     }
 
+    /// The name behind an id from [`Machine::intern`] (a mapping's, a
+    /// file's or a kernel buffer's).
+    pub fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+
+    /// The shared zero page (`ZERO_PAGE(0)`).
+    pub fn zero_pfn(&self) -> Pfn {
+        self.zero_pfn
+    }
+
     /// `set_fs(KERNEL_DS)` (true) or `set_fs(USER_DS)`; returns the previous
     /// limit. Without `set_fs` in the profile the limit stays `USER_DS`.
     pub fn set_fs(&mut self, kernel_ds: bool) -> u64 {
@@ -625,17 +529,7 @@ impl<A: Arch> Machine<A> {
     /// as it was before a free).
     #[must_use]
     pub fn owner_name(&self, pfn: Pfn, page: &crate::phys::Page) -> String {
-        let name = |i: u32| self.names.get(i as usize).map_or("?", String::as_str);
-        match page.owner {
-            Owner::Zero => "ZERO".to_string(),
-            Owner::HugeZero => "HUGE_ZERO".to_string(),
-            Owner::Vsyscall => "vsyscall".to_string(),
-            Owner::PageTable { level, seq } => format!("pt:L{level}#{seq}"),
-            Owner::Anon { name: n, index } => format!("{}[{}]", name(n), index as i32),
-            Owner::File { file, index } => format!("file:{}[{index}]", name(file)),
-            Owner::Kernel { name: n, index } => format!("{}[{index}]", name(n)),
-            Owner::Free | Owner::Reserved => format!("kdirect[{}]", pfn.0),
-        }
+        self.frame_name(pfn, page.owner, 0)
     }
 
     /// Symbolic name of a frame: `buf[3]`, `file:f[0]`, `kdirect[17]`,
@@ -646,10 +540,14 @@ impl<A: Arch> Machine<A> {
             return format!("pfn[{:#x}]", pfn.0);
         }
         let head = self.phys.compound_head(pfn);
-        let sub = pfn.0 - head.0;
-        let p = self.phys.page(head);
+        self.frame_name(pfn, self.phys.page(head).owner, pfn.0 - head.0)
+    }
+
+    /// The name of frame `pfn`, page `sub` of a compound page whose head has
+    /// `owner`.
+    fn frame_name(&self, pfn: Pfn, owner: Owner, sub: u64) -> String {
         let name = |i: u32| self.names.get(i as usize).map_or("?", String::as_str);
-        match p.owner {
+        match owner {
             Owner::Zero => "ZERO".to_string(),
             Owner::HugeZero => "HUGE_ZERO".to_string(),
             Owner::Vsyscall => "vsyscall".to_string(),

@@ -5,9 +5,9 @@
 
 use vmemu_arch::Arch;
 
+use crate::Machine;
 use crate::errno::Errno;
 use crate::event::EventKind;
-use crate::mm::Machine;
 use crate::sync::{Acquire, MmId};
 
 impl<A: Arch> Machine<A> {

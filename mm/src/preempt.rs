@@ -42,8 +42,8 @@
 
 use vmemu_arch::{Arch, Level, PhysAddr, VirtAddr};
 
+use crate::Machine;
 use crate::event::EventKind;
-use crate::mm::Machine;
 use crate::phys::{Owner, PageFlags};
 
 /// Where a task was preempted.
@@ -242,9 +242,10 @@ mod tests {
     use vmemu_arch::{Arch, Arm64, Pfn, VirtAddr, X86_64};
 
     use super::{Preempt, PreemptPoint};
+    use crate::Machine;
     use crate::event::EventKind;
     use crate::gup::GupFlags;
-    use crate::mm::{Backing, Machine, Prot};
+    use crate::mm::{Backing, Prot};
     use crate::profile::KernelProfile;
     use crate::sync::MmId;
     use crate::vma::MapFlags;

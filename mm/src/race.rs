@@ -9,10 +9,11 @@
 
 use vmemu_arch::{Arch, Pfn, VirtAddr};
 
+use crate::Machine;
 use crate::errno::Errno;
 use crate::event::EventKind;
 use crate::gup::GupFlags;
-use crate::mm::{Backing, Machine, VmFlags};
+use crate::mm::{Backing, VmFlags};
 use crate::phys::{Owner, PageFlags};
 use crate::preempt::{Preempt, PreemptPoint};
 use crate::sync::{MmId, TaskId};
@@ -266,8 +267,10 @@ impl<A: Arch> Machine<A> {
 mod tests {
     use vmemu_arch::{Arch, Arm64, Ppc64, X86_64};
 
+    use crate::Machine;
     use crate::event::EventKind;
-    use crate::mm::{Backing, FileOps, Machine, Prot};
+    use crate::fault::FileOps;
+    use crate::mm::{Backing, Prot};
     use crate::profile::KernelProfile;
     use crate::vma::MapFlags;
 

@@ -9,10 +9,11 @@
 
 use vmemu_arch::{Arch, HwRoot, PhysAddr, PteFlags, SizeKind, VirtAddr};
 
+use crate::Machine;
 use crate::errno::Errno;
 use crate::event::EventKind;
 use crate::fault::{FaultFlags, VmFault};
-use crate::mm::{Machine, VmFlags};
+use crate::mm::VmFlags;
 use crate::pgtable::{self, RootSel};
 use crate::sync::MmId;
 

@@ -6,7 +6,7 @@
 //! violation *means* — the fuzzer telling a finding from a failure — reads
 //! the kind and its [`BugClass`], never the message, so rewording a message
 //! changes no verdict. A profile says which classes its knobs are known to
-//! have ([`crate::profile::Knobs::known_bugs`]).
+//! have (`Knobs::known_bugs` in `profile`).
 
 use std::fmt;
 

@@ -4,8 +4,9 @@
 
 use vmemu_arch::{Arch, Level, Pfn, PhysAddr, Pte, PteFlags, VirtAddr};
 
+use crate::Machine;
 use crate::errno::Errno;
-use crate::mm::{Backing, Machine, Prot, VmFlags, Vma, page_align};
+use crate::mm::{Backing, Prot, VmFlags, Vma, page_align};
 use crate::pgtable::{self, LeafSlot};
 use crate::sync::MmId;
 

@@ -233,10 +233,11 @@ fn corruptions_are_reported<A: Arch>() {
     m.phys.page_mut(page).mapcount = 0;
     let e = m.check_invariants().unwrap_err();
     assert!(!e.is_empty());
+    let buf = m.intern("buf");
     assert_eq!(
         m.phys.page(page).owner,
         Owner::Anon {
-            name: m.names.iter().position(|n| n == "buf").unwrap() as u32,
+            name: buf,
             index: 0
         }
     );

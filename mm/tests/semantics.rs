@@ -948,7 +948,7 @@ fn foll_pin_bias<A: Arch>() {
     // The zero page is not pinned.
     let z = anon(&mut m, 1, Prot::RW, "z");
     read_fault(&mut m, z);
-    let zero = m.zero_pfn;
+    let zero = m.zero_pfn();
     let zrc = m.phys.page(zero).refcount;
     let mut pages = Vec::new();
     assert_eq!(
@@ -1029,7 +1029,9 @@ fn cow_zero_page_then_fresh_page<A: Arch>() {
         release(&mut m, &pages);
         // The zero page itself was not written.
         let mut z = [0xffu8; 16];
-        m.phys.read(m.zero_pfn.addr(A::PAGE_SHIFT), &mut z).unwrap();
+        m.phys
+            .read(m.zero_pfn().addr(A::PAGE_SHIFT), &mut z)
+            .unwrap();
         assert_eq!(z, [0u8; 16]);
 
         // gup with FOLL_WRITE on a read-faulted page breaks COW itself.

@@ -250,7 +250,7 @@ impl<A: Arch> Sys<A> {
                 if d.page_errors.is_none() {
                     d.page_errors = Some(e);
                 }
-                let zero = self.m.zero_pfn;
+                let zero = self.m.zero_pfn();
                 self.consumer_get(zero, io);
                 d.zero_pages += 1;
                 d.pages = vec![zero];
@@ -421,7 +421,7 @@ impl<A: Arch> Sys<A> {
         // Write the pending blocks from the zero page, without gathering
         // again.
         d.page_errors = Some(e);
-        let zero = self.m.zero_pfn;
+        let zero = self.m.zero_pfn();
         self.consumer_get(zero, io);
         while d.blocks_available > 0 && d.block_in_file < d.final_block_in_request {
             d.zero_pages += 1;
