@@ -15,6 +15,7 @@ use vmemu_mm::{
     MkwriteBehaviour, Prot, VmFault,
 };
 
+use crate::calls::Family;
 use crate::lang::{
     Arg, Expr, MapSpec, Qual, ScriptError, Span, Stmt, StmtKind, Target, Value, Workload,
 };
@@ -155,7 +156,7 @@ pub struct Run {
 /// Whether a workload applies to `arch` (its `arches` line).
 #[must_use]
 pub fn applies(w: &Workload, arch: ArchId) -> bool {
-    w.arches.is_empty() || w.arches.iter().any(|a| a == arch.name())
+    w.arches.is_empty() || w.arches.contains(&arch)
 }
 
 /// The profiles a workload runs under by default.
@@ -212,8 +213,7 @@ fn executed_spans_capped(w: &Workload, arch: ArchId, kernel: &str, cap: usize) -
                 return;
             }
             let q = &s.qual;
-            let arch_ok =
-                q.arches.is_empty() || q.arches.iter().any(|a| a == arch.name() || a == "all");
+            let arch_ok = q.arches.is_empty() || q.arches.contains(&arch);
             let kernel_ok = q.kernels.is_empty() || q.kernels.iter().any(|k| k == kernel);
             if arch_ok && kernel_ok {
                 out.push(s.span);
@@ -471,14 +471,6 @@ const GATHERS: &[&str] = &[
 /// Largest copy a script may ask for.
 const MAX_COPY: u64 = 64 << 20;
 
-fn prot_of(s: &str) -> Prot {
-    Prot {
-        read: s.contains('r'),
-        write: s.contains('w'),
-        exec: s.contains('x'),
-    }
-}
-
 impl<'w, A: Arch> Runner<'w, A> {
     fn start(w: &'w Workload, kernel: &str) -> Result<Self, ScriptError> {
         Self::start_with(w, kernel, RunOptions::default())
@@ -497,12 +489,8 @@ impl<'w, A: Arch> Runner<'w, A> {
                 ),
             ));
         }
-        let profile = KernelProfile::parse(kernel).map_err(|e| ScriptError {
-            file: w.file.clone(),
-            span: Span { line: 0, col: 0 },
-            msg: e.to_string(),
-            source_line: String::new(),
-        })?;
+        let profile = KernelProfile::parse(kernel)
+            .map_err(|e| ScriptError::new(&w.file, Span { line: 0, col: 0 }, e.to_string(), ""))?;
         let mut size = DEFAULT_PHYS_SIZE;
         if let Some(e) = &w.mem {
             let layout = A::layout(profile.knobs.family);
@@ -560,8 +548,7 @@ impl<'w, A: Arch> Runner<'w, A> {
     }
 
     fn applies(&self, q: &Qual) -> bool {
-        let arch_ok =
-            q.arches.is_empty() || q.arches.iter().any(|a| a == A::ID.name() || a == "all");
+        let arch_ok = q.arches.is_empty() || q.arches.contains(&A::ID);
         let kernel_ok = q.kernels.is_empty() || q.kernels.contains(&self.kernel);
         arch_ok && kernel_ok
     }
@@ -926,25 +913,17 @@ impl<'w, A: Arch> Runner<'w, A> {
                 res
             }
             StmtKind::Repeat(n, body) => self.exec_repeat(s, *n, body),
-            StmtKind::Call { var, func, args } => {
-                if crate::bugs::CALLS.iter().any(|(n, _)| n == func) {
-                    self.exec_bug_call(s, var.as_deref(), func, args)
-                } else if crate::callers::CALLS.iter().any(|(n, _)| n == func) {
-                    self.exec_caller(s, var.as_deref(), func, args)
-                } else if crate::syscalls::CALLS.iter().any(|(n, _)| n == func) {
-                    self.exec_syscall(s, var.as_deref(), func, args)
-                } else if matches!(
-                    func.as_str(),
-                    "vmsplice" | "readv" | "writev" | "splice_write"
-                ) {
-                    self.exec_pipe_call(s, var.as_deref(), func, args)
-                } else if func.starts_with("iov_iter_")
-                    || func.contains("_iter")
-                    || func == "import_iovec"
-                {
-                    self.exec_iter_call(s, var.as_deref(), func, args)
-                } else {
-                    self.exec_call(s, var.as_deref(), func, args)
+            StmtKind::Call {
+                var, func, args, ..
+            } => {
+                let (var, name) = (var.as_deref(), func.name);
+                match func.family {
+                    Family::Bug => self.exec_bug_call(s, var, name, args),
+                    Family::Caller => self.exec_caller(s, var, name, args),
+                    Family::Syscall => self.exec_syscall(s, var, name, args),
+                    Family::Pipe => self.exec_pipe_call(s, var, name, args),
+                    Family::Iter => self.exec_iter_call(s, var, name, args),
+                    Family::Mm => self.exec_call(s, var, name, args),
                 }
             }
             StmtKind::Kbuf(name, size, in_pages) => {
@@ -1074,7 +1053,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         let res = self
             .sys
             .m
-            .mmap(mm, at, bytes, prot_of(&spec.prot), flags, backing, name);
+            .mmap(mm, at, bytes, spec.prot, flags, backing, name);
         let mut r = self.record(s, "mmap");
         match res {
             Ok(a) => {
@@ -1109,20 +1088,17 @@ impl<'w, A: Arch> Runner<'w, A> {
                 }
                 Ok(GupFlags::empty())
             }
-            Arg::Flags(names) => {
-                let mut f = GupFlags::empty();
-                for n in names {
-                    f |= GupFlags::from_name(n).ok_or_else(|| self.err(s.span, format!("unknown flag `{n}` (expected a FOLL_* name such as FOLL_WRITE, FOLL_FORCE, FOLL_LONGTERM)")))?;
-                }
-                Ok(f)
-            }
+            Arg::Foll(f, _) => Ok(*f),
+            Arg::Prot(_, span) => Err(self.err(*span, "expected FOLL_* flags, found protections")),
         }
     }
 
-    pub(crate) fn expr_arg(&self, a: &Arg, s: &Stmt) -> Result<i128, ScriptError> {
+    pub(crate) fn expr_arg(&self, a: &Arg, _s: &Stmt) -> Result<i128, ScriptError> {
         match a {
             Arg::Expr(e) => self.eval(e),
-            Arg::Flags(_) => Err(self.err(s.span, "expected a value, found flags")),
+            Arg::Foll(_, span) | Arg::Prot(_, span) => {
+                Err(self.err(*span, "expected a value, found flags"))
+            }
         }
     }
 
@@ -1214,21 +1190,11 @@ impl<'w, A: Arch> Runner<'w, A> {
                     "madvise_dontneed" => self.sys.m.madvise_dontneed(mm, a0, len),
                     _ => {
                         let prot = match &args[2] {
-                            Arg::Flags(f) => {
-                                let mut p = Prot::NONE;
-                                for n in f {
-                                    match n.as_str() {
-                                        "PROT_READ" => p.read = true,
-                                        "PROT_WRITE" => p.write = true,
-                                        "PROT_EXEC" => p.exec = true,
-                                        "PROT_NONE" => {}
-                                        _ => {
-                                            return Err(self
-                                                .err(s.span, format!("unknown protection `{n}`")));
-                                        }
-                                    }
-                                }
-                                p
+                            Arg::Prot(p, _) => *p,
+                            Arg::Foll(_, span) => {
+                                return Err(
+                                    self.err(*span, "expected PROT_* protections, found flags")
+                                );
                             }
                             Arg::Expr(_) => Prot::NONE,
                         };
@@ -1751,7 +1717,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         self.expects += 1;
         let (holds, seen) = match t {
             Target::Event(kind) => {
-                let seen = self.sys.m.events.iter().any(|e| e.kind.name() == kind);
+                let seen = self.sys.m.events.iter().any(|e| e.kind == *kind);
                 (
                     seen,
                     if seen {
@@ -1859,7 +1825,7 @@ impl<'w, A: Arch> Runner<'w, A> {
 fn collect_expected_events(stmts: &[Stmt], f: &mut impl FnMut(&str, &Qual)) {
     for s in stmts {
         match &s.kind {
-            StmtKind::Expect(Target::Event(k), _, _) => f(k, &s.qual),
+            StmtKind::Expect(Target::Event(k), _, _) => f(k.name(), &s.qual),
             StmtKind::SetFs(_, body) | StmtKind::Repeat(_, body) => {
                 collect_expected_events(body, f);
             }
@@ -1928,17 +1894,12 @@ fn mem_span(w: &Workload) -> Span {
 }
 
 pub(crate) fn err_at(w: &Workload, span: Span, msg: impl Into<String>) -> ScriptError {
-    ScriptError {
-        file: w.file.clone(),
-        span,
-        msg: msg.into(),
-        source_line: w
-            .source
-            .lines()
-            .nth(span.line.saturating_sub(1))
-            .unwrap_or("")
-            .to_string(),
-    }
+    let line = w
+        .source
+        .lines()
+        .nth(span.line.saturating_sub(1))
+        .unwrap_or("");
+    ScriptError::new(&w.file, span, msg, line)
 }
 
 fn checked<A: Arch>(r: &Runner<'_, A>, span: Span, v: Option<i128>) -> Result<i128, ScriptError> {
