@@ -67,6 +67,25 @@ impl Arch for Arm64 {
     ];
     const BIG_ENDIAN: bool = false;
     const TABLE_PERMS: bool = false;
+    const SHARED_KERNEL_PGD: bool = false;
+    const TLB_FLUSH_IPI: bool = false;
+    const PRIVATE_GUP_FAST: bool = false;
+    const VMEMMAP_START: u64 = 0xffff_7e00_0000_0000;
+
+    fn exec_only_prot() -> PteFlags {
+        PteFlags::empty()
+    }
+
+    fn pte_wrprotect(flags: PteFlags) -> PteFlags {
+        flags.difference(PteFlags::WRITE) | PteFlags::RDONLY
+    }
+
+    fn hw_root_desc(root: HwRoot) -> &'static str {
+        match root {
+            HwRoot::Mm => "TTBR0 (bit 55 clear): the mm's table",
+            HwRoot::Kernel => "TTBR1 (bit 55 set): swapper_pg_dir of init_mm",
+        }
+    }
 
     fn layout(family: Family) -> Layout {
         let task_size = 1u64 << 48;

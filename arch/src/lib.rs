@@ -133,6 +133,25 @@ impl ArchId {
             ArchId::Ppc64_4k => "ppc64-4k",
         }
     }
+
+    /// `PAGE_SIZE` of the arch ([`Arch::PAGE_SIZE`] at run time).
+    #[must_use]
+    pub const fn page_size(self) -> u64 {
+        with_arch!(self, A => A::PAGE_SIZE)
+    }
+
+    /// The arch a portable workload is compared with: one with the same
+    /// page size where there is one (x86_64 and arm64, both 4 KiB), else
+    /// the other page size of the same MMU (ppc64 against ppc64-4k).
+    #[must_use]
+    pub const fn partner(self) -> ArchId {
+        match self {
+            ArchId::X86_64 => ArchId::Arm64,
+            ArchId::Arm64 => ArchId::X86_64,
+            ArchId::Ppc64 => ArchId::Ppc64_4k,
+            ArchId::Ppc64_4k => ArchId::Ppc64,
+        }
+    }
 }
 
 impl fmt::Display for ArchId {
@@ -211,6 +230,61 @@ pub trait Arch: Copy + Default + Send + Sync + fmt::Debug + 'static {
     const BIG_ENDIAN: bool;
     /// Table entries carry user/write bits that the hardware ANDs with the leaf's (x86).
     const TABLE_PERMS: bool;
+    /// A new mm's pgd holds a copy of the kernel half of `swapper_pg_dir`
+    /// (x86 `pgd_alloc` → `pgd_ctor` → `clone_pgd_range` from
+    /// `KERNEL_PGD_BOUNDARY`, `arch/x86/mm/pgtable.c`); arm64 (TTBR1) and
+    /// powerpc radix (process table entry 0) keep the kernel in a root of
+    /// its own.
+    const SHARED_KERNEL_PGD: bool;
+    /// The TLB shootdown after an unmap is an IPI the unmapper waits for
+    /// (x86 `flush_tlb_mm_range` → `native_flush_tlb_others` →
+    /// `smp_call_function_many(.., wait)`, `arch/x86/mm/tlb.c`): a CPU in
+    /// gup-fast's `local_irq_save` section holds it up, so a page unmapped
+    /// while a gup-fast walker runs is freed only after the walker leaves.
+    /// arm64 (`__tlbi(vale1is)`, `asm/tlbflush.h`) and powerpc radix
+    /// (`tlbie`, `radix_tlb.c`) broadcast the invalidation in hardware and
+    /// free at once; gup-fast is safe there through the speculative
+    /// reference (`page_cache_get_speculative` / `try_grab_folio_fast`) and
+    /// the entry re-check. Unlinked page *tables* wait for the walker on
+    /// every arch (IPI on x86, `HAVE_RCU_TABLE_FREE`'s `tlb_remove_table`
+    /// grace period on arm64 and powerpc).
+    const TLB_FLUSH_IPI: bool;
+    /// The arch has a gup-fast walker of its own that a profile may select
+    /// instead of `mm/gup.c`'s generic one: x86's `arch/x86/mm/gup.c`
+    /// (`gup_pte_range` with `pte_allows_gup`: present and user, plus write),
+    /// until the move to the generic walker in v4.13 (e585513b76f7). The
+    /// profile knob `x86_private_gup` says whether the kernel still has it.
+    const PRIVATE_GUP_FAST: bool;
+    /// `VMEMMAP_START` without KASLR: where the `struct page` array lives,
+    /// giving the value of a `struct page *` (x86-64 `__VMEMMAP_BASE_L4`,
+    /// `asm/pgtable_64_types.h`; arm64 v4.10 `PAGE_OFFSET - VMEMMAP_SIZE`
+    /// for a 48-bit VA with 4K pages, `asm/memory.h`; powerpc radix
+    /// `RADIX_VMEMMAP_BASE` = `RADIX_VMALLOC_END`,
+    /// `asm/book3s/64/radix.h`). One value for both families.
+    const VMEMMAP_START: u64;
+
+    /// The permission flags of a user leaf whose VMA allows execution only
+    /// (`PROT_EXEC` without `PROT_READ`/`PROT_WRITE`), besides the present,
+    /// leaf, young and exec bits: `vm_get_page_prot`'s `__P100`/`__S100`.
+    /// x86 and powerpc have no execute-only user encoding (`PAGE_READONLY_EXEC`
+    /// / `PAGE_EXECONLY` is readable): [`PteFlags::USER`] (the default). arm64
+    /// `PAGE_EXECONLY` (`asm/pgtable-prot.h`) leaves `PTE_USER` clear.
+    #[must_use]
+    fn exec_only_prot() -> PteFlags {
+        PteFlags::USER
+    }
+
+    /// `pte_wrprotect`: the leaf flags `flags` without write permission. The
+    /// default clears [`PteFlags::WRITE`]; arm64 also sets `PTE_RDONLY`
+    /// (AP[2], `asm/pgtable.h`), the bit the hardware checks, as its
+    /// read-only protections (`PAGE_READONLY`, `PAGE_COPY`) carry it.
+    #[must_use]
+    fn pte_wrprotect(flags: PteFlags) -> PteFlags {
+        flags.difference(PteFlags::WRITE)
+    }
+
+    /// How a diagnostic names the root [`Arch::hw_root`] selects.
+    fn hw_root_desc(root: HwRoot) -> &'static str;
 
     /// Layout constants in `family`.
     fn layout(family: Family) -> Layout;

@@ -221,6 +221,17 @@ macro_rules! ppc64_arch {
             ];
             const BIG_ENDIAN: bool = true;
             const TABLE_PERMS: bool = false;
+            const SHARED_KERNEL_PGD: bool = false;
+            const TLB_FLUSH_IPI: bool = false;
+            const PRIVATE_GUP_FAST: bool = false;
+            const VMEMMAP_START: u64 = 0xc00a_0000_0000_0000;
+
+            fn hw_root_desc(root: HwRoot) -> &'static str {
+                match root {
+                    HwRoot::Mm => "quadrant 0: the process table entry of the mm's PID",
+                    HwRoot::Kernel => "quadrant 3: PID 0 (init_mm)",
+                }
+            }
 
             fn layout(family: Family) -> Layout {
                 layout(family, $shift)

@@ -62,6 +62,14 @@ impl Arch for X86_64 {
     ];
     const BIG_ENDIAN: bool = false;
     const TABLE_PERMS: bool = true;
+    const SHARED_KERNEL_PGD: bool = true;
+    const TLB_FLUSH_IPI: bool = true;
+    const PRIVATE_GUP_FAST: bool = true;
+    const VMEMMAP_START: u64 = 0xffff_ea00_0000_0000;
+
+    fn hw_root_desc(_root: HwRoot) -> &'static str {
+        "CR3: the mm's pgd, whose kernel half is shared with init_mm"
+    }
 
     fn layout(family: Family) -> Layout {
         // TASK_SIZE_MAX = 2^47 - PAGE_SIZE (the guard page below the

@@ -28,26 +28,26 @@
 //! leaf entries processed inside one IRQ-off section (`--svg` draws it).
 
 pub mod fixtures;
+mod output;
 mod svg;
+mod system;
 
-use std::fmt::Write as _;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rayon::prelude::*;
 use serde::Serialize;
-use vmemu_arch::{Arch, ArchId, VirtAddr, with_arch};
-use vmemu_mm::{Backing, Machine, MapFlags, Prot};
+use vmemu_arch::{Arch, ArchId, with_arch};
 
 use fixtures::{
     BATCHES, C1_SEGS, C3_SEGS, CopyFix, GUP_PAGES, GupFix, HostReadv, HostSplice, THP_PAGES,
     WALK_PAGES, WalkFix,
 };
 
-use crate::lang::{self, Workload};
-use crate::run;
-use crate::workloads::BUILTIN;
+pub use output::{format_rows, format_study};
+use output::{load_average, names, progress};
+pub use system::{matrix_once, peak_rss};
+use system::{matrix_rows, s1_probe, s1_rows};
 
 /// Output format of `vmemu bench`.
 #[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
@@ -88,14 +88,6 @@ pub struct BenchArgs {
     #[arg(long, hide = true, value_name = "ARCH")]
     pub s1_child: Option<String>,
 }
-
-/// The built-in matrix's yardstick: KUnit `kunit_iov_iter` warm under UML.
-const KUNIT_WARM_NS: f64 = 2.6e9;
-/// S1's bound.
-const S1_LIMIT: u64 = 64 << 20;
-/// S1: the sparse mapping and how many of its pages are touched.
-const S1_LEN: u64 = 1 << 40;
-const S1_TOUCHED: u64 = 1000;
 
 /// One row of the result table.
 #[derive(Debug, Clone, Serialize)]
@@ -305,19 +297,22 @@ impl Group for WalkGroup {
     }
 }
 
+/// W3's yardstick: the walk of every other arch is timed against this one's.
+const W3_BASELINE: ArchId = ArchId::X86_64;
+
 fn walk_rows(
     arches: &[ArchId],
     want: &dyn Fn(&str) -> bool,
     a: &BenchArgs,
 ) -> Result<Vec<Row>, String> {
     let w1 = want("W1-seq") || want("W1-rand");
-    let w3 = (want("W3-seq") || want("W3-rand")) && arches.iter().any(|&x| x != ArchId::X86_64);
+    let w3 = (want("W3-seq") || want("W3-rand")) && arches.iter().any(|&x| x != W3_BASELINE);
     if !w1 && !w3 {
         return Ok(Vec::new());
     }
     let mut set: Vec<ArchId> = arches.to_vec();
-    if w3 && !set.contains(&ArchId::X86_64) {
-        set.insert(0, ArchId::X86_64);
+    if w3 && !set.contains(&W3_BASELINE) {
+        set.insert(0, W3_BASELINE);
     }
     progress(&format!("walks of {WALK_PAGES} pages on {}", names(&set)));
     let mut g = WalkGroup(Vec::new());
@@ -327,7 +322,7 @@ fn walk_rows(
         g.0.push(f);
     }
     let m = measure(&mut g, a.rounds as usize, Duration::from_millis(a.ms))?;
-    let x = set.iter().position(|&y| y == ArchId::X86_64);
+    let x = set.iter().position(|&y| y == W3_BASELINE);
     let mut rows = Vec::new();
     for (k, &arch) in set.iter().enumerate() {
         if !arches.contains(&arch) {
@@ -354,7 +349,7 @@ fn walk_rows(
     }
     if let Some(x) = x {
         for (k, &arch) in set.iter().enumerate() {
-            if arch == ArchId::X86_64 || !arches.contains(&arch) {
+            if arch == W3_BASELINE || !arches.contains(&arch) {
                 continue;
             }
             for (o, order) in [(0, "seq"), (2, "rand")] {
@@ -600,363 +595,6 @@ fn copy_rows<A: Arch>(
         ));
     }
     Ok(())
-}
-
-// ----------------------------------------------------------------------
-// M: the built-in matrix
-// ----------------------------------------------------------------------
-
-struct MatrixGroup {
-    ws: Vec<Workload>,
-    plan: Vec<(usize, ArchId, String)>,
-    pools: Vec<(usize, rayon::ThreadPool)>,
-}
-
-impl MatrixGroup {
-    fn new(threads: &[usize]) -> Result<Self, String> {
-        let ws: Vec<Workload> = BUILTIN
-            .iter()
-            .map(|(f, s)| lang::parse(f, s).map_err(|e| e.to_string()))
-            .collect::<Result<_, _>>()?;
-        let mut plan = Vec::new();
-        for (i, w) in ws.iter().enumerate() {
-            for a in ArchId::MAIN {
-                if run::applies(w, a) {
-                    for k in run::default_kernels(w) {
-                        plan.push((i, a, k));
-                    }
-                }
-            }
-        }
-        let pools = threads
-            .iter()
-            .map(|&n| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .map(|p| (n, p))
-                    .map_err(|e| e.to_string())
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self { ws, plan, pools })
-    }
-}
-
-/// The host's own parallelism, beside M2: the matrix's task shape (one task
-/// per run) with pure arithmetic of about the same length per task.
-fn compute_task(i: usize) -> u64 {
-    let mut x = i as u64 | 1;
-    for _ in 0..100_000 {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-    }
-    x
-}
-
-impl Group for MatrixGroup {
-    fn labels(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .pools
-            .iter()
-            .map(|(n, _)| format!("matrix on {n} threads"))
-            .collect();
-        v.extend(
-            self.pools
-                .iter()
-                .take(2)
-                .map(|(n, _)| format!("compute on {n} threads")),
-        );
-        v
-    }
-    fn pass(&mut self, i: usize) -> Result<(Duration, u64), String> {
-        let (ws, plan) = (&self.ws, &self.plan);
-        if i >= self.pools.len() {
-            let pool = &self.pools[i - self.pools.len()].1;
-            pool.broadcast(|_| ());
-            let t0 = Instant::now();
-            let x: u64 = pool.install(|| {
-                (0..plan.len())
-                    .into_par_iter()
-                    .map(compute_task)
-                    .reduce(|| 0, u64::wrapping_add)
-            });
-            let dt = t0.elapsed();
-            black_box(x);
-            return Ok((dt, 1));
-        }
-        // Wake every worker first (they sleep while the other pools run): the
-        // pass measures the matrix on running threads, not how long the host
-        // takes to schedule a sleeping thread again.
-        self.pools[i].1.broadcast(|_| ());
-        let t0 = Instant::now();
-        let runs = self.pools[i].1.install(|| {
-            plan.par_iter()
-                .map(|(w, a, k)| run::run(&ws[*w], *a, k).map(|r| r.summary.passed))
-                .collect::<Result<Vec<bool>, _>>()
-        });
-        let dt = t0.elapsed();
-        let runs = runs.map_err(|e| e.to_string())?;
-        if runs.iter().any(|p| !p) {
-            return Err("a built-in workload failed during the matrix bench".into());
-        }
-        Ok((dt, 1))
-    }
-}
-
-/// Runs the built-in matrix once, sequentially on the calling thread (for
-/// instruction counts); returns the number of runs.
-pub fn matrix_once() -> Result<usize, String> {
-    let g = MatrixGroup::new(&[])?;
-    for (w, a, k) in &g.plan {
-        let r = run::run(&g.ws[*w], *a, k).map_err(|e| e.to_string())?;
-        if !r.summary.passed {
-            return Err(format!("{} on {a} under {k} failed", g.ws[*w].name));
-        }
-    }
-    Ok(g.plan.len())
-}
-
-fn matrix_rows(want: &dyn Fn(&str) -> bool, a: &BenchArgs) -> Result<Vec<Row>, String> {
-    if !want("M1") && !want("M2") {
-        return Ok(Vec::new());
-    }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut threads = vec![2, 1];
-    if cores != 2 {
-        threads.push(cores);
-    }
-    let mut g = MatrixGroup::new(&threads)?;
-    progress(&format!(
-        "the built-in matrix ({} runs) on 2 and 1 threads{}",
-        g.plan.len(),
-        if cores != 2 {
-            format!(" and {cores}")
-        } else {
-            String::new()
-        }
-    ));
-    let m = measure(&mut g, a.rounds as usize, Duration::from_millis(a.ms))?;
-    let mut rows = Vec::new();
-    if want("M1") {
-        let i = if cores == 2 { 0 } else { 2 };
-        rows.push(ratio_row(
-            &m,
-            i,
-            Den::Const(KUNIT_WARM_NS),
-            Spec {
-                case: "M1",
-                arch: "host".into(),
-                subject: format!("built-in matrix, {} runs on {cores} threads", g.plan.len()),
-                yardstick: "KUnit kunit_iov_iter, UML warm (PERF.md)".into(),
-                unit: "ns",
-                goal: 0.05,
-            },
-        ));
-    }
-    if want("M2") {
-        let np = threads.len();
-        let host: Vec<f64> = m[np].iter().zip(&m[np + 1]).map(|(a, b)| a / b).collect();
-        let mut row = ratio_row(
-            &m,
-            0,
-            Den::Meas(1),
-            Spec {
-                case: "M2",
-                arch: "host".into(),
-                subject: "built-in matrix on 2 threads".into(),
-                yardstick: "built-in matrix on 1 thread".into(),
-                unit: "ns",
-                goal: 0.63,
-            },
-        );
-        row.note = Some(format!(
-            "the host itself: pure arithmetic in the same task shape on 2 threads ÷ 1 thread = {:.3} (1.0: no second CPU was free)",
-            median(&host)
-        ));
-        rows.push(row);
-    }
-    Ok(rows)
-}
-
-// ----------------------------------------------------------------------
-// S1: sparse mapping, peak RSS in a child process
-// ----------------------------------------------------------------------
-
-/// Peak resident set size of this process (`VmHWM`), in bytes.
-#[must_use]
-pub fn peak_rss() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    let l = s.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = l.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// The S1 probe: a 1 TiB mapping, 1000 pages touched evenly across it.
-fn s1_probe<A: Arch>() -> Result<u64, String> {
-    let mut m = Machine::<A>::new(fixtures::profile(), vmemu_mm::DEFAULT_PHYS_SIZE)
-        .map_err(|e| e.to_string())?;
-    let mm = m.current_mm();
-    let base = m
-        .mmap(
-            mm,
-            Some(VirtAddr(1 << 42)),
-            S1_LEN,
-            Prot::RW,
-            MapFlags::default(),
-            Backing::Anon,
-            "sparse",
-        )
-        .map_err(|e| format!("mmap 1 TiB: {e:?}"))?;
-    let stride = (S1_LEN / S1_TOUCHED) & !(A::PAGE_SIZE - 1);
-    for i in 0..S1_TOUCHED {
-        m.put_user(i, base.wrapping_add(i * stride), 8)
-            .map_err(|e| format!("touch {i}: {e:?}"))?;
-    }
-    for i in 0..S1_TOUCHED {
-        if m.get_user(base.wrapping_add(i * stride), 8) != Ok(i) {
-            return Err(format!("page {i} lost its value"));
-        }
-    }
-    black_box(&m);
-    peak_rss().ok_or_else(|| "no VmHWM in /proc/self/status".into())
-}
-
-fn s1_rows(arches: &[ArchId], want: &dyn Fn(&str) -> bool) -> Result<Vec<Row>, String> {
-    if !want("S1") {
-        return Ok(Vec::new());
-    }
-    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut rows = Vec::new();
-    for &arch in arches {
-        progress(&format!("1 TiB sparse mapping on {arch} (child process)"));
-        let out = std::process::Command::new(&exe)
-            .args(["bench", "--s1-child", arch.name()])
-            .output()
-            .map_err(|e| format!("S1 child: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        let bytes: u64 = text
-            .lines()
-            .find_map(|l| l.strip_prefix("peak_rss_bytes "))
-            .and_then(|v| v.trim().parse().ok())
-            .ok_or_else(|| {
-                format!(
-                    "S1 child on {arch} printed no figure: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                )
-            })?;
-        let ratio = bytes as f64 / S1_LIMIT as f64;
-        rows.push(Row {
-            kind: "case",
-            case: "S1".into(),
-            arch: arch.to_string(),
-            subject: format!("peak RSS, 1 TiB mapping, {S1_TOUCHED} pages touched"),
-            subject_value: bytes as f64,
-            yardstick: "64 MiB".into(),
-            yardstick_value: S1_LIMIT as f64,
-            unit: "bytes",
-            ratio,
-            goal: 1.0,
-            pass: ratio <= 1.0,
-            rounds: 1,
-            note: None,
-        });
-    }
-    Ok(rows)
-}
-
-// ----------------------------------------------------------------------
-// Output
-// ----------------------------------------------------------------------
-
-/// The 1-minute load average of the host (`/proc/loadavg`): other work on
-/// the machine takes CPU time from the rounds and, above all, the second
-/// thread from M2.
-fn load_average() -> Option<String> {
-    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
-    s.split_whitespace().next().map(str::to_string)
-}
-
-fn progress(what: &str) {
-    eprintln!("bench: {what} ...");
-}
-
-fn names(v: &[ArchId]) -> String {
-    v.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
-}
-
-fn human(v: f64, unit: &str) -> String {
-    match unit {
-        "bytes" => format!("{:.1} MiB", v / f64::from(1 << 20)),
-        "ns" if v >= 1e6 => format!("{:.1} ms", v / 1e6),
-        _ if v >= 1e4 => format!("{:.1} µs{}", v / 1e3, unit.strip_prefix("ns").unwrap_or("")),
-        _ => format!("{v:.1} {unit}"),
-    }
-}
-
-/// The table of ratios.
-#[must_use]
-pub fn format_rows(rows: &[Row]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "{:<8} {:<9} {:>16} {:>16} {:>8} {:>7}  {:<6} subject ÷ yardstick",
-        "case", "arch", "subject", "yardstick", "ratio", "goal", "result"
-    );
-    for r in rows {
-        let note = r
-            .note
-            .as_deref()
-            .map_or(String::new(), |n| format!("\n{:<19}note: {n}", ""));
-        let _ = writeln!(
-            s,
-            "{:<8} {:<9} {:>16} {:>16} {:>8.3} {:>7}  {:<6} {} ÷ {}{note}",
-            r.case,
-            r.arch,
-            human(r.subject_value, r.unit),
-            human(r.yardstick_value, r.unit),
-            r.ratio,
-            format!("≤ {}", r.goal),
-            if r.pass { "PASS" } else { "MISS" },
-            r.subject,
-            r.yardstick
-        );
-    }
-    s
-}
-
-/// The batch-size study as a table.
-#[must_use]
-pub fn format_study(points: &[BatchPoint]) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "batch-size study: get_user_pages_fast(FOLL_WRITE), v6.13, {GUP_PAGES} pages on leaves of the base page size"
-    );
-    let _ = writeln!(
-        s,
-        "{:<9} {:>10} {:>10} {:>14} {:>9} {:>12} {:>15}",
-        "arch", "pages/call", "ns/page", "flat ns/page", "÷ flat", "max PTE run", "IRQ-off/call"
-    );
-    for p in points {
-        let call = if p.all {
-            format!("all={}", p.pages_per_call)
-        } else {
-            p.pages_per_call.to_string()
-        };
-        let _ = writeln!(
-            s,
-            "{:<9} {:>10} {:>10.2} {:>14.2} {:>9.2} {:>12} {:>15}",
-            p.arch,
-            call,
-            p.ns_per_page,
-            p.flat_ns_per_page,
-            p.ratio_to_flat,
-            p.max_pte_run,
-            human(p.ns_per_call, "ns")
-        );
-    }
-    s
 }
 
 fn parse_arches(v: &[String]) -> Result<Vec<ArchId>, String> {

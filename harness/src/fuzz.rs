@@ -1132,24 +1132,6 @@ fn run_failure(r: &Run) -> Option<(String, String)> {
     None
 }
 
-fn page_size(a: ArchId) -> u64 {
-    match a {
-        ArchId::Ppc64 => 64 << 10,
-        _ => 4096,
-    }
-}
-
-/// The arch a portable workload is compared with: one with the same page
-/// size where there is one (x86_64 and arm64), else ppc64 against ppc64-4k.
-fn partner(a: ArchId) -> ArchId {
-    match a {
-        ArchId::X86_64 => ArchId::Arm64,
-        ArchId::Arm64 => ArchId::X86_64,
-        ArchId::Ppc64 => ArchId::Ppc64_4k,
-        ArchId::Ppc64_4k => ArchId::Ppc64,
-    }
-}
-
 /// Whether two return values agree across arches: equal, or — with
 /// different page sizes — both `Q * PAGE_SIZE + R` for the same `Q >= 0`
 /// and `R >= 0` (the workload's sizes are pages plus small offsets).
@@ -1188,7 +1170,7 @@ fn compare_arches(a: &Run, aa: ArchId, b: &Run, ba: ArchId) -> Option<String> {
             continue;
         }
         let rets_agree = match (x.ret, y.ret) {
-            (Some(u), Some(v)) => same_across(u, page_size(aa), v, page_size(ba)),
+            (Some(u), Some(v)) => same_across(u, aa.page_size(), v, ba.page_size()),
             (u, v) => u == v,
         };
         if !rets_agree || x.pages != y.pages {
@@ -1291,7 +1273,7 @@ pub fn check_text(text: &str, file: &str, arch: ArchId, kernel: &str, limits: &L
                 if let Some((sig, msg)) = run_failure(&r) {
                     return Outcome::Fail(format!("{sig} (+layton)"), msg);
                 }
-                if let Some(msg) = compare_layton(&base, &r, page_size(arch)) {
+                if let Some(msg) = compare_layton(&base, &r, arch.page_size()) {
                     return Outcome::Fail("differential: +layton vs v4.10".into(), msg);
                 }
             }
@@ -1299,7 +1281,7 @@ pub fn check_text(text: &str, file: &str, arch: ArchId, kernel: &str, limits: &L
     }
     // A second arch for portable workloads.
     if text.contains(", portable") {
-        let other = partner(arch);
+        let other = arch.partner();
         match run_caught(&w, other, kernel, &opts) {
             Err(p) => return Outcome::Fail("panic".into(), p),
             Ok(Err(_)) => {}

@@ -604,7 +604,8 @@ pub fn claims() -> Vec<Claim> {
 }
 
 fn page_size(arch: &str) -> i64 {
-    if arch == "ppc64" { 65536 } else { 4096 }
+    arch.parse::<vmemu_arch::ArchId>()
+        .map_or(4096, |a| a.page_size() as i64)
 }
 
 /// The verdict of one row or claim.

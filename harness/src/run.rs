@@ -281,7 +281,7 @@ fn explain_in<A: Arch>(
     addr: &str,
 ) -> Result<String, ScriptError> {
     use std::fmt::Write as _;
-    use vmemu_arch::{HwRoot, PteFlags};
+    use vmemu_arch::PteFlags;
     use vmemu_mm::pgtable::{self, RootSel, Step};
     let empty = Workload {
         name: "explain".into(),
@@ -298,13 +298,7 @@ fn explain_in<A: Arch>(
     let fam = m.family();
     let mut out = String::new();
     let _ = writeln!(out, "address {va} on {} under {kernel}", A::ID);
-    let root_name = |root: HwRoot| match (A::ID, root) {
-        (ArchId::X86_64, _) => "CR3: the mm's pgd, whose kernel half is shared with init_mm",
-        (ArchId::Arm64, HwRoot::Mm) => "TTBR0 (bit 55 clear): the mm's table",
-        (ArchId::Arm64, HwRoot::Kernel) => "TTBR1 (bit 55 set): swapper_pg_dir of init_mm",
-        (_, HwRoot::Mm) => "quadrant 0: the process table entry of the mm's PID",
-        (_, HwRoot::Kernel) => "quadrant 3: PID 0 (init_mm)",
-    };
+    let root_name = A::hw_root_desc;
     let mm = m.current_mm();
     let roots = m.roots(mm);
     for (title, sel) in [
@@ -405,7 +399,7 @@ fn explain_in<A: Arch>(
     let _ = writeln!(
         out,
         "  gup-fast leaf test: {}",
-        if A::ID == ArchId::X86_64 && k.x86_private_gup {
+        if A::PRIVATE_GUP_FAST && k.x86_private_gup {
             "x86 pte_allows_gup (PRESENT and USER)".to_string()
         } else {
             format!("{:?}", k.gup_fast_leaf)
@@ -709,7 +703,7 @@ impl<'w, A: Arch> Runner<'w, A> {
     fn held_pages(&self, unowned: bool) -> Vec<(Pfn, u64)> {
         let m = &self.sys.m;
         let mut held: std::collections::BTreeMap<Pfn, u64> = m
-            .held
+            .held()
             .iter()
             .map(|(p, h)| (p, u64::from(h.refs) + u64::from(h.pins)))
             .collect();

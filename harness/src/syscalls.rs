@@ -21,7 +21,7 @@
 use vmemu_arch::Arch;
 use vmemu_iter::Iovec;
 use vmemu_iter::iov_iter::Dir;
-use vmemu_iter::pipe::{SPLICE_F_GIFT, SPLICE_F_MORE, SPLICE_F_MOVE, SPLICE_F_NONBLOCK};
+use vmemu_iter::splice::{SPLICE_F_GIFT, SPLICE_F_MORE, SPLICE_F_MOVE, SPLICE_F_NONBLOCK};
 use vmemu_iter::syscalls::{FileKind, O_DIRECT};
 use vmemu_mm::Errno;
 use vmemu_mm::sync::TaskId;

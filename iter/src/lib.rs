@@ -2,9 +2,11 @@
 //! emulated mm: iterator kinds and walkers ([`iov_iter`]), the copy and
 //! query primitives ([`ops`]), page gathering old, proposed and modern
 //! ([`get_pages`]) with a check that a gathered page run holds the
-//! iterator's bytes ([`bytemap`]), pipes with vmsplice and splice
-//! ([`pipe`]), and the system calls over them with 6.13's argument checks
-//! ([`syscalls`]).
+//! iterator's bytes ([`bytemap`]), pipes ([`pipe`], `fs/pipe.c`), the pipe
+//! iterator ([`iter_pipe`], `ITER_PIPE` of `lib/iov_iter.c`), vmsplice, splice
+//! and tee ([`splice`], `fs/splice.c`), the buffered page-cache read
+//! ([`filemap`], `mm/filemap.c`), and the system calls over them with 6.13's
+//! argument checks ([`syscalls`]).
 //!
 //! Everything works on a [`Sys`]: the emulated kernel ([`Machine`]) plus the
 //! pipes that iterators and syscalls share.
@@ -26,10 +28,13 @@
 pub mod bytemap;
 pub mod callers;
 pub mod check;
+pub mod filemap;
 pub mod get_pages;
 pub mod iov_iter;
+pub mod iter_pipe;
 pub mod ops;
 pub mod pipe;
+pub mod splice;
 pub mod syscalls;
 
 use vmemu_arch::Arch;

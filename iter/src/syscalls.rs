@@ -6,7 +6,8 @@
 //!   [`Sys::pipe_write`]), regular files ([`Sys::shmem_file_read_iter`],
 //!   [`Sys::shmem_file_write_iter`]) and block devices
 //!   ([`Sys::blkdev_read_iter`], [`Sys::blkdev_write_iter`], `O_DIRECT`
-//!   through [`Sys::bdev_direct_io_6x`]);
+//!   through the one block-device direct-I/O model of
+//!   [`crate::callers::bio`], [`Sys::blkdev_direct_io_bdev`]);
 //! * `vmsplice` both ways (`fs/splice.c`);
 //! * `process_vm_readv`/`process_vm_writev` (`mm/process_vm_access.c`).
 //!
@@ -34,7 +35,8 @@ use vmemu_mm::{Errno, GupFlags};
 
 use crate::Sys;
 use crate::iov_iter::{Dir, IovIter, Iovec, UIO_MAXIOV};
-use crate::pipe::{BufOps, PIPE_BUF_FLAG_GIFT, SPLICE_F_GIFT, SPLICE_F_NONBLOCK};
+use crate::pipe::{BufOps, PIPE_BUF_FLAG_GIFT};
+use crate::splice::{SPLICE_F_GIFT, SPLICE_F_NONBLOCK};
 
 /// `O_DIRECT` (x86 and arm64 value).
 pub const O_DIRECT: u32 = 0o40000;
@@ -47,9 +49,9 @@ pub const PVM_MAX_KMALLOC_PAGES: u64 = 2;
 /// remote iovecs use a kmalloc'ed one.
 pub const PVM_MAX_PP_ARRAY_COUNT: u64 = 16;
 /// `BIO_MAX_VECS`.
-pub const BIO_MAX_VECS: u64 = 256;
+pub const BIO_MAX_VECS: u64 = crate::callers::bio::BIO_MAX_PAGES;
 /// Logical block size of the emulated block devices.
-pub const BDEV_LOGICAL_BLOCK_SIZE: u64 = 512;
+pub const BDEV_LOGICAL_BLOCK_SIZE: u64 = crate::callers::bio::LOGICAL_BLOCK_SIZE;
 /// `SECTOR_SIZE - 1`: the default `dma_alignment` of a request queue.
 pub const BDEV_DMA_ALIGNMENT: u64 = 511;
 
@@ -446,7 +448,7 @@ impl<A: Arch> Sys<A> {
     // ------------------------------------------------------------------
 
     /// `blkdev_read_iter`: clip at the end of the device (`pos` at or past
-    /// it reads 0); with `O_DIRECT` try [`Sys::bdev_direct_io_6x`] first,
+    /// it reads 0); with `O_DIRECT` try [`Sys::blkdev_direct_io_bdev`] first,
     /// and read what it left (a short direct read) through the page cache
     /// (`filemap_read`, byte-exact at a fault) — an error from the direct
     /// part is returned as is.
@@ -473,7 +475,7 @@ impl<A: Arch> Sys<A> {
                 break 'out Ok(0);
             }
             if direct {
-                let r = self.bdev_direct_io_6x(dev, *pos, to, Dir::Read);
+                let r = self.blkdev_direct_io_bdev(dev, *pos, to, Dir::Read);
                 if let Ok(n) = r {
                     *pos += n;
                     count -= n;
@@ -529,7 +531,7 @@ impl<A: Arch> Sys<A> {
         }
         let res = if direct {
             let mut count = from.count;
-            let r = self.bdev_direct_io_6x(dev, *pos, from, Dir::Write);
+            let r = self.blkdev_direct_io_bdev(dev, *pos, from, Dir::Write);
             if let Ok(n) = r {
                 *pos += n;
                 count -= n;
@@ -604,128 +606,6 @@ impl<A: Arch> Sys<A> {
             }
         }
         true
-    }
-
-    /// `blkdev_direct_IO`: a zero count is 0; `pos` not a multiple of the
-    /// logical block size, or the iterator not aligned (addresses to the
-    /// DMA alignment, lengths to the block size) → `-EINVAL`. Up to
-    /// [`BIO_MAX_VECS`] pages go in one bio (`__blkdev_direct_IO_simple`):
-    /// pages are pinned batch by batch (`bio_iov_iter_get_pages`); a batch
-    /// that pins nothing ends the gathering with what the bio holds (a short
-    /// result), or `-EFAULT` when it holds nothing; a batch is trimmed to
-    /// whole blocks. More pages take several bios (`__blkdev_direct_IO`),
-    /// and there a batch that pins nothing fails the **whole** call with
-    /// `-EFAULT`, although the earlier bios moved their data.
-    pub fn bdev_direct_io_6x(
-        &mut self,
-        dev: usize,
-        pos: u64,
-        iter: &mut IovIter,
-        dir: Dir,
-    ) -> Result<u64, Errno> {
-        if iter.count == 0 {
-            return Ok(0);
-        }
-        let (lbs, dma) = {
-            let d = &self.bdevs[dev];
-            (d.logical_block_size, d.dma_alignment)
-        };
-        if pos & (lbs - 1) != 0 || !Self::iov_iter_is_aligned(iter, dma, lbs - 1) {
-            return Err(Errno::EINVAL);
-        }
-        let nr_pages = self.iov_iter_npages(iter, BIO_MAX_VECS + 1);
-        let mut pos = pos;
-        if nr_pages <= BIO_MAX_VECS {
-            return match self.bdev_bio_fill_6x(dev, &mut pos, iter, dir, nr_pages) {
-                (0, Err(e)) => Err(e),
-                (n, _) => Ok(n),
-            };
-        }
-        let mut size = 0u64;
-        let mut nr = BIO_MAX_VECS;
-        loop {
-            let (n, r) = self.bdev_bio_fill_6x(dev, &mut pos, iter, dir, nr);
-            if n == 0 {
-                return Err(r.err().unwrap_or(Errno::EFAULT));
-            }
-            size += n;
-            nr = self.iov_iter_npages(iter, BIO_MAX_VECS);
-            if nr == 0 {
-                break;
-            }
-        }
-        Ok(size)
-    }
-
-    /// `bio_iov_iter_get_pages` for one bio of `max_vecs` pages, with the
-    /// I/O done at once: returns (bytes in the bio, the last batch's
-    /// result).
-    fn bdev_bio_fill_6x(
-        &mut self,
-        dev: usize,
-        pos: &mut u64,
-        iter: &mut IovIter,
-        dir: Dir,
-        max_vecs: u64,
-    ) -> (u64, Result<(), Errno>) {
-        let lbs = self.bdevs[dev].logical_block_size;
-        let mut vcnt = 0u64;
-        let mut size = 0u64;
-        let mut res = Ok(());
-        while iter.count != 0 && vcnt < max_vecs {
-            let g = match self.iov_iter_extract_pages(
-                iter,
-                u64::from(u32::MAX) - size,
-                max_vecs - vcnt,
-            ) {
-                Ok(g) if g.bytes > 0 => g,
-                Ok(_) => {
-                    res = Err(Errno::EFAULT);
-                    break;
-                }
-                Err(e) => {
-                    res = Err(e);
-                    break;
-                }
-            };
-            let trim = g.bytes & (lbs - 1);
-            let _ = self.iov_iter_revert(iter, trim);
-            let bytes = g.bytes - trim;
-            if bytes == 0 {
-                self.release_pages(&g, true);
-                res = Err(Errno::EFAULT);
-                break;
-            }
-            // The transfer, page by page.
-            let mut left = bytes;
-            let mut off = g.start;
-            for &page in &g.pages {
-                if left == 0 {
-                    break;
-                }
-                let n = left.min(A::PAGE_SIZE - off);
-                let pa = page.addr(A::PAGE_SHIFT).add(off);
-                let at = *pos as usize;
-                match dir {
-                    Dir::Read => {
-                        let src = self.bdevs[dev].data[at..at + n as usize].to_vec();
-                        let _ = self.m.phys.write(pa, &src);
-                    }
-                    Dir::Write => {
-                        let mut buf = vec![0u8; n as usize];
-                        let _ = self.m.phys.read(pa, &mut buf);
-                        self.bdevs[dev].data[at..at + n as usize].copy_from_slice(&buf);
-                    }
-                }
-                *pos += n;
-                left -= n;
-                off = 0;
-                vcnt += 1;
-            }
-            size += bytes;
-            self.release_pages(&g, true);
-        }
-        (size, res)
     }
 
     // ------------------------------------------------------------------

@@ -11,8 +11,8 @@ use vmemu_arch::{Arch, Pfn, VirtAddr};
 use vmemu_iter::iov_iter::IterError;
 use vmemu_iter::pipe::{
     BufOps, PIPE_BUF_FLAG_CAN_MERGE, PIPE_BUF_FLAG_GIFT, PIPE_BUF_FLAG_PACKET, PIPE_DEF_BUFFERS,
-    SPLICE_F_GIFT,
 };
+use vmemu_iter::splice::SPLICE_F_GIFT;
 use vmemu_iter::{Dir, IovIter, Iovec, IterType, Sys};
 use vmemu_mm::mm::FileId;
 use vmemu_mm::{Backing, Errno, EventKind, FileOps, KernelProfile, MapFlags, Prot};

@@ -30,11 +30,7 @@ use crate::mm::{Backing, Machine, VmFlags};
 use crate::phys::{GUP_PIN_COUNTING_BIAS, Owner, PageFlags};
 use crate::sync::MmId;
 
-/// Byte written over every table frame when it is freed, so that a lockless
-/// walker reading a freed table sees garbage that is recognised.
-pub const TABLE_POISON_BYTE: u8 = 0x6b;
-/// A table entry read from a poisoned (freed) table frame.
-pub const TABLE_POISON: u64 = u64::from_ne_bytes([TABLE_POISON_BYTE; 8]);
+pub use crate::pgtable::{TABLE_POISON, TABLE_POISON_BYTE};
 
 /// References other kernel objects (pipe buffers, ...) hold, per head page.
 pub type ExtraRefs = BTreeMap<Pfn, u32>;

@@ -19,7 +19,7 @@
 //!   was taken; [`Machine::check_pin_views`] (in `check`) compares it with
 //!   what the process maps there now.
 
-use vmemu_arch::{Arch, ArchId, Pfn, Pte, PteFlags, VirtAddr};
+use vmemu_arch::{Arch, Pfn, Pte, PteFlags, VirtAddr};
 
 use crate::errno::Errno;
 use crate::mm::{Machine, Task, VmFlags, Vma};
@@ -58,10 +58,9 @@ pub struct ForkStats {
     pub copied: u32,
 }
 
-/// `is_cow_mapping`: private and may be written.
-pub(crate) fn is_cow_mapping(flags: VmFlags) -> bool {
-    flags & (VmFlags::VM_SHARED | VmFlags::VM_MAYWRITE) == VmFlags::VM_MAYWRITE
-}
+// `is_cow_mapping` lives beside `VmFlags` in `mm` (`include/linux/mm.h`);
+// re-exported under the path gup uses.
+pub(crate) use crate::mm::is_cow_mapping;
 
 impl<A: Arch> Machine<A> {
     /// `fork()` of the current task: returns the child's pid (task id) and
@@ -199,10 +198,7 @@ impl<A: Arch> Machine<A> {
         let mut flags = pte.flags;
         if cow && flags.contains(PteFlags::WRITE) {
             // ptep_set_wrprotect in the parent, and the same for the child.
-            flags.remove(PteFlags::WRITE);
-            if A::ID == ArchId::Arm64 {
-                flags |= PteFlags::RDONLY;
-            }
+            flags = A::pte_wrprotect(flags);
             let raw = A::encode(
                 self.family(),
                 A::leaf_level(),

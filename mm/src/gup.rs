@@ -9,7 +9,7 @@
 //! kernel advances its pointer; a step past the end of a table is reported as
 //! a `table_overrun` event instead of being read.
 
-use vmemu_arch::{Arch, ArchId, Level, Pfn, PhysAddr, Pte, PteFlags, SizeKind, VirtAddr};
+use vmemu_arch::{Arch, Level, Pfn, PhysAddr, Pte, PteFlags, SizeKind, VirtAddr};
 
 use crate::errno::Errno;
 use crate::event::EventKind;
@@ -741,7 +741,7 @@ impl<A: Arch> Machine<A> {
     // ------------------------------------------------------------------
 
     pub(crate) fn flavour(&self) -> Flavour {
-        if A::ID == ArchId::X86_64 && self.knobs.x86_private_gup {
+        if A::PRIVATE_GUP_FAST && self.knobs.x86_private_gup {
             Flavour::X86Private
         } else {
             match self.knobs.gup_fast_leaf {

@@ -19,18 +19,21 @@
 //! assert_eq!(m.page_name(pages[1]), "buf[1]");
 //! ```
 
-// `unsafe` only in `phys`'s host module (`mm/src/phys_host.rs`), which
-// allows it for itself.
+// `unsafe_code` is allowed only in `phys` (guest memory), which allows it
+// for itself.
 #![deny(unsafe_code)]
 
 pub mod check;
 pub mod errno;
 pub mod event;
 pub mod fault;
+pub mod filemap;
 pub mod fork;
 pub mod gup;
+pub mod ledger;
 pub mod lockless;
 pub mod mm;
+pub mod mmap_lock;
 pub mod pgtable;
 pub mod phys;
 pub mod profile;

@@ -1,6 +1,8 @@
-//! The emulated kernel state: physical memory, `init_mm` with its direct map,
-//! address spaces (`mm_struct`) with VMAs, files with a page cache, tasks with
-//! `current->mm` and `addr_limit`, the lock model and the event log.
+//! The emulated kernel state: physical memory, `init_mm` with its direct map
+//! (`arch/*/mm/init*.c`, `mm/init-mm.c`), address spaces (`mm_struct`,
+//! `kernel/fork.c`'s `mm_alloc`) with VMAs, tasks with `current->mm` and
+//! `addr_limit`, the lock model, the event log and symbolic page names. The
+//! page cache is `filemap`, the held-reference ledger `ledger`.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -10,8 +12,10 @@ use vmemu_arch::{Arch, Family, Layout, Level, Pfn, PhysAddr, Pte, PteFlags, Virt
 use crate::errno::Errno;
 use crate::event::{Event, EventKind};
 use crate::fault::VmFault;
+pub use crate::filemap::{File, FileId};
+use crate::ledger::HeldLedger;
 use crate::pgtable::{self, MapError, Roots};
-use crate::phys::{Owner, PageFlags, PhysError, PhysMem};
+use crate::phys::{Owner, PhysError, PhysMem};
 use crate::profile::{KernelProfile, Knobs};
 use crate::sync::{LockModel, MmId, TaskId};
 
@@ -44,6 +48,11 @@ bitflags::bitflags! {
         /// VM_HUGEPAGE (madvise(MADV_HUGEPAGE): THP faults map PMD leaves)
         const VM_HUGEPAGE = 0x2000_0000;
     }
+}
+
+/// `is_cow_mapping` (`include/linux/mm.h`): private and may be written.
+pub(crate) fn is_cow_mapping(flags: VmFlags) -> bool {
+    flags & (VmFlags::VM_SHARED | VmFlags::VM_MAYWRITE) == VmFlags::VM_MAYWRITE
 }
 
 /// `PROT_*` of mmap/mprotect.
@@ -97,9 +106,6 @@ pub enum Backing {
     },
 }
 
-/// A file in the emulated page cache.
-pub type FileId = u32;
-
 /// One `vm_area_struct`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct Vma {
@@ -141,24 +147,6 @@ pub struct FileOps {
     pub fault_retry: bool,
 }
 
-/// A file with its page cache.
-#[derive(Clone, Debug)]
-pub struct File {
-    /// Name.
-    pub name: u32,
-    /// Size in bytes (`i_size`).
-    pub size: u64,
-    /// Page cache: index → frame.
-    pub pages: BTreeMap<u64, Pfn>,
-    /// Fault handlers.
-    pub ops: FileOps,
-    /// `f_op->splice_read` is set (`generic_file_splice_read`: page-cache
-    /// pages go into the pipe by reference). False for a procfs-like file,
-    /// whose `file_operations` have only `->read`: `do_splice_to` then
-    /// uses `default_file_splice_read`.
-    pub splice_read: bool,
-}
-
 /// One `mm_struct`.
 #[derive(Clone, Debug)]
 pub struct MmStruct {
@@ -186,94 +174,6 @@ pub struct Task {
     pub parent: Option<TaskId>,
     /// The task has exited (`do_exit`: its mm is torn down).
     pub exited: bool,
-}
-
-/// References the workload holds on pages (from gup, get_page, ...), per head.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
-pub struct Held {
-    /// Plain references (FOLL_GET).
-    pub refs: u32,
-    /// Pins (FOLL_PIN).
-    pub pins: u32,
-}
-
-/// The held-reference ledger: [`Held`] per compound head, indexed by pfn
-/// (one array slot per frame up to the highest head ever recorded, so
-/// recording and dropping a reference is an index, not a tree search), with
-/// running totals.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct HeldLedger {
-    by_pfn: Vec<Held>,
-    refs: u64,
-    pins: u64,
-}
-
-impl HeldLedger {
-    /// Records `n` references (or pins) on `head`.
-    #[inline]
-    pub fn add(&mut self, head: Pfn, pin: bool, n: u32) {
-        let i = head.0 as usize;
-        if i >= self.by_pfn.len() {
-            self.grow(i);
-        }
-        let e = &mut self.by_pfn[i];
-        if pin {
-            e.pins += n;
-            self.pins += u64::from(n);
-        } else {
-            e.refs += n;
-            self.refs += u64::from(n);
-        }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn grow(&mut self, i: usize) {
-        self.by_pfn.resize(i + 1, Held::default());
-    }
-
-    /// What is held on `head`, if anything.
-    #[must_use]
-    pub fn get(&self, head: Pfn) -> Option<Held> {
-        self.by_pfn
-            .get(head.0 as usize)
-            .copied()
-            .filter(|h| *h != Held::default())
-    }
-
-    /// Drops one reference (or pin) on `head`; `false` if none is held.
-    #[inline]
-    pub fn take(&mut self, head: Pfn, pin: bool) -> bool {
-        let Some(e) = self.by_pfn.get_mut(head.0 as usize) else {
-            return false;
-        };
-        let (n, total) = if pin {
-            (&mut e.pins, &mut self.pins)
-        } else {
-            (&mut e.refs, &mut self.refs)
-        };
-        if *n == 0 {
-            return false;
-        }
-        *n -= 1;
-        *total -= 1;
-        true
-    }
-
-    /// Total (references, pins).
-    #[must_use]
-    pub fn totals(&self) -> (u64, u64) {
-        (self.refs, self.pins)
-    }
-
-    /// Every head with something held, in pfn order.
-    pub fn iter(&self) -> impl Iterator<Item = (Pfn, Held)> + '_ {
-        self.by_pfn
-            .iter()
-            .enumerate()
-            .filter(|(_, h)| **h != Held::default())
-            .map(|(i, h)| (Pfn(i as u64), *h))
-    }
 }
 
 /// Errors creating the machine or its objects (emulator limits).
@@ -324,8 +224,8 @@ pub struct Machine<A: Arch> {
     pub huge_zero_pfn: Option<Pfn>,
     /// The x86 vsyscall page.
     pub vsyscall_pfn: Option<Pfn>,
-    /// References held by the workload.
-    pub held: HeldLedger,
+    /// References held by the workload (the ledger's state; see `ledger`).
+    pub(crate) held: HeldLedger,
     /// Table pages unlinked while a lockless walker may still see them.
     pub(crate) deferred_tables: Vec<PhysAddr>,
     /// Lockless (gup-fast) walkers inside their IRQ-off section.
@@ -493,7 +393,7 @@ impl<A: Arch> Machine<A> {
     pub fn mm_alloc(&mut self) -> Result<MmId, MachineError> {
         let pgd = pgtable::alloc_table::<A>(&mut self.phys, Level(0), &mut self.table_seq)
             .ok_or(MachineError::NoMemory)?;
-        if A::TABLE_PERMS {
+        if A::SHARED_KERNEL_PGD {
             let first = A::pgd_index(VirtAddr(self.layout.page_offset));
             for i in first..A::entries(Level(0)) {
                 let raw = self.phys.read_entry(self.init_pgd.add(i as u64 * 8))?;
@@ -613,53 +513,6 @@ impl<A: Arch> Machine<A> {
         Ok(out)
     }
 
-    /// Creates a file of `size` bytes; its pages are filled with `fill(index)`
-    /// when first read into the page cache.
-    pub fn create_file(&mut self, name: &str, size: u64, ops: FileOps) -> FileId {
-        let name = self.intern(name);
-        self.files.push(File {
-            name,
-            size,
-            pages: BTreeMap::new(),
-            ops,
-            splice_read: true,
-        });
-        self.files.len() as FileId - 1
-    }
-
-    /// Finds or reads page `index` of `file` into the page cache; returns the
-    /// frame and whether I/O was needed (`VM_FAULT_MAJOR`).
-    pub fn find_or_read_page(&mut self, file: FileId, index: u64) -> Option<(Pfn, bool)> {
-        if let Some(&p) = self.files[file as usize].pages.get(&index) {
-            return Some((p, false));
-        }
-        let name = self.files[file as usize].name;
-        let pfn = self.phys.alloc(
-            0,
-            Owner::File {
-                file: name,
-                index: index as u32,
-            },
-        )?;
-        self.phys.page_mut(pfn).flags |= PageFlags::UPTODATE;
-        // Fill with a recognisable pattern: byte = (index * 7 + offset) as u8,
-        // 4 KiB at a time (the pattern repeats every 256 bytes).
-        let mut chunk = [0u8; 4096];
-        for (i, b) in chunk.iter_mut().enumerate() {
-            *b = (index as usize * 7 + i) as u8;
-        }
-        let mut off = 0;
-        while off < A::PAGE_SIZE {
-            let n = (A::PAGE_SIZE - off).min(chunk.len() as u64);
-            self.phys
-                .write(pfn.addr(A::PAGE_SHIFT).add(off), &chunk[..n as usize])
-                .ok()?;
-            off += n;
-        }
-        self.files[file as usize].pages.insert(index, pfn);
-        Some((pfn, true))
-    }
-
     /// `find_vma(mm, addr)`: the first VMA with `end > addr`.
     #[must_use]
     pub fn find_vma(&self, mm: MmId, addr: VirtAddr) -> Option<Vma> {
@@ -694,18 +547,16 @@ impl<A: Arch> Machine<A> {
         }
         if r || flags.contains(VmFlags::VM_WRITE) {
             f |= PteFlags::READ | PteFlags::USER;
-        } else if A::ID == vmemu_arch::ArchId::Arm64 {
-            // arm64 PAGE_EXECONLY: valid with PTE_USER clear.
         } else {
-            f |= PteFlags::USER;
+            f |= A::exec_only_prot();
         }
         if x {
             f |= PteFlags::EXEC;
         }
         if w {
             f |= PteFlags::WRITE | PteFlags::DIRTY;
-        } else if A::ID == vmemu_arch::ArchId::Arm64 {
-            f |= PteFlags::RDONLY;
+        } else {
+            f = A::pte_wrprotect(f);
         }
         f
     }
@@ -745,7 +596,7 @@ impl<A: Arch> Machine<A> {
         for t in std::mem::take(&mut self.deferred_tables) {
             let pfn = t.pfn(A::PAGE_SHIFT);
             let bytes = (A::PAGE_SIZE << self.phys.page(pfn).order) as usize;
-            let _ = self.phys.fill(t, bytes, crate::check::TABLE_POISON_BYTE);
+            let _ = self.phys.fill(t, bytes, pgtable::TABLE_POISON_BYTE);
             let _ = self.phys.put_page(pfn, 1);
         }
         for p in std::mem::take(&mut self.deferred_pages) {
@@ -770,65 +621,6 @@ impl<A: Arch> Machine<A> {
         self.deferred_tables.len()
     }
 
-    /// Records `n` references (or pins) handed to the workload on `pfn`.
-    #[inline]
-    pub(crate) fn hold(&mut self, pfn: Pfn, pin: bool, n: u32) {
-        let h = self.phys.compound_head(pfn);
-        if h.0 >= self.phys.nr_frames() {
-            // No struct page to hold (a bad pte after a corrupted table).
-            return;
-        }
-        self.held.add(h, pin, n);
-    }
-
-    /// Total references and pins the workload still holds.
-    #[must_use]
-    pub fn held_total(&self) -> (u64, u64) {
-        self.held.totals()
-    }
-
-    /// `put_page()` of a reference the workload holds.
-    pub fn put_page(&mut self, pfn: Pfn) -> Result<(), Errno> {
-        let h = self.phys.compound_head(pfn);
-        if !self.held.take(h, false) {
-            self.event(
-                EventKind::RefUnderflow,
-                format!("put_page of pfn {:#x}: no reference held", pfn.0),
-            );
-            return Err(Errno::EINVAL);
-        }
-        if self.phys.stale_put(h) {
-            // A reference on a page freed under it (CVE-2019-11487).
-            return Ok(());
-        }
-        self.phys.put_page(h, 1)
-    }
-
-    /// Reports the pages freed while references to them were still held
-    /// (a `_refcount` that wrapped: CVE-2019-11487) as `use_after_free`
-    /// events; `holders` describes who holds the stale references of a
-    /// frame (the pipes, in `vmemu-iter`).
-    pub fn report_freed_referenced(&mut self, holders: &dyn Fn(&Self, Pfn) -> String) {
-        for (pfn, page, left) in self.phys.take_freed_referenced() {
-            let name = self.owner_name(pfn, &page);
-            let bits = self.phys.refcount_bits();
-            let who = holders(self, pfn);
-            let ledger = self.held.get(pfn).map_or(0, |h| h.refs);
-            let ledger = if ledger > 0 {
-                format!(", the workload's ledger {ledger}")
-            } else {
-                String::new()
-            };
-            self.event(
-                EventKind::UseAfterFree,
-                format!(
-                    "put_page of {name} (pfn {:#x}): page_ref_count reached 0 mod 2^{bits} and the page was freed with {left} references still held ({who}{ledger})",
-                    pfn.0
-                ),
-            );
-        }
-    }
-
     /// The symbolic name a page had under `page` (its `struct page`, e.g.
     /// as it was before a free).
     #[must_use]
@@ -843,33 +635,6 @@ impl<A: Arch> Machine<A> {
             Owner::File { file, index } => format!("file:{}[{index}]", name(file)),
             Owner::Kernel { name: n, index } => format!("{}[{index}]", name(n)),
             Owner::Free | Owner::Reserved => format!("kdirect[{}]", pfn.0),
-        }
-    }
-
-    /// `unpin_user_page()` of a pin the workload holds.
-    pub fn unpin_user_page(&mut self, pfn: Pfn) -> Result<(), Errno> {
-        let h = self.phys.compound_head(pfn);
-        if !self.held.take(h, true) {
-            self.event(
-                EventKind::RefUnderflow,
-                format!("unpin_user_page of pfn {:#x}: no pin held", pfn.0),
-            );
-            return Err(Errno::EINVAL);
-        }
-        self.unpin_raw(h)
-    }
-
-    pub(crate) fn unpin_raw(&mut self, head: Pfn) -> Result<(), Errno> {
-        if head == self.zero_pfn {
-            return Ok(()); // the zero page is never pinned
-        }
-        let large = self.phys.page(head).order > 0;
-        if large {
-            let p = self.phys.page_mut(head);
-            p.pincount = p.pincount.checked_sub(1).ok_or(Errno::EINVAL)?;
-            self.phys.put_page(head, 1)
-        } else {
-            self.phys.put_page(head, crate::phys::GUP_PIN_COUNTING_BIAS)
         }
     }
 
@@ -949,23 +714,4 @@ impl<A: Arch> Machine<A> {
     }
 }
 
-impl<A: Arch> Machine<A> {
-    /// `get_page()` on behalf of the workload (the reference is recorded as
-    /// held, like a gup reference).
-    pub fn get_page_held(&mut self, pfn: Pfn) {
-        self.phys.get_page(pfn, 1);
-        self.hold(pfn, false, 1);
-    }
-
-    /// Hands one held reference on `pfn` over to a kernel object (a pipe
-    /// buffer, a bio): the page keeps the reference, the workload's ledger
-    /// no longer counts it. Errors if the workload holds none.
-    pub fn disown_ref(&mut self, pfn: Pfn) -> Result<(), Errno> {
-        let h = self.phys.compound_head(pfn);
-        if self.held.take(h, false) {
-            Ok(())
-        } else {
-            Err(Errno::EINVAL)
-        }
-    }
-}
+impl<A: Arch> Machine<A> {}

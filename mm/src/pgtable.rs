@@ -13,6 +13,13 @@ use vmemu_arch::{Arch, Family, HwRoot, Level, Pfn, PhysAddr, Pte, PteFlags, Virt
 
 use crate::phys::{Owner, PhysMem};
 
+/// Byte written over every table frame when it is freed (`tlb_remove_table`
+/// in `Machine::free_tables`), so that a lockless walker reading a freed
+/// table sees garbage that is recognised.
+pub const TABLE_POISON_BYTE: u8 = 0x6b;
+/// A table entry read from a poisoned (freed) table frame.
+pub const TABLE_POISON: u64 = u64::from_ne_bytes([TABLE_POISON_BYTE; 8]);
+
 /// Which root a walk starts from.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum RootSel {

@@ -12,10 +12,9 @@
 //! check and a pointer, and reading an entry is one atomic load — no vm-memory
 //! region lookup or slice construction per entry or per level (those cost
 //! ~5 ns each, more than the rest of a walk). Bulk copies still go through
-//! vm-memory. This module and the files it includes are the only place in the
-//! project with `unsafe`; every block says why it is sound. [`host`]
-//! (`phys_host.rs`, Linux only) holds host system calls on raw user
-//! addresses behind a safe API, for the host differential of `vmemu-harness`.
+//! vm-memory. This module is the only place in `vmemu-mm` with `unsafe`
+//! (the host probes of the harness have their own crate, `vmemu-host`);
+//! every block says why it is sound.
 //!
 //! Reuse: every write to guest memory marks the 4 KiB host pages it touches.
 //! When a `PhysMem` is dropped, exactly those pages are zeroed and the
@@ -25,7 +24,7 @@
 //! not pay a host page fault per touched page each time — on a virtual
 //! machine such faults cost microseconds and serialise threads.
 
-// The one module (with the files it includes) where `unsafe` is allowed.
+// The one module of `vmemu-mm` where `unsafe` is allowed.
 #![allow(unsafe_code)]
 
 use std::marker::PhantomData;
@@ -37,10 +36,6 @@ use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
 use vmemu_arch::{Arch, Pfn, PhysAddr};
 
 use crate::errno::Errno;
-
-// Kept on one line (the include the project rule names).
-#[rustfmt::skip]
-#[cfg(target_os = "linux")] #[path = "phys_host.rs"] pub mod host;
 
 /// Pincount bias of FOLL_PIN on a small folio (`GUP_PIN_COUNTING_BIAS`).
 pub const GUP_PIN_COUNTING_BIAS: u32 = 1024;
@@ -953,273 +948,6 @@ impl PhysMem {
             .enumerate()
             .filter(|(_, p)| !p.flags.intersects(PageFlags::FREE | PageFlags::TAIL))
             .map(|(i, p)| (Pfn(i as u64), p))
-    }
-}
-
-/// Host-side primitives for the speed yardsticks of `vmemu bench`: an
-/// anonymous host buffer with 4 KiB pages, a pipe filled by `vmsplice(2)` and
-/// drained by `read(2)`, and `process_vm_readv(2)` on the bench's own pid.
-///
-/// They live here because this module is the project's only place for
-/// `unsafe`; nothing in the emulator uses them. Every function checks its
-/// ranges against the buffers it is given, so the safe API cannot make the
-/// kernel touch memory the caller does not own.
-pub mod bench_host {
-    use std::fs::File;
-    use std::io::{self, Read};
-    use std::os::fd::{FromRawFd, OwnedFd};
-    use std::ptr::NonNull;
-
-    /// An anonymous, private, read-write host mapping, optionally with
-    /// transparent huge pages disabled (`MADV_NOHUGEPAGE`), every page
-    /// touched once.
-    #[derive(Debug)]
-    pub struct HostBuf {
-        ptr: NonNull<u8>,
-        len: usize,
-    }
-
-    // SAFETY: the buffer is plain memory owned by this value; `&HostBuf` only
-    // gives shared byte access and `&mut HostBuf` exclusive access, as for a
-    // `Box<[u8]>`.
-    unsafe impl Send for HostBuf {}
-    // SAFETY: as above.
-    unsafe impl Sync for HostBuf {}
-
-    impl HostBuf {
-        /// Maps `len` bytes (rounded up to 4 KiB) and fills them with `fill`.
-        pub fn new(len: usize, no_huge: bool, fill: u8) -> io::Result<Self> {
-            let len = len.max(1).div_ceil(4096) * 4096;
-            // SAFETY: an anonymous mapping at an address of the kernel's
-            // choice replaces nothing; the result is checked below.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    len,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                    -1,
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                return Err(io::Error::last_os_error());
-            }
-            let ptr = NonNull::new(p.cast::<u8>()).ok_or_else(io::Error::last_os_error)?;
-            let mut b = Self { ptr, len };
-            if no_huge {
-                // SAFETY: the range is the mapping just created.
-                if unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) } != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-            }
-            b.as_mut_slice().fill(fill);
-            Ok(b)
-        }
-
-        /// Length in bytes.
-        #[must_use]
-        pub fn len(&self) -> usize {
-            self.len
-        }
-
-        /// Whether the buffer is empty (never: at least one page).
-        #[must_use]
-        pub fn is_empty(&self) -> bool {
-            self.len == 0
-        }
-
-        /// The bytes.
-        #[must_use]
-        pub fn as_slice(&self) -> &[u8] {
-            // SAFETY: `ptr..ptr+len` is a live mapping owned by `self`,
-            // initialised (anonymous memory is zero-filled), and only
-            // `&mut self` hands out mutable access.
-            unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-        }
-
-        /// The bytes, mutably.
-        pub fn as_mut_slice(&mut self) -> &mut [u8] {
-            // SAFETY: as in `as_slice`, and `&mut self` is exclusive.
-            unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
-        }
-
-        fn check(&self, off: usize, len: usize) -> io::Result<()> {
-            if off.checked_add(len).is_none_or(|e| e > self.len) {
-                return Err(io::Error::from(io::ErrorKind::InvalidInput));
-            }
-            Ok(())
-        }
-    }
-
-    impl Drop for HostBuf {
-        fn drop(&mut self) {
-            // SAFETY: the mapping was created by `new` with this length and
-            // no reference to it outlives `self`. Pages a pipe still holds
-            // stay alive in the kernel; they are no longer ours to read.
-            unsafe {
-                libc::munmap(self.ptr.as_ptr().cast(), self.len);
-            }
-        }
-    }
-
-    /// A pipe fed with `vmsplice(2)` and drained with `read(2)`.
-    #[derive(Debug)]
-    pub struct HostPipe {
-        rd: File,
-        wr: OwnedFd,
-        capacity: usize,
-        pending: usize,
-    }
-
-    impl HostPipe {
-        /// A pipe whose capacity is raised towards `want` bytes
-        /// (`F_SETPIPE_SZ`; the granted size is [`HostPipe::capacity`]).
-        pub fn new(want: usize) -> io::Result<Self> {
-            let mut fds = [0 as libc::c_int; 2];
-            // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-            if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            // SAFETY: both descriptors were just created and are owned by
-            // nothing else.
-            let (rd, wr) = unsafe { (File::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-            let mut size = want.next_power_of_two().max(4096);
-            let capacity = loop {
-                // SAFETY: fcntl on a descriptor we own, with an integer argument.
-                let r = unsafe {
-                    libc::fcntl(
-                        std::os::fd::AsRawFd::as_raw_fd(&wr),
-                        libc::F_SETPIPE_SZ,
-                        size as libc::c_int,
-                    )
-                };
-                if r > 0 {
-                    break r as usize;
-                }
-                if size <= 65536 {
-                    break 65536; // the default capacity stays in force
-                }
-                size /= 2;
-            };
-            Ok(Self {
-                rd,
-                wr,
-                capacity,
-                pending: 0,
-            })
-        }
-
-        /// Bytes the pipe holds at most.
-        #[must_use]
-        pub fn capacity(&self) -> usize {
-            self.capacity
-        }
-
-        /// `vmsplice(2)` of `buf[off..off + len]` (no gift): the pipe takes
-        /// references to the pages. Returns the bytes spliced (at most what
-        /// fits: the call never blocks).
-        pub fn vmsplice(&mut self, buf: &HostBuf, off: usize, len: usize) -> io::Result<usize> {
-            buf.check(off, len)?;
-            let len = len.min(self.capacity - self.pending);
-            if len == 0 {
-                return Ok(0);
-            }
-            let iov = libc::iovec {
-                // SAFETY: `off` is inside the buffer (checked above).
-                iov_base: unsafe { buf.ptr.as_ptr().add(off) }.cast(),
-                iov_len: len,
-            };
-            // SAFETY: one iovec describing memory of `buf`, which is mapped;
-            // SPLICE_F_NONBLOCK keeps a full pipe from blocking.
-            let r = unsafe {
-                libc::vmsplice(
-                    std::os::fd::AsRawFd::as_raw_fd(&self.wr),
-                    &iov,
-                    1,
-                    libc::SPLICE_F_NONBLOCK,
-                )
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            self.pending += r as usize;
-            Ok(r as usize)
-        }
-
-        /// Reads everything the pipe holds into `scratch` (reused; its
-        /// contents are overwritten chunk by chunk).
-        pub fn drain(&mut self, scratch: &mut [u8]) -> io::Result<()> {
-            while self.pending > 0 {
-                let n = self.pending.min(scratch.len());
-                let got = self.rd.read(&mut scratch[..n])?;
-                if got == 0 {
-                    return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
-                }
-                self.pending -= got;
-            }
-            Ok(())
-        }
-    }
-
-    /// `process_vm_readv(2)` on the calling process: copies the `remote`
-    /// segments (offsets and lengths in `src`) into the `local` segments of
-    /// `dst`, at most 1024 (`IOV_MAX`) segments per call. Returns the bytes
-    /// copied.
-    pub fn process_vm_readv_self(
-        dst: &mut HostBuf,
-        local: &[(usize, usize)],
-        src: &HostBuf,
-        remote: &[(usize, usize)],
-    ) -> io::Result<usize> {
-        for &(o, l) in local {
-            dst.check(o, l)?;
-        }
-        for &(o, l) in remote {
-            src.check(o, l)?;
-        }
-        let base_d = dst.ptr.as_ptr();
-        let base_s = src.ptr.as_ptr();
-        let pid = std::process::id() as libc::pid_t;
-        let mut total = 0usize;
-        let mut liov = Vec::with_capacity(1024);
-        let mut riov = Vec::with_capacity(1024);
-        for (lc, rc) in local.chunks(1024).zip(remote.chunks(1024)) {
-            liov.clear();
-            riov.clear();
-            for &(o, l) in lc {
-                liov.push(libc::iovec {
-                    // SAFETY: checked to lie inside `dst` above.
-                    iov_base: unsafe { base_d.add(o) }.cast(),
-                    iov_len: l,
-                });
-            }
-            for &(o, l) in rc {
-                riov.push(libc::iovec {
-                    // SAFETY: checked to lie inside `src` above.
-                    iov_base: unsafe { base_s.add(o) }.cast(),
-                    iov_len: l,
-                });
-            }
-            // SAFETY: the local iovecs describe memory of `dst`, borrowed
-            // mutably for the call; the remote ones memory of `src` in this
-            // same process, borrowed shared. The kernel checks both.
-            let r = unsafe {
-                libc::process_vm_readv(
-                    pid,
-                    liov.as_ptr(),
-                    liov.len() as libc::c_ulong,
-                    riov.as_ptr(),
-                    riov.len() as libc::c_ulong,
-                    0,
-                )
-            };
-            if r < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            total += r as usize;
-        }
-        Ok(total)
     }
 }
 

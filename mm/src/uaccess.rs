@@ -14,7 +14,7 @@ use crate::event::EventKind;
 use crate::fault::{FaultFlags, VmFault};
 use crate::mm::{Machine, VmFlags};
 use crate::pgtable::{self, RootSel};
-use crate::sync::{Acquire, MmId};
+use crate::sync::MmId;
 
 /// The last translation uaccess made, for the next access to the same page:
 /// valid while no page table changed ([`PhysMem::generation`]) and the mm is
@@ -42,44 +42,6 @@ impl<A: Arch> Machine<A> {
     #[must_use]
     pub fn access_ok(&self, addr: VirtAddr, size: u64, kind: SizeKind) -> bool {
         A::access_ok(self.family(), addr, size, self.task().addr_limit, kind)
-    }
-
-    /// `mmap_read_lock(mm)` of the current task through the lock model.
-    /// A task that would sleep is reported (deadlock or blocked) and the
-    /// caller gets `EDEADLK`, the emulator's stand-in for "never returns".
-    pub fn mmap_read_lock(&mut self, mm: MmId) -> Result<(), Errno> {
-        let task = self.current;
-        match self.locks.down_read(task, mm) {
-            Ok(Acquire::Granted) => Ok(()),
-            Ok(Acquire::Queued) => {
-                match self.locks.deadlock() {
-                    Some(d) => self.event(EventKind::Deadlock, d.to_string()),
-                    None => self.event(
-                        EventKind::Blocked,
-                        format!("{task} sleeps in down_read({mm:?})"),
-                    ),
-                }
-                Err(Errno::EDEADLK)
-            }
-            Err(e) => {
-                self.event(EventKind::KernelBug, e.to_string());
-                Err(Errno::EDEADLK)
-            }
-        }
-    }
-
-    /// `mmap_read_unlock(mm)` of the current task.
-    pub fn mmap_read_unlock(&mut self, mm: MmId) {
-        let task = self.current;
-        if let Err(e) = self.locks.up_read(task, mm) {
-            self.event(EventKind::KernelBug, e.to_string());
-        }
-    }
-
-    /// Whether the current task holds `mmap_sem` of `mm`.
-    #[must_use]
-    pub fn holds_mmap_sem(&self, mm: MmId) -> bool {
-        self.locks.holds_mmap_sem(self.current, mm)
     }
 
     /// Translates `va` for a kernel-mode access, faulting a user page in as
@@ -215,29 +177,6 @@ impl<A: Arch> Machine<A> {
             return (!r.intersects(VmFault::ERROR | VmFault::RETRY), true);
         }
         (!r.intersects(VmFault::ERROR), true)
-    }
-
-    /// `expand_stack`: grows a VM_GROWSDOWN VMA down to cover `va`.
-    pub(crate) fn expand_stack(&mut self, mm: MmId, va: VirtAddr) -> Option<crate::mm::Vma> {
-        let next = self.find_vma(mm, va)?;
-        if !next.flags.contains(VmFlags::VM_GROWSDOWN) {
-            return None;
-        }
-        let new_start = va.align_down(A::PAGE_SIZE);
-        // The stack guard gap: no other VMA may end within one page below.
-        if let Some(prev) = self.vma_at(mm, VirtAddr(new_start.0.saturating_sub(1)))
-            && prev.start != next.start
-        {
-            return None;
-        }
-        let grown_pages = (next.start.0 - new_start.0) / A::PAGE_SIZE;
-        let mut v = next;
-        v.start = new_start;
-        v.name_base -= grown_pages as i64;
-        let vmas = &mut self.mm_mut(mm).vmas;
-        vmas.remove(&next.start.0);
-        vmas.insert(v.start.0, v);
-        Some(v)
     }
 
     /// Copies between kernel memory and user memory page by page; `op` gets the

@@ -1,5 +1,6 @@
 //! mmap, munmap, mprotect and madvise(MADV_DONTNEED): VMAs and page tables
-//! kept consistent.
+//! kept consistent (`mm/mmap.c`, `mm/mprotect.c`, `mm/madvise.c`), and
+//! `expand_stack` (`mm/mmap.c`), the stack growth of a user fault.
 
 use vmemu_arch::{Arch, Level, Pfn, PhysAddr, Pte, PteFlags, VirtAddr};
 
@@ -331,7 +332,7 @@ impl<A: Arch> Machine<A> {
         let head = self.phys.compound_head(pte.pfn);
         let p = self.phys.page_mut(head);
         p.mapcount = p.mapcount.saturating_sub(1);
-        if self.lockless_walkers > 0 && A::ID == vmemu_arch::ArchId::X86_64 {
+        if self.lockless_walkers > 0 && A::TLB_FLUSH_IPI {
             // The TLB flush IPI cannot complete while a walker has IRQs
             // off: the page is freed after it leaves.
             self.deferred_pages.push(head);
@@ -433,5 +434,30 @@ impl<A: Arch> Machine<A> {
         }
         let span = A::entry_span(slot.level);
         Some(slot.pte.pfn.addr(A::PAGE_SHIFT).add(va.offset_in(span)))
+    }
+}
+
+impl<A: Arch> Machine<A> {
+    /// `expand_stack`: grows a VM_GROWSDOWN VMA down to cover `va`.
+    pub(crate) fn expand_stack(&mut self, mm: MmId, va: VirtAddr) -> Option<Vma> {
+        let next = self.find_vma(mm, va)?;
+        if !next.flags.contains(VmFlags::VM_GROWSDOWN) {
+            return None;
+        }
+        let new_start = va.align_down(A::PAGE_SIZE);
+        // The stack guard gap: no other VMA may end within one page below.
+        if let Some(prev) = self.vma_at(mm, VirtAddr(new_start.0.saturating_sub(1)))
+            && prev.start != next.start
+        {
+            return None;
+        }
+        let grown_pages = (next.start.0 - new_start.0) / A::PAGE_SIZE;
+        let mut v = next;
+        v.start = new_start;
+        v.name_base -= grown_pages as i64;
+        let vmas = &mut self.mm_mut(mm).vmas;
+        vmas.remove(&next.start.0);
+        vmas.insert(v.start.0, v);
+        Some(v)
     }
 }

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use vmemu_arch::{Arch, Family, Level, Pfn, PhysAddr, PteFlags, VirtAddr};
+use vmemu_host::{HostPipe, HostRegion, UserIovec, page_size, process_vm_readv_self};
 use vmemu_iter::Sys;
 use vmemu_iter::iov_iter::{Dir, IovIter, Iovec};
 use vmemu_mm::pgtable::{self, RootSel};
 use vmemu_mm::phys::PhysMem;
-use vmemu_mm::phys::bench_host::{HostBuf, HostPipe, process_vm_readv_self};
 use vmemu_mm::{Backing, GupFlags, KernelProfile, Machine, MapFlags, Prot};
 
 /// Pages walked by the W cases (the mapping they walk).
@@ -67,6 +67,17 @@ impl SplitMix {
 
 fn err(what: &str, e: impl std::fmt::Debug) -> String {
     format!("bench setup: {what}: {e:?}")
+}
+
+/// A host buffer of the yardsticks: `len` bytes of anonymous memory of the
+/// bench process with base pages only (`MADV_NOHUGEPAGE`), every byte
+/// `fill` (every page touched once).
+fn host_buf(len: usize, fill: u8) -> Result<HostRegion, String> {
+    let r = HostRegion::map_anon(len.max(1).div_ceil(page_size()))
+        .map_err(|e| err("host buffer", e))?;
+    r.no_hugepage().map_err(|e| err("madvise", e))?;
+    r.fill(fill).map_err(|e| err("host buffer fill", e))?;
+    Ok(r)
 }
 
 /// The yardstick's page tables: the emulated tables of one mm copied into one
@@ -440,7 +451,7 @@ impl<A: Arch> GupFix<A> {
 /// `vmsplice(2)` and drained with `read(2)`.
 #[derive(Debug)]
 pub struct HostSplice {
-    buf: HostBuf,
+    buf: HostRegion,
     pipe: HostPipe,
     scratch: Vec<u8>,
     pages: usize,
@@ -450,7 +461,7 @@ impl HostSplice {
     /// A buffer of `pages` host pages and a pipe of up to 512 pages.
     pub fn new(pages: usize) -> Result<Self, String> {
         Ok(Self {
-            buf: HostBuf::new(pages * 4096, true, 0x5a).map_err(|e| err("host buffer", e))?,
+            buf: host_buf(pages * 4096, 0x5a)?,
             pipe: HostPipe::new(512 * 4096).map_err(|e| err("pipe", e))?,
             scratch: vec![0; 64 << 10],
             pages,
@@ -578,8 +589,8 @@ impl<A: Arch> CopyFix<A> {
 /// same layouts on both sides.
 #[derive(Debug)]
 pub struct HostReadv {
-    src: HostBuf,
-    dst: HostBuf,
+    src: HostRegion,
+    dst: HostRegion,
     l4k: Vec<(usize, usize)>,
     l512: Vec<(usize, usize)>,
 }
@@ -590,8 +601,8 @@ impl HostReadv {
         let len = (C1_SEGS * C1_LEN).max(C3_SEGS * C3_LEN);
         let layout = |segs: usize, seg: usize| (0..segs).map(|i| (i * seg, seg)).collect();
         Ok(Self {
-            src: HostBuf::new(len, true, 0x11).map_err(|e| err("host buffer", e))?,
-            dst: HostBuf::new(len, true, 0).map_err(|e| err("host buffer", e))?,
+            src: host_buf(len, 0x11)?,
+            dst: host_buf(len, 0)?,
             l4k: layout(C1_SEGS, C1_LEN),
             l512: layout(C3_SEGS, C3_LEN),
         })
@@ -602,12 +613,41 @@ impl HostReadv {
         let l = if small { &self.l512 } else { &self.l4k };
         let want: usize = l.iter().map(|s| s.1).sum();
         let t0 = Instant::now();
-        let n = process_vm_readv_self(&mut self.dst, l, &self.src, l)
-            .map_err(|e| err("process_vm_readv", e))?;
+        let n =
+            readv_between(&self.dst, l, &self.src, l).map_err(|e| err("process_vm_readv", e))?;
         let dt = t0.elapsed();
         if n != want {
             return Err(format!("process_vm_readv copied {n} of {want} bytes"));
         }
         Ok((dt, l.len() as u64))
     }
+}
+
+/// `process_vm_readv(2)` on the bench's own pid: copies the `remote`
+/// segments (offsets and lengths in `src`) into the `local` segments of
+/// `dst`, at most 1024 (`IOV_MAX`) segments per call, `dst` lent to each
+/// call. Returns the bytes copied.
+fn readv_between(
+    dst: &HostRegion,
+    local: &[(usize, usize)],
+    src: &HostRegion,
+    remote: &[(usize, usize)],
+) -> std::io::Result<usize> {
+    let lent = std::slice::from_ref(dst);
+    let mut total = 0usize;
+    let mut liov: Vec<UserIovec> = Vec::with_capacity(1024);
+    let mut riov: Vec<UserIovec> = Vec::with_capacity(1024);
+    for (lc, rc) in local.chunks(1024).zip(remote.chunks(1024)) {
+        liov.clear();
+        riov.clear();
+        for &(o, l) in lc {
+            liov.push(dst.span(o, l)?);
+        }
+        for &(o, l) in rc {
+            riov.push(src.span(o, l)?);
+        }
+        total += process_vm_readv_self(&liov, &riov, 0, lent)
+            .map_err(std::io::Error::from_raw_os_error)?;
+    }
+    Ok(total)
 }

@@ -1,9 +1,10 @@
 //! The host side of a differential case: the real syscalls.
 //!
-//! Every host call goes through the safe API of `vmemu_mm::phys::host`
-//! (`mm/src/phys_host.rs`, the project's one home for `unsafe`): system
-//! calls that take user addresses as plain integers, so iovecs can point at
-//! unmapped, `PROT_NONE`, read-only and kernel addresses, and
+//! Every host call goes through the safe API of `vmemu_host` (`host/`, the
+//! host-probe crate, with `mm`'s physical memory the only home for
+//! `unsafe`): system calls that take user addresses as plain integers, so
+//! iovecs can point at unmapped, `PROT_NONE`, read-only and kernel
+//! addresses, and
 //! [`HostRegion`], an mmap'ed region whose bytes only the kernel moves.
 //! Plain file and pipe I/O uses std.
 //!
@@ -21,9 +22,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::PathBuf;
 use std::process::Command;
 
-use vmemu_mm::phys::host::{
-    self as sys, HostProt, HostRegion, SPLICE_F_NONBLOCK, SysResult, UserIovec,
-};
+use vmemu_host::{self as sys, HostProt, HostRegion, SPLICE_F_NONBLOCK, SysResult, UserIovec};
 
 use super::{
     Addr, BDEV_SIZE, Case, Op, Outcome, PAGE, PageKind, Seg, file_byte, fill_byte, user_byte,

@@ -22,14 +22,24 @@
 //!   (`bio_iov_bvec_set`: no page references).
 //!
 //! Logical block size 512; a request not aligned to it is `-EINVAL`. Bios
-//! complete synchronously; completion puts (or unpins) each page.
+//! complete synchronously; completion moves the data (for the syscall
+//! layer's block devices, [`Sys::blkdev_direct_io_bdev`]) and puts (or
+//! unpins) each page.
+//!
+//! This is the one model of block-device direct I/O: the caller model
+//! [`Sys::blkdev_direct_io`] (gathering and references, per profile) and
+//! the syscall layer's `O_DIRECT` reads and writes of a block device
+//! (`blkdev_read_iter`/`blkdev_write_iter` → [`Sys::blkdev_direct_io_bdev`],
+//! 6.13) build their bios with the same `bio_iov_iter_get_pages` and submit
+//! them with the same `__blkdev_direct_IO_simple` / `__blkdev_direct_IO`
+//! ([`Sys::blkdev_dio_bios`]).
 
 use vmemu_arch::{Arch, Pfn};
 use vmemu_mm::Errno;
 
 use super::IoReport;
 use crate::Sys;
-use crate::iov_iter::{IovIter, IterType};
+use crate::iov_iter::{Dir, IovIter, IterType};
 
 /// `DIO_INLINE_BIO_VECS`.
 pub const DIO_INLINE_BIO_VECS: u64 = 4;
@@ -68,6 +78,37 @@ impl Bio {
     }
 }
 
+/// A block device's medium that completed bios read or write: bytes from
+/// `pos` on of `Sys::bdevs[dev]`, in direction `dir` (READ fills the pages).
+#[derive(Clone, Copy, Debug)]
+pub struct BdevIo {
+    /// Index in `Sys::bdevs`.
+    pub dev: usize,
+    /// Device offset of the next byte.
+    pub pos: u64,
+    /// The iterator's direction.
+    pub dir: Dir,
+}
+
+/// One direct I/O's submission: its report, how its bios gather pages,
+/// what a failing later bio does, and where the data goes.
+#[derive(Debug)]
+pub struct Dio<'a> {
+    /// The caller model's report (discarded by the syscall layer).
+    pub io: &'a mut IoReport,
+    /// `bio_iov_iter_get_pages` loops until the bio is full (6.x, the
+    /// knob [`super::CallerKnobs::bio_iov_loop`]) rather than one call.
+    pub bio_iov_loop: bool,
+    /// A later bio that gathers nothing fails the whole call, although the
+    /// earlier bios moved their data (block/fops.c `__blkdev_direct_IO`:
+    /// the error stays in `dio->bio.bi_status`); `false` returns the earlier
+    /// bios' bytes (`iomap_dio_actor`: `copied ? copied : ret`). The caller
+    /// model of `blkdev_direct_IO` keeps the latter rule.
+    pub whole_error: bool,
+    /// The medium, for the syscall layer's block devices.
+    pub target: Option<BdevIo>,
+}
+
 impl<A: Arch> Sys<A> {
     /// `bio_iov_iter_get_pages(bio, iter)` as the profile has it.
     pub fn bio_iov_iter_get_pages(
@@ -75,7 +116,18 @@ impl<A: Arch> Sys<A> {
         bio: &mut Bio,
         iter: &mut IovIter,
     ) -> Result<(), Errno> {
-        if self.caller_knobs().bio_iov_loop {
+        let bio_iov_loop = self.caller_knobs().bio_iov_loop;
+        self.bio_iov_iter_get_pages_as(bio, iter, bio_iov_loop)
+    }
+
+    /// `bio_iov_iter_get_pages(bio, iter)`: the 6.x loop or v4.x's one call.
+    fn bio_iov_iter_get_pages_as(
+        &mut self,
+        bio: &mut Bio,
+        iter: &mut IovIter,
+        bio_iov_loop: bool,
+    ) -> Result<(), Errno> {
+        if bio_iov_loop {
             self.bio_iov_iter_get_pages_loop(bio, iter)
         } else {
             self.bio_iov_iter_get_pages_once(bio, iter)
@@ -230,15 +282,20 @@ impl<A: Arch> Sys<A> {
         let (mut io, before) = IoReport::start("bio_iov_iter_get_pages", self);
         let mut bio = Bio::new(nr_vecs);
         let r = self.bio_iov_iter_get_pages(&mut bio, iter);
-        self.bio_done(&bio, &mut io);
+        self.bio_done(&bio, &mut io, None);
         io.finish(self, before);
         (r.map(|()| bio.size), io)
     }
 
-    fn bio_done(&mut self, bio: &Bio, io: &mut IoReport) {
+    /// Completion of a bio (`bio_endio`): its data moves to or from the
+    /// medium, page by page, then its pages are released.
+    fn bio_done(&mut self, bio: &Bio, io: &mut IoReport, target: Option<&mut BdevIo>) {
         io.put_early += bio.released_early;
         if bio.vecs.is_empty() {
             return;
+        }
+        if let Some(t) = target {
+            self.bio_transfer(bio, t);
         }
         self.bio_release_pages(bio);
         let pages: u64 = bio.vecs.iter().map(|v| v.0.len() as u64).sum();
@@ -248,6 +305,35 @@ impl<A: Arch> Sys<A> {
                 "{pages} pages in {} bvec(s): physically contiguous pages extend the last bvec (bvec_try_merge_page)",
                 bio.vecs.len()
             ));
+        }
+    }
+
+    /// The I/O of a completed bio on the medium `t`.
+    fn bio_transfer(&mut self, bio: &Bio, t: &mut BdevIo) {
+        for (pages, first_off, len) in &bio.vecs {
+            let mut left = *len;
+            let mut off = *first_off;
+            for &page in pages {
+                if left == 0 {
+                    break;
+                }
+                let n = left.min(A::PAGE_SIZE - off);
+                let pa = page.addr(A::PAGE_SHIFT).add(off);
+                let at = t.pos as usize;
+                let medium = &mut self.bdevs[t.dev].data[at..at + n as usize];
+                match t.dir {
+                    Dir::Read => {
+                        let src = medium.to_vec();
+                        let _ = self.m.phys.write(pa, &src);
+                    }
+                    Dir::Write => {
+                        let _ = self.m.phys.read(pa, medium);
+                    }
+                }
+                t.pos += n;
+                left -= n;
+                off = 0;
+            }
         }
     }
 
@@ -262,7 +348,8 @@ impl<A: Arch> Sys<A> {
         pos: u64,
     ) -> (Result<u64, Errno>, IoReport) {
         let (mut io, before) = IoReport::start("blkdev_direct_IO", self);
-        let bvec_set = self.caller_knobs().bio_iov_loop && iter.ty == IterType::Bvec;
+        let bio_iov_loop = self.caller_knobs().bio_iov_loop;
+        let bvec_set = bio_iov_loop && iter.ty == IterType::Bvec;
         let nr = if bvec_set {
             0 // bio_iov_vecs_to_alloc: the iterator's own bvecs are used
         } else {
@@ -277,56 +364,119 @@ impl<A: Arch> Sys<A> {
             io.finish(self, before);
             return (Err(Errno::EINVAL), io);
         }
-        let r = if nr <= BIO_MAX_PAGES {
-            io.model = "__blkdev_direct_IO_simple".into();
-            if nr <= DIO_INLINE_BIO_VECS {
-                io.note(format!(
-                    "{nr} bvec(s) fit the {DIO_INLINE_BIO_VECS} inline (on-stack) bio_vecs: no allocation"
-                ));
-            } else {
-                io.allocations += 1;
-                io.note(format!("kmalloc'd array of {nr} bvecs"));
-            }
-            let mut bio = Bio::new(nr.max(1));
-            let wanted = iter.count;
-            let r = self.bio_iov_iter_get_pages(&mut bio, iter);
-            self.bio_done(&bio, &mut io);
-            if r.is_ok() && bio.size < wanted {
-                io.note(format!(
-                    "short {}: {} of {wanted} bytes (one bio_iov_iter_get_pages call)",
-                    if iter.dir == crate::Dir::Read {
-                        "read"
-                    } else {
-                        "write"
-                    },
-                    bio.size
-                ));
-            }
-            r.map(|()| bio.size)
-        } else {
-            io.model = "__blkdev_direct_IO".into();
-            self.bio_per_call_loop(iter, nr.min(BIO_MAX_PAGES), &mut io)
+        let mut dio = Dio {
+            io: &mut io,
+            bio_iov_loop,
+            whole_error: false,
+            target: None,
         };
+        let r = self.blkdev_dio_bios(iter, nr, &mut dio);
         io.finish(self, before);
         (r, io)
     }
 
+    /// `blkdev_direct_IO` of the syscall layer (6.13 `block/fops.c`) on
+    /// block device `dev` at `pos`: a zero count is 0; `pos` not a multiple
+    /// of the logical block size, or the iterator not aligned (addresses to
+    /// the DMA alignment, lengths to the block size: `blkdev_dio_invalid`)
+    /// → `-EINVAL`; then the bios of [`Sys::blkdev_dio_bios`] with 6.x's
+    /// `bio_iov_iter_get_pages` loop, moving the data: up to
+    /// [`BIO_MAX_PAGES`] pages in one bio, where pinning stops at the first
+    /// page that cannot be had (a short result, or `-EFAULT` when the bio
+    /// holds nothing); more pages take several bios, and a later one that
+    /// pins nothing fails the **whole** call, although the earlier bios
+    /// moved their data.
+    pub fn blkdev_direct_io_bdev(
+        &mut self,
+        dev: usize,
+        pos: u64,
+        iter: &mut IovIter,
+        dir: Dir,
+    ) -> Result<u64, Errno> {
+        if iter.count == 0 {
+            return Ok(0);
+        }
+        let (lbs, dma) = {
+            let d = &self.bdevs[dev];
+            (d.logical_block_size, d.dma_alignment)
+        };
+        if pos & (lbs - 1) != 0 || !Self::iov_iter_is_aligned(iter, dma, lbs - 1) {
+            return Err(Errno::EINVAL);
+        }
+        let nr = self.iov_iter_npages(iter, BIO_MAX_PAGES + 1);
+        let (mut io, _) = IoReport::start("blkdev_direct_IO", self);
+        let mut dio = Dio {
+            io: &mut io,
+            bio_iov_loop: true,
+            whole_error: true,
+            target: Some(BdevIo { dev, pos, dir }),
+        };
+        self.blkdev_dio_bios(iter, nr, &mut dio)
+    }
+
+    /// The bios of `blkdev_direct_IO` for an iterator of `nr` pages (at
+    /// most [`BIO_MAX_PAGES`] + 1, `bio_iov_vecs_to_alloc`):
+    /// `__blkdev_direct_IO_simple` puts up to [`BIO_MAX_PAGES`] in one bio
+    /// (a short one gives a short result), `__blkdev_direct_IO` a bio per
+    /// `bio_iov_iter_get_pages` call ([`Sys::bio_per_call_loop`]).
+    pub fn blkdev_dio_bios(
+        &mut self,
+        iter: &mut IovIter,
+        nr: u64,
+        dio: &mut Dio<'_>,
+    ) -> Result<u64, Errno> {
+        if nr > BIO_MAX_PAGES {
+            dio.io.model = "__blkdev_direct_IO".into();
+            return self.bio_per_call_loop(iter, nr.min(BIO_MAX_PAGES), dio);
+        }
+        dio.io.model = "__blkdev_direct_IO_simple".into();
+        if nr <= DIO_INLINE_BIO_VECS {
+            dio.io.note(format!(
+                "{nr} bvec(s) fit the {DIO_INLINE_BIO_VECS} inline (on-stack) bio_vecs: no allocation"
+            ));
+        } else {
+            dio.io.allocations += 1;
+            dio.io.note(format!("kmalloc'd array of {nr} bvecs"));
+        }
+        let mut bio = Bio::new(nr.max(1));
+        let wanted = iter.count;
+        let r = self.bio_iov_iter_get_pages_as(&mut bio, iter, dio.bio_iov_loop);
+        self.bio_done(&bio, dio.io, dio.target.as_mut());
+        if r.is_ok() && bio.size < wanted {
+            dio.io.note(format!(
+                "short {}: {} of {wanted} bytes (one bio_iov_iter_get_pages call)",
+                if iter.dir == Dir::Read {
+                    "read"
+                } else {
+                    "write"
+                },
+                bio.size
+            ));
+        }
+        r.map(|()| bio.size)
+    }
+
     /// `__blkdev_direct_IO` / `iomap_dio_actor`: a bio sized by
-    /// `iov_iter_npages(iter, 256)` per `bio_iov_iter_get_pages` call.
+    /// `iov_iter_npages(iter, 256)` per `bio_iov_iter_get_pages` call; a
+    /// bio that gathers nothing ends the call as [`Dio::whole_error`] says.
     fn bio_per_call_loop(
         &mut self,
         iter: &mut IovIter,
         mut nr: u64,
-        io: &mut IoReport,
+        dio: &mut Dio<'_>,
     ) -> Result<u64, Errno> {
         let mut size = 0u64;
         loop {
             let mut bio = Bio::new(nr.max(1));
-            io.allocations += 1;
-            let r = self.bio_iov_iter_get_pages(&mut bio, iter);
-            self.bio_done(&bio, io);
+            dio.io.allocations += 1;
+            let r = self.bio_iov_iter_get_pages_as(&mut bio, iter, dio.bio_iov_loop);
+            self.bio_done(&bio, dio.io, dio.target.as_mut());
             if let Err(e) = r {
-                return if size > 0 { Ok(size) } else { Err(e) };
+                return if size > 0 && !dio.whole_error {
+                    Ok(size)
+                } else {
+                    Err(e)
+                };
             }
             size += bio.size;
             nr = self.iov_iter_npages(iter, BIO_MAX_PAGES);
@@ -349,10 +499,17 @@ impl<A: Arch> Sys<A> {
         let length = iter.count;
         let mut it = iter.clone();
         let nr = self.iov_iter_npages(&it, BIO_MAX_PAGES);
+        let bio_iov_loop = self.caller_knobs().bio_iov_loop;
+        let mut dio = Dio {
+            io: &mut io,
+            bio_iov_loop,
+            whole_error: false,
+            target: None,
+        };
         let r = if nr == 0 {
             Ok(0)
         } else {
-            self.bio_per_call_loop(&mut it, nr, &mut io)
+            self.bio_per_call_loop(&mut it, nr, &mut dio)
         };
         if r.is_ok() {
             self.iov_iter_advance(iter, length);

@@ -41,7 +41,7 @@ pub mod splice;
 
 use std::fmt;
 
-use vmemu_arch::{Arch, ArchId, Family, Pfn};
+use vmemu_arch::{Arch, Family, Pfn};
 use vmemu_mm::KernelProfile;
 use vmemu_mm::profile::{Base, GetPagesAlloc};
 
@@ -185,14 +185,7 @@ impl CallerKnobs {
             Base::V4_17 => 16 << 20,
             Base::V6_13 => 64 << 20,
         };
-        // VMEMMAP_START without KASLR: x86-64 __VMEMMAP_BASE; arm64 4.10
-        // PAGE_OFFSET - VMEMMAP_SIZE (48-bit VA, 4K); powerpc radix
-        // RADIX_VMEMMAP_BASE = RADIX_VMALLOC_END.
-        let vmemmap = match A::ID {
-            ArchId::X86_64 => 0xffff_ea00_0000_0000,
-            ArchId::Arm64 => 0xffff_7e00_0000_0000,
-            _ => 0xc00a_0000_0000_0000,
-        };
+        let vmemmap = A::VMEMMAP_START;
         Self {
             v4_get_pages: legacy && !p.knobs.get_pages2,
             ceph_dio,

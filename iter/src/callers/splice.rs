@@ -12,7 +12,8 @@ use vmemu_mm::Errno;
 use super::{IoReport, NotModelled};
 use crate::Sys;
 use crate::iov_iter::IovIter;
-use crate::pipe::{BufOps, PipeBuffer, VMSPLICE_BATCH};
+use crate::pipe::{BufOps, PipeBuffer};
+use crate::splice::VMSPLICE_BATCH;
 
 impl<A: Arch> Sys<A> {
     /// `iter_to_pipe(from, pipe, 0)` with a report of buffers added and

@@ -1,0 +1,81 @@
+//! The page cache (`mm/filemap.c`): files with their cached pages, and
+//! `find_or_read_page` (the `pagecache_get_page` + `->readpage` path of a
+//! buffered read or a file fault, without readahead: every page read is
+//! up to date at once). The read loop over it is `vmemu-iter`'s `filemap`.
+
+use std::collections::BTreeMap;
+
+use vmemu_arch::{Arch, Pfn};
+
+use crate::mm::{FileOps, Machine};
+use crate::phys::{Owner, PageFlags};
+
+/// A file in the emulated page cache.
+pub type FileId = u32;
+
+/// A file with its page cache.
+#[derive(Clone, Debug)]
+pub struct File {
+    /// Name.
+    pub name: u32,
+    /// Size in bytes (`i_size`).
+    pub size: u64,
+    /// Page cache: index → frame.
+    pub pages: BTreeMap<u64, Pfn>,
+    /// Fault handlers.
+    pub ops: FileOps,
+    /// `f_op->splice_read` is set (`generic_file_splice_read`: page-cache
+    /// pages go into the pipe by reference). False for a procfs-like file,
+    /// whose `file_operations` have only `->read`: `do_splice_to` then
+    /// uses `default_file_splice_read`.
+    pub splice_read: bool,
+}
+
+impl<A: Arch> Machine<A> {
+    /// Creates a file of `size` bytes; its pages are filled with `fill(index)`
+    /// when first read into the page cache.
+    pub fn create_file(&mut self, name: &str, size: u64, ops: FileOps) -> FileId {
+        let name = self.intern(name);
+        self.files.push(File {
+            name,
+            size,
+            pages: BTreeMap::new(),
+            ops,
+            splice_read: true,
+        });
+        self.files.len() as FileId - 1
+    }
+
+    /// Finds or reads page `index` of `file` into the page cache; returns the
+    /// frame and whether I/O was needed (`VM_FAULT_MAJOR`).
+    pub fn find_or_read_page(&mut self, file: FileId, index: u64) -> Option<(Pfn, bool)> {
+        if let Some(&p) = self.files[file as usize].pages.get(&index) {
+            return Some((p, false));
+        }
+        let name = self.files[file as usize].name;
+        let pfn = self.phys.alloc(
+            0,
+            Owner::File {
+                file: name,
+                index: index as u32,
+            },
+        )?;
+        self.phys.page_mut(pfn).flags |= PageFlags::UPTODATE;
+        // Fill with a recognisable pattern: byte = (index * 7 + offset) as u8,
+        // 4 KiB at a time (the pattern repeats every 256 bytes).
+        let mut chunk = [0u8; 4096];
+        for (i, b) in chunk.iter_mut().enumerate() {
+            *b = (index as usize * 7 + i) as u8;
+        }
+        let mut off = 0;
+        while off < A::PAGE_SIZE {
+            let n = (A::PAGE_SIZE - off).min(chunk.len() as u64);
+            self.phys
+                .write(pfn.addr(A::PAGE_SHIFT).add(off), &chunk[..n as usize])
+                .ok()?;
+            off += n;
+        }
+        self.files[file as usize].pages.insert(index, pfn);
+        Some((pfn, true))
+    }
+}
