@@ -17,7 +17,6 @@
 pub mod bench;
 pub mod bugs;
 pub mod bugs_report;
-pub mod callers;
 pub mod calls;
 pub mod cli;
 pub mod concurrency;
@@ -29,8 +28,7 @@ pub mod lang;
 pub mod limits;
 pub mod lint;
 pub mod man;
-pub(crate) mod oracle;
 pub mod report;
 pub mod run;
-pub mod syscalls;
+pub use run::{callers, syscalls};
 pub mod workloads;

@@ -344,60 +344,7 @@ fn real_main() -> Result<bool, Usage> {
                 Format::Json | Format::Ktap => {
                     let _ = emit(&ws, &plan, &runs, format, color, &mut out);
                 }
-                Format::Text => {
-                    let _ = writeln!(
-                        out,
-                        "{:<34} {:<9} {:<22} result",
-                        "workload", "arch", "kernel"
-                    );
-                    for r in &runs {
-                        let s = &r.summary;
-                        let res = if s.passed {
-                            format!(
-                                "{} ({} expects)",
-                                run::paint("pass", run::PASS_STYLE, color),
-                                s.expects
-                            )
-                        } else {
-                            format!(
-                                "{} ({} of {} expects failed, {} refs leaked{}{})",
-                                run::paint("FAIL", run::FAIL_STYLE, color),
-                                s.failed_expects,
-                                s.expects,
-                                s.leaked_refs,
-                                if s.unexpected_events.is_empty() {
-                                    ""
-                                } else {
-                                    ", unexpected events"
-                                },
-                                if s.invariant_violations == 0 {
-                                    ""
-                                } else {
-                                    ", invariant violated"
-                                }
-                            )
-                        };
-                        let _ = writeln!(
-                            out,
-                            "{:<34} {:<9} {:<22} {res}",
-                            s.workload, s.arch, s.kernel
-                        );
-                    }
-                    let failed = runs.iter().filter(|r| !r.summary.passed).count();
-                    let skipped = plan.iter().filter(|p| p.skip.is_some()).count();
-                    let _ = writeln!(
-                        out,
-                        "{} runs, {} passed, {} failed{}",
-                        runs.len(),
-                        runs.len() - failed,
-                        failed,
-                        if skipped > 0 {
-                            format!(", {skipped} skipped (not for their arch)")
-                        } else {
-                            String::new()
-                        }
-                    );
-                }
+                Format::Text => print_matrix_table(&plan, &runs, color, &mut out),
             }
             Ok(runs.iter().all(|r| r.summary.passed))
         }
@@ -409,30 +356,7 @@ fn real_main() -> Result<bool, Usage> {
             );
             Ok(true)
         }
-        Cmd::List { bugs: false } => {
-            let _ = writeln!(out, "arches:");
-            for a in ArchId::ALL {
-                let main = if ArchId::MAIN.contains(&a) {
-                    ""
-                } else {
-                    " (on request)"
-                };
-                let _ = writeln!(out, "  {a}{main}");
-            }
-            let _ = writeln!(out, "kernel profiles:");
-            for n in KernelProfile::builtin_names() {
-                let p = KernelProfile::parse(n).map_err(|e| Usage(e.to_string()))?;
-                let _ = writeln!(out, "  {n}");
-                for (k, v, src) in p.knob_table() {
-                    let _ = writeln!(out, "    {k:<20} {v:<24} {src}");
-                }
-            }
-            let _ = writeln!(out, "built-in workloads:");
-            for (f, _) in BUILTIN {
-                let _ = writeln!(out, "  {f}");
-            }
-            Ok(true)
-        }
+        Cmd::List { bugs: false } => list(&mut out),
         Cmd::Explain {
             addr,
             arch,
@@ -475,6 +399,88 @@ fn real_main() -> Result<bool, Usage> {
             Ok(true)
         }
     }
+}
+
+/// `vmemu matrix`'s text table: one line per run and a count line.
+fn print_matrix_table(plan: &[Planned], runs: &[Run], color: bool, out: &mut impl Write) {
+    let _ = writeln!(
+        out,
+        "{:<34} {:<9} {:<22} result",
+        "workload", "arch", "kernel"
+    );
+    for r in runs {
+        let s = &r.summary;
+        let res = if s.passed {
+            format!(
+                "{} ({} expects)",
+                run::paint("pass", run::PASS_STYLE, color),
+                s.expects
+            )
+        } else {
+            format!(
+                "{} ({} of {} expects failed, {} refs leaked{}{})",
+                run::paint("FAIL", run::FAIL_STYLE, color),
+                s.failed_expects,
+                s.expects,
+                s.leaked_refs,
+                if s.unexpected_events.is_empty() {
+                    ""
+                } else {
+                    ", unexpected events"
+                },
+                if s.invariant_violations == 0 {
+                    ""
+                } else {
+                    ", invariant violated"
+                }
+            )
+        };
+        let _ = writeln!(
+            out,
+            "{:<34} {:<9} {:<22} {res}",
+            s.workload, s.arch, s.kernel
+        );
+    }
+    let failed = runs.iter().filter(|r| !r.summary.passed).count();
+    let skipped = plan.iter().filter(|p| p.skip.is_some()).count();
+    let _ = writeln!(
+        out,
+        "{} runs, {} passed, {} failed{}",
+        runs.len(),
+        runs.len() - failed,
+        failed,
+        if skipped > 0 {
+            format!(", {skipped} skipped (not for their arch)")
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// `vmemu list`: arches, kernel profiles with their knobs, built-in workloads.
+fn list(out: &mut impl Write) -> Result<bool, Usage> {
+    let _ = writeln!(out, "arches:");
+    for a in ArchId::ALL {
+        let main = if ArchId::MAIN.contains(&a) {
+            ""
+        } else {
+            " (on request)"
+        };
+        let _ = writeln!(out, "  {a}{main}");
+    }
+    let _ = writeln!(out, "kernel profiles:");
+    for n in KernelProfile::builtin_names() {
+        let p = KernelProfile::parse(n).map_err(|e| Usage(e.to_string()))?;
+        let _ = writeln!(out, "  {n}");
+        for (k, v, src) in p.knob_table() {
+            let _ = writeln!(out, "    {k:<20} {v:<24} {src}");
+        }
+    }
+    let _ = writeln!(out, "built-in workloads:");
+    for (f, _) in BUILTIN {
+        let _ = writeln!(out, "  {f}");
+    }
+    Ok(true)
 }
 
 fn main() -> ExitCode {
