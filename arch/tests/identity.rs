@@ -108,3 +108,38 @@ fn no_arch_identity_test_outside_arch() {
         found.join("\n")
     );
 }
+
+#[test]
+fn arch_items_agree_with_the_arch() {
+    use vmemu_arch::{Arch, ArchId, Family, Pfn, Pte, PteFlags, with_arch};
+    for a in ArchId::ALL {
+        with_arch!(a, A => {
+            assert_eq!(a.page_size(), A::PAGE_SIZE, "{a}");
+            let p = a.partner();
+            assert_ne!(p, a);
+            assert_eq!(p.partner(), a, "{a}");
+            // Same page size, or the other page size of the same MMU.
+            assert!(p.page_size() == a.page_size() || a.name().starts_with("ppc64"));
+            for fam in [Family::Legacy, Family::Modern] {
+                assert!(A::VMEMMAP_START >= A::layout(fam).task_size_max, "{a}");
+                // A write-protected user leaf decodes without WRITE, and
+                // with the hardware read-only bit exactly on arm64.
+                let rw = PteFlags::VALID
+                    | PteFlags::PRESENT
+                    | PteFlags::LEAF
+                    | PteFlags::USER
+                    | PteFlags::READ
+                    | PteFlags::WRITE;
+                let ro = A::pte_wrprotect(rw);
+                assert!(!ro.contains(PteFlags::WRITE), "{a}");
+                let raw = A::encode(fam, A::leaf_level(), Pte { flags: ro, pfn: Pfn(7) });
+                let back = A::decode(fam, A::leaf_level(), raw);
+                assert!(!back.has(PteFlags::WRITE), "{a} {fam:?}");
+                assert_eq!(back.has(PteFlags::RDONLY), a == ArchId::Arm64, "{a} {fam:?}");
+            }
+            // Execute-only: only arm64 leaves the user bit clear.
+            assert_eq!(A::exec_only_prot().contains(PteFlags::USER), a != ArchId::Arm64);
+            assert_eq!(A::PRIVATE_GUP_FAST, a == ArchId::X86_64);
+        });
+    }
+}

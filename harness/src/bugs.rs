@@ -358,7 +358,8 @@ mod tests {
             check_invariants: true,
             ..Default::default()
         };
-        let r = run::run_with(&w, arch, kernel, &opts).unwrap();
+        let kernel: vmemu_mm::KernelProfile = kernel.parse().unwrap();
+        let r = run::run_with(&w, arch, &kernel, &opts).unwrap();
         let hit = r
             .records
             .iter()

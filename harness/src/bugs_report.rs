@@ -87,7 +87,7 @@ pub type ArchCells = Vec<(ArchId, Option<bool>)>;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Outcome {
     /// (profile, cells).
-    pub cells: Vec<(String, ArchCells)>,
+    pub cells: Vec<(vmemu_mm::KernelProfile, ArchCells)>,
     /// "arch profile" of runs whose expects failed.
     pub failed: Vec<String>,
 }
@@ -119,7 +119,7 @@ impl Outcome {
                 if shown && archs.len() < ArchId::MAIN.len() {
                     format!("{k} ({})", archs.join(", "))
                 } else {
-                    k.clone()
+                    k.name()
                 }
             })
             .collect()

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use vmemu_mm::KernelProfile;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -91,7 +92,7 @@ pub enum Cmd {
         arches: Vec<String>,
         /// Kernel profile (repeatable), e.g. v4.10, v4.10+capper, v6.13; default: the script's `kernels` line, else v6.13.
         #[arg(long = "kernel")]
-        kernels: Vec<String>,
+        kernels: Vec<KernelProfile>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
         format: Format,
@@ -140,8 +141,8 @@ pub enum Cmd {
         #[arg(long)]
         arch: String,
         /// Kernel profile.
-        #[arg(long, default_value = "v6.13")]
-        kernel: String,
+        #[arg(long, default_value_t = KernelProfile::newest())]
+        kernel: KernelProfile,
         /// Run this workload first (its mappings are then in the address space).
         #[arg(long)]
         workload: Option<String>,

@@ -19,11 +19,11 @@ pub const WALKERS: usize = 12;
 pub fn schedule(
     seed: u64,
     arch: ArchId,
-    kernel: &str,
+    kernel: &KernelProfile,
     check_every: u64,
     broken: bool,
 ) -> Result<ScheduleStats, String> {
-    let profile = KernelProfile::parse(kernel).map_err(|e| e.to_string())?;
+    let profile = kernel.clone();
     with_arch!(arch, A => {
         let mut m = Machine::<A>::new(profile, 64 << 20).map_err(|e| e.to_string())?;
         m.break_table_deferral = broken;
@@ -51,7 +51,7 @@ pub fn main(
     seed: u64,
     args: &FuzzArgs,
     arches: &[ArchId],
-    kernels: &[String],
+    kernels: &[KernelProfile],
     (k, n): (u64, u64),
     deadline: Option<Instant>,
 ) -> Result<bool, String> {
@@ -67,7 +67,7 @@ pub fn main(
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
-        let res: Vec<(u64, ArchId, String, Result<ScheduleStats, String>)> = chunk
+        let res: Vec<(u64, ArchId, KernelProfile, Result<ScheduleStats, String>)> = chunk
             .par_iter()
             .map(|&i| {
                 let a = arches[(i % arches.len() as u64) as usize];

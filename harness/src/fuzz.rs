@@ -48,6 +48,8 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 use vmemu_arch::ArchId;
+use vmemu_mm::KernelProfile;
+use vmemu_mm::profile::{Base, Knobs, Overlay, PipeAdvanceRelease};
 
 use crate::lang;
 use crate::limits::{Limits, RunOptions};
@@ -70,7 +72,7 @@ pub struct FuzzArgs {
     pub arches: Vec<String>,
     /// Kernel profile (repeatable); default v4.10 and v6.13.
     #[arg(long = "kernel")]
-    pub kernels: Vec<String>,
+    pub kernels: Vec<KernelProfile>,
     /// Stop generating after this long (e.g. 30s, 5m); the workloads run so far are reported.
     #[arg(long, value_name = "DURATION")]
     pub time: Option<String>,
@@ -232,7 +234,8 @@ enum IterKind {
 struct Gen {
     d: Dice,
     lines: Vec<String>,
-    modern: bool,
+    /// The profile's knobs: which functions and iterator kinds exist.
+    k: Knobs,
     revert: bool,
     portable: bool,
     maps: Vec<(String, u64)>,
@@ -251,8 +254,6 @@ struct Gen {
     refcount: bool,
     /// Processes: fork, switch_to, exit, user stores (GUP pins vs fork).
     fork: bool,
-    /// `pin_user_pages_fast` exists (6.x, or an overlay with FOLL_PIN).
-    pins: bool,
     /// Forked children still alive.
     procs: Vec<String>,
 }
@@ -412,7 +413,7 @@ impl Gen {
         } else {
             *self.d.pick(&slow)
         };
-        let f = if f == "pin_user_pages_fast" && !self.modern && !self.pins {
+        let f = if f == "pin_user_pages_fast" && !self.k.foll_pin {
             "get_user_pages_fast"
         } else {
             f
@@ -486,11 +487,11 @@ impl Gen {
         let mut kinds = vec![IterKind::User, IterKind::User, IterKind::User];
         if !self.portable {
             kinds.extend([IterKind::Kvec, IterKind::Bvec]);
-            if !self.modern && !self.pipes.is_empty() {
+            if self.k.pipe_iter && !self.pipes.is_empty() {
                 kinds.push(IterKind::Pipe);
             }
         }
-        if self.modern {
+        if self.k.ubuf_iter {
             kinds.push(IterKind::Ubuf);
         }
         let kind = *self.d.pick(&kinds);
@@ -568,7 +569,7 @@ impl Gen {
         if self.revert {
             ops.push("iov_iter_revert");
         }
-        if self.modern {
+        if self.k.get_pages2 {
             ops.extend([
                 "iov_iter_get_pages2",
                 "iov_iter_get_pages_alloc2",
@@ -848,7 +849,7 @@ impl Gen {
                 let pos = *self.d.pick(&["0", "1", "100", "PAGE_SIZE + 1"]);
                 self.emit(format!("{v} = file_byte({f}, {pos})"));
             }
-            3 if !self.files.is_empty() && !self.modern && !self.pipes.is_empty() => {
+            3 if !self.files.is_empty() && self.k.pipe_iter && !self.pipes.is_empty() => {
                 let f = self.d.pick(&self.files).clone();
                 let p = self.d.pick(&self.pipes).clone();
                 self.iters.retain(|(_, k, _)| *k != IterKind::Pipe);
@@ -933,33 +934,34 @@ impl Gen {
 }
 
 /// Whether `vmemu fuzz` generates processes (fork, ...) on `kernel` without
-/// `--fork`: the v4.17 profiles, where GUP pins vs fork is modelled in its
-/// three eras (v4.17, +cow-break-on-pin, +wp-page-count). Other kernels keep
-/// the workloads their seeds always gave.
+/// `--fork`: the profiles on the base where GUP pins vs fork is modelled in
+/// its three eras ([`KernelProfile::has_gup_fork_eras`]: v4.17,
+/// +cow-break-on-pin, +wp-page-count). Other kernels keep the workloads
+/// their seeds always gave.
 #[must_use]
-pub fn forks_by_default(kernel: &str) -> bool {
-    kernel.starts_with("v4.17")
+pub fn forks_by_default(kernel: &KernelProfile) -> bool {
+    kernel.has_gup_fork_eras()
 }
 
 /// Generates workload `seed` for `kernel` (the statements it uses exist
 /// there). Returns the text and whether it is portable across arches.
 #[must_use]
-pub fn generate(seed: u64, kernel: &str) -> (String, bool) {
+pub fn generate(seed: u64, kernel: &KernelProfile) -> (String, bool) {
     generate_with(seed, kernel, forks_by_default(kernel))
 }
 
 /// [`generate`], with or without processes (fork, switch_to, exit, memset,
 /// get_user).
 #[must_use]
-pub fn generate_with(seed: u64, kernel: &str, fork: bool) -> (String, bool) {
+pub fn generate_with(seed: u64, kernel: &KernelProfile, fork: bool) -> (String, bool) {
     let mut d = Dice::new(seed);
     let portable = d.chance(30);
-    let modern = kernel.starts_with("v6");
+    let k = &kernel.knobs;
     let mut g = Gen {
         d,
         lines: Vec::new(),
-        modern,
-        revert: !kernel.starts_with("v4.10"),
+        k: *k,
+        revert: k.iov_iter_revert,
         portable,
         maps: Vec::new(),
         kbufs: Vec::new(),
@@ -969,10 +971,9 @@ pub fn generate_with(seed: u64, kernel: &str, fork: bool) -> (String, bool) {
         held: Vec::new(),
         next: 0,
         in_set_fs: false,
-        splice_files: kernel.contains("pipe-advance-fencepost"),
-        refcount: kernel.contains("+small-refcount"),
+        splice_files: k.pipe_advance_release == PipeAdvanceRelease::FencepostV4_9,
+        refcount: k.refcount_bits < 32,
         fork,
-        pins: kernel.contains("+cow-break-on-pin") || kernel.contains("+wp-page-count"),
         procs: Vec::new(),
     };
     let mut out = format!(
@@ -1034,7 +1035,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 fn run_caught(
     w: &lang::Workload,
     arch: ArchId,
-    kernel: &str,
+    kernel: &KernelProfile,
     opts: &RunOptions,
 ) -> Result<Result<Run, String>, String> {
     match catch_unwind(AssertUnwindSafe(|| run::run_with(w, arch, kernel, opts))) {
@@ -1245,7 +1246,13 @@ fn compare_layton(legacy: &Run, layton: &Run, page: u64) -> Option<String> {
 
 /// Runs one workload text on (arch, kernel) with every check and oracle.
 #[must_use]
-pub fn check_text(text: &str, file: &str, arch: ArchId, kernel: &str, limits: &Limits) -> Outcome {
+pub fn check_text(
+    text: &str,
+    file: &str,
+    arch: ArchId,
+    kernel: &KernelProfile,
+    limits: &Limits,
+) -> Outcome {
     let w = match catch_unwind(|| lang::parse(file, text)) {
         Ok(Ok(w)) => w,
         Ok(Err(e)) => return Outcome::Rejected(e.to_string()),
@@ -1264,9 +1271,10 @@ pub fn check_text(text: &str, file: &str, arch: ArchId, kernel: &str, limits: &L
     if let Some((sig, msg)) = run_failure(&base) {
         return Outcome::Fail(sig, msg);
     }
-    // +layton against v4.10 over the same bytes.
-    if kernel == "v4.10" && text.contains("iov_iter_get_pages_alloc(") {
-        match run_caught(&w, arch, "v4.10+layton", &opts) {
+    // +layton against the tree it was posted on (v4.10) over the same bytes.
+    let layton = kernel.as_posted_with(Overlay::Layton);
+    if let Some(layton) = layton.filter(|_| text.contains("iov_iter_get_pages_alloc(")) {
+        match run_caught(&w, arch, &layton, &opts) {
             Err(p) => return Outcome::Fail("panic".into(), p),
             Ok(Err(_)) => {}
             Ok(Ok(r)) => {
@@ -1521,7 +1529,7 @@ fn arches_of(v: &[String]) -> Result<Vec<ArchId>, String> {
 }
 
 /// The (arch, kernel) workload `i` runs on.
-fn target(i: u64, arches: &[ArchId], kernels: &[String]) -> (ArchId, String) {
+fn target(i: u64, arches: &[ArchId], kernels: &[KernelProfile]) -> (ArchId, KernelProfile) {
     let a = arches[(i % arches.len() as u64) as usize];
     let k = kernels[((i / arches.len() as u64) % kernels.len() as u64) as usize].clone();
     (a, k)
@@ -1531,7 +1539,7 @@ fn check_one(
     seed: u64,
     i: u64,
     arch: ArchId,
-    kernel: &str,
+    kernel: &KernelProfile,
     fork: bool,
     limits: &Limits,
 ) -> (Outcome, String) {
@@ -1544,14 +1552,15 @@ fn check_one(
 /// Runs the subcommand; `Ok(true)` when every check passed.
 pub fn main(args: &FuzzArgs) -> Result<bool, String> {
     let arches = arches_of(&args.arches)?;
-    let kernels: Vec<String> = if args.kernels.is_empty() {
-        vec!["v4.10".into(), "v6.13".into()]
+    // Default: the oldest and the newest base.
+    let kernels: Vec<KernelProfile> = if args.kernels.is_empty() {
+        vec![
+            KernelProfile::of_base(Base::oldest()),
+            KernelProfile::newest(),
+        ]
     } else {
         args.kernels.clone()
     };
-    for k in &kernels {
-        vmemu_mm::KernelProfile::parse(k).map_err(|e| e.to_string())?;
-    }
     if let Some(path) = &args.replay {
         return replay(path, &arches, &kernels, &args.limits);
     }
@@ -1576,7 +1585,11 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
             .map(|a| a.name())
             .collect::<Vec<_>>()
             .join(","),
-        kernels.join(",")
+        kernels
+            .iter()
+            .map(KernelProfile::name)
+            .collect::<Vec<_>>()
+            .join(",")
     );
     if json {
         eprintln!("{banner}");
@@ -1603,7 +1616,7 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
     }
     let quiet = QuietPanics::new();
     // Chunks keep the deadline check cheap and results in index order.
-    let mut results: Vec<(u64, Outcome, String, ArchId, String)> = Vec::new();
+    let mut results: Vec<(u64, Outcome, String, ArchId, KernelProfile)> = Vec::new();
     for chunk in indices.chunks(256) {
         if deadline.is_some_and(|d| Instant::now() >= d) {
             break;
@@ -1660,7 +1673,7 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
                         index: *i,
                         seed: format!("{:#x}", workload_seed(seed, *i)),
                         arch: a.name().into(),
-                        kernel: kern.clone(),
+                        kernel: kern.name(),
                         signature: sig.clone(),
                         message: msg.clone(),
                         workload: String::new(),
@@ -1692,7 +1705,7 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
             .count() as u64,
         findings: failures.iter().filter(|f| is_finding(&f.signature)).count() as u64,
         arches: arches.iter().map(|a| a.name().to_string()).collect(),
-        kernels: kernels.clone(),
+        kernels: kernels.iter().map(KernelProfile::name).collect(),
         elapsed_ms: started.elapsed().as_millis() as u64,
         failures,
     };
@@ -1727,7 +1740,7 @@ fn shrink_failure(
     i: u64,
     text: &str,
     a: ArchId,
-    kern: &str,
+    kern: &KernelProfile,
     sig: &str,
     msg: &str,
     args: &FuzzArgs,
@@ -1758,7 +1771,7 @@ fn shrink_failure(
         index: i,
         seed: format!("{ws:#x}"),
         arch: a.name().into(),
-        kernel: kern.to_string(),
+        kernel: kern.name(),
         signature: sig.to_string(),
         message,
         workload: small,
@@ -1805,7 +1818,7 @@ fn print_found(f: &Found) {
 fn replay(
     path: &str,
     arches: &[ArchId],
-    kernels: &[String],
+    kernels: &[KernelProfile],
     limits: &Limits,
 ) -> Result<bool, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
@@ -1860,9 +1873,10 @@ mod tests {
     fn seeds_are_stable() {
         // Golden values: a change here changes every replayed seed.
         assert_eq!(splitmix64(0), 0xe220_a839_7b1d_cdaf);
-        let a = generate(workload_seed(1, 7), "v4.10").0;
-        assert_eq!(a, generate(workload_seed(1, 7), "v4.10").0);
-        assert_ne!(a, generate(workload_seed(1, 8), "v4.10").0);
+        let v4_10: KernelProfile = "v4.10".parse().unwrap();
+        let a = generate(workload_seed(1, 7), &v4_10).0;
+        assert_eq!(a, generate(workload_seed(1, 7), &v4_10).0);
+        assert_ne!(a, generate(workload_seed(1, 8), &v4_10).0);
         assert_eq!(parse_seed("0x10"), Ok(16));
         assert_eq!(parse_shard("2/3"), Ok((2, 3)));
         assert!(parse_shard("0/3").is_err());

@@ -193,9 +193,9 @@ pub fn run_test(r: &Run) -> Test {
 
 /// The test of a workload × arch × profile that was not run.
 #[must_use]
-pub fn skipped(workload: &str, arch: &str, kernel: &str, reason: &str) -> Test {
+pub fn skipped(workload: &str, arch: &str, kernel: &vmemu_mm::KernelProfile, reason: &str) -> Test {
     Test::new(
-        test_name(&[workload, arch, kernel]),
+        test_name(&[workload, arch, &kernel.name()]),
         Outcome::Skip(reason.to_string()),
     )
 }
@@ -321,7 +321,7 @@ mod tests {
             "map buf 1 page\ntouch buf\nr = get_user_pages_fast(buf, 1, 0)\nexpect r == 1\nexpect r == 7\n",
         )
         .unwrap();
-        let r = crate::run::run(&w, ArchId::X86_64, "v4.10").unwrap();
+        let r = crate::run::run(&w, ArchId::X86_64, &"v4.10".parse().unwrap()).unwrap();
         let t = run_test(&r);
         assert_eq!(t.name, "demo.x86_64.v4_10");
         assert!(t.failed());
@@ -345,7 +345,7 @@ mod tests {
     #[test]
     fn a_passing_run_without_expects_is_a_leaf() {
         let w = lang::parse("plain.vmw", "map buf 1 page\ntouch buf\n").unwrap();
-        let r = crate::run::run(&w, ArchId::Arm64, "v6.13").unwrap();
+        let r = crate::run::run(&w, ArchId::Arm64, &"v6.13".parse().unwrap()).unwrap();
         let t = run_test(&r);
         assert_eq!(t, Test::new("plain.arm64.v6_13", Outcome::Pass));
     }

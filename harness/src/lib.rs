@@ -7,8 +7,10 @@
 //!
 //! ```
 //! use vmemu_arch::ArchId;
+//! use vmemu_mm::KernelProfile;
 //! let w = vmemu_harness::lang::parse("demo.vmw", "map buf 2 pages rw\ntouch buf\nr = get_user_pages_fast(buf, 2, FOLL_WRITE)\nexpect r == 2\nrelease r\n").unwrap();
-//! let run = vmemu_harness::run::run(&w, ArchId::Arm64, "v4.10").unwrap();
+//! let v4_10 = KernelProfile::parse("v4.10").unwrap();
+//! let run = vmemu_harness::run::run(&w, ArchId::Arm64, &v4_10).unwrap();
 //! assert!(run.summary.passed);
 //! ```
 

@@ -64,8 +64,7 @@ struct Scope {
 struct Walk<'w> {
     w: &'w Workload,
     arch: ArchId,
-    kernel: &'w str,
-    knobs: Knobs,
+    kernel: &'w KernelProfile,
     k: Consts,
     scope: Scope,
     /// The first arch and profile walked.
@@ -93,11 +92,15 @@ fn arches_of(w: &Workload) -> Vec<ArchId> {
 
 /// Every profile the workload names: its `kernels` line (or the default)
 /// and the profiles of its qualifiers.
-fn kernels_of(w: &Workload) -> Vec<String> {
+fn kernels_of(w: &Workload) -> Vec<KernelProfile> {
     let mut v = crate::run::default_kernels(w);
-    visit(&w.stmts, &mut |s| v.extend(s.qual.kernels.iter().cloned()));
-    let mut seen = HashSet::new();
-    v.retain(|k| seen.insert(k.clone()));
+    visit(&w.stmts, &mut |s| {
+        for k in &s.qual.kernels {
+            if !v.contains(k) {
+                v.push(k.clone());
+            }
+        }
+    });
     v
 }
 
@@ -117,16 +120,12 @@ pub fn check(w: &Workload) -> Vec<ScriptError> {
     let mut out = BTreeMap::new();
     let mut first = true;
     for kernel in kernels_of(w) {
-        let Ok(p) = KernelProfile::parse(&kernel) else {
-            continue;
-        };
         for arch in arches_of(w) {
-            let k = with_arch!(arch, A => consts_of::<A>(&p.knobs));
+            let k = with_arch!(arch, A => consts_of::<A>(&kernel.knobs));
             let mut walk = Walk {
                 w,
                 arch,
                 kernel: &kernel,
-                knobs: p.knobs,
                 k,
                 scope: Scope::default(),
                 first,
@@ -180,7 +179,7 @@ impl Walk<'_> {
 
     fn applies(&self, s: &Stmt) -> bool {
         (s.qual.arches.is_empty() || s.qual.arches.contains(&self.arch))
-            && (s.qual.kernels.is_empty() || s.qual.kernels.iter().any(|k| k == self.kernel))
+            && (s.qual.kernels.is_empty() || s.qual.kernels.contains(self.kernel))
     }
 
     fn mem(&mut self) {
@@ -348,7 +347,7 @@ impl Walk<'_> {
 
 impl Walk<'_> {
     fn call(&mut self, s: &Stmt, def: &CallDef, args: &[Arg], at: &[(Span, usize)]) {
-        if !def.exists.holds(&self.knobs) {
+        if !def.exists.holds(&self.kernel.knobs) {
             let (span, len) = func_span(s, def);
             let kernel = self.kernel;
             let msg = format!(

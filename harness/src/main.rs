@@ -82,14 +82,14 @@ struct Planned {
     /// Index of the workload.
     w: usize,
     arch: ArchId,
-    kernel: String,
+    kernel: KernelProfile,
     /// Why it is not run (listed as a skip in KTAP, omitted elsewhere).
     skip: Option<String>,
 }
 
 /// Every (workload, arch, kernel) in a fixed order, with the combinations a
 /// workload does not apply to (its `arches` line) marked as skipped.
-fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[String]) -> Vec<Planned> {
+fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[KernelProfile]) -> Vec<Planned> {
     let mut v = Vec::new();
     for (i, w) in ws.iter().enumerate() {
         let ks = if kernels.is_empty() {
@@ -120,7 +120,7 @@ fn execute(
     opts: &RunOptions,
 ) -> Result<Vec<Run>, Usage> {
     let plan: Vec<&Planned> = plan.iter().filter(|p| p.skip.is_none()).collect();
-    let triples: Vec<(usize, ArchId, String)> = plan
+    let triples: Vec<(usize, ArchId, KernelProfile)> = plan
         .iter()
         .map(|p| (p.w, p.arch, p.kernel.clone()))
         .collect();
@@ -313,9 +313,6 @@ fn real_main() -> Result<bool, Usage> {
                 oracles: false,
                 limits,
             };
-            for k in &kernels {
-                KernelProfile::parse(k).map_err(|e| Usage(e.to_string()))?;
-            }
             let arches = parse_arches(&arches)?;
             let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
             let plan = plan(&ws, &arches, &kernels);
@@ -356,14 +353,13 @@ fn real_main() -> Result<bool, Usage> {
             );
             Ok(true)
         }
-        Cmd::List { bugs: false } => list(&mut out),
+        Cmd::List { bugs: false } => Ok(list(&mut out)),
         Cmd::Explain {
             addr,
             arch,
             kernel,
             workload,
         } => {
-            KernelProfile::parse(&kernel).map_err(|e| Usage(e.to_string()))?;
             let arch = arch.parse::<ArchId>().map_err(|e| Usage(e.to_string()))?;
             let w = workload.as_deref().map(load).transpose()?;
             let text = run::explain(w.as_ref(), arch, &kernel, &addr).map_err(script_err)?;
@@ -458,7 +454,7 @@ fn print_matrix_table(plan: &[Planned], runs: &[Run], color: bool, out: &mut imp
 }
 
 /// `vmemu list`: arches, kernel profiles with their knobs, built-in workloads.
-fn list(out: &mut impl Write) -> Result<bool, Usage> {
+fn list(out: &mut impl Write) -> bool {
     let _ = writeln!(out, "arches:");
     for a in ArchId::ALL {
         let main = if ArchId::MAIN.contains(&a) {
@@ -469,9 +465,8 @@ fn list(out: &mut impl Write) -> Result<bool, Usage> {
         let _ = writeln!(out, "  {a}{main}");
     }
     let _ = writeln!(out, "kernel profiles:");
-    for n in KernelProfile::builtin_names() {
-        let p = KernelProfile::parse(n).map_err(|e| Usage(e.to_string()))?;
-        let _ = writeln!(out, "  {n}");
+    for p in KernelProfile::builtins() {
+        let _ = writeln!(out, "  {p}");
         for (k, v, src) in p.knob_table() {
             let _ = writeln!(out, "    {k:<20} {v:<24} {src}");
         }
@@ -480,7 +475,7 @@ fn list(out: &mut impl Write) -> Result<bool, Usage> {
     for (f, _) in BUILTIN {
         let _ = writeln!(out, "  {f}");
     }
-    Ok(true)
+    true
 }
 
 fn main() -> ExitCode {

@@ -21,6 +21,8 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 use vmemu_arch::ArchId;
+use vmemu_mm::KernelProfile;
+use vmemu_mm::profile::{GetPagesAlloc, GupFastRange, Knobs};
 
 use crate::lang;
 use crate::run::{self, Record, Run};
@@ -102,7 +104,10 @@ impl Cell {
 }
 
 /// Whether a claim holds in one cell: (cell, arch, profile) -> holds.
-pub type Holds = fn(&Cell, &str, &str) -> bool;
+pub type Holds = fn(&Cell, &str, &KernelProfile) -> bool;
+
+/// The profiles a row is judged under, by their knobs.
+pub type JudgeOn = fn(&Knobs) -> bool;
 
 /// One row of a claim's table.
 #[derive(Clone, Copy, Debug)]
@@ -115,9 +120,9 @@ pub struct Row {
     pub label: &'static str,
     /// The claim's rule for this row; `None`: the emulator cannot decide.
     pub holds: Option<Holds>,
-    /// Judge only under these profiles (empty: all); other cells are shown
-    /// for contrast.
-    pub judge_on: &'static [&'static str],
+    /// Judge only under the profiles whose knobs this accepts (`None`:
+    /// all); other cells are shown for contrast.
+    pub judge_on: Option<JudgeOn>,
 }
 
 /// A claim or question of the thread.
@@ -151,7 +156,7 @@ const fn row(workload: &'static str, var: &'static str, label: &'static str, hol
         var,
         label,
         holds: Some(holds),
-        judge_on: &[],
+        judge_on: None,
     }
 }
 
@@ -159,7 +164,7 @@ const fn row_on(
     workload: &'static str,
     var: &'static str,
     label: &'static str,
-    judge_on: &'static [&'static str],
+    judge_on: JudgeOn,
     holds: Holds,
 ) -> Row {
     Row {
@@ -167,7 +172,7 @@ const fn row_on(
         var,
         label,
         holds: Some(holds),
-        judge_on,
+        judge_on: Some(judge_on),
     }
 }
 
@@ -177,12 +182,23 @@ const fn shown(workload: &'static str, var: &'static str, label: &'static str) -
         var,
         label,
         holds: None,
-        judge_on: &[],
+        judge_on: None,
     }
 }
 
 /// Profiles with a TASK_SIZE range check in gup-fast (Capper's patch, 6.x).
-const WITH_CHECK: &[&str] = &["v4.10+capper", "v6.13"];
+const WITH_CHECK: JudgeOn = |k| {
+    matches!(
+        k.gup_fast_range,
+        GupFastRange::Capper | GupFastRange::TaskSizeMax
+    )
+};
+
+/// Profiles without Layton's `iov_iter_get_pages_alloc` patch.
+const WITHOUT_LAYTON: JudgeOn = |k| k.get_pages_alloc == GetPagesAlloc::FirstSegment;
+
+/// Profiles with Layton's patch as posted.
+const WITH_LAYTON: JudgeOn = |k| k.get_pages_alloc == GetPagesAlloc::LaytonPosted;
 
 /// The claims, in the order of docs/thread.md.
 #[must_use]
@@ -196,14 +212,14 @@ pub fn claims() -> Vec<Claim> {
                     "nfs_page_aligned_iovecs",
                     "r",
                     "NFS O_DIRECT write, 256 aligned 4 KiB iovecs: v4.10 already sends one 1 MiB RPC",
-                    &["v4.10"],
+                    WITHOUT_LAYTON,
                     |c, _, _| c.io.is_some_and(|io| io.0 == 1 && io.1 == 1 << 20),
                 ),
                 row_on(
                     "nfs_page_aligned_iovecs",
                     "r",
                     "same, +layton: all 256 iovecs in one gathering call",
-                    &["v4.10+layton"],
+                    WITH_LAYTON,
                     |c, _, _| c.gathers() == 1,
                 ),
                 row(
@@ -705,7 +721,7 @@ pub fn combine(rows: &[Verdict]) -> Verdict {
 }
 
 /// Every run a claim needs: workload -> [(arch, profile, run)].
-pub type Runs = HashMap<&'static str, Vec<(String, String, Run)>>;
+pub type Runs = HashMap<&'static str, Vec<(String, KernelProfile, Run)>>;
 
 /// Runs the built-in workloads `names` on the three main arches under each
 /// workload's profiles.
@@ -755,7 +771,7 @@ pub(crate) fn find<'a>(run: &'a Run, var: &str) -> Option<&'a Record> {
 #[must_use]
 pub fn render_claim(claim: &Claim, runs: &Runs) -> String {
     // Columns: arch-major, profiles in the order the workloads declare them.
-    let mut cols: Vec<(String, String)> = Vec::new();
+    let mut cols: Vec<(String, KernelProfile)> = Vec::new();
     for arch in ArchId::MAIN {
         for w in claim.workloads() {
             for (a, k, _) in runs.get(w).into_iter().flatten() {
@@ -787,7 +803,10 @@ pub fn render_claim(claim: &Claim, runs: &Runs) -> String {
     s.push_str("---|\n");
     let mut verdicts = Vec::new();
     let mut failed = Vec::new();
+    // Per row with `judge_on`: the profiles it is judged under, in column order.
+    let mut judged_under: Vec<Vec<String>> = Vec::new();
     for r in &claim.rows {
+        let mut under: Vec<String> = Vec::new();
         s.push_str(&format!("| `{}` {}: {} |", r.workload, r.var, r.label));
         let mut judged = Vec::new();
         for (a, k) in &cols {
@@ -803,16 +822,19 @@ pub fn render_claim(claim: &Claim, runs: &Runs) -> String {
                     }
                     find(run, r.var).map(Cell::from_record)
                 });
+            if cell.is_some()
+                && r.judge_on.is_some_and(|f| f(&k.knobs))
+                && !under.contains(&k.name())
+            {
+                under.push(k.name());
+            }
             match cell {
                 None => s.push_str(" · |"),
                 Some(None) => s.push_str(" (not run) |"),
                 Some(Some(c)) => {
                     s.push_str(&format!(" {} |", c.render()));
-                    if let Some(h) = r
-                        .holds
-                        .filter(|_| r.judge_on.is_empty() || r.judge_on.contains(&k.as_str()))
-                    {
-                        judged.push((a.clone(), k.clone(), h(&c, a, k)));
+                    if let Some(h) = r.holds.filter(|_| r.judge_on.is_none_or(|f| f(&k.knobs))) {
+                        judged.push((a.clone(), k.name(), h(&c, a, k)));
                     }
                 }
             }
@@ -823,18 +845,19 @@ pub fn render_claim(claim: &Claim, runs: &Runs) -> String {
             Verdict::Undecided
         };
         verdicts.push(v);
+        judged_under.push(under);
         s.push_str(&format!(" {} |\n", v.word()));
     }
     let overall = combine(&verdicts).word();
     s.push_str(&format!(
         "\n`·`: the workload does not run under that profile. Claim verdict: **{overall}**.\n"
     ));
-    for (i, r) in claim.rows.iter().enumerate() {
-        if !r.judge_on.is_empty() {
+    for (i, (r, under)) in claim.rows.iter().zip(&judged_under).enumerate() {
+        if r.judge_on.is_some() {
             s.push_str(&format!(
                 "Row {} is judged under {} only; its other columns are for contrast.\n",
                 i + 1,
-                r.judge_on.join(", ")
+                under.join(", ")
             ));
         }
     }

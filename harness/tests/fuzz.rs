@@ -7,6 +7,12 @@ use std::process::{Command, Output};
 use vmemu_arch::ArchId;
 use vmemu_harness::fuzz::{self, Outcome};
 use vmemu_harness::limits::Limits;
+use vmemu_mm::KernelProfile;
+
+/// A profile named in a test.
+fn p(name: &str) -> KernelProfile {
+    name.parse().unwrap()
+}
 
 fn vmemu(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_vmemu"));
@@ -28,8 +34,8 @@ fn short_seeded_run_passes() {
         let arch = ArchId::MAIN[(i % 3) as usize];
         let kernel = if (i / 3) % 2 == 0 { "v4.10" } else { "v6.13" };
         let seed = fuzz::workload_seed(0x7e57, i);
-        let (text, _) = fuzz::generate(seed, kernel);
-        match fuzz::check_text(&text, "t.vmw", arch, kernel, &limits) {
+        let (text, _) = fuzz::generate(seed, &p(kernel));
+        match fuzz::check_text(&text, "t.vmw", arch, &p(kernel), &limits) {
             Outcome::Pass => passed += 1,
             Outcome::Rejected(_) => {}
             Outcome::Fail(sig, msg) => {
@@ -48,7 +54,7 @@ fn short_seeded_run_passes() {
 #[test]
 fn pipe_advance_fencepost_found_only_when_vulnerable() {
     let limits = Limits::default();
-    let vuln = "v4.10+pipe-advance-fencepost";
+    let vuln = &p("v4.10+pipe-advance-fencepost");
     let (mut found, mut splicing) = (0, 0);
     // Seed 0x12 first finds it at workload 416; stop at the first finding.
     for i in 0..2000u64 {
@@ -67,7 +73,8 @@ fn pipe_advance_fencepost_found_only_when_vulnerable() {
             found += 1;
         }
         for fixed in ["v4.10", "v4.17"] {
-            if let Outcome::Fail(sig, msg) = fuzz::check_text(&text, "t.vmw", arch, fixed, &limits)
+            if let Outcome::Fail(sig, msg) =
+                fuzz::check_text(&text, "t.vmw", arch, &p(fixed), &limits)
             {
                 panic!("workload {i} on {arch} under {fixed}: {sig}: {msg}\n{text}");
             }
@@ -102,7 +109,7 @@ fn fuzz_regressions_pass() {
             .split_whitespace()
             .collect();
         let arch: ArchId = words[0].parse().unwrap();
-        let kernel = words[1];
+        let kernel = &p(words[1]);
         let rejected = words.get(2) == Some(&"rejected");
         let name = f.display().to_string();
         match fuzz::check_text(&text, &name, arch, kernel, &Limits::default()) {
@@ -126,7 +133,7 @@ fn fuzz_regressions_pass() {
         for a in ArchId::MAIN {
             for k in ["v4.10", "v6.13"] {
                 if let Outcome::Fail(sig, msg) =
-                    fuzz::check_text(&text, &name, a, k, &Limits::default())
+                    fuzz::check_text(&text, &name, a, &p(k), &Limits::default())
                 {
                     panic!("{name} on {a} under {k}: {sig}: {msg}");
                 }
@@ -239,8 +246,14 @@ fn concurrency_short() {
     assert!(s.contains("30 schedules") && s.contains("0 failed"), "{s}");
     for a in ArchId::MAIN {
         assert!(
-            vmemu_harness::concurrency::schedule(fuzz::workload_seed(5, 1), a, "v6.13", 4, false)
-                .is_ok()
+            vmemu_harness::concurrency::schedule(
+                fuzz::workload_seed(5, 1),
+                a,
+                &p("v6.13"),
+                4,
+                false
+            )
+            .is_ok()
         );
     }
     // The deferral rule broken on purpose: some schedule catches a walker
@@ -249,7 +262,7 @@ fn concurrency_short() {
         vmemu_harness::concurrency::schedule(
             fuzz::workload_seed(5, i),
             ArchId::Arm64,
-            "v6.13",
+            &p("v6.13"),
             4,
             true,
         )
@@ -267,8 +280,9 @@ fn concurrency_long() {
     for i in 0..1500u64 {
         let a = ArchId::MAIN[(i % 3) as usize];
         let k = if (i / 3) % 2 == 0 { "v4.10" } else { "v6.13" };
-        let s = vmemu_harness::concurrency::schedule(fuzz::workload_seed(11, i), a, k, 8, false)
-            .unwrap_or_else(|e| panic!("schedule {i} on {a} under {k}: {e}"));
+        let s =
+            vmemu_harness::concurrency::schedule(fuzz::workload_seed(11, i), a, &p(k), 8, false)
+                .unwrap_or_else(|e| panic!("schedule {i} on {a} under {k}: {e}"));
         steps += s.walker_steps;
     }
     assert!(steps >= 100_000, "{steps} steps");
@@ -299,6 +313,7 @@ fn fuzz_findings_show_only_on_vulnerable_profiles() {
         // arches its shrunk form reproduces on (page sizes move boundaries).
         let (vuln, on) = vuln.split_once(" on ").unwrap_or((vuln, ""));
         let (kernel, event) = vuln.split_once(' ').unwrap();
+        let kernel = &p(kernel);
         let name = f.display().to_string();
         for arch in ArchId::MAIN {
             if !on.is_empty() && !on.split_whitespace().any(|a| a == arch.name()) {
@@ -309,7 +324,7 @@ fn fuzz_findings_show_only_on_vulnerable_profiles() {
                 other => panic!("{name} on {arch} under {kernel}: {other:?}"),
             }
             for k in fixed.split_whitespace() {
-                let o = fuzz::check_text(&text, &name, arch, k, &Limits::default());
+                let o = fuzz::check_text(&text, &name, arch, &p(k), &Limits::default());
                 assert_eq!(o, Outcome::Pass, "{name} on {arch} under {k}");
             }
         }

@@ -52,7 +52,7 @@ pub enum EventKind {
     /// beyond its one mapping (gup, pipe buffers): whoever took them through
     /// the other process reads this process's new data (CVE-2020-29374,
     /// spec §8.1 (b)). The emulator cannot tell who took the references, so
-    /// this is the kernel's unsafe decision, not proof of a reader.
+    /// this is the kernel's risky decision, not proof of a reader.
     SharedPageReused,
     /// A FOLL_WRITE gup returned the zero page or the huge zero page (a
     /// read-only entry passed the FOLL_COW-and-dirty rule): the kernel

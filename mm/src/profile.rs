@@ -5,6 +5,7 @@
 //! Names are written `v4.10`, `v4.10+capper`, `v4.10+layton`, `v4.17`, `v6.13`.
 
 use std::fmt;
+use std::str::FromStr;
 
 use vmemu_arch::Family;
 
@@ -200,6 +201,27 @@ pub struct Knobs {
     /// `touch_pmd` sets dirty on every FOLL_TOUCH walk of a huge PMD, or
     /// only with FOLL_WRITE (a8f97366452e).
     pub thp_touch_dirty: ThpTouchDirty,
+    // The consumers of the pages (`vmemu_iter::callers`).
+    /// ceph O_DIRECT (`ceph_direct_read_write`) fills each OSD request with
+    /// `iter_get_bvecs_alloc`: 64-page `iov_iter_get_pages` batches into a
+    /// bvec array, advancing the iterator ("ceph: fix iov_iter issues in
+    /// ceph_direct_read_write()", Ilya Dryomov, v4.17). Without it, v4.10's
+    /// `dio_get_pagev_size` + `dio_get_pages_alloc` (or, with `+layton`,
+    /// Layton's 2/2, by [`Knobs::get_pages_alloc`]).
+    pub ceph_dio_bvecs: bool,
+    /// The cap on one ceph O_DIRECT OSD request, the default `wsize`
+    /// (`CEPH_MAX_WRITE_SIZE` = `CEPH_MSG_MAX_DATA_LEN`): 16 MiB in 4.17,
+    /// 32 MiB from 94e6992bb560 "libceph: bump CEPH_MSG_MAX_DATA_LEN"
+    /// (v4.20), 64 MiB from "libceph: bump CEPH_MSG_MAX_DATA_LEN (again)"
+    /// (v5.3). `None`: v4.10 sizes the request before any cap ("ceph: fix
+    /// rsize/wsize capping in ceph_direct_read_write()" came later).
+    pub ceph_max_write_size: Option<u64>,
+    /// `bio_iov_iter_get_pages` loops until the bio is full or the iterator
+    /// is empty (17d51b10d777 "block: bio_iov_iter_get_pages: pin more
+    /// pages for multi-segment IOs", v4.19); before, one gathering call per
+    /// bio. The modelled loop is 6.x's (`iov_iter_extract_pages`, merging of
+    /// physically contiguous pages).
+    pub bio_iov_iter_loop: bool,
 }
 
 /// A base kernel version.
@@ -261,7 +283,24 @@ impl Base {
         (Base::V4_17, "v4.17"),
         (Base::V6_13, "v6.13"),
     ];
-    fn name(self) -> &'static str {
+    /// Every base, oldest first.
+    pub const IN_ORDER: [Base; 3] = [Base::V4_10, Base::V4_17, Base::V6_13];
+
+    /// The oldest base.
+    #[must_use]
+    pub const fn oldest() -> Base {
+        Self::IN_ORDER[0]
+    }
+
+    /// The newest base.
+    #[must_use]
+    pub const fn newest() -> Base {
+        Self::IN_ORDER[Self::IN_ORDER.len() - 1]
+    }
+
+    /// The printed name (`v4.10`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
         Self::ALL
             .iter()
             .find(|(b, _)| *b == self)
@@ -299,6 +338,9 @@ impl Base {
                 ro_pin_unshare: false,
                 force_cow_on_read_pin: false,
                 thp_touch_dirty: ThpTouchDirty::Always,
+                ceph_dio_bvecs: false,
+                ceph_max_write_size: None,
+                bio_iov_iter_loop: false,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
@@ -306,6 +348,8 @@ impl Base {
                 gup_fast_range: GupFastRange::AccessOkThenPermitted,
                 gup_fast_leaf: GupFastLeaf::AccessPermitted,
                 iov_iter_revert: true,
+                ceph_dio_bvecs: true,
+                ceph_max_write_size: Some(16 << 20),
                 ..Base::V4_10.knobs()
             },
             Base::V6_13 => Knobs {
@@ -341,6 +385,9 @@ impl Base {
                 ro_pin_unshare: true,
                 force_cow_on_read_pin: false,
                 thp_touch_dirty: ThpTouchDirty::OnWrite,
+                ceph_dio_bvecs: true,
+                ceph_max_write_size: Some(64 << 20),
+                bio_iov_iter_loop: true,
             },
         }
     }
@@ -516,6 +563,72 @@ impl KernelProfile {
         })
     }
 
+    /// A base without overlays.
+    #[must_use]
+    pub fn of_base(base: Base) -> Self {
+        Self {
+            base,
+            overlays: Vec::new(),
+            knobs: base.knobs(),
+        }
+    }
+
+    /// The newest base without overlays: the profile a workload without a
+    /// `kernels` line runs under, and the one the host differential and the
+    /// benches model.
+    #[must_use]
+    pub fn newest() -> Self {
+        Self::of_base(Base::newest())
+    }
+
+    /// The profiles `vmemu list` shows, resolved.
+    #[must_use]
+    pub fn builtins() -> Vec<Self> {
+        Self::builtin_names()
+            .iter()
+            .filter_map(|n| Self::parse(n).ok())
+            .collect()
+    }
+
+    /// The printed name (`v4.10+capper`): the base, then each overlay in
+    /// the order given. Parsing it gives this profile back.
+    #[must_use]
+    pub fn name(&self) -> String {
+        self.to_string()
+    }
+
+    /// Whether the built-in profiles show GUP pins vs fork (CVE-2020-29374)
+    /// in its three eras on this profile's base: the base itself (mapcount
+    /// reuse), `+cow-break-on-pin` (17839856fd58, 5.8) and
+    /// `+wp-page-count` (09854ba94c6a, 5.9). True for every profile on
+    /// that base (v4.17), overlays or not.
+    #[must_use]
+    pub fn has_gup_fork_eras(&self) -> bool {
+        Self::builtins()
+            .iter()
+            .any(|b| b.base == self.base && b.knobs.force_cow_on_read_pin)
+    }
+
+    /// `self` with `overlay` on top, when `self` is exactly the tree the
+    /// patch was posted against (no other overlay); `None` otherwise.
+    /// Layton's Feb 2017 `iov_iter_get_pages_alloc` patch (`+layton`, and
+    /// `+layton-intended`, the rule its message states) was posted against
+    /// v4.10.
+    #[must_use]
+    pub fn as_posted_with(&self, overlay: Overlay) -> Option<Self> {
+        let posted_on = match overlay {
+            Overlay::Layton | Overlay::LaytonIntended => Base::V4_10,
+            _ => return None,
+        };
+        if self.base != posted_on || !self.overlays.is_empty() {
+            return None;
+        }
+        let mut p = self.clone();
+        overlay.apply(&mut p.knobs).ok()?;
+        p.overlays.push(overlay);
+        Some(p)
+    }
+
     /// The profiles `vmemu list` shows and the matrix defaults to.
     #[must_use]
     pub fn builtin_names() -> &'static [&'static str] {
@@ -688,6 +801,22 @@ impl KernelProfile {
                 format!("{:?}", k.thp_touch_dirty),
                 "touch_pmd marks the PMD dirty on every FOLL_TOUCH walk / only with FOLL_WRITE: a8f97366452e (v4.15-rc, 4.14.5; CVE-2017-1000405 fix)",
             ),
+            (
+                "ceph_dio_bvecs",
+                k.ceph_dio_bvecs.to_string(),
+                "ceph O_DIRECT gathers with iter_get_bvecs_alloc, not dio_get_pagev_size/dio_get_pages_alloc: \"ceph: fix iov_iter issues in ceph_direct_read_write()\" (v4.17)",
+            ),
+            (
+                "ceph_max_write_size",
+                k.ceph_max_write_size
+                    .map_or_else(|| "none".to_string(), |n| format!("{} MiB", n >> 20)),
+                "CEPH_MAX_WRITE_SIZE caps a ceph O_DIRECT request: 16 MiB (4.17), 32 MiB 94e6992bb560 (v4.20), 64 MiB \"libceph: bump CEPH_MSG_MAX_DATA_LEN (again)\" (v5.3)",
+            ),
+            (
+                "bio_iov_iter_loop",
+                k.bio_iov_iter_loop.to_string(),
+                "bio_iov_iter_get_pages fills the bio in a loop: 17d51b10d777 (v4.19)",
+            ),
         ]
     }
 }
@@ -699,6 +828,13 @@ impl fmt::Display for KernelProfile {
             write!(f, "+{}", o.name())?;
         }
         Ok(())
+    }
+}
+
+impl FromStr for KernelProfile {
+    type Err = ProfileError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
     }
 }
 
@@ -775,6 +911,49 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn table_queries_answer_what_callers_used_to_ask_of_names() {
+        let p = |n: &str| KernelProfile::parse(n).unwrap();
+        assert_eq!(KernelProfile::newest().name(), "v6.13");
+        assert_eq!(KernelProfile::of_base(Base::oldest()).name(), "v4.10");
+        assert_eq!("v4.17+numa".parse::<KernelProfile>(), Ok(p("v4.17+numa")));
+        for (n, eras) in [
+            ("v4.10", false),
+            ("v4.17", true),
+            ("v4.17+small-refcount", true),
+            ("v6.13", false),
+        ] {
+            assert_eq!(p(n).has_gup_fork_eras(), eras, "{n}");
+        }
+        let posted = p("v4.10").as_posted_with(Overlay::Layton).unwrap();
+        assert_eq!(posted, p("v4.10+layton"));
+        for n in ["v4.17", "v4.10+capper", "v6.13"] {
+            assert_eq!(p(n).as_posted_with(Overlay::Layton), None, "{n}");
+        }
+        assert_eq!(p("v4.10").as_posted_with(Overlay::Numa), None);
+        assert_eq!(
+            KernelProfile::builtins().len(),
+            KernelProfile::builtin_names().len()
+        );
+    }
+
+    #[test]
+    fn consumer_knobs_follow_the_base_not_the_overlays() {
+        let k = |p: &str| KernelProfile::parse(p).unwrap().knobs;
+        let c = |p: &str| {
+            let k = k(p);
+            (k.ceph_dio_bvecs, k.ceph_max_write_size, k.bio_iov_iter_loop)
+        };
+        assert_eq!(c("v4.10"), (false, None, false));
+        assert_eq!(c("v4.10+layton"), (false, None, false));
+        assert_eq!(c("v4.17"), (true, Some(16 << 20), false));
+        assert_eq!(c("v4.17+layton"), (true, Some(16 << 20), false));
+        assert_eq!(c("v6.13"), (true, Some(64 << 20), true));
+        let table = KernelProfile::parse("v4.17").unwrap().knob_table();
+        let row = table.iter().find(|r| r.0 == "ceph_max_write_size").unwrap();
+        assert_eq!(row.1, "16 MiB");
     }
 
     #[test]

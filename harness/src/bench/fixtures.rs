@@ -36,10 +36,10 @@ pub const C3_LEN: usize = 512;
 /// Base virtual address of the fixed mappings (1 TiB: user space on every arch).
 const FIXED_BASE: u64 = 1 << 40;
 
-/// The kernel profile the cases run under.
+/// The kernel profile the cases run under: the newest base (v6.13).
 #[must_use]
 pub fn profile() -> KernelProfile {
-    KernelProfile::parse("v6.13").expect("the built-in v6.13 profile parses")
+    KernelProfile::newest()
 }
 
 /// A deterministic generator (SplitMix64) for the random address order.

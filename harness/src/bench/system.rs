@@ -28,7 +28,7 @@ const S1_TOUCHED: u64 = 1000;
 
 struct MatrixGroup {
     ws: Vec<Workload>,
-    plan: Vec<(usize, ArchId, String)>,
+    plan: Vec<(usize, ArchId, vmemu_mm::KernelProfile)>,
     pools: Vec<(usize, rayon::ThreadPool)>,
 }
 

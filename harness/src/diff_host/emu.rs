@@ -10,10 +10,11 @@ use super::{Addr, BDEV_SIZE, Case, Op, Outcome, PAGE, PageKind, Seg, fill_byte, 
 /// `SPLICE_F_NONBLOCK`, as the host side passes it.
 const SPLICE_F_NONBLOCK: u32 = 0x02;
 
-/// Runs `c` on a fresh emulated x86_64 kernel with the v6.13 profile.
+/// Runs `c` on a fresh emulated x86_64 kernel with the newest profile
+/// (v6.13), the one nearest the host's kernel.
 #[must_use]
 pub fn run(c: &Case) -> Outcome {
-    let profile = KernelProfile::parse("v6.13").expect("the v6.13 profile exists");
+    let profile = KernelProfile::newest();
     let mut sys = Sys::<X86_64>::new(profile, 64 << 20).expect("64 MiB of emulated memory");
     let mm = sys.m.current_mm();
     // The regions: all mapped first, then filled, then protected or

@@ -5,7 +5,7 @@
 //! expected and shows the line with a caret.
 
 use vmemu_arch::ArchId;
-use vmemu_mm::{EventKind, GupFlags, Prot};
+use vmemu_mm::{EventKind, GupFlags, KernelProfile, Prot};
 
 use crate::calls::{self, CallDef};
 
@@ -40,8 +40,8 @@ pub enum Expr {
 pub struct Qual {
     /// Arches (empty = all; `on all` lists every arch).
     pub arches: Vec<ArchId>,
-    /// Profiles (empty = all).
-    pub kernels: Vec<String>,
+    /// Profiles (empty = all), resolved at parse time.
+    pub kernels: Vec<KernelProfile>,
 }
 
 /// Options of `map`.
@@ -191,8 +191,8 @@ pub struct Workload {
     pub file: String,
     /// The full source (for run-time errors with carets).
     pub source: String,
-    /// Declared profiles (`kernels` line).
-    pub kernels: Vec<String>,
+    /// Declared profiles (`kernels` line), resolved at parse time.
+    pub kernels: Vec<KernelProfile>,
     /// Declared arches (`arches` line); empty = all.
     pub arches: Vec<ArchId>,
     /// Physical memory size expression.
@@ -609,7 +609,12 @@ mod tests {
             expect r.pages == [victim[0], victim[1]] on arm64 ppc64 kernel v4.10\n\
             release r\n";
         let w = parse("t.vmw", src).unwrap();
-        assert_eq!(w.kernels, ["v4.10", "v4.10+capper", "v6.13"]);
+        let names = |v: &[KernelProfile]| v.iter().map(KernelProfile::name).collect::<Vec<_>>();
+        assert_eq!(names(&w.kernels), ["v4.10", "v4.10+capper", "v6.13"]);
+        assert_eq!(
+            w.kernels[1].knobs.gup_fast_range,
+            vmemu_mm::profile::GupFastRange::Capper
+        );
         assert_eq!(w.stmts.len(), 7);
         let StmtKind::SetFs(true, body) = &w.stmts[3].kind else {
             panic!()
@@ -620,7 +625,7 @@ mod tests {
             panic!()
         };
         assert_eq!(p, &["victim[0]", "victim[1]"]);
-        assert_eq!(w.stmts[5].qual.kernels, ["v4.10"]);
+        assert_eq!(names(&w.stmts[5].qual.kernels), ["v4.10"]);
     }
 
     fn err(src: &str) -> ScriptError {

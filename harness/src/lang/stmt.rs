@@ -2,7 +2,7 @@
 //! against the call table, and the qualifiers.
 
 use vmemu_arch::ArchId;
-use vmemu_mm::{EventKind, GupFlags, Prot};
+use vmemu_mm::{EventKind, GupFlags, KernelProfile, Prot};
 
 use super::cursor::Cursor;
 use super::expr::parse_expr;
@@ -39,22 +39,22 @@ pub(super) fn arch_word(
     })
 }
 
-/// A profile name `w`, checked against mm's profile table.
-pub(super) fn profile_word(c: &Cursor<'_>, at: usize, w: &str) -> Result<String, ScriptError> {
-    vmemu_mm::KernelProfile::parse(w)
-        .map(|_| w.to_string())
-        .map_err(|e| {
-            let base = w.split('+').next().unwrap_or(w);
-            c.err_tok(at, w.len(), e.to_string())
-                .with_label("unknown profile")
-                .did_you_mean(
-                    calls::suggest(
-                        base,
-                        vmemu_mm::KernelProfile::builtin_names().iter().copied(),
-                    )
+/// A profile name `w`, resolved against mm's profile table (the one place a
+/// profile is parsed, with the CLI).
+pub(super) fn profile_word(
+    c: &Cursor<'_>,
+    at: usize,
+    w: &str,
+) -> Result<KernelProfile, ScriptError> {
+    KernelProfile::parse(w).map_err(|e| {
+        let base = w.split('+').next().unwrap_or(w);
+        c.err_tok(at, w.len(), e.to_string())
+            .with_label("unknown profile")
+            .did_you_mean(
+                calls::suggest(base, KernelProfile::builtin_names().iter().copied())
                     .filter(|s| *s != base),
-                )
-        })
+            )
+    })
 }
 
 pub(super) fn parse_qual(c: &mut Cursor<'_>) -> Result<Qual, ScriptError> {

@@ -8,7 +8,7 @@ use super::*;
 pub fn explain(
     w: Option<&Workload>,
     arch: ArchId,
-    kernel: &str,
+    kernel: &KernelProfile,
     addr: &str,
 ) -> Result<String, ScriptError> {
     with_arch!(arch, A => explain_in::<A>(w, kernel, addr))
@@ -16,7 +16,7 @@ pub fn explain(
 
 fn explain_in<A: Arch>(
     w: Option<&Workload>,
-    kernel: &str,
+    kernel: &KernelProfile,
     addr: &str,
 ) -> Result<String, ScriptError> {
     use std::fmt::Write as _;

@@ -178,18 +178,19 @@ pub fn applies(w: &Workload, arch: ArchId) -> bool {
     w.arches.is_empty() || w.arches.contains(&arch)
 }
 
-/// The profiles a workload runs under by default.
+/// The profiles a workload runs under by default: its `kernels` line, else
+/// the newest base.
 #[must_use]
-pub fn default_kernels(w: &Workload) -> Vec<String> {
+pub fn default_kernels(w: &Workload) -> Vec<KernelProfile> {
     if w.kernels.is_empty() {
-        vec!["v6.13".to_string()]
+        vec![KernelProfile::newest()]
     } else {
         w.kernels.clone()
     }
 }
 
 /// Runs `w` on `arch` under `kernel`.
-pub fn run(w: &Workload, arch: ArchId, kernel: &str) -> Result<Run, ScriptError> {
+pub fn run(w: &Workload, arch: ArchId, kernel: &KernelProfile) -> Result<Run, ScriptError> {
     run_with(w, arch, kernel, &RunOptions::default())
 }
 
@@ -198,7 +199,7 @@ pub fn run(w: &Workload, arch: ArchId, kernel: &str) -> Result<Run, ScriptError>
 pub fn run_with(
     w: &Workload,
     arch: ArchId,
-    kernel: &str,
+    kernel: &KernelProfile,
     opts: &RunOptions,
 ) -> Result<Run, ScriptError> {
     with_arch!(arch, A => Runner::<A>::start_with(w, kernel, *opts)?.run())
@@ -220,20 +221,25 @@ pub fn count_statements(stmts: &[Stmt]) -> usize {
 /// (the language has no branches: qualifiers decide statically; a `repeat`
 /// body counts once per iteration).
 #[must_use]
-pub fn executed_spans(w: &Workload, arch: ArchId, kernel: &str) -> Vec<Span> {
+pub fn executed_spans(w: &Workload, arch: ArchId, kernel: &KernelProfile) -> Vec<Span> {
     executed_spans_capped(w, arch, kernel, usize::MAX)
 }
 
 /// [`executed_spans`], stopping after `cap` spans.
-fn executed_spans_capped(w: &Workload, arch: ArchId, kernel: &str, cap: usize) -> Vec<Span> {
-    fn rec(stmts: &[Stmt], arch: ArchId, kernel: &str, out: &mut Vec<Span>, cap: usize) {
+fn executed_spans_capped(
+    w: &Workload,
+    arch: ArchId,
+    kernel: &KernelProfile,
+    cap: usize,
+) -> Vec<Span> {
+    fn rec(stmts: &[Stmt], arch: ArchId, kernel: &KernelProfile, out: &mut Vec<Span>, cap: usize) {
         for s in stmts {
             if out.len() >= cap {
                 return;
             }
             let q = &s.qual;
             let arch_ok = q.arches.is_empty() || q.arches.contains(&arch);
-            let kernel_ok = q.kernels.is_empty() || q.kernels.iter().any(|k| k == kernel);
+            let kernel_ok = q.kernels.is_empty() || q.kernels.contains(kernel);
             if arch_ok && kernel_ok {
                 out.push(s.span);
                 match &s.kind {
@@ -258,7 +264,7 @@ fn executed_spans_capped(w: &Workload, arch: ArchId, kernel: &str, cap: usize) -
 /// statement past the bound.
 pub fn check_step_budget(
     ws: &[Workload],
-    plan: &[(usize, ArchId, String)],
+    plan: &[(usize, ArchId, KernelProfile)],
     max_steps: u64,
 ) -> Result<(), ScriptError> {
     let mut total = 0u64;
@@ -293,6 +299,8 @@ pub(crate) struct Var {
 
 pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) w: &'w Workload,
+    /// The printed name of the profile (`sys.m.profile`), for records and
+    /// messages.
     pub(crate) kernel: String,
     pub(crate) sys: Sys<A>,
     pub(crate) maps: HashMap<String, (VirtAddr, u64)>,
@@ -378,13 +386,14 @@ mod repeat_tests {
     fn repeat_counts_every_iteration_and_elides_the_middle() {
         let src = "map m 1 page rw\nrepeat 100 {\n  c = clear_user(m, 1)\n}\nexpect c == 0\n";
         let w = lang::parse("rep.vmw", src).unwrap();
-        let plan = vec![(0usize, ArchId::X86_64, "v4.10".to_string())];
+        let v4_10: vmemu_mm::KernelProfile = "v4.10".parse().unwrap();
+        let plan = vec![(0usize, ArchId::X86_64, v4_10.clone())];
         // 1 map + 1 repeat + 100 bodies + 1 expect = 103 statements.
         assert!(super::check_step_budget(std::slice::from_ref(&w), &plan, 103).is_ok());
         let e = super::check_step_budget(std::slice::from_ref(&w), &plan, 102).unwrap_err();
         assert!(e.msg.contains("more than 102 statements"), "{}", e.msg);
         assert_eq!(e.span.line, 5);
-        let r = super::run(&w, ArchId::X86_64, "v4.10").unwrap();
+        let r = super::run(&w, ArchId::X86_64, &v4_10).unwrap();
         assert!(r.summary.passed);
         let ops: Vec<&str> = r.records.iter().map(|x| x.op.as_str()).collect();
         assert_eq!(

@@ -5,13 +5,13 @@
 use super::*;
 
 impl<'w, A: Arch> Runner<'w, A> {
-    pub(crate) fn start(w: &'w Workload, kernel: &str) -> Result<Self, ScriptError> {
+    pub(crate) fn start(w: &'w Workload, kernel: &KernelProfile) -> Result<Self, ScriptError> {
         Self::start_with(w, kernel, RunOptions::default())
     }
 
     pub(crate) fn start_with(
         w: &'w Workload,
-        kernel: &str,
+        kernel: &KernelProfile,
         opts: RunOptions,
     ) -> Result<Self, ScriptError> {
         let n = count_statements(&w.stmts);
@@ -26,8 +26,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 ),
             ));
         }
-        let profile = KernelProfile::parse(kernel)
-            .map_err(|e| ScriptError::new(&w.file, Span { line: 0, col: 0 }, e.to_string(), ""))?;
+        let profile = kernel.clone();
         let mut size = DEFAULT_PHYS_SIZE;
         if let Some(e) = &w.mem {
             let layout = A::layout(profile.knobs.family);
@@ -86,7 +85,7 @@ impl<'w, A: Arch> Runner<'w, A> {
 
     pub(crate) fn applies(&self, q: &Qual) -> bool {
         let arch_ok = q.arches.is_empty() || q.arches.contains(&A::ID);
-        let kernel_ok = q.kernels.is_empty() || q.kernels.contains(&self.kernel);
+        let kernel_ok = q.kernels.is_empty() || q.kernels.contains(&self.sys.m.profile);
         arch_ok && kernel_ok
     }
 

@@ -43,7 +43,7 @@ use std::fmt;
 
 use vmemu_arch::{Arch, Family, Pfn};
 use vmemu_mm::KernelProfile;
-use vmemu_mm::profile::{Base, GetPagesAlloc};
+use vmemu_mm::profile::GetPagesAlloc;
 
 use crate::{GatherStats, Sys};
 
@@ -147,8 +147,9 @@ pub enum CephDio {
 }
 
 /// What the caller models need to know about a profile, derived from its
-/// base version and overlays in one place (the mm knobs do not cover the
-/// consumers).
+/// knobs in one place (the consumer knobs `ceph_dio_bvecs`,
+/// `ceph_max_write_size` and `bio_iov_iter_loop` sit in the profile table
+/// beside the mm ones, each with its kernel commit) and from the arch.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct CallerKnobs {
     /// The v4.x `iov_iter_get_pages{,_alloc}` (non-advancing) exist; the
@@ -157,14 +158,13 @@ pub struct CallerKnobs {
     pub v4_get_pages: bool,
     /// ceph's O_DIRECT gathering.
     pub ceph_dio: CephDio,
-    /// ceph's default `wsize`/`rsize` (`CEPH_MAX_WRITE_SIZE` =
-    /// `CEPH_MSG_MAX_DATA_LEN`: 16 MiB in 4.17, 64 MiB in 6.13); v4.10 has no
-    /// cap before the request is built.
+    /// ceph's default `wsize`/`rsize` (knob `ceph_max_write_size`;
+    /// `u64::MAX` where no cap applies before the request is built).
     pub ceph_wsize: u64,
     /// `bio_iov_iter_get_pages` loops until the bio is full or the iterator
-    /// empty (17d51b10d777, present by 4.19; absent in 4.17), with
+    /// empty (knob `bio_iov_iter_loop`, 17d51b10d777), with
     /// `iov_iter_extract_pages` (pins user pages) and physically contiguous
-    /// merging in 6.x.
+    /// merging as 6.x has them.
     pub bio_iov_loop: bool,
     /// `struct page *` values are `vmemmap + pfn * 64`: the vmemmap base.
     pub vmemmap: u64,
@@ -174,23 +174,21 @@ impl CallerKnobs {
     /// The knobs of `p` for arch `A`.
     #[must_use]
     pub fn of<A: Arch>(p: &KernelProfile) -> Self {
-        let legacy = p.knobs.family == Family::Legacy;
-        let ceph_dio = match (p.base, p.knobs.get_pages_alloc) {
-            (Base::V4_10, GetPagesAlloc::FirstSegment) => CephDio::PagevSize,
-            (Base::V4_10, _) => CephDio::LaytonAlloc,
-            _ => CephDio::BvecBatches,
-        };
-        let ceph_wsize = match p.base {
-            Base::V4_10 => u64::MAX,
-            Base::V4_17 => 16 << 20,
-            Base::V6_13 => 64 << 20,
+        let k = &p.knobs;
+        let legacy = k.family == Family::Legacy;
+        let ceph_dio = if k.ceph_dio_bvecs {
+            CephDio::BvecBatches
+        } else if k.get_pages_alloc == GetPagesAlloc::FirstSegment {
+            CephDio::PagevSize
+        } else {
+            CephDio::LaytonAlloc
         };
         let vmemmap = A::VMEMMAP_START;
         Self {
-            v4_get_pages: legacy && !p.knobs.get_pages2,
+            v4_get_pages: legacy && !k.get_pages2,
             ceph_dio,
-            ceph_wsize,
-            bio_iov_loop: p.knobs.get_pages2,
+            ceph_wsize: k.ceph_max_write_size.unwrap_or(u64::MAX),
+            bio_iov_loop: k.bio_iov_iter_loop,
             vmemmap,
         }
     }
