@@ -17,6 +17,7 @@
 use vmemu_arch::Arch;
 use vmemu_mm::check::ExtraRefs;
 use vmemu_mm::phys::PageFlags;
+use vmemu_mm::{Violation, ViolationKind};
 
 use crate::Sys;
 use crate::iov_iter::{IovIter, IterType};
@@ -45,36 +46,41 @@ impl<A: Arch> Sys<A> {
     pub fn check_invariants<'a>(
         &self,
         iters: impl IntoIterator<Item = (&'a str, &'a IovIter)>,
-    ) -> Result<(), Vec<String>> {
+    ) -> Result<(), Vec<Violation>> {
         let mut errs = Vec::new();
         for (id, p) in self.pipes.iter().enumerate() {
             let name = format!("pipe {id}");
             if !p.buffers.is_power_of_two() || p.bufs.len() != p.buffers {
-                errs.push(format!(
-                    "{name}: {} slots for buffers = {}",
-                    p.bufs.len(),
-                    p.buffers
+                errs.push(Violation::new(
+                    ViolationKind::PipeRing,
+                    format!("{name}: {} slots for buffers = {}", p.bufs.len(), p.buffers),
                 ));
                 continue;
             }
             if p.curbuf >= p.buffers || p.nrbufs > p.buffers {
-                errs.push(format!(
-                    "{name}: curbuf {} nrbufs {} with {} buffers",
-                    p.curbuf, p.nrbufs, p.buffers
+                errs.push(Violation::new(
+                    ViolationKind::PipeRing,
+                    format!(
+                        "{name}: curbuf {} nrbufs {} with {} buffers",
+                        p.curbuf, p.nrbufs, p.buffers
+                    ),
                 ));
                 continue;
             }
             for (slot, b) in p.bufs.iter().enumerate() {
                 let occupied = p.occupied(slot);
                 if occupied && b.ops == BufOps::Null {
-                    errs.push(format!("{name}: occupied slot {slot} has NULL ops"));
+                    errs.push(Violation::new(
+                        ViolationKind::PipeRing,
+                        format!("{name}: occupied slot {slot} has NULL ops"),
+                    ));
                     continue;
                 }
                 if !occupied && b.ops != BufOps::Null {
-                    errs.push(format!(
+                    errs.push(Violation::new(ViolationKind::PipeRing, format!(
                         "{name}: free slot {slot} still has {} (its page reference is lost to readers)",
                         b.ops.name()
-                    ));
+                    )));
                 }
                 if b.ops == BufOps::Null {
                     continue;
@@ -87,9 +93,12 @@ impl<A: Arch> Sys<A> {
                         .flags
                         .contains(PageFlags::FREE)
                 {
-                    errs.push(format!(
-                        "{name}: slot {slot} holds freed or invalid pfn {:#x}",
-                        b.page.0
+                    errs.push(Violation::new(
+                        ViolationKind::PipeRing,
+                        format!(
+                            "{name}: slot {slot} holds freed or invalid pfn {:#x}",
+                            b.page.0
+                        ),
                     ));
                     continue;
                 }
@@ -97,32 +106,36 @@ impl<A: Arch> Sys<A> {
                 let room = (A::PAGE_SIZE << self.m.phys.page(head).order)
                     - (b.page.0 - head.0) * A::PAGE_SIZE;
                 if u64::from(b.offset) + u64::from(b.len) > room {
-                    errs.push(format!(
-                        "{name}: slot {slot} data [{}, +{}) runs past its page",
-                        b.offset, b.len
+                    errs.push(Violation::new(
+                        ViolationKind::PipeRing,
+                        format!(
+                            "{name}: slot {slot} data [{}, +{}) runs past its page",
+                            b.offset, b.len
+                        ),
                     ));
                 }
                 if !self.expect_infoleak && b.len != 0 && self.pipe_slot_unwritten(id, slot) {
-                    errs.push(format!(
+                    errs.push(Violation::new(ViolationKind::PipeUnwritten, format!(
                         "{name}: slot {slot} holds {} bytes of {} that nobody wrote (push_pipe reserved it, the splice returned without filling or truncating it): a reader gets the frame's stale contents",
                         b.len,
                         self.m.page_name(b.page)
-                    ));
+                    )));
                 }
             }
             if let Some(t) = p.tmp_page
                 && (!self.m.phys.pfn_valid(t)
                     || self.m.phys.page(t).flags.contains(PageFlags::FREE))
             {
-                errs.push(format!("{name}: tmp_page {:#x} is freed", t.0));
+                errs.push(Violation::new(
+                    ViolationKind::PipeRing,
+                    format!("{name}: tmp_page {:#x} is freed", t.0),
+                ));
             }
         }
         for (name, i) in iters {
-            errs.extend(
-                self.check_iter(i)
-                    .into_iter()
-                    .map(|e| format!("iterator `{name}`: {e}")),
-            );
+            errs.extend(self.check_iter(i).into_iter().map(|e| {
+                Violation::new(ViolationKind::Iterator, format!("iterator `{name}`: {e}"))
+            }));
         }
         if let Err(e) = self.m.check_invariants_with(&self.pipe_refs()) {
             errs.extend(e);

@@ -29,6 +29,7 @@ use vmemu_arch::{Arch, Level, Pfn, PhysAddr, Pte, PteFlags};
 use crate::mm::{Backing, Machine, VmFlags};
 use crate::phys::{GUP_PIN_COUNTING_BIAS, Owner, PageFlags};
 use crate::sync::MmId;
+use crate::violation::{Violation, ViolationKind};
 
 pub use crate::pgtable::{TABLE_POISON, TABLE_POISON_BYTE};
 
@@ -42,7 +43,13 @@ struct Walk {
     user: Vec<(MmId, u64, Level, Pte)>,
     /// Kernel leaves other than the direct map and the vsyscall page.
     kernel_refs: BTreeMap<Pfn, u32>,
-    errs: Vec<String>,
+    errs: Vec<Violation>,
+}
+
+impl Walk {
+    fn err(&mut self, kind: ViolationKind, msg: String) {
+        self.errs.push(Violation::new(kind, msg));
+    }
 }
 
 impl<A: Arch> Machine<A> {
@@ -87,13 +94,13 @@ impl<A: Arch> Machine<A> {
     }
 
     /// Checks every invariant of the module docs; `Err` lists the violations.
-    pub fn check_invariants(&self) -> Result<(), Vec<String>> {
+    pub fn check_invariants(&self) -> Result<(), Vec<Violation>> {
         self.check_invariants_with(&ExtraRefs::new())
     }
 
     /// As [`Machine::check_invariants`], with the references that kernel
     /// objects outside the mm layer hold (pipe buffers) in `extra`.
-    pub fn check_invariants_with(&self, extra: &ExtraRefs) -> Result<(), Vec<String>> {
+    pub fn check_invariants_with(&self, extra: &ExtraRefs) -> Result<(), Vec<Violation>> {
         let mut w = Walk {
             tables: BTreeMap::new(),
             user: Vec::new(),
@@ -110,7 +117,7 @@ impl<A: Arch> Machine<A> {
                     let a = self.phys.read_entry(mm.pgd.add(k as u64 * 8)).ok();
                     let b = self.phys.read_entry(self.init_pgd.add(k as u64 * 8)).ok();
                     if a != b {
-                        w.errs.push(format!(
+                        w.err(ViolationKind::PageTable, format!(
                             "mm {i}: pgd[{k}] = {a:#x?} differs from swapper_pg_dir's {b:#x?} (the kernel half must be shared)"
                         ));
                     }
@@ -153,10 +160,10 @@ impl<A: Arch> Machine<A> {
         let fam = self.family();
         let span = A::entry_span(level);
         let Ok(t) = self.phys.table(table, A::entries(level)) else {
-            w.errs.push(format!(
-                "table at {table} of level {} lies outside memory",
-                level.0
-            ));
+            w.err(
+                ViolationKind::PageTable,
+                format!("table at {table} of level {} lies outside memory", level.0),
+            );
             return;
         };
         for i in 0..limit.min(A::entries(level)) {
@@ -178,7 +185,7 @@ impl<A: Arch> Machine<A> {
                     } else {
                         "no frame".into()
                     };
-                    w.errs.push(format!(
+                    w.err(ViolationKind::PageTable, format!(
                         "{} entry {i} of a level-{} table ({}) points at pfn {:#x} ({what}), not a level-{} table page",
                         if mm.is_some() { "user" } else { "kernel" },
                         level.0,
@@ -236,10 +243,13 @@ impl<A: Arch> Machine<A> {
             .map(|t| (t.pfn(A::PAGE_SHIFT).0, ()))
             .collect();
         if self.lockless_walkers == 0 && !self.deferred_tables.is_empty() {
-            w.errs.push(format!(
-                "{} table pages wait for lockless walkers but none is inside",
-                self.deferred_tables.len()
-            ));
+            w.err(
+                ViolationKind::PageTable,
+                format!(
+                    "{} table pages wait for lockless walkers but none is inside",
+                    self.deferred_tables.len()
+                ),
+            );
         }
         for (pfn, page) in self.phys.allocated_heads() {
             let Owner::PageTable { level, .. } = page.owner else {
@@ -250,13 +260,13 @@ impl<A: Arch> Machine<A> {
             let name = self.page_name(pfn);
             match (n, d) {
                 (1, false) | (0, true) => {}
-                (0, false) => w.errs.push(format!(
+                (0, false) => w.err(ViolationKind::PageTable, format!(
                     "table page {name} (level {level}) is allocated but unreachable from every root (leaked)"
                 )),
-                (_, true) => w.errs.push(format!(
+                (_, true) => w.err(ViolationKind::PageTable, format!(
                     "table page {name} is both linked and waiting to be freed"
                 )),
-                (n, false) => w.errs.push(format!(
+                (n, false) => w.err(ViolationKind::PageTable, format!(
                     "table page {name} is reachable {n} times from the roots (must be exactly once)"
                 )),
             }
@@ -264,8 +274,9 @@ impl<A: Arch> Machine<A> {
         for (&pfn, &n) in &w.tables {
             let p = Pfn(pfn);
             if !self.phys.pfn_valid(p) || self.phys.page(p).flags.contains(PageFlags::FREE) {
-                w.errs.push(format!(
-                    "a freed frame {pfn:#x} is linked as a table ({n} times)"
+                w.errs.push(Violation::new(
+                    ViolationKind::PageTable,
+                    format!("a freed frame {pfn:#x} is linked as a table ({n} times)"),
                 ));
             }
         }
@@ -287,51 +298,65 @@ impl<A: Arch> Machine<A> {
                 self.page_name(pte.pfn)
             );
             let Some(vma) = self.vma_at(mm, vmemu_arch::VirtAddr(va)) else {
-                w.errs.push(format!("{at} lies in no VMA"));
+                w.err(ViolationKind::UserLeaf, format!("{at} lies in no VMA"));
                 continue;
             };
             if va.wrapping_add(span) > vma.end.0 || va < vma.start.0 {
-                w.errs.push(format!(
-                    "{at} crosses the end of its VMA [{:#x}, {:#x})",
-                    vma.start.0, vma.end.0
-                ));
+                w.err(
+                    ViolationKind::UserLeaf,
+                    format!(
+                        "{at} crosses the end of its VMA [{:#x}, {:#x})",
+                        vma.start.0, vma.end.0
+                    ),
+                );
             }
             let f = pte.flags;
             let vf = vma.flags;
             let accessible = f.contains(PteFlags::VALID) && !f.contains(PteFlags::PROTNONE);
             if f.contains(PteFlags::WRITE) && !vf.contains(VmFlags::VM_WRITE) {
-                w.errs.push(format!(
-                    "{at} is writable in a VMA without VM_WRITE ({vf:?})"
-                ));
+                w.err(
+                    ViolationKind::UserLeaf,
+                    format!("{at} is writable in a VMA without VM_WRITE ({vf:?})"),
+                );
             }
             if accessible
                 && f.contains(PteFlags::USER)
                 && !vf.intersects(VmFlags::VM_READ | VmFlags::VM_WRITE | VmFlags::VM_EXEC)
             {
-                w.errs
-                    .push(format!("{at} is accessible in a PROT_NONE VMA"));
+                w.err(
+                    ViolationKind::UserLeaf,
+                    format!("{at} is accessible in a PROT_NONE VMA"),
+                );
             }
             let pfnmap = vf.contains(VmFlags::VM_PFNMAP);
             if f.contains(PteFlags::SPECIAL) {
                 if pte.pfn == self.zero_pfn {
                     if f.contains(PteFlags::WRITE) {
-                        w.errs
-                            .push(format!("{at}: the zero page is mapped writable"));
+                        w.err(
+                            ViolationKind::UserLeaf,
+                            format!("{at}: the zero page is mapped writable"),
+                        );
                     }
                 } else if !pfnmap {
-                    w.errs
-                        .push(format!("{at} is special outside a VM_PFNMAP VMA"));
+                    w.err(
+                        ViolationKind::UserLeaf,
+                        format!("{at} is special outside a VM_PFNMAP VMA"),
+                    );
                 }
                 continue;
             }
             if pfnmap {
-                w.errs
-                    .push(format!("{at} is a normal leaf in a VM_PFNMAP VMA"));
+                w.err(
+                    ViolationKind::UserLeaf,
+                    format!("{at} is a normal leaf in a VM_PFNMAP VMA"),
+                );
                 continue;
             }
             if pte.pfn == self.zero_pfn {
-                w.errs
-                    .push(format!("{at} maps the zero page without the special bit"));
+                w.err(
+                    ViolationKind::UserLeaf,
+                    format!("{at} maps the zero page without the special bit"),
+                );
                 continue;
             }
             if let Some(hz) = self.huge_zero_pfn
@@ -340,41 +365,55 @@ impl<A: Arch> Machine<A> {
             {
                 // set_huge_zero_page: a read-only PMD leaf of the whole page.
                 if level == A::leaf_level() || pte.pfn != hz {
-                    w.errs.push(format!("{at} maps part of the huge zero page"));
+                    w.err(
+                        ViolationKind::UserLeaf,
+                        format!("{at} maps part of the huge zero page"),
+                    );
                 }
                 if f.contains(PteFlags::WRITE) {
-                    w.errs
-                        .push(format!("{at}: the huge zero page is mapped writable"));
+                    w.err(
+                        ViolationKind::UserLeaf,
+                        format!("{at}: the huge zero page is mapped writable"),
+                    );
                 }
                 continue;
             }
             if !self.phys.pfn_valid(pte.pfn) {
-                w.errs.push(format!("{at} maps a frame outside memory"));
+                w.err(
+                    ViolationKind::UserLeaf,
+                    format!("{at} maps a frame outside memory"),
+                );
                 continue;
             }
             let head = self.phys.compound_head(pte.pfn);
             let hp = self.phys.page(head);
             if hp.flags.contains(PageFlags::FREE) {
-                w.errs.push(format!("{at} maps a freed frame"));
+                w.err(ViolationKind::UserLeaf, format!("{at} maps a freed frame"));
                 continue;
             }
             if level != A::leaf_level() {
                 // A huge leaf maps its whole compound page from the head.
                 let pages = span / A::PAGE_SIZE;
                 if head != pte.pfn || (1u64 << hp.order) != pages {
-                    w.errs.push(format!(
-                        "{at} maps {pages} pages but its compound page has order {}",
-                        hp.order
-                    ));
+                    w.err(
+                        ViolationKind::UserLeaf,
+                        format!(
+                            "{at} maps {pages} pages but its compound page has order {}",
+                            hp.order
+                        ),
+                    );
                 }
             }
             if let (Backing::File { .. }, Owner::File { .. }) = (vma.backing, hp.owner)
                 && f.contains(PteFlags::WRITE)
                 && !vf.contains(VmFlags::VM_SHARED)
             {
-                w.errs.push(format!(
-                    "{at}: a page cache page is writable in a private mapping (COW skipped)"
-                ));
+                w.err(
+                    ViolationKind::UserLeaf,
+                    format!(
+                        "{at}: a page cache page is writable in a private mapping (COW skipped)"
+                    ),
+                );
             }
             *mapped.entry(head).or_default() += 1;
         }
@@ -395,10 +434,13 @@ impl<A: Arch> Machine<A> {
                 continue;
             }
             if let Some(off) = buf.iter().position(|b| *b != 0) {
-                w.errs.push(format!(
-                    "the huge zero page is not zero: byte {:#x} of its page {i} is {:#04x}",
-                    off, buf[off]
-                ));
+                w.err(
+                    ViolationKind::HugeZeroPage,
+                    format!(
+                        "the huge zero page is not zero: byte {:#x} of its page {i} is {:#04x}",
+                        off, buf[off]
+                    ),
+                );
                 return;
             }
         }
@@ -414,17 +456,20 @@ impl<A: Arch> Machine<A> {
                 let ok = matches!(p.owner, Owner::File { file, index } if file == f.name && u64::from(index) == idx)
                     && !p.flags.contains(PageFlags::FREE);
                 if !ok {
-                    w.errs.push(format!(
-                        "page cache of file {} index {idx} holds pfn {:#x} owned by {:?}{}",
-                        self.names.get(f.name as usize).map_or("?", String::as_str),
-                        pfn.0,
-                        p.owner,
-                        if p.flags.contains(PageFlags::FREE) {
-                            " (freed)"
-                        } else {
-                            ""
-                        }
-                    ));
+                    w.err(
+                        ViolationKind::PageAccounting,
+                        format!(
+                            "page cache of file {} index {idx} holds pfn {:#x} owned by {:?}{}",
+                            self.names.get(f.name as usize).map_or("?", String::as_str),
+                            pfn.0,
+                            p.owner,
+                            if p.flags.contains(PageFlags::FREE) {
+                                " (freed)"
+                            } else {
+                                ""
+                            }
+                        ),
+                    );
                 }
             }
         }
@@ -444,12 +489,17 @@ impl<A: Arch> Machine<A> {
             for &pfn in m.keys() {
                 if !self.phys.pfn_valid(pfn) || self.phys.page(pfn).flags.contains(PageFlags::FREE)
                 {
-                    w.errs
-                        .push(format!("freed frame {:#x} is still {what}", pfn.0));
+                    w.errs.push(Violation::new(
+                        ViolationKind::PageAccounting,
+                        format!("freed frame {:#x} is still {what}", pfn.0),
+                    ));
                 } else if self.phys.page(pfn).flags.contains(PageFlags::TAIL) {
-                    w.errs.push(format!(
-                        "tail page {} is counted as a head ({what})",
-                        self.page_name(pfn)
+                    w.errs.push(Violation::new(
+                        ViolationKind::PageAccounting,
+                        format!(
+                            "tail page {} is counted as a head ({what})",
+                            self.page_name(pfn)
+                        ),
                     ));
                 }
             }
@@ -458,7 +508,7 @@ impl<A: Arch> Machine<A> {
         // wrapped (CVE-2019-11487), every holder now points at whatever the
         // frame became.
         for (pfn, n) in self.phys.stale_frames() {
-            w.errs.push(format!(
+            w.err(ViolationKind::FreedWhileReferenced, format!(
                 "frame {:#x} was freed while {n} references to it were still held (page_ref_count wrapped mod 2^{})",
                 pfn.0,
                 self.phys.refcount_bits()
@@ -466,16 +516,22 @@ impl<A: Arch> Machine<A> {
         }
         for (pfn, h) in self.held.iter() {
             if h.refs == 0 && h.pins == 0 {
-                w.errs.push(format!(
-                    "held-reference ledger keeps an empty entry for {}",
-                    self.page_name(pfn)
-                ));
+                w.err(
+                    ViolationKind::PageAccounting,
+                    format!(
+                        "held-reference ledger keeps an empty entry for {}",
+                        self.page_name(pfn)
+                    ),
+                );
             }
             if !self.phys.pfn_valid(pfn) || self.phys.page(pfn).flags.contains(PageFlags::FREE) {
-                w.errs.push(format!(
-                    "the workload holds {} refs and {} pins on freed frame {:#x}",
-                    h.refs, h.pins, pfn.0
-                ));
+                w.err(
+                    ViolationKind::PageAccounting,
+                    format!(
+                        "the workload holds {} refs and {} pins on freed frame {:#x}",
+                        h.refs, h.pins, pfn.0
+                    ),
+                );
             }
         }
         for (pfn, page) in self.phys.allocated_heads() {
@@ -515,29 +571,38 @@ impl<A: Arch> Machine<A> {
                 expected
             };
             if u64::from(page.refcount) != stored_as {
-                w.errs.push(format!(
+                w.err(ViolationKind::PageAccounting, format!(
                     "{name}: refcount {} but {expected} expected (owner {owner_ref}, user mappings {map}, vmap {kref}, kernel objects {ext}, deferred {dpg}, held refs {hr}, held pins {hp})",
                     page.refcount
                 ));
             }
             if u64::from(page.mapcount) != map {
-                w.errs.push(format!(
-                    "{name}: mapcount {} but {map} user leaves map it",
-                    page.mapcount
-                ));
+                w.err(
+                    ViolationKind::PageAccounting,
+                    format!(
+                        "{name}: mapcount {} but {map} user leaves map it",
+                        page.mapcount
+                    ),
+                );
             }
             let want_pins = if large && pfn != self.zero_pfn { hp } else { 0 };
             if u64::from(page.pincount) != want_pins {
-                w.errs.push(format!(
-                    "{name}: pincount {} but {want_pins} expected ({hp} pins held, order {})",
-                    page.pincount, page.order
-                ));
+                w.err(
+                    ViolationKind::PageAccounting,
+                    format!(
+                        "{name}: pincount {} but {want_pins} expected ({hp} pins held, order {})",
+                        page.pincount, page.order
+                    ),
+                );
             }
             if page.refcount == 0
                 && !page.flags.contains(PageFlags::RESERVED)
                 && expected == stored_as
             {
-                w.errs.push(format!("{name}: allocated with refcount 0"));
+                w.err(
+                    ViolationKind::PageAccounting,
+                    format!("{name}: allocated with refcount 0"),
+                );
             }
         }
     }

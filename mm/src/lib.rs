@@ -30,16 +30,19 @@ pub mod fault;
 pub mod filemap;
 pub mod fork;
 pub mod gup;
+pub mod gup_fast;
+pub mod khugepaged;
 pub mod ledger;
-pub mod lockless;
 pub mod mm;
 pub mod mmap_lock;
 pub mod pgtable;
 pub mod phys;
+pub mod preempt;
 pub mod profile;
 pub mod race;
 pub mod sync;
 pub mod uaccess;
+pub mod violation;
 pub mod vma;
 
 pub use errno::Errno;
@@ -49,5 +52,7 @@ pub use gup::GupFlags;
 pub use mm::{
     Backing, DEFAULT_PHYS_SIZE, FileOps, Machine, MkwriteBehaviour, Prot, Task, VmFlags, Vma,
 };
+pub use preempt::{Preempt, PreemptPoint};
 pub use profile::KernelProfile;
+pub use violation::{BugClass, Violation, ViolationKind};
 pub use vma::MapFlags;

@@ -252,8 +252,8 @@ pub struct Machine<A: Arch> {
     pub(crate) table_seq: u32,
     /// Next free offset in the vmalloc area.
     vmalloc_next: u64,
-    /// A second task's step armed at a gup retry point.
-    pub gup_interleave: Option<crate::race::GupInterleave>,
+    /// The preemption hook and the walk it watches (`preempt`).
+    pub(crate) preempt: crate::preempt::Preemption<A>,
     /// What the interleaved steps did, in order.
     pub interleave_log: Vec<String>,
     /// Where each live pin was taken (`pin_detached` checks them).
@@ -306,7 +306,7 @@ impl<A: Arch> Machine<A> {
             uaccess_cache: crate::uaccess::UaccessCache::default(),
             table_seq: seq,
             vmalloc_next: 0,
-            gup_interleave: None,
+            preempt: crate::preempt::Preemption::default(),
             interleave_log: Vec::new(),
             pin_origins: Vec::new(),
             _arch: PhantomData,

@@ -10,6 +10,7 @@ use std::str::FromStr;
 use vmemu_arch::Family;
 
 use crate::errno::Errno;
+use crate::violation::BugClass;
 
 /// How gup-fast checks the range before walking.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -222,6 +223,42 @@ pub struct Knobs {
     /// bio. The modelled loop is 6.x's (`iov_iter_extract_pages`, merging of
     /// physically contiguous pages).
     pub bio_iov_iter_loop: bool,
+}
+
+impl Knobs {
+    /// The known-bug classes (spec known-bugs.md) these knobs are known to
+    /// have: what a run on this profile may show as the kernel's own flaw.
+    /// The fuzzer consults this list, never the profile's name, to tell a
+    /// finding from a failure.
+    #[must_use]
+    pub fn known_bugs(&self) -> Vec<BugClass> {
+        let has = |c: BugClass| match c {
+            // Dirty COW without FOLL_COW; Dirty Pipe's stale CAN_MERGE flag.
+            BugClass::PageCacheCorrupted => {
+                !self.foll_cow || (self.pipe_can_merge_flag && !self.pipe_iter_inits_flags)
+            }
+            // A narrow counter wraps to a free (CVE-2019-11487) unless the
+            // 5.1 checks refuse the get.
+            BugClass::UseAfterFree => self.refcount_bits < 32 && !self.ref_get_checked,
+            // v4.9's pipe_advance leaves reserved buffers unfilled.
+            BugClass::Infoleak => self.pipe_advance_release == PipeAdvanceRelease::FencepostV4_9,
+            // GUP pins vs fork: detached pins until 5.19's PageAnonExclusive
+            // with the read-only pin unshare.
+            BugClass::PinDetached => {
+                !(self.wp_reuse_rule == WpReuseRule::AnonExclusive && self.ro_pin_unshare)
+            }
+            // do_wp_page's mapcount rule reuses a page others reference.
+            BugClass::SharedPageReused => self.wp_reuse_rule == WpReuseRule::Mapcount,
+            // Huge Dirty COW: touch_pmd dirties on every touch.
+            BugClass::ZeroPageCorrupted => self.thp_touch_dirty == ThpTouchDirty::Always,
+            // The posted Layton patch: wrong bytes (a) and a leaked
+            // reference per call (b) (docs/thread.md).
+            BugClass::DataMismatch | BugClass::LeakedReference => {
+                self.get_pages_alloc == GetPagesAlloc::LaytonPosted
+            }
+        };
+        BugClass::ALL.into_iter().filter(|&c| has(c)).collect()
+    }
 }
 
 /// A base kernel version.
@@ -1006,5 +1043,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(msg.contains("TASK_SIZE_MAX"), "{msg}");
+    }
+
+    #[test]
+    fn known_bugs_follow_the_knobs() {
+        let known = |p: &str| KernelProfile::parse(p).unwrap().knobs.known_bugs();
+        let layton = known("v4.10+layton");
+        assert!(layton.contains(&BugClass::LeakedReference));
+        assert!(layton.contains(&BugClass::DataMismatch));
+        for p in ["v4.10", "v4.10+layton-intended", "v4.17", "v6.13"] {
+            assert!(!known(p).contains(&BugClass::LeakedReference), "{p}");
+        }
+        // Huge Dirty COW is in the v4.10 base, fixed by 4.17.
+        assert!(known("v4.10").contains(&BugClass::ZeroPageCorrupted));
+        assert!(!known("v4.17").contains(&BugClass::ZeroPageCorrupted));
+        assert!(known("v4.10+pipe-advance-fencepost").contains(&BugClass::Infoleak));
+        assert!(!known("v4.10").contains(&BugClass::Infoleak));
+        assert!(known("v4.17+small-refcount").contains(&BugClass::UseAfterFree));
+        assert!(!known("v4.17+small-refcount+refcount-checks").contains(&BugClass::UseAfterFree));
+        assert!(known("v4.10+dirtycow").contains(&BugClass::PageCacheCorrupted));
+        assert!(!known("v4.10").contains(&BugClass::PageCacheCorrupted));
+        assert_eq!(known("v6.13"), Vec::<BugClass>::new());
     }
 }

@@ -1,6 +1,7 @@
 //! Two emulated tasks with a chosen interleaving, for the races of the
 //! known-bugs replays (Dirty COW): a second task's `madvise(MADV_DONTNEED)`
-//! runs at one of the retry points of `__get_user_pages` (the walk of a page
+//! runs at one of the retry points of `__get_user_pages` (a preemption
+//! hook, `crate::preempt`) (the walk of a page
 //! that follows a `faultin_page`), and the `/proc/pid/mem` write path
 //! (`mem_rw` → `access_remote_vm`) that races with it. For Huge Dirty COW
 //! (CVE-2017-1000405) the second task also reads the range back in and
@@ -13,11 +14,13 @@ use crate::event::EventKind;
 use crate::gup::GupFlags;
 use crate::mm::{Backing, Machine, VmFlags};
 use crate::phys::{Owner, PageFlags};
+use crate::preempt::{Preempt, PreemptPoint};
 use crate::sync::{MmId, TaskId};
 
 /// A step of a second task, run when gup is about to walk a page for the
 /// `before_walk`-th time (1 = the first walk, 2 = the walk after the first
-/// `faultin_page`, ...). Runs once.
+/// `faultin_page`, ...). Runs once: an instance of the preemption hook
+/// ([`Preempt`]) at the slow path's retry point.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct GupInterleave {
     /// The walk number before which the step runs.
@@ -34,6 +37,25 @@ pub struct GupInterleave {
     /// one-byte `/proc/pid/mem` read there (`access_remote_vm` without
     /// FOLL_WRITE: a FOLL_TOUCH walk).
     pub touch: bool,
+}
+
+impl<A: Arch> Preempt<A> for GupInterleave {
+    fn preempt(&mut self, m: &mut Machine<A>, at: PreemptPoint) -> bool {
+        match at {
+            PreemptPoint::GupRetry { walk, .. } if walk == self.before_walk => {
+                m.run_interleaved_dontneed(self, walk);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn unfired(&self) -> Option<String> {
+        Some(format!(
+            "task {} never ran: gup did not reach walk {}",
+            self.task.0, self.before_walk
+        ))
+    }
 }
 
 impl<A: Arch> Machine<A> {
@@ -53,31 +75,24 @@ impl<A: Arch> Machine<A> {
 
     fn arm_interleave(&mut self, addr: VirtAddr, len: u64, before_walk: u32, touch: bool) {
         if before_walk == 0 {
-            self.gup_interleave = None;
+            self.set_preempt_hook(None);
             return;
         }
         let mm = self.current_mm();
         let task = self.new_task(mm);
-        self.gup_interleave = Some(GupInterleave {
+        self.set_preempt_hook(Some(Box::new(GupInterleave {
             before_walk,
             task,
             mm,
             addr,
             len,
             touch,
-        });
+        })));
     }
 
-    /// Called by `__get_user_pages` at its retry point, before walk `walk`
-    /// of a page: runs the armed step of the other task if it is due.
-    pub(crate) fn gup_retry_point(&mut self, walk: u32) {
-        let Some(h) = self.gup_interleave else {
-            return;
-        };
-        if h.before_walk != walk {
-            return;
-        }
-        self.gup_interleave = None;
+    /// The armed step of the other task, run at the retry point before walk
+    /// `walk` of a page.
+    fn run_interleaved_dontneed(&mut self, h: &GupInterleave, walk: u32) {
         let me = self.current;
         self.current = h.task;
         // MADV_DONTNEED takes mmap_sem for read only, so it runs while the
@@ -199,11 +214,8 @@ impl<A: Arch> Machine<A> {
         }
         self.mmap_read_unlock(mm);
         // The other task's step belongs to this call only.
-        if let Some(h) = self.gup_interleave.take() {
-            self.interleave_log.push(format!(
-                "task {} never ran: gup did not reach walk {}",
-                h.task.0, h.before_walk
-            ));
+        if let Some(line) = self.take_unfired_hook() {
+            self.interleave_log.push(line);
         }
         if done == 0 { Err(Errno::EIO) } else { Ok(done) }
     }

@@ -170,6 +170,14 @@ pub struct Run {
     pub records: Vec<Record>,
     /// The summary.
     pub summary: Summary,
+    /// The kind of the check that halted the run (its first violation), if
+    /// one did: what the fuzzer classifies by, not the message.
+    pub failed_check: Option<crate::run::oracle::CheckKind>,
+    /// The emulated kernel's events, typed, in order.
+    pub events: Vec<vmemu_mm::Event>,
+    /// The known-bug classes the profile declares
+    /// ([`vmemu_mm::profile::Knobs::known_bugs`]).
+    pub known_bugs: Vec<vmemu_mm::BugClass>,
 }
 
 /// Whether a workload applies to `arch` (its `arches` line).
@@ -321,6 +329,8 @@ pub(crate) struct Runner<'w, A: Arch> {
     /// An invariant or oracle failed: the rest of the workload is skipped.
     pub(crate) halted: bool,
     pub(crate) violations: usize,
+    /// The kind of the first violation of the check that halted the run.
+    pub(crate) failed_check: Option<crate::run::oracle::CheckKind>,
     /// Pipe slots created so far (`--max-pipe-buffers`).
     pub(crate) pipe_buffers: usize,
     /// Oracle state (the flat models of the iterators).

@@ -21,10 +21,43 @@
 
 use vmemu_arch::{Arch, Pfn, SizeKind, VirtAddr};
 use vmemu_iter::iov_iter::{IovIter, IterType};
-use vmemu_mm::{Backing, VmFlags};
+use vmemu_mm::{Backing, BugClass, ViolationKind, VmFlags};
 
 use crate::lang::{ScriptError, Stmt, StmtKind};
 use crate::run::Runner;
+
+/// Which check of a run failed: an invariant of the checker (with the
+/// violation's kind) or one of this module's oracles. The fuzzer
+/// classifies a failed run by this, never by the message's words.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CheckKind {
+    /// An invariant (`Sys::check_invariants`), by its first violation.
+    Invariant(ViolationKind),
+    /// gup-fast and the slow path returned different pages for one range.
+    FastVsSlow,
+    /// An iterator's position, count or bytes differ from its flat model.
+    IterModel,
+}
+
+impl CheckKind {
+    /// The transcript record's `op`: `invariant` or `oracle`.
+    #[must_use]
+    pub fn op(self) -> &'static str {
+        match self {
+            CheckKind::Invariant(_) => "invariant",
+            CheckKind::FastVsSlow | CheckKind::IterModel => "oracle",
+        }
+    }
+
+    /// The known-bug class the failed check shows, if any.
+    #[must_use]
+    pub fn bug_class(self) -> Option<BugClass> {
+        match self {
+            CheckKind::Invariant(k) => k.bug_class(),
+            CheckKind::FastVsSlow | CheckKind::IterModel => None,
+        }
+    }
+}
 
 /// Largest copy whose bytes the oracle compares.
 const BYTE_CHECK_MAX: u64 = 1 << 20;
@@ -126,7 +159,7 @@ impl<A: Arch> Runner<'_, A> {
                     names(&a.pages[..k]),
                     names(&b.pages[..k])
                 );
-                self.fail_check(s, "oracle", vec![msg]);
+                self.fail_check(s, CheckKind::FastVsSlow, vec![msg]);
                 return Ok(());
             }
         }
@@ -136,7 +169,11 @@ impl<A: Arch> Runner<'_, A> {
             if let Some(after) = self.iters.get(&name).cloned()
                 && let Err(msg) = self.check_iter_model(func.name, &before, &after, ret, s)
             {
-                self.fail_check(s, "oracle", vec![format!("iterator `{name}`: {msg}")]);
+                self.fail_check(
+                    s,
+                    CheckKind::IterModel,
+                    vec![format!("iterator `{name}`: {msg}")],
+                );
             }
         }
         Ok(())

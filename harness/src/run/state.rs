@@ -77,6 +77,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             opts,
             halted: false,
             violations: 0,
+            failed_check: None,
             pipe_buffers: 0,
             oracle: crate::run::oracle::OracleState::default(),
             stale_iters: HashMap::new(),
@@ -133,6 +134,9 @@ impl<'w, A: Arch> Runner<'w, A> {
         Ok(Run {
             records: self.records,
             summary,
+            failed_check: self.failed_check,
+            known_bugs: self.sys.m.knobs.known_bugs(),
+            events: self.sys.m.events,
         })
     }
 
@@ -226,12 +230,20 @@ impl<'w, A: Arch> Runner<'w, A> {
         let iters: Vec<(&str, &IovIter)> =
             self.iters.iter().map(|(n, i)| (n.as_str(), i)).collect();
         if let Err(v) = self.sys.check_invariants(iters) {
-            self.fail_check(s, "invariant", v);
+            let kind = crate::run::oracle::CheckKind::Invariant(v[0].kind);
+            self.fail_check(s, kind, v.into_iter().map(|x| x.msg).collect());
         }
     }
 
     /// Records a failed invariant or oracle after `s` and halts the run.
-    pub(crate) fn fail_check(&mut self, s: &Stmt, kind: &str, v: Vec<String>) {
+    pub(crate) fn fail_check(
+        &mut self,
+        s: &Stmt,
+        check: crate::run::oracle::CheckKind,
+        v: Vec<String>,
+    ) {
+        let kind = check.op();
+        self.failed_check.get_or_insert(check);
         let mut r = self.record(s, kind);
         r.detail = Some(format!("{} violation(s)", v.len()));
         self.push(r);
