@@ -349,25 +349,14 @@ impl<'w, A: Arch> Runner<'w, A> {
         self.iters.insert(it_name.clone(), it);
         match var {
             Some(v) => {
-                if let Some(old) = self.vars.get(v)
-                    && old.owned
-                    && !old.pages.is_empty()
-                {
-                    return Err(self.err(
-                        s.span,
-                        format!("`{v}` still holds pages: `release {v}` before reusing the name"),
-                    ));
-                }
-                self.vars.insert(
-                    v.to_string(),
-                    Var {
-                        ret: retv,
-                        pages,
-                        pin,
-                        owned,
-                        start,
-                    },
-                );
+                let var = Var {
+                    ret: retv,
+                    pages,
+                    pin,
+                    owned,
+                    start,
+                };
+                self.bind(s, v, var)?;
             }
             None if owned => {
                 for p in pages {

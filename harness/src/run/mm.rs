@@ -190,24 +190,14 @@ impl<'w, A: Arch> Runner<'w, A> {
         self.push(r);
         match var {
             Some(v) => {
-                if let Some(old) = self.vars.get(v)
-                    && !old.pages.is_empty()
-                {
-                    return Err(self.err(
-                        s.span,
-                        format!("`{v}` still holds pages: `release {v}` before reusing the name"),
-                    ));
-                }
-                self.vars.insert(
-                    v.to_string(),
-                    Var {
-                        ret: retv,
-                        pages,
-                        pin,
-                        owned: true,
-                        start: 0,
-                    },
-                );
+                let var = Var {
+                    ret: retv,
+                    pages,
+                    pin,
+                    owned: true,
+                    start: 0,
+                };
+                self.bind(s, v, var)?;
             }
             None if !pages.is_empty() => {
                 // Pages nobody can release: give them back and say so.

@@ -305,6 +305,19 @@ pub(crate) struct Var {
     pub(crate) start: u64,
 }
 
+impl Var {
+    /// A result that is only a return value (no pages).
+    pub(crate) fn ret(ret: i64) -> Self {
+        Self {
+            ret,
+            pages: Vec::new(),
+            pin: false,
+            owned: false,
+            start: 0,
+        }
+    }
+}
+
 pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) w: &'w Workload,
     /// The printed name of the profile (`sys.m.profile`), for records and
@@ -412,5 +425,27 @@ mod repeat_tests {
         );
         let d = r.records[1].detail.as_deref().unwrap_or("");
         assert!(d.starts_with("100 iteration(s); 98 record(s)"), "{d}");
+    }
+    /// Every call family binds its result through `Runner::bind`: a name
+    /// whose result still holds references cannot be rebound (by a gup call
+    /// or a syscall alike), and a result without pages can.
+    #[test]
+    fn rebinding_a_result_that_holds_pages_is_an_error_for_every_family() {
+        let k = vmemu_mm::KernelProfile::newest();
+        let gup = "map m 1 page rw\nr = get_user_pages_fast(m, 1, FOLL_WRITE)\n";
+        for again in ["r = get_user_pages_fast(m, 1, 0)", "r = getpid()"] {
+            let src = format!("{gup}{again}\n");
+            let w = lang::parse("rebind.vmw", &src).unwrap();
+            let e = super::run(&w, ArchId::X86_64, &k).unwrap_err();
+            assert!(
+                e.msg.contains("`r` still holds pages"),
+                "{again}: {}",
+                e.msg
+            );
+            assert_eq!(e.span.line, 3, "{again}");
+        }
+        let src = "map m 1 page rw\nr = clear_user(m, 1)\nr = getpid()\nr = clear_user(m, 1)\n";
+        let w = lang::parse("rebind.vmw", src).unwrap();
+        assert!(super::run(&w, ArchId::X86_64, &k).unwrap().summary.passed);
     }
 }

@@ -257,6 +257,23 @@ impl<'w, A: Arch> Runner<'w, A> {
         self.halted = true;
     }
 
+    /// Binds the result variable `v` of statement `s`. Rebinding a name
+    /// whose pages still carry references the workload must release (an
+    /// owned, non-empty result) is an error: those references would be lost.
+    pub(crate) fn bind(&mut self, s: &Stmt, v: &str, var: Var) -> Result<(), ScriptError> {
+        if let Some(old) = self.vars.get(v)
+            && old.owned
+            && !old.pages.is_empty()
+        {
+            return Err(self.err(
+                s.span,
+                format!("`{v}` still holds pages: `release {v}` before reusing the name"),
+            ));
+        }
+        self.vars.insert(v.to_string(), var);
+        Ok(())
+    }
+
     /// References and pins held in the ledger per page (compound head);
     /// with `unowned`, less those the workload's result variables hold.
     pub(crate) fn held_pages(&self, unowned: bool) -> Vec<(Pfn, u64)> {
