@@ -124,195 +124,21 @@ impl<'w, A: Arch> Runner<'w, A> {
         func: &str,
         args: &[Arg],
     ) -> Result<(), ScriptError> {
-        let Some(Arg::Expr(Expr::Name(it_name, nspan))) = args.first() else {
-            return Err(self.err(s.span, format!("`{func}` takes an iterator name first")));
-        };
-        if let Some((f, line)) = self.stale_iters.get(it_name) {
-            return Err(self.err(
-                *nspan,
-                format!(
-                    "pipe iterator `{it_name}` is stale: `{f}` at line {line} used its pipe (an ITER_PIPE exists only inside one splice call, under the pipe lock); create a new one with `iter {it_name} pipe ...`"
-                ),
-            ));
-        }
-        let mut it = self.iters.remove(it_name).ok_or_else(|| {
-            self.err(
-                *nspan,
-                format!("undefined iterator `{it_name}` (create it with `iter {it_name} ...`)"),
-            )
-        })?;
-        let mut nums: Vec<u64> = Vec::new();
-        for a in &args[1..] {
-            let v = self.expr_arg(a, s)?;
-            nums.push(
-                u64::try_from(v)
-                    .ok()
-                    .filter(|x| *x <= 1 << 40)
-                    .ok_or_else(|| {
-                        self.err(s.span, format!("argument must be 0..=2^40, found {v}"))
-                    })?,
-            );
-        }
-        let k = self.sys.m.knobs;
-        let present = match func {
-            "iov_iter_get_pages" | "iov_iter_get_pages_alloc" => !k.get_pages2,
-            "iov_iter_get_pages2" | "iov_iter_get_pages_alloc2" | "iov_iter_extract_pages" => {
-                k.get_pages2
-            }
-            "iov_iter_revert" => k.iov_iter_revert,
-            _ => true,
-        };
-        if !present {
-            self.iters.insert(it_name.clone(), it);
-            return Err(self.err(
-                s.span,
-                format!(
-                    "{func} does not exist in kernel {}: qualify the statement with `kernel ...`",
-                    self.kernel
-                ),
-            ));
-        }
-        // Host buffers: a copy moves at most `count` bytes, and at most
-        // MAX_COPY (64 MiB) per statement; arrays of bvecs are bounded too.
-        if matches!(func, "copy_to_iter" | "copy_from_iter") {
-            nums[0] = nums[0].min(it.count);
-        }
-        let host = match func {
-            "copy_to_iter" | "copy_from_iter" => nums[0],
-            "copy_from_iter_full" if nums[0] <= it.count => nums[0],
-            "iov_iter_fill_bvecs" => nums[0].saturating_mul(16),
-            _ => 0,
-        };
-        if host > MAX_COPY {
-            self.iters.insert(it_name.clone(), it);
-            return Err(self.err(
-                s.span,
-                format!(
-                    "`{func}` would need a {host}-byte buffer; a statement may copy at most 64M"
-                ),
-            ));
+        let (it_name, mut it) = self.take_iter_arg(s, func, args)?;
+        let mut nums = self.iter_nums(s, &args[1..])?;
+        if let Err(e) = self.iter_call_allowed(s, func, &it, &mut nums) {
+            self.iters.insert(it_name, it);
+            return Err(e);
         }
         let mut r = self.record(s, func);
         let mut got: Option<(GotPages, bool)> = None;
         // The iterator as the call found it, to check a gathered run against.
         let before = it.clone();
-        let sys = &mut self.sys;
-        let res: Result<i64, Errno> = match func {
-            "copy_to_iter" => {
-                let src: Vec<u8> = (0..nums[0]).map(|i| (i % 251) as u8 + 1).collect();
-                Ok(sys.copy_to_iter(&src, &mut it) as i64)
-            }
-            "copy_from_iter" => {
-                let mut dst = vec![0u8; nums[0] as usize];
-                let n = sys.copy_from_iter(&mut dst, &mut it);
-                dst.truncate(n as usize);
-                self.oracle.last_read = Some(dst);
-                Ok(n as i64)
-            }
-            "copy_from_iter_full" if nums[0] > it.count => {
-                // Nothing is copied (a pipe still WARNs).
-                let pipe = it.ty == vmemu_iter::IterType::Pipe;
-                Ok(i64::from(pipe && sys.copy_from_iter_full(&mut [], &mut it)))
-            }
-            "copy_from_iter_full" => {
-                let mut dst = vec![0u8; nums[0] as usize];
-                Ok(i64::from(sys.copy_from_iter_full(&mut dst, &mut it)))
-            }
-            "iov_iter_zero" => Ok(sys.iov_iter_zero(nums[0], &mut it) as i64),
-            "iov_iter_advance" => {
-                sys.iov_iter_advance(&mut it, nums[0]);
-                Ok(it.count as i64)
-            }
-            "iov_iter_revert" => match sys.iov_iter_revert(&mut it, nums[0]) {
-                Ok(()) => Ok(it.count as i64),
-                Err(_) => {
-                    self.iters.insert(it_name.clone(), it);
-                    return Err(self.err(
-                        s.span,
-                        format!("iov_iter_revert does not exist in kernel {}", self.kernel),
-                    ));
-                }
-            },
-            "iov_iter_get_pages" => sys.iov_iter_get_pages(&it, nums[0], nums[1]).map(|g| {
-                let b = g.bytes as i64;
-                got = Some((g, true));
-                b
-            }),
-            "iov_iter_get_pages_alloc" => sys.iov_iter_get_pages_alloc(&it, nums[0]).map(|g| {
-                let b = g.bytes as i64;
-                got = Some((g, true));
-                b
-            }),
-            "iov_iter_get_pages2" => sys.iov_iter_get_pages2(&mut it, nums[0], nums[1]).map(|g| {
-                let b = g.bytes as i64;
-                got = Some((g, true));
-                b
-            }),
-            "iov_iter_get_pages_alloc2" => {
-                sys.iov_iter_get_pages_alloc2(&mut it, nums[0]).map(|g| {
-                    let b = g.bytes as i64;
-                    got = Some((g, true));
-                    b
-                })
-            }
-            "iov_iter_extract_pages" => {
-                let user = it.user_backed();
-                sys.iov_iter_extract_pages(&mut it, nums[0], nums[1])
-                    .map(|g| {
-                        let b = g.bytes as i64;
-                        got = Some((g, user));
-                        b
-                    })
-            }
-            "iov_iter_npages" => Ok(sys.iov_iter_npages(&it, nums[0]) as i64),
-            "iov_iter_alignment" => Ok(sys.iov_iter_alignment(&it) as i64),
-            "iov_iter_gap_alignment" => Ok(sys.iov_iter_gap_alignment(&it) as i64),
-            "iov_iter_single_seg_count" => Ok(sys.iov_iter_single_seg_count(&it) as i64),
-            "iov_iter_for_each_page" => {
-                let stop_after = nums[2];
-                let mut calls = 0u64;
-                let mut seen = Vec::new();
-                let res =
-                    sys.iov_iter_for_each_page(&mut it, nums[0], nums[1], &mut |_, p, _, _| {
-                        calls += 1;
-                        seen.push(p);
-                        stop_after == 0 || calls < stop_after
-                    });
-                let n = res.map(|b| b as i64);
-                got = Some((
-                    GotPages {
-                        pages: seen,
-                        ..GotPages::default()
-                    },
-                    true,
-                ));
-                n
-            }
-            "iov_iter_fill_bvecs" => {
-                let mut bv = vec![
-                    BioVec {
-                        page: Pfn(0),
-                        len: 0,
-                        offset: 0
-                    };
-                    nums[0] as usize
-                ];
-                let res = sys.iov_iter_fill_bvecs(&mut it, &mut bv, nums[1]);
-                res.map(|(n, bytes)| {
-                    got = Some((
-                        GotPages {
-                            pages: bv[..n].iter().map(|b| b.page).collect(),
-                            bytes,
-                            ..GotPages::default()
-                        },
-                        true,
-                    ));
-                    bytes as i64
-                })
-            }
-            _ => {
-                self.iters.insert(it_name.clone(), it);
-                return Err(self.err(s.span, format!("unknown function `{func}`")));
+        let res = match self.iter_primitive(s, func, &mut it, &nums, &mut got) {
+            Ok(res) => res,
+            Err(e) => {
+                self.iters.insert(it_name, it);
+                return Err(e);
             }
         };
         match res {
@@ -346,7 +172,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         ));
         let retv = r.ret.unwrap_or(0);
         self.push(r);
-        self.iters.insert(it_name.clone(), it);
+        self.iters.insert(it_name, it);
         match var {
             Some(v) => {
                 let var = Var {
@@ -370,5 +196,216 @@ impl<'w, A: Arch> Runner<'w, A> {
             None => {}
         }
         Ok(())
+    }
+
+    /// The iterator an iov_iter call names first, taken out of the runner
+    /// (the caller puts it back); a stale pipe iterator is an error.
+    fn take_iter_arg(
+        &mut self,
+        s: &Stmt,
+        func: &str,
+        args: &[Arg],
+    ) -> Result<(String, IovIter), ScriptError> {
+        let Some(Arg::Expr(Expr::Name(it_name, nspan))) = args.first() else {
+            return Err(self.err(s.span, format!("`{func}` takes an iterator name first")));
+        };
+        if let Some((f, line)) = self.stale_iters.get(it_name) {
+            return Err(self.err(
+                *nspan,
+                format!(
+                    "pipe iterator `{it_name}` is stale: `{f}` at line {line} used its pipe (an ITER_PIPE exists only inside one splice call, under the pipe lock); create a new one with `iter {it_name} pipe ...`"
+                ),
+            ));
+        }
+        let it = self.iters.remove(it_name).ok_or_else(|| {
+            self.err(
+                *nspan,
+                format!("undefined iterator `{it_name}` (create it with `iter {it_name} ...`)"),
+            )
+        })?;
+        Ok((it_name.clone(), it))
+    }
+
+    /// The numeric arguments of an iov_iter call, each 0..=2^40.
+    fn iter_nums(&self, s: &Stmt, args: &[Arg]) -> Result<Vec<u64>, ScriptError> {
+        let mut nums: Vec<u64> = Vec::new();
+        for a in args {
+            let v = self.expr_arg(a, s)?;
+            nums.push(
+                u64::try_from(v)
+                    .ok()
+                    .filter(|x| *x <= 1 << 40)
+                    .ok_or_else(|| {
+                        self.err(s.span, format!("argument must be 0..=2^40, found {v}"))
+                    })?,
+            );
+        }
+        Ok(nums)
+    }
+
+    /// Whether `func` exists in the profile and its host buffer fits;
+    /// clamps a copy's length to the iterator's count.
+    fn iter_call_allowed(
+        &self,
+        s: &Stmt,
+        func: &str,
+        it: &IovIter,
+        nums: &mut [u64],
+    ) -> Result<(), ScriptError> {
+        let k = self.sys.m.knobs;
+        let present = match func {
+            "iov_iter_get_pages" | "iov_iter_get_pages_alloc" => !k.get_pages2,
+            "iov_iter_get_pages2" | "iov_iter_get_pages_alloc2" | "iov_iter_extract_pages" => {
+                k.get_pages2
+            }
+            "iov_iter_revert" => k.iov_iter_revert,
+            _ => true,
+        };
+        if !present {
+            return Err(self.err(
+                s.span,
+                format!(
+                    "{func} does not exist in kernel {}: qualify the statement with `kernel ...`",
+                    self.kernel
+                ),
+            ));
+        }
+        // Host buffers: a copy moves at most `count` bytes, and at most
+        // MAX_COPY (64 MiB) per statement; arrays of bvecs are bounded too.
+        if matches!(func, "copy_to_iter" | "copy_from_iter") {
+            nums[0] = nums[0].min(it.count);
+        }
+        let host = match func {
+            "copy_to_iter" | "copy_from_iter" => nums[0],
+            "copy_from_iter_full" if nums[0] <= it.count => nums[0],
+            "iov_iter_fill_bvecs" => nums[0].saturating_mul(16),
+            _ => 0,
+        };
+        if host > MAX_COPY {
+            return Err(self.err(
+                s.span,
+                format!(
+                    "`{func}` would need a {host}-byte buffer; a statement may copy at most 64M"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs the iov_iter primitive `func` on `it`; the pages a gathering
+    /// call returns go to `got` (with whether they carry references).
+    fn iter_primitive(
+        &mut self,
+        s: &Stmt,
+        func: &str,
+        it: &mut IovIter,
+        nums: &[u64],
+        got: &mut Option<(GotPages, bool)>,
+    ) -> Result<Result<i64, Errno>, ScriptError> {
+        let sys = &mut self.sys;
+        let mut gathered = |g: GotPages, owned: bool| {
+            let b = g.bytes as i64;
+            *got = Some((g, owned));
+            b
+        };
+        Ok(match func {
+            "copy_to_iter" => {
+                let src: Vec<u8> = (0..nums[0]).map(|i| (i % 251) as u8 + 1).collect();
+                Ok(sys.copy_to_iter(&src, it) as i64)
+            }
+            "copy_from_iter" => {
+                let mut dst = vec![0u8; nums[0] as usize];
+                let n = sys.copy_from_iter(&mut dst, it);
+                dst.truncate(n as usize);
+                self.oracle.last_read = Some(dst);
+                Ok(n as i64)
+            }
+            "copy_from_iter_full" if nums[0] > it.count => {
+                // Nothing is copied (a pipe still WARNs).
+                let pipe = it.ty == vmemu_iter::IterType::Pipe;
+                Ok(i64::from(pipe && sys.copy_from_iter_full(&mut [], it)))
+            }
+            "copy_from_iter_full" => {
+                let mut dst = vec![0u8; nums[0] as usize];
+                Ok(i64::from(sys.copy_from_iter_full(&mut dst, it)))
+            }
+            "iov_iter_zero" => Ok(sys.iov_iter_zero(nums[0], it) as i64),
+            "iov_iter_advance" => {
+                sys.iov_iter_advance(it, nums[0]);
+                Ok(it.count as i64)
+            }
+            "iov_iter_revert" => match sys.iov_iter_revert(it, nums[0]) {
+                Ok(()) => Ok(it.count as i64),
+                Err(_) => {
+                    return Err(self.err(
+                        s.span,
+                        format!("iov_iter_revert does not exist in kernel {}", self.kernel),
+                    ));
+                }
+            },
+            "iov_iter_get_pages" => sys
+                .iov_iter_get_pages(it, nums[0], nums[1])
+                .map(|g| gathered(g, true)),
+            "iov_iter_get_pages_alloc" => sys
+                .iov_iter_get_pages_alloc(it, nums[0])
+                .map(|g| gathered(g, true)),
+            "iov_iter_get_pages2" => sys
+                .iov_iter_get_pages2(it, nums[0], nums[1])
+                .map(|g| gathered(g, true)),
+            "iov_iter_get_pages_alloc2" => sys
+                .iov_iter_get_pages_alloc2(it, nums[0])
+                .map(|g| gathered(g, true)),
+            "iov_iter_extract_pages" => {
+                let user = it.user_backed();
+                sys.iov_iter_extract_pages(it, nums[0], nums[1])
+                    .map(|g| gathered(g, user))
+            }
+            "iov_iter_npages" => Ok(sys.iov_iter_npages(it, nums[0]) as i64),
+            "iov_iter_alignment" => Ok(sys.iov_iter_alignment(it) as i64),
+            "iov_iter_gap_alignment" => Ok(sys.iov_iter_gap_alignment(it) as i64),
+            "iov_iter_single_seg_count" => Ok(sys.iov_iter_single_seg_count(it) as i64),
+            "iov_iter_for_each_page" => {
+                let stop_after = nums[2];
+                let mut calls = 0u64;
+                let mut seen = Vec::new();
+                let res = sys.iov_iter_for_each_page(it, nums[0], nums[1], &mut |_, p, _, _| {
+                    calls += 1;
+                    seen.push(p);
+                    stop_after == 0 || calls < stop_after
+                });
+                let n = res.map(|b| b as i64);
+                *got = Some((
+                    GotPages {
+                        pages: seen,
+                        ..GotPages::default()
+                    },
+                    true,
+                ));
+                n
+            }
+            "iov_iter_fill_bvecs" => {
+                let mut bv = vec![
+                    BioVec {
+                        page: Pfn(0),
+                        len: 0,
+                        offset: 0
+                    };
+                    nums[0] as usize
+                ];
+                let res = sys.iov_iter_fill_bvecs(it, &mut bv, nums[1]);
+                res.map(|(n, bytes)| {
+                    *got = Some((
+                        GotPages {
+                            pages: bv[..n].iter().map(|b| b.page).collect(),
+                            bytes,
+                            ..GotPages::default()
+                        },
+                        true,
+                    ));
+                    bytes as i64
+                })
+            }
+            _ => return Err(self.err(s.span, format!("unknown function `{func}`"))),
+        })
     }
 }
