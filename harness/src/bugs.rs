@@ -244,16 +244,7 @@ impl<A: Arch> Runner<'_, A> {
         };
         self.push(r);
         if let Some(v) = var {
-            self.vars.insert(
-                v.to_string(),
-                Var {
-                    ret,
-                    pages: Vec::new(),
-                    pin: false,
-                    owned: false,
-                    start: 0,
-                },
-            );
+            self.bind(s, v, Var::ret(ret))?;
         }
         Ok(())
     }

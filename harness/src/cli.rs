@@ -148,9 +148,11 @@ pub enum Cmd {
         workload: Option<String>,
     },
     /// Parse workload files and report errors, without running them.
-    #[command(after_help = "Example:\n  vmemu check harness/workloads/*.vmw")]
+    #[command(
+        after_help = "Every error of every file is reported (file:line:col, the line, a caret, a\nsuggestion), for every arch and kernel profile the workload names; exit 2 if any.\n\nExample:\n  vmemu check harness/workloads"
+    )]
     Check {
-        /// Workload files.
+        /// Workload files, or directories of `.vmw` files.
         #[arg(required = true)]
         files: Vec<String>,
     },

@@ -4,14 +4,15 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
 use rayon::prelude::*;
 use vmemu_arch::ArchId;
 use vmemu_harness::cli::{Cli, Cmd, ColorWhen, Format};
-use vmemu_harness::lang::{self, ScriptError, Workload};
+use vmemu_harness::lang::{ScriptError, Workload};
+use vmemu_harness::lint;
 use vmemu_harness::run::{self, Run, RunOptions};
 use vmemu_harness::workloads::BUILTIN;
 use vmemu_mm::KernelProfile;
@@ -34,33 +35,45 @@ fn parse_arches(v: &[String]) -> Result<Vec<ArchId>, Usage> {
     Ok(out)
 }
 
+/// Whether diagnostics on stderr get ANSI styles (`--color`).
+static ERR_COLOR: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+
+/// Script errors as the user sees them: each rendered with its source line.
+fn render_errors(errors: &[ScriptError]) -> String {
+    let color = ERR_COLOR.get().copied().unwrap_or(false);
+    let shown: Vec<String> = errors.iter().map(|e| e.render(color)).collect();
+    shown.join("\n\n")
+}
+
+/// The bytes of a workload file, or of the built-in workload of that name.
+fn read_workload(name: &str) -> Result<(String, std::borrow::Cow<'static, [u8]>), Usage> {
+    match std::fs::read(name) {
+        Ok(b) => Ok((name.to_string(), b.into())),
+        Err(e) => BUILTIN
+            .iter()
+            .find(|(f, _)| *f == name || f.trim_end_matches(".vmw") == name)
+            .map(|(f, s)| (f.to_string(), s.as_bytes().into()))
+            .ok_or_else(|| {
+                Usage(format!(
+                    "{name}: {e} (and no built-in workload has that name)"
+                ))
+            }),
+    }
+}
+
+/// Loads a workload: parsed and linted for every arch and profile it
+/// names; every error is reported.
 fn load(name: &str) -> Result<Workload, Usage> {
-    let path = Path::new(name);
-    let src = match std::fs::read_to_string(path) {
-        Ok(s) => s,
-        Err(e) => {
-            let builtin = BUILTIN
-                .iter()
-                .find(|(f, _)| *f == name || f.trim_end_matches(".vmw") == name);
-            match builtin {
-                Some((f, s)) => return parse_src(f, s),
-                None => {
-                    return Err(Usage(format!(
-                        "{name}: {e} (and no built-in workload has that name)"
-                    )));
-                }
-            }
-        }
-    };
-    parse_src(name, &src)
+    let (file, bytes) = read_workload(name)?;
+    lint::check_bytes(&file, &bytes).map_err(|e| Usage(render_errors(&e)))
 }
 
 fn parse_src(name: &str, src: &str) -> Result<Workload, Usage> {
-    lang::parse(name, src).map_err(|e| Usage(e.to_string()))
+    lint::check_bytes(name, src.as_bytes()).map_err(|e| Usage(render_errors(&e)))
 }
 
 fn script_err(e: ScriptError) -> Usage {
-    Usage(e.to_string())
+    Usage(render_errors(&[e]))
 }
 
 /// One workload × arch × profile of a plan.
@@ -86,7 +99,7 @@ fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[KernelProfile]) -> Vec<Pl
         };
         for &a in arches {
             let skip = (!run::applies(w, a))
-                .then(|| format!("not for this arch (arches {})", w.arches.join(" ")));
+                .then(|| format!("not for this arch (arches {})", arch_names(&w.arches)));
             for k in &ks {
                 v.push(Planned {
                     w: i,
@@ -184,10 +197,24 @@ fn emit(
     Ok(())
 }
 
+/// `x86_64 arm64` for an `arches` line.
+fn arch_names(v: &[ArchId]) -> String {
+    let names: Vec<&str> = v.iter().map(|a| a.name()).collect();
+    names.join(" ")
+}
+
 fn collect_paths(paths: &[PathBuf]) -> Result<Vec<Workload>, Usage> {
     if paths.is_empty() {
         return BUILTIN.iter().map(|(f, s)| parse_src(f, s)).collect();
     }
+    expand_paths(paths)?
+        .iter()
+        .map(|f| load(&f.to_string_lossy()))
+        .collect()
+}
+
+/// Files and the `.vmw` files of directories, each directory sorted.
+fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Usage> {
     let mut files = Vec::new();
     for p in paths {
         if p.is_dir() {
@@ -203,7 +230,39 @@ fn collect_paths(paths: &[PathBuf]) -> Result<Vec<Workload>, Usage> {
             files.push(p.clone());
         }
     }
-    files.iter().map(|f| load(&f.to_string_lossy())).collect()
+    Ok(files)
+}
+
+/// `vmemu check`: every error of every file (directories expanded).
+fn check_files(args: &[String], out: &mut impl Write) -> Result<bool, Usage> {
+    let paths: Vec<PathBuf> = args.iter().map(PathBuf::from).collect();
+    let (mut bad, mut errors) = (0, 0);
+    let files = expand_paths(&paths)?;
+    for f in &files {
+        let name = f.to_string_lossy();
+        let res = read_workload(&name).and_then(|(file, bytes)| {
+            lint::check_bytes(&file, &bytes).map_err(|e| {
+                errors += e.len();
+                Usage(render_errors(&e))
+            })
+        });
+        match res {
+            Ok(_) => {
+                let _ = writeln!(out, "{name}: ok");
+            }
+            Err(Usage(msg)) => {
+                bad += 1;
+                eprintln!("{msg}\n");
+            }
+        }
+    }
+    if bad > 0 {
+        return Err(Usage(format!(
+            "{errors} error(s) in {bad} of {} file(s)",
+            files.len()
+        )));
+    }
+    Ok(true)
 }
 
 /// Parses the command line; clap's help and errors follow `--color` too.
@@ -231,6 +290,13 @@ fn real_main() -> Result<bool, Usage> {
             anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
         }
     };
+    let _ = ERR_COLOR.set(match cli.color {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => {
+            anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
+        }
+    });
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.cmd {
@@ -275,60 +341,7 @@ fn real_main() -> Result<bool, Usage> {
                 Format::Json | Format::Ktap => {
                     let _ = emit(&ws, &plan, &runs, format, color, &mut out);
                 }
-                Format::Text => {
-                    let _ = writeln!(
-                        out,
-                        "{:<34} {:<9} {:<22} result",
-                        "workload", "arch", "kernel"
-                    );
-                    for r in &runs {
-                        let s = &r.summary;
-                        let res = if s.passed {
-                            format!(
-                                "{} ({} expects)",
-                                run::paint("pass", run::PASS_STYLE, color),
-                                s.expects
-                            )
-                        } else {
-                            format!(
-                                "{} ({} of {} expects failed, {} refs leaked{}{})",
-                                run::paint("FAIL", run::FAIL_STYLE, color),
-                                s.failed_expects,
-                                s.expects,
-                                s.leaked_refs,
-                                if s.unexpected_events.is_empty() {
-                                    ""
-                                } else {
-                                    ", unexpected events"
-                                },
-                                if s.invariant_violations == 0 {
-                                    ""
-                                } else {
-                                    ", invariant violated"
-                                }
-                            )
-                        };
-                        let _ = writeln!(
-                            out,
-                            "{:<34} {:<9} {:<22} {res}",
-                            s.workload, s.arch, s.kernel
-                        );
-                    }
-                    let failed = runs.iter().filter(|r| !r.summary.passed).count();
-                    let skipped = plan.iter().filter(|p| p.skip.is_some()).count();
-                    let _ = writeln!(
-                        out,
-                        "{} runs, {} passed, {} failed{}",
-                        runs.len(),
-                        runs.len() - failed,
-                        failed,
-                        if skipped > 0 {
-                            format!(", {skipped} skipped (not for their arch)")
-                        } else {
-                            String::new()
-                        }
-                    );
-                }
+                Format::Text => print_matrix_table(&plan, &runs, color, &mut out),
             }
             Ok(runs.iter().all(|r| r.summary.passed))
         }
@@ -340,29 +353,7 @@ fn real_main() -> Result<bool, Usage> {
             );
             Ok(true)
         }
-        Cmd::List { bugs: false } => {
-            let _ = writeln!(out, "arches:");
-            for a in ArchId::ALL {
-                let main = if ArchId::MAIN.contains(&a) {
-                    ""
-                } else {
-                    " (on request)"
-                };
-                let _ = writeln!(out, "  {a}{main}");
-            }
-            let _ = writeln!(out, "kernel profiles:");
-            for p in KernelProfile::builtins() {
-                let _ = writeln!(out, "  {p}");
-                for (k, v, src) in p.knob_table() {
-                    let _ = writeln!(out, "    {k:<20} {v:<24} {src}");
-                }
-            }
-            let _ = writeln!(out, "built-in workloads:");
-            for (f, _) in BUILTIN {
-                let _ = writeln!(out, "  {f}");
-            }
-            Ok(true)
-        }
+        Cmd::List { bugs: false } => Ok(list(&mut out)),
         Cmd::Explain {
             addr,
             arch,
@@ -375,13 +366,7 @@ fn real_main() -> Result<bool, Usage> {
             let _ = write!(out, "{text}");
             Ok(true)
         }
-        Cmd::Check { files } => {
-            for f in &files {
-                load(f)?;
-                let _ = writeln!(out, "{f}: ok");
-            }
-            Ok(true)
-        }
+        Cmd::Check { files } => check_files(&files, &mut out),
         Cmd::Bench(args) => vmemu_harness::bench::main(&args).map_err(Usage),
         Cmd::Fuzz(args) => vmemu_harness::fuzz::main(&args).map_err(Usage),
         Cmd::DiffHost(args) => vmemu_harness::diff_host::main(&args).map_err(Usage),
@@ -410,6 +395,87 @@ fn real_main() -> Result<bool, Usage> {
             Ok(true)
         }
     }
+}
+
+/// `vmemu matrix`'s text table: one line per run and a count line.
+fn print_matrix_table(plan: &[Planned], runs: &[Run], color: bool, out: &mut impl Write) {
+    let _ = writeln!(
+        out,
+        "{:<34} {:<9} {:<22} result",
+        "workload", "arch", "kernel"
+    );
+    for r in runs {
+        let s = &r.summary;
+        let res = if s.passed {
+            format!(
+                "{} ({} expects)",
+                run::paint("pass", run::PASS_STYLE, color),
+                s.expects
+            )
+        } else {
+            format!(
+                "{} ({} of {} expects failed, {} refs leaked{}{})",
+                run::paint("FAIL", run::FAIL_STYLE, color),
+                s.failed_expects,
+                s.expects,
+                s.leaked_refs,
+                if s.unexpected_events.is_empty() {
+                    ""
+                } else {
+                    ", unexpected events"
+                },
+                if s.invariant_violations == 0 {
+                    ""
+                } else {
+                    ", invariant violated"
+                }
+            )
+        };
+        let _ = writeln!(
+            out,
+            "{:<34} {:<9} {:<22} {res}",
+            s.workload, s.arch, s.kernel
+        );
+    }
+    let failed = runs.iter().filter(|r| !r.summary.passed).count();
+    let skipped = plan.iter().filter(|p| p.skip.is_some()).count();
+    let _ = writeln!(
+        out,
+        "{} runs, {} passed, {} failed{}",
+        runs.len(),
+        runs.len() - failed,
+        failed,
+        if skipped > 0 {
+            format!(", {skipped} skipped (not for their arch)")
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// `vmemu list`: arches, kernel profiles with their knobs, built-in workloads.
+fn list(out: &mut impl Write) -> bool {
+    let _ = writeln!(out, "arches:");
+    for a in ArchId::ALL {
+        let main = if ArchId::MAIN.contains(&a) {
+            ""
+        } else {
+            " (on request)"
+        };
+        let _ = writeln!(out, "  {a}{main}");
+    }
+    let _ = writeln!(out, "kernel profiles:");
+    for p in KernelProfile::builtins() {
+        let _ = writeln!(out, "  {p}");
+        for (k, v, src) in p.knob_table() {
+            let _ = writeln!(out, "    {k:<20} {v:<24} {src}");
+        }
+    }
+    let _ = writeln!(out, "built-in workloads:");
+    for (f, _) in BUILTIN {
+        let _ = writeln!(out, "  {f}");
+    }
+    true
 }
 
 fn main() -> ExitCode {

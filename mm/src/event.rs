@@ -62,6 +62,30 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [EventKind; 14] = [
+        EventKind::TableOverrun,
+        EventKind::ZeroLengthWalk,
+        EventKind::KernelBug,
+        EventKind::Deadlock,
+        EventKind::Blocked,
+        EventKind::SoftLockup,
+        EventKind::RefUnderflow,
+        EventKind::UseAfterFree,
+        EventKind::PageCacheCorrupted,
+        EventKind::DataMismatch,
+        EventKind::Infoleak,
+        EventKind::PinDetached,
+        EventKind::SharedPageReused,
+        EventKind::ZeroPageCorrupted,
+    ];
+
+    /// The kind whose transcript name is `name`.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// Transcript name.
     #[must_use]
     pub fn name(self) -> &'static str {

@@ -34,7 +34,7 @@
 //!
 //! Every check says what it found as a *kind*, not only as a message: the
 //! invariant checker a [`vmemu_mm::ViolationKind`], the in-run oracles a
-//! [`crate::oracle::CheckKind`], the kernel model an event kind; the leak
+//! [`crate::run::oracle::CheckKind`], the kernel model an event kind; the leak
 //! check and the cross-run differentials are kinds of their own. A kind
 //! may belong to a known-bug class ([`vmemu_mm::BugClass`]: infoleak,
 //! use_after_free, zero_page_corrupted, data_mismatch, leaked_reference,

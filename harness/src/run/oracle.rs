@@ -121,10 +121,10 @@ impl<A: Arch> Runner<'_, A> {
         // may rightly return different pages of a COW-shared range.
         let fast_only_reads_cow = self.sys.m.knobs.force_cow_on_read_pin
             && matches!(
-                func.as_str(),
+                func.name,
                 "__get_user_pages_fast" | "get_user_pages_fast_only"
             );
-        if FAST.contains(&func.as_str()) && !fast_only_reads_cow {
+        if FAST.contains(&func.name) && !fast_only_reads_cow {
             if let Some(v) = var {
                 self.oracle.prev_fast = Some((
                     args_text(&s.text).to_string(),
@@ -133,7 +133,7 @@ impl<A: Arch> Runner<'_, A> {
                     self.oracle.interleaved_before,
                 ));
             }
-        } else if matches!(func.as_str(), "get_user_pages" | "get_user_pages_unlocked")
+        } else if matches!(func.name, "get_user_pages" | "get_user_pages_unlocked")
             && let (Some(v), Some((pargs, pvar, pkds, plog))) = (var, prev)
             && pargs == args_text(&s.text)
             && !pkds
@@ -167,7 +167,7 @@ impl<A: Arch> Runner<'_, A> {
             let ret = self.vars.get(var.as_deref().unwrap_or("")).map(|v| v.ret);
             let ret = self.records.last().and_then(|r| r.ret).or(ret).unwrap_or(0);
             if let Some(after) = self.iters.get(&name).cloned()
-                && let Err(msg) = self.check_iter_model(func, &before, &after, ret, s)
+                && let Err(msg) = self.check_iter_model(func.name, &before, &after, ret, s)
             {
                 self.fail_check(
                     s,

@@ -173,16 +173,7 @@ impl<A: Arch> Runner<'_, A> {
         let retv = r.ret.unwrap_or(0);
         self.push(r);
         if let Some(v) = var {
-            self.vars.insert(
-                v.to_string(),
-                Var {
-                    ret: retv,
-                    pages: Vec::new(),
-                    pin: false,
-                    owned: false,
-                    start: 0,
-                },
-            );
+            self.bind(s, v, Var::ret(retv))?;
         }
         Ok(())
     }

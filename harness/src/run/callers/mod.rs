@@ -129,25 +129,7 @@ impl<A: Arch> Runner<'_, A> {
         let retv = r.ret.unwrap_or(0);
         self.push(r);
         if let Some(v) = var {
-            if let Some(old) = self.vars.get(v)
-                && old.owned
-                && !old.pages.is_empty()
-            {
-                return Err(self.err(
-                    s.span,
-                    format!("`{v}` still holds pages: `release {v}` before reusing the name"),
-                ));
-            }
-            self.vars.insert(
-                v.to_string(),
-                Var {
-                    ret: retv,
-                    pages: Vec::new(),
-                    pin: false,
-                    owned: false,
-                    start: 0,
-                },
-            );
+            self.bind(s, v, Var::ret(retv))?;
         }
         Ok(())
     }

@@ -1,0 +1,411 @@
+//! The iterator statements: `iter NAME KIND ...` (`iov_iter_init` and
+//! friends) and the `iov_iter` primitives on one iterator.
+
+use super::*;
+
+impl<'w, A: Arch> Runner<'w, A> {
+    pub(crate) fn exec_iter(
+        &mut self,
+        s: &Stmt,
+        name: &str,
+        kind: &str,
+        read: bool,
+        segs: &[(Expr, Expr)],
+        pipe: Option<&str>,
+    ) -> Result<(), ScriptError> {
+        let dir = if read { Dir::Read } else { Dir::Write };
+        if segs.len() > self.opts.limits.max_iovecs {
+            return Err(self.err(
+                s.span,
+                format!(
+                    "iterator `{name}` has {} segments, more than {}; raise the limit with --max-iovecs",
+                    segs.len(),
+                    self.opts.limits.max_iovecs
+                ),
+            ));
+        }
+        let mut v = Vec::with_capacity(segs.len());
+        for (a, l) in segs {
+            let a = self.addr(a, s.span)?;
+            let l = to_u64(self.w, self.eval(l)?, s.span)?;
+            v.push(Iovec { base: a, len: l });
+        }
+        let count = v.iter().fold(0u64, |acc, x| acc.wrapping_add(x.len));
+        let not_here = |what: &str| {
+            format!(
+                "{what} does not exist in kernel {}: qualify the statement with `kernel ...`",
+                self.kernel
+            )
+        };
+        let it = match kind {
+            "iovec" => IovIter::init(&self.sys.m, dir, v, count),
+            "kvec" => IovIter::kvec(dir, v, count),
+            "bvec" => {
+                let mut b = Vec::new();
+                for x in &v {
+                    let mm = self.sys.m.current_mm();
+                    let pa = self
+                        .sys
+                        .m
+                        .kernel_pa(x.base)
+                        .or_else(|| self.sys.m.user_pa(mm, x.base))
+                        .ok_or_else(|| {
+                            self.err(s.span, format!("bvec address {} is not mapped", x.base))
+                        })?;
+                    let len = u32::try_from(x.len)
+                        .map_err(|_| self.err(s.span, "bvec length must fit in 32 bits"))?;
+                    // A bio_vec covers physically contiguous memory: every
+                    // page of the segment must follow the previous frame.
+                    let first = pa.pfn(A::PAGE_SHIFT).0;
+                    let last_off = (pa.0 % A::PAGE_SIZE + u64::from(len)).saturating_sub(1);
+                    for k in 1..=last_off / A::PAGE_SIZE {
+                        let va = x
+                            .base
+                            .align_down(A::PAGE_SIZE)
+                            .wrapping_add(k * A::PAGE_SIZE);
+                        let p = self
+                            .sys
+                            .m
+                            .kernel_pa(va)
+                            .or_else(|| self.sys.m.user_pa(mm, va))
+                            .map(|p| p.pfn(A::PAGE_SHIFT).0);
+                        if p != Some(first + k) {
+                            return Err(self.err(
+                                s.span,
+                                format!(
+                                    "bvec segment at {} (+{len}) is not physically contiguous: page {k} is not the frame after page {}",
+                                    x.base,
+                                    k - 1
+                                ),
+                            ));
+                        }
+                    }
+                    b.push(BioVec {
+                        page: pa.pfn(A::PAGE_SHIFT),
+                        len,
+                        offset: (pa.0 % A::PAGE_SIZE) as u32,
+                    });
+                }
+                IovIter::bvec(dir, b, count)
+            }
+            "ubuf" => {
+                let [x] = v.as_slice() else {
+                    return Err(self.err(s.span, "a ubuf iterator has exactly one segment"));
+                };
+                IovIter::ubuf(&self.sys.m, dir, x.base, x.len)
+                    .map_err(|_| self.err(s.span, not_here("ITER_UBUF")))?
+            }
+            "discard" => IovIter::discard(&self.sys.m, count)
+                .map_err(|_| self.err(s.span, not_here("ITER_DISCARD")))?,
+            _ => {
+                let p = pipe.unwrap_or_default();
+                let id = *self
+                    .pipes
+                    .get(p)
+                    .ok_or_else(|| self.err(s.span, format!("undefined pipe `{p}`")))?;
+                self.sys
+                    .iov_iter_pipe(id)
+                    .map_err(|_| self.err(s.span, not_here("ITER_PIPE")))?
+            }
+        };
+        let mut r = self.record(s, "iov_iter_init");
+        r.ret = Some(it.count as i64);
+        r.detail = Some(format!("{:?}", it.ty).to_uppercase());
+        self.push(r);
+        self.stale_iters.remove(name);
+        self.iters.insert(name.to_string(), it);
+        Ok(())
+    }
+
+    pub(crate) fn exec_iter_call(
+        &mut self,
+        s: &Stmt,
+        var: Option<&str>,
+        func: &str,
+        args: &[Arg],
+    ) -> Result<(), ScriptError> {
+        let (it_name, mut it) = self.take_iter_arg(s, func, args)?;
+        let mut nums = self.iter_nums(s, &args[1..])?;
+        if let Err(e) = self.iter_call_allowed(s, func, &it, &mut nums) {
+            self.iters.insert(it_name, it);
+            return Err(e);
+        }
+        let mut r = self.record(s, func);
+        let mut got: Option<(GotPages, bool)> = None;
+        // The iterator as the call found it, to check a gathered run against.
+        let before = it.clone();
+        let res = match self.iter_primitive(s, func, &mut it, &nums, &mut got) {
+            Ok(res) => res,
+            Err(e) => {
+                self.iters.insert(it_name, it);
+                return Err(e);
+            }
+        };
+        match res {
+            Ok(v) => r.ret = Some(v),
+            Err(e) => set_err(&mut r, e),
+        }
+        if let Some((g, _)) = &got
+            && GATHERS.contains(&func)
+        {
+            // Does the returned run hold the iterator's bytes? (A
+            // `data_mismatch` event if not; see vmemu_iter::bytemap.)
+            self.sys.check_gathered(&before, g, func);
+        }
+        let (pages, pin, owned, start) = match got {
+            Some((g, owned)) => (g.pages, g.pinned, owned, g.start),
+            None => (Vec::new(), false, false, 0),
+        };
+        r.pages = pages.iter().map(|p| self.sys.m.page_name(*p)).collect();
+        if start != 0 {
+            r.detail = Some(format!("start {start:#x}"));
+        }
+        r.detail = Some(format!(
+            "{}count {}, nr_segs {}, iov_offset {}",
+            r.detail
+                .as_deref()
+                .map(|d| format!("{d}; "))
+                .unwrap_or_default(),
+            fmt_ret(it.count as i64),
+            it.nr_segs,
+            fmt_ret(it.iov_offset as i64)
+        ));
+        let retv = r.ret.unwrap_or(0);
+        self.push(r);
+        self.iters.insert(it_name, it);
+        match var {
+            Some(v) => {
+                let var = Var {
+                    ret: retv,
+                    pages,
+                    pin,
+                    owned,
+                    start,
+                };
+                self.bind(s, v, var)?;
+            }
+            None if owned => {
+                for p in pages {
+                    let _ = if pin {
+                        self.sys.m.unpin_user_page(p)
+                    } else {
+                        self.sys.m.put_page(p)
+                    };
+                }
+            }
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The iterator an iov_iter call names first, taken out of the runner
+    /// (the caller puts it back); a stale pipe iterator is an error.
+    fn take_iter_arg(
+        &mut self,
+        s: &Stmt,
+        func: &str,
+        args: &[Arg],
+    ) -> Result<(String, IovIter), ScriptError> {
+        let Some(Arg::Expr(Expr::Name(it_name, nspan))) = args.first() else {
+            return Err(self.err(s.span, format!("`{func}` takes an iterator name first")));
+        };
+        if let Some((f, line)) = self.stale_iters.get(it_name) {
+            return Err(self.err(
+                *nspan,
+                format!(
+                    "pipe iterator `{it_name}` is stale: `{f}` at line {line} used its pipe (an ITER_PIPE exists only inside one splice call, under the pipe lock); create a new one with `iter {it_name} pipe ...`"
+                ),
+            ));
+        }
+        let it = self.iters.remove(it_name).ok_or_else(|| {
+            self.err(
+                *nspan,
+                format!("undefined iterator `{it_name}` (create it with `iter {it_name} ...`)"),
+            )
+        })?;
+        Ok((it_name.clone(), it))
+    }
+
+    /// The numeric arguments of an iov_iter call, each 0..=2^40.
+    fn iter_nums(&self, s: &Stmt, args: &[Arg]) -> Result<Vec<u64>, ScriptError> {
+        let mut nums: Vec<u64> = Vec::new();
+        for a in args {
+            let v = self.expr_arg(a, s)?;
+            nums.push(
+                u64::try_from(v)
+                    .ok()
+                    .filter(|x| *x <= 1 << 40)
+                    .ok_or_else(|| {
+                        self.err(s.span, format!("argument must be 0..=2^40, found {v}"))
+                    })?,
+            );
+        }
+        Ok(nums)
+    }
+
+    /// Whether `func` exists in the profile and its host buffer fits;
+    /// clamps a copy's length to the iterator's count.
+    fn iter_call_allowed(
+        &self,
+        s: &Stmt,
+        func: &str,
+        it: &IovIter,
+        nums: &mut [u64],
+    ) -> Result<(), ScriptError> {
+        let k = self.sys.m.knobs;
+        let present = match func {
+            "iov_iter_get_pages" | "iov_iter_get_pages_alloc" => !k.get_pages2,
+            "iov_iter_get_pages2" | "iov_iter_get_pages_alloc2" | "iov_iter_extract_pages" => {
+                k.get_pages2
+            }
+            "iov_iter_revert" => k.iov_iter_revert,
+            _ => true,
+        };
+        if !present {
+            return Err(self.err(
+                s.span,
+                format!(
+                    "{func} does not exist in kernel {}: qualify the statement with `kernel ...`",
+                    self.kernel
+                ),
+            ));
+        }
+        // Host buffers: a copy moves at most `count` bytes, and at most
+        // MAX_COPY (64 MiB) per statement; arrays of bvecs are bounded too.
+        if matches!(func, "copy_to_iter" | "copy_from_iter") {
+            nums[0] = nums[0].min(it.count);
+        }
+        let host = match func {
+            "copy_to_iter" | "copy_from_iter" => nums[0],
+            "copy_from_iter_full" if nums[0] <= it.count => nums[0],
+            "iov_iter_fill_bvecs" => nums[0].saturating_mul(16),
+            _ => 0,
+        };
+        if host > MAX_COPY {
+            return Err(self.err(
+                s.span,
+                format!(
+                    "`{func}` would need a {host}-byte buffer; a statement may copy at most 64M"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Runs the iov_iter primitive `func` on `it`; the pages a gathering
+    /// call returns go to `got` (with whether they carry references).
+    fn iter_primitive(
+        &mut self,
+        s: &Stmt,
+        func: &str,
+        it: &mut IovIter,
+        nums: &[u64],
+        got: &mut Option<(GotPages, bool)>,
+    ) -> Result<Result<i64, Errno>, ScriptError> {
+        let sys = &mut self.sys;
+        let mut gathered = |g: GotPages, owned: bool| {
+            let b = g.bytes as i64;
+            *got = Some((g, owned));
+            b
+        };
+        Ok(match func {
+            "copy_to_iter" => {
+                let src: Vec<u8> = (0..nums[0]).map(|i| (i % 251) as u8 + 1).collect();
+                Ok(sys.copy_to_iter(&src, it) as i64)
+            }
+            "copy_from_iter" => {
+                let mut dst = vec![0u8; nums[0] as usize];
+                let n = sys.copy_from_iter(&mut dst, it);
+                dst.truncate(n as usize);
+                self.oracle.last_read = Some(dst);
+                Ok(n as i64)
+            }
+            "copy_from_iter_full" if nums[0] > it.count => {
+                // Nothing is copied (a pipe still WARNs).
+                let pipe = it.ty == vmemu_iter::IterType::Pipe;
+                Ok(i64::from(pipe && sys.copy_from_iter_full(&mut [], it)))
+            }
+            "copy_from_iter_full" => {
+                let mut dst = vec![0u8; nums[0] as usize];
+                Ok(i64::from(sys.copy_from_iter_full(&mut dst, it)))
+            }
+            "iov_iter_zero" => Ok(sys.iov_iter_zero(nums[0], it) as i64),
+            "iov_iter_advance" => {
+                sys.iov_iter_advance(it, nums[0]);
+                Ok(it.count as i64)
+            }
+            "iov_iter_revert" => match sys.iov_iter_revert(it, nums[0]) {
+                Ok(()) => Ok(it.count as i64),
+                Err(_) => {
+                    return Err(self.err(
+                        s.span,
+                        format!("iov_iter_revert does not exist in kernel {}", self.kernel),
+                    ));
+                }
+            },
+            "iov_iter_get_pages" => sys
+                .iov_iter_get_pages(it, nums[0], nums[1])
+                .map(|g| gathered(g, true)),
+            "iov_iter_get_pages_alloc" => sys
+                .iov_iter_get_pages_alloc(it, nums[0])
+                .map(|g| gathered(g, true)),
+            "iov_iter_get_pages2" => sys
+                .iov_iter_get_pages2(it, nums[0], nums[1])
+                .map(|g| gathered(g, true)),
+            "iov_iter_get_pages_alloc2" => sys
+                .iov_iter_get_pages_alloc2(it, nums[0])
+                .map(|g| gathered(g, true)),
+            "iov_iter_extract_pages" => {
+                let user = it.user_backed();
+                sys.iov_iter_extract_pages(it, nums[0], nums[1])
+                    .map(|g| gathered(g, user))
+            }
+            "iov_iter_npages" => Ok(sys.iov_iter_npages(it, nums[0]) as i64),
+            "iov_iter_alignment" => Ok(sys.iov_iter_alignment(it) as i64),
+            "iov_iter_gap_alignment" => Ok(sys.iov_iter_gap_alignment(it) as i64),
+            "iov_iter_single_seg_count" => Ok(sys.iov_iter_single_seg_count(it) as i64),
+            "iov_iter_for_each_page" => {
+                let stop_after = nums[2];
+                let mut calls = 0u64;
+                let mut seen = Vec::new();
+                let res = sys.iov_iter_for_each_page(it, nums[0], nums[1], &mut |_, p, _, _| {
+                    calls += 1;
+                    seen.push(p);
+                    stop_after == 0 || calls < stop_after
+                });
+                let n = res.map(|b| b as i64);
+                *got = Some((
+                    GotPages {
+                        pages: seen,
+                        ..GotPages::default()
+                    },
+                    true,
+                ));
+                n
+            }
+            "iov_iter_fill_bvecs" => {
+                let mut bv = vec![
+                    BioVec {
+                        page: Pfn(0),
+                        len: 0,
+                        offset: 0
+                    };
+                    nums[0] as usize
+                ];
+                let res = sys.iov_iter_fill_bvecs(it, &mut bv, nums[1]);
+                res.map(|(n, bytes)| {
+                    *got = Some((
+                        GotPages {
+                            pages: bv[..n].iter().map(|b| b.page).collect(),
+                            bytes,
+                            ..GotPages::default()
+                        },
+                        true,
+                    ));
+                    bytes as i64
+                })
+            }
+            _ => return Err(self.err(s.span, format!("unknown function `{func}`"))),
+        })
+    }
+}

@@ -1,0 +1,74 @@
+//! The pipe-buffer calls of `fs/splice.c`: `vmsplice`, `readv`/`writev` of
+//! a pipe and `splice_write`.
+
+use super::*;
+
+impl<'w, A: Arch> Runner<'w, A> {
+    pub(crate) fn exec_pipe_call(
+        &mut self,
+        s: &Stmt,
+        var: Option<&str>,
+        func: &str,
+        args: &[Arg],
+    ) -> Result<(), ScriptError> {
+        let name_of = |a: &Arg| match a {
+            Arg::Expr(Expr::Name(n, _)) => Some(n.clone()),
+            _ => None,
+        };
+        let pname = name_of(&args[0])
+            .ok_or_else(|| self.err(s.span, format!("`{func}` takes a pipe name first")))?;
+        let pipe = *self
+            .pipes
+            .get(&pname)
+            .ok_or_else(|| self.err(s.span, format!("undefined pipe `{pname}`")))?;
+        // An ITER_PIPE lives inside one splice call, under the pipe lock:
+        // no other call can use the pipe while it exists. Iterators over
+        // this pipe cannot be used after this call.
+        for (n, it) in &self.iters {
+            if it.ty == vmemu_iter::IterType::Pipe && it.pipe == Some(pipe) {
+                self.stale_iters
+                    .insert(n.clone(), (func.to_string(), s.span.line));
+            }
+        }
+        let mut r = self.record(s, func);
+        let res = if func == "splice_write" {
+            let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
+            let mut out = Vec::new();
+            self.sys.splice_to_vec(pipe, len, &mut out)
+        } else {
+            let iname = name_of(&args[1]).ok_or_else(|| {
+                self.err(s.span, format!("`{func}` takes an iterator name second"))
+            })?;
+            let mut it = self
+                .iters
+                .remove(&iname)
+                .ok_or_else(|| self.err(s.span, format!("undefined iterator `{iname}`")))?;
+            let res = match func {
+                "vmsplice" => {
+                    let iov = it.iov[it.idx.min(it.iov.len())..].to_vec();
+                    self.sys.vmsplice(pipe, iov, 0)
+                }
+                "readv" => self.sys.pipe_read(pipe, &mut it),
+                _ => self.sys.pipe_write(pipe, &mut it),
+            };
+            self.iters.insert(iname, it);
+            res
+        };
+        match res {
+            Ok(v) => r.ret = Some(v as i64),
+            Err(e) => set_err(&mut r, e),
+        }
+        let p = &self.sys.pipes[pipe];
+        r.detail = Some(format!(
+            "pipe: {} buffers, {} bytes",
+            p.nrbufs,
+            fmt_ret(p.bytes() as i64)
+        ));
+        let retv = r.ret.unwrap_or(0);
+        self.push(r);
+        if let Some(v) = var {
+            self.bind(s, v, Var::ret(retv))?;
+        }
+        Ok(())
+    }
+}
