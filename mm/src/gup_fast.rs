@@ -151,6 +151,7 @@ impl<A: Arch> Machine<A> {
     }
 
     /// `gup_pgd_range`: the lockless walk from `pgd_offset(current->mm, addr)`.
+    #[doc(alias = "gup_fast_pgd_range")]
     fn gup_pgd_range(&mut self, start: VirtAddr, end: VirtAddr, w: &mut FastWalk<'_>) {
         let mm = self.current_mm();
         let pgd = self.mm(mm).pgd;
@@ -297,6 +298,7 @@ impl<A: Arch> Machine<A> {
     }
 
     /// `gup_pud_range`.
+    #[doc(alias = "gup_fast_pud_range")]
     fn gup_pud_range(
         &mut self,
         table: PhysAddr,
@@ -308,6 +310,7 @@ impl<A: Arch> Machine<A> {
     }
 
     /// `gup_pmd_range` (level 2, above the leaf level on 4-level arches).
+    #[doc(alias = "gup_fast_pmd_range")]
     fn gup_pmd_range(
         &mut self,
         table: PhysAddr,
@@ -333,6 +336,7 @@ impl<A: Arch> Machine<A> {
 
     /// `gup_huge_pmd` / `gup_huge_pud`: all subpages of `[addr, end)` in one
     /// step on the compound head, then re-check the entry.
+    #[doc(alias = "gup_fast_pmd_leaf", alias = "gup_fast_pud_leaf")]
     fn gup_huge_leaf(
         &mut self,
         level: Level,
@@ -377,6 +381,7 @@ impl<A: Arch> Machine<A> {
     /// one decode, one reference on the compound head (looked up once), one
     /// re-read of the entry where the flavour is speculative.
     #[inline]
+    #[doc(alias = "gup_fast_pte_range")]
     fn gup_pte_range(
         &mut self,
         table: PhysAddr,
