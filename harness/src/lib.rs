@@ -32,5 +32,6 @@ pub mod lint;
 pub mod man;
 pub mod report;
 pub mod run;
+pub mod seed;
 pub use run::{callers, syscalls};
 pub mod workloads;
