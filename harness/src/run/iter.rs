@@ -184,15 +184,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 };
                 self.bind(s, v, var)?;
             }
-            None if owned => {
-                for p in pages {
-                    let _ = if pin {
-                        self.sys.m.unpin_user_page(p)
-                    } else {
-                        self.sys.m.put_page(p)
-                    };
-                }
-            }
+            None if owned => self.give_back(pages, pin),
             None => {}
         }
         Ok(())

@@ -199,16 +199,8 @@ impl<'w, A: Arch> Runner<'w, A> {
                 };
                 self.bind(s, v, var)?;
             }
-            None if !pages.is_empty() => {
-                // Pages nobody can release: give them back and say so.
-                for p in pages {
-                    let _ = if pin {
-                        self.sys.m.unpin_user_page(p)
-                    } else {
-                        self.sys.m.put_page(p)
-                    };
-                }
-            }
+            // Pages nobody can release: give them back.
+            None if !pages.is_empty() => self.give_back(pages, pin),
             None => {}
         }
         Ok(())

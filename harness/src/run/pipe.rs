@@ -4,6 +4,16 @@
 use super::*;
 
 impl<'w, A: Arch> Runner<'w, A> {
+    /// A pipe's state as records show it: `pipe: N buffers, B bytes`.
+    pub(crate) fn pipe_detail(&self, pipe: usize) -> String {
+        let p = &self.sys.pipes[pipe];
+        format!(
+            "pipe: {} buffers, {} bytes",
+            p.nrbufs,
+            fmt_ret(p.bytes() as i64)
+        )
+    }
+
     pub(crate) fn exec_pipe_call(
         &mut self,
         s: &Stmt,
@@ -58,12 +68,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             Ok(v) => r.ret = Some(v as i64),
             Err(e) => set_err(&mut r, e),
         }
-        let p = &self.sys.pipes[pipe];
-        r.detail = Some(format!(
-            "pipe: {} buffers, {} bytes",
-            p.nrbufs,
-            fmt_ret(p.bytes() as i64)
-        ));
+        r.detail = Some(self.pipe_detail(pipe));
         let retv = r.ret.unwrap_or(0);
         self.push(r);
         if let Some(v) = var {

@@ -257,6 +257,18 @@ impl<'w, A: Arch> Runner<'w, A> {
         self.halted = true;
     }
 
+    /// Drops the references of `pages` that no result variable will hold
+    /// (`unpin_user_page` for pins, `put_page` otherwise).
+    pub(crate) fn give_back(&mut self, pages: Vec<Pfn>, pin: bool) {
+        for p in pages {
+            let _ = if pin {
+                self.sys.m.unpin_user_page(p)
+            } else {
+                self.sys.m.put_page(p)
+            };
+        }
+    }
+
     /// Binds the result variable `v` of statement `s`. Rebinding a name
     /// whose pages still carry references the workload must release (an
     /// owned, non-empty result) is an error: those references would be lost.

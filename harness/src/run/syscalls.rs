@@ -27,7 +27,7 @@ use vmemu_mm::Errno;
 use vmemu_mm::sync::TaskId;
 
 use crate::lang::{Arg, Expr, ScriptError, Stmt};
-use crate::run::{Runner, Var, fmt_ret, set_err, to_u64};
+use crate::run::{Runner, Var, set_err, to_u64};
 
 /// Syscall functions a workload may call, with their arity.
 pub const CALLS: &[(&str, usize)] = &[
@@ -163,12 +163,7 @@ impl<A: Arch> Runner<'_, A> {
             Err(e) => set_err(&mut r, e),
         }
         if let Some(p) = pipe_shown {
-            let p = &self.sys.pipes[p];
-            r.detail = Some(format!(
-                "pipe: {} buffers, {} bytes",
-                p.nrbufs,
-                fmt_ret(p.bytes() as i64)
-            ));
+            r.detail = Some(self.pipe_detail(p));
         }
         let retv = r.ret.unwrap_or(0);
         self.push(r);

@@ -4,7 +4,7 @@ use vmemu_arch::Arch;
 
 use super::{Outcome, iter_state};
 use crate::lang::{Arg, ScriptError, Stmt};
-use crate::run::{Runner, fmt_ret};
+use crate::run::Runner;
 
 impl<A: Arch> Runner<'_, A> {
     pub(super) fn call_ceph(
@@ -17,13 +17,8 @@ impl<A: Arch> Runner<'_, A> {
             let pipe = self.pipe_arg(s, &args[0])?;
             let len = self.num(s, &args[1])?;
             let (r, io) = self.sys.ceph_splice_write(pipe, len);
-            let p = &self.sys.pipes[pipe];
             let mut o = Outcome::io(r, io);
-            o.detail = Some(format!(
-                "pipe: {} buffers, {} bytes",
-                p.nrbufs,
-                fmt_ret(p.bytes() as i64)
-            ));
+            o.detail = Some(self.pipe_detail(pipe));
             return Ok(o);
         }
         let pos = self.num(s, &args[1])?;

@@ -4,7 +4,7 @@ use vmemu_arch::Arch;
 
 use super::{Outcome, iter_state};
 use crate::lang::{Arg, ScriptError, Stmt};
-use crate::run::{Runner, fmt_ret};
+use crate::run::Runner;
 
 impl<A: Arch> Runner<'_, A> {
     pub(super) fn call_splice(
@@ -21,13 +21,8 @@ impl<A: Arch> Runner<'_, A> {
         let detail = iter_state(&it);
         self.put_iter(name, it);
         let (r, io) = r.map_err(|e| self.not_modelled(s, &e))?;
-        let p = &self.sys.pipes[pipe];
         let mut o = Outcome::io(r, io);
-        o.detail = Some(format!(
-            "{detail}; pipe: {} buffers, {} bytes",
-            p.nrbufs,
-            fmt_ret(p.bytes() as i64)
-        ));
+        o.detail = Some(format!("{detail}; {}", self.pipe_detail(pipe)));
         Ok(o)
     }
 }
