@@ -20,23 +20,9 @@
 use vmemu_arch::{Arch, VirtAddr};
 use vmemu_mm::{Errno, GupFlags};
 
+use crate::calls::BugCall;
 use crate::lang::{Arg, Expr, ScriptError, Stmt};
 use crate::run::{Runner, Var, set_err, to_u64};
-
-/// The known-bugs statements with their arity.
-pub const CALLS: &[(&str, usize)] = &[
-    ("interleave_dontneed", 3),
-    ("interleave_dontneed_touch", 3),
-    ("access_remote_vm", 3),
-    ("file_byte", 2),
-    ("splice_read", 4),
-    ("tee", 3),
-    ("page_ref_count", 1),
-    ("get_user", 1),
-    ("put_user", 2),
-    ("memset", 3),
-    ("page_byte", 3),
-];
 
 impl<A: Arch> Runner<'_, A> {
     /// Remembers where the pins of a gup statement at `start` were taken
@@ -71,162 +57,29 @@ impl<A: Arch> Runner<'_, A> {
             .ok_or_else(|| self.err(s.span, format!("undefined file `{n}`")))
     }
 
-    /// Runs one of [`CALLS`].
+    /// Runs a known-bug statement.
     pub(crate) fn exec_bug_call(
         &mut self,
         s: &Stmt,
         var: Option<&str>,
+        call: BugCall,
         func: &str,
         args: &[Arg],
     ) -> Result<(), ScriptError> {
         let mut r = self.record(s, func);
         let seen_log = self.sys.m.interleave_log.len();
-        let res: Result<u64, Errno> = match func {
-            "interleave_dontneed" | "interleave_dontneed_touch" => {
-                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
-                let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
-                let walk = self.expr_arg(&args[2], s)?;
-                let walk = u32::try_from(walk)
-                    .ok()
-                    .filter(|w| *w <= 64)
-                    .ok_or_else(|| self.err(s.span, "the walk number must be 0..=64"))?;
-                let touch = func == "interleave_dontneed_touch";
-                if touch {
-                    self.sys.m.interleave_dontneed_touch(addr, len, walk);
-                } else {
-                    self.sys.m.interleave_dontneed(addr, len, walk);
-                }
-                r.detail = Some(if walk == 0 {
-                    "disarmed".into()
-                } else if touch {
-                    format!(
-                        "armed: a second task zaps the range, reads it and reads it through /proc/pid/mem before gup walk {walk}"
-                    )
-                } else {
-                    format!("armed: a second task zaps the range before gup walk {walk}")
-                });
-                Ok(0)
+        let res = match call {
+            BugCall::InterleaveDontneed { touch } => {
+                self.bug_interleave(s, args, touch, &mut r.detail)?
             }
-            "access_remote_vm" => {
-                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
-                let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
-                if len > 1 << 20 {
-                    return Err(self.err(s.span, "access_remote_vm length must be <= 1M"));
-                }
-                let flags = self.flags(s, &args[2])?;
-                let mm = self.sys.m.current_mm();
-                if flags == GupFlags::FOLL_FORCE {
-                    let mut buf = vec![0u8; len as usize];
-                    self.sys.m.access_remote_vm_read(mm, addr, &mut buf)
-                } else if flags == GupFlags::FOLL_WRITE | GupFlags::FOLL_FORCE {
-                    let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
-                    self.sys.m.access_remote_vm_write(mm, addr, &data)
-                } else {
-                    return Err(self.err(
-                        s.span,
-                        "only the /proc/pid/mem read (FOLL_FORCE) and write (FOLL_WRITE|FOLL_FORCE) are modelled",
-                    ));
-                }
+            BugCall::AccessRemoteVm => self.bug_access_remote_vm(s, args)?,
+            BugCall::FileByte | BugCall::SpliceRead => self.bug_file(s, call, args)?,
+            BugCall::Tee => self.bug_tee(s, args, &mut r.detail)?,
+            BugCall::PageRefCount => self.bug_page_ref_count(s, args, &mut r.detail)?,
+            BugCall::GetUser | BugCall::PutUser | BugCall::Memset => {
+                self.bug_uaccess(s, call, args)?
             }
-            "file_byte" => {
-                let f = self.file_arg(s, &args[0])?;
-                let pos = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
-                let mut b = [0u8];
-                self.sys
-                    .m
-                    .file_read(f, pos, &mut b)
-                    .map(|()| u64::from(b[0]))
-            }
-            "splice_read" => {
-                let f = self.file_arg(s, &args[0])?;
-                let mut pos = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
-                let pname = self.bug_name_arg(s, &args[2], "a pipe")?;
-                let pipe = *self
-                    .pipes
-                    .get(&pname)
-                    .ok_or_else(|| self.err(s.span, format!("undefined pipe `{pname}`")))?;
-                let len = to_u64(self.w, self.expr_arg(&args[3], s)?, s.span)?;
-                self.sys.splice_file_to_pipe(f, &mut pos, pipe, len)
-            }
-            "tee" => {
-                let a = self.pipe_arg(s, &args[0])?;
-                let b = self.pipe_arg(s, &args[1])?;
-                let len = to_u64(self.w, self.expr_arg(&args[2], s)?, s.span)?;
-                let res = self.sys.tee(a, b, len);
-                let (pa, pb) = (&self.sys.pipes[a], &self.sys.pipes[b]);
-                r.detail = Some(format!(
-                    "pipes: in {} buffers, out {} buffers",
-                    pa.nrbufs, pb.nrbufs
-                ));
-                res
-            }
-            "page_ref_count" => {
-                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
-                let m = &self.sys.m;
-                match m.user_pa(m.current_mm(), addr) {
-                    Some(pa) => {
-                        let pfn = pa.pfn(A::PAGE_SHIFT);
-                        r.detail = Some(format!(
-                            "{} ({} bits)",
-                            m.page_name(pfn),
-                            m.phys.refcount_bits()
-                        ));
-                        Ok(m.phys.page_ref_count(pfn) as u64)
-                    }
-                    None => Err(Errno::EFAULT),
-                }
-            }
-            "get_user" => {
-                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
-                self.sys.m.get_user(addr, 1)
-            }
-            "put_user" => {
-                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
-                let v = self.expr_arg(&args[1], s)?;
-                let v = u8::try_from(v)
-                    .map_err(|_| self.err(s.span, "put_user stores one byte: 0..=255"))?;
-                self.sys.m.put_user(u64::from(v), addr, 1).map(|()| 0)
-            }
-            "memset" => {
-                let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
-                let byte = self.expr_arg(&args[1], s)?;
-                let byte =
-                    u8::try_from(byte).map_err(|_| self.err(s.span, "the byte must be 0..=255"))?;
-                let len = to_u64(self.w, self.expr_arg(&args[2], s)?, s.span)?;
-                if len > 1 << 20 {
-                    return Err(self.err(s.span, "memset length must be <= 1M"));
-                }
-                let buf = vec![byte; len as usize];
-                Ok(self.sys.m.copy_to_user(addr, &buf))
-            }
-            "page_byte" => {
-                let v = self.bug_name_arg(s, &args[0], "a gup result")?;
-                let i = self.expr_arg(&args[1], s)?;
-                let off = self.expr_arg(&args[2], s)?;
-                let pages = &self
-                    .vars
-                    .get(&v)
-                    .ok_or_else(|| self.err(s.span, format!("undefined result `{v}`")))?
-                    .pages;
-                let pfn = usize::try_from(i)
-                    .ok()
-                    .and_then(|i| pages.get(i).copied())
-                    .ok_or_else(|| {
-                        self.err(s.span, format!("`{v}` holds no page {i} (released?)"))
-                    })?;
-                let off = u64::try_from(off)
-                    .ok()
-                    .filter(|o| *o < A::PAGE_SIZE)
-                    .ok_or_else(|| self.err(s.span, "the offset must be inside the page"))?;
-                let mut b = [0u8];
-                self.sys
-                    .m
-                    .phys
-                    .read(pfn.addr(A::PAGE_SHIFT).add(off), &mut b)
-                    .map_err(|_| Errno::EFAULT)
-                    .map(|()| u64::from(b[0]))
-            }
-            _ => return Err(self.err(s.span, format!("unknown function `{func}`"))),
+            BugCall::PageByte => self.bug_page_byte(s, args)?,
         };
         let log = &self.sys.m.interleave_log[seen_log..];
         if !log.is_empty() {
@@ -247,6 +100,187 @@ impl<A: Arch> Runner<'_, A> {
             self.bind(s, v, Var::ret(ret))?;
         }
         Ok(())
+    }
+
+    /// `interleave_dontneed[_touch](m, LEN, WALK)`: arms the second task.
+    fn bug_interleave(
+        &mut self,
+        s: &Stmt,
+        args: &[Arg],
+        touch: bool,
+        detail: &mut Option<String>,
+    ) -> Result<Result<u64, Errno>, ScriptError> {
+        let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+        let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
+        let walk = self.expr_arg(&args[2], s)?;
+        let walk = u32::try_from(walk)
+            .ok()
+            .filter(|w| *w <= 64)
+            .ok_or_else(|| self.err(s.span, "the walk number must be 0..=64"))?;
+        if touch {
+            self.sys.m.interleave_dontneed_touch(addr, len, walk);
+        } else {
+            self.sys.m.interleave_dontneed(addr, len, walk);
+        }
+        *detail = Some(if walk == 0 {
+            "disarmed".into()
+        } else if touch {
+            format!(
+                "armed: a second task zaps the range, reads it and reads it through /proc/pid/mem before gup walk {walk}"
+            )
+        } else {
+            format!("armed: a second task zaps the range before gup walk {walk}")
+        });
+        Ok(Ok(0))
+    }
+
+    /// `access_remote_vm(m, LEN, FLAGS)`: the `/proc/pid/mem` read or write.
+    fn bug_access_remote_vm(
+        &mut self,
+        s: &Stmt,
+        args: &[Arg],
+    ) -> Result<Result<u64, Errno>, ScriptError> {
+        let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+        let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
+        if len > 1 << 20 {
+            return Err(self.err(s.span, "access_remote_vm length must be <= 1M"));
+        }
+        let flags = self.flags(s, &args[2])?;
+        let mm = self.sys.m.current_mm();
+        Ok(if flags == GupFlags::FOLL_FORCE {
+            let mut buf = vec![0u8; len as usize];
+            self.sys.m.access_remote_vm_read(mm, addr, &mut buf)
+        } else if flags == GupFlags::FOLL_WRITE | GupFlags::FOLL_FORCE {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
+            self.sys.m.access_remote_vm_write(mm, addr, &data)
+        } else {
+            return Err(self.err(
+                s.span,
+                "only the /proc/pid/mem read (FOLL_FORCE) and write (FOLL_WRITE|FOLL_FORCE) are modelled",
+            ));
+        })
+    }
+
+    /// `file_byte(f, POS)` and `splice_read(f, POS, p, LEN)`.
+    fn bug_file(
+        &mut self,
+        s: &Stmt,
+        call: BugCall,
+        args: &[Arg],
+    ) -> Result<Result<u64, Errno>, ScriptError> {
+        let f = self.file_arg(s, &args[0])?;
+        let mut pos = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
+        if call == BugCall::FileByte {
+            let mut b = [0u8];
+            return Ok(self
+                .sys
+                .m
+                .file_read(f, pos, &mut b)
+                .map(|()| u64::from(b[0])));
+        }
+        let pname = self.bug_name_arg(s, &args[2], "a pipe")?;
+        let pipe = *self
+            .pipes
+            .get(&pname)
+            .ok_or_else(|| self.err(s.span, format!("undefined pipe `{pname}`")))?;
+        let len = to_u64(self.w, self.expr_arg(&args[3], s)?, s.span)?;
+        Ok(self.sys.splice_file_to_pipe(f, &mut pos, pipe, len))
+    }
+
+    /// `tee(a, b, LEN)`.
+    fn bug_tee(
+        &mut self,
+        s: &Stmt,
+        args: &[Arg],
+        detail: &mut Option<String>,
+    ) -> Result<Result<u64, Errno>, ScriptError> {
+        let a = self.pipe_arg(s, &args[0])?;
+        let b = self.pipe_arg(s, &args[1])?;
+        let len = to_u64(self.w, self.expr_arg(&args[2], s)?, s.span)?;
+        let res = self.sys.tee(a, b, len);
+        let (pa, pb) = (&self.sys.pipes[a], &self.sys.pipes[b]);
+        *detail = Some(format!(
+            "pipes: in {} buffers, out {} buffers",
+            pa.nrbufs, pb.nrbufs
+        ));
+        Ok(res)
+    }
+
+    /// `page_ref_count(ADDR)`, read as the kernel reads it.
+    fn bug_page_ref_count(
+        &mut self,
+        s: &Stmt,
+        args: &[Arg],
+        detail: &mut Option<String>,
+    ) -> Result<Result<u64, Errno>, ScriptError> {
+        let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+        let m = &self.sys.m;
+        Ok(match m.user_pa(m.current_mm(), addr) {
+            Some(pa) => {
+                let pfn = pa.pfn(A::PAGE_SHIFT);
+                *detail = Some(format!(
+                    "{} ({} bits)",
+                    m.page_name(pfn),
+                    m.phys.refcount_bits()
+                ));
+                Ok(m.phys.page_ref_count(pfn) as u64)
+            }
+            None => Err(Errno::EFAULT),
+        })
+    }
+
+    /// `get_user(ADDR)`, `put_user(ADDR, BYTE)` and `memset(ADDR, BYTE, LEN)`.
+    fn bug_uaccess(
+        &mut self,
+        s: &Stmt,
+        call: BugCall,
+        args: &[Arg],
+    ) -> Result<Result<u64, Errno>, ScriptError> {
+        let addr = VirtAddr(to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?);
+        if call == BugCall::GetUser {
+            return Ok(self.sys.m.get_user(addr, 1));
+        }
+        let v = self.expr_arg(&args[1], s)?;
+        if call == BugCall::PutUser {
+            let v = u8::try_from(v)
+                .map_err(|_| self.err(s.span, "put_user stores one byte: 0..=255"))?;
+            return Ok(self.sys.m.put_user(u64::from(v), addr, 1).map(|()| 0));
+        }
+        let byte = u8::try_from(v).map_err(|_| self.err(s.span, "the byte must be 0..=255"))?;
+        let len = to_u64(self.w, self.expr_arg(&args[2], s)?, s.span)?;
+        if len > 1 << 20 {
+            return Err(self.err(s.span, "memset length must be <= 1M"));
+        }
+        let buf = vec![byte; len as usize];
+        Ok(Ok(self.sys.m.copy_to_user(addr, &buf)))
+    }
+
+    /// `page_byte(r, I, OFF)` through the kernel's direct map.
+    fn bug_page_byte(&mut self, s: &Stmt, args: &[Arg]) -> Result<Result<u64, Errno>, ScriptError> {
+        let v = self.bug_name_arg(s, &args[0], "a gup result")?;
+        let i = self.expr_arg(&args[1], s)?;
+        let off = self.expr_arg(&args[2], s)?;
+        let pages = &self
+            .vars
+            .get(&v)
+            .ok_or_else(|| self.err(s.span, format!("undefined result `{v}`")))?
+            .pages;
+        let pfn = usize::try_from(i)
+            .ok()
+            .and_then(|i| pages.get(i).copied())
+            .ok_or_else(|| self.err(s.span, format!("`{v}` holds no page {i} (released?)")))?;
+        let off = u64::try_from(off)
+            .ok()
+            .filter(|o| *o < A::PAGE_SIZE)
+            .ok_or_else(|| self.err(s.span, "the offset must be inside the page"))?;
+        let mut b = [0u8];
+        Ok(self
+            .sys
+            .m
+            .phys
+            .read(pfn.addr(A::PAGE_SHIFT).add(off), &mut b)
+            .map_err(|_| Errno::EFAULT)
+            .map(|()| u64::from(b[0])))
     }
 }
 

@@ -82,21 +82,276 @@ pub enum Shape {
     Handle,
 }
 
-/// Which executor runs a call.
+/// gup and uaccess on the current mm (`mm/gup.c`, `lib/usercopy.c`, mmap).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub enum Family {
-    /// gup and uaccess on the current mm (`mm/gup.c`, `lib/usercopy.c`, mmap).
-    Mm,
-    /// `iov_iter` primitives on one iterator (`lib/iov_iter.c`).
-    Iter,
-    /// The pipe-buffer paths of `fs/splice.c` and `fs/pipe.c`.
-    Pipe,
-    /// The `sys_*` system calls and processes.
-    Syscall,
-    /// Caller models: kernel code consuming iov_iter pages.
-    Caller,
-    /// Statements of the known-bug replays.
-    Bug,
+#[allow(non_camel_case_types)]
+pub enum MmCall {
+    /// `get_user_pages_fast`.
+    GetUserPagesFast,
+    /// `__get_user_pages_fast`: the IRQ-safe walk without fallback.
+    __GetUserPagesFast,
+    /// `get_user_pages_fast_only` (its 5.x name).
+    GetUserPagesFastOnly,
+    /// `pin_user_pages_fast`.
+    PinUserPagesFast,
+    /// `get_user_pages` under `mmap_read_lock`.
+    GetUserPages,
+    /// `get_user_pages_unlocked`.
+    GetUserPagesUnlocked,
+    /// `copy_to_user`.
+    CopyToUser,
+    /// `copy_from_user`.
+    CopyFromUser,
+    /// `clear_user`.
+    ClearUser,
+    /// `munmap`.
+    Munmap,
+    /// `mprotect`.
+    Mprotect,
+    /// `madvise(MADV_DONTNEED)`.
+    MadviseDontneed,
+    /// `access_ok`.
+    AccessOk,
+}
+
+impl MmCall {
+    /// A copy with a length (`copy_*_user`, `clear_user`).
+    #[must_use]
+    pub fn is_copy(self) -> bool {
+        matches!(
+            self,
+            MmCall::CopyToUser | MmCall::CopyFromUser | MmCall::ClearUser
+        )
+    }
+
+    /// The IRQ-safe walk that never falls back to the slow path.
+    #[must_use]
+    pub fn is_fast_only(self) -> bool {
+        matches!(
+            self,
+            MmCall::__GetUserPagesFast | MmCall::GetUserPagesFastOnly
+        )
+    }
+}
+
+/// `iov_iter` primitives on one iterator (`lib/iov_iter.c`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum IterCall {
+    /// `copy_to_iter`.
+    CopyToIter,
+    /// `copy_from_iter`.
+    CopyFromIter,
+    /// `copy_from_iter_full`.
+    CopyFromIterFull,
+    /// `iov_iter_zero`.
+    IovIterZero,
+    /// `iov_iter_advance`.
+    IovIterAdvance,
+    /// `iov_iter_revert`.
+    IovIterRevert,
+    /// `iov_iter_get_pages` (before 6.0: does not advance).
+    IovIterGetPages,
+    /// `iov_iter_get_pages_alloc` (before 6.0).
+    IovIterGetPagesAlloc,
+    /// `iov_iter_get_pages2` (6.0+: advances).
+    IovIterGetPages2,
+    /// `iov_iter_get_pages_alloc2` (6.0+).
+    IovIterGetPagesAlloc2,
+    /// `iov_iter_extract_pages` (6.3+).
+    IovIterExtractPages,
+    /// `iov_iter_npages`.
+    IovIterNpages,
+    /// `iov_iter_alignment`.
+    IovIterAlignment,
+    /// `iov_iter_gap_alignment`.
+    IovIterGapAlignment,
+    /// `iov_iter_single_seg_count`.
+    IovIterSingleSegCount,
+    /// `iov_iter_for_each_page`.
+    IovIterForEachPage,
+    /// `iov_iter_fill_bvecs`.
+    IovIterFillBvecs,
+}
+
+impl IterCall {
+    /// A page-gathering call that does not move the iterator (before 6.0).
+    #[must_use]
+    pub fn is_get_pages1(self) -> bool {
+        matches!(
+            self,
+            IterCall::IovIterGetPages | IterCall::IovIterGetPagesAlloc
+        )
+    }
+
+    /// A page-gathering call that moves the iterator past what it took.
+    #[must_use]
+    pub fn is_get_pages2(self) -> bool {
+        matches!(
+            self,
+            IterCall::IovIterGetPages2
+                | IterCall::IovIterGetPagesAlloc2
+                | IterCall::IovIterExtractPages
+        )
+    }
+}
+
+/// The pipe-buffer paths of `fs/splice.c` and `fs/pipe.c`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum PipeCall {
+    /// `vmsplice` into the pipe.
+    Vmsplice,
+    /// `readv` from the pipe.
+    Readv,
+    /// `writev` into the pipe.
+    Writev,
+    /// A `->splice_write` draining the pipe.
+    SpliceWrite,
+}
+
+/// The `sys_*` system calls and processes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum SysCall {
+    /// `readv(2)`, `writev(2)`, `preadv(2)`, `pwritev(2)`.
+    ReadWritev {
+        /// A write (`writev`, `pwritev`).
+        write: bool,
+        /// Takes a position (`preadv`, `pwritev`).
+        positioned: bool,
+    },
+    /// `vmsplice(2)`.
+    Vmsplice,
+    /// `process_vm_readv(2)` or `process_vm_writev(2)`.
+    ProcessVmRw {
+        /// `process_vm_writev`.
+        write: bool,
+    },
+    /// Open the block device.
+    OpenBlkdev,
+    /// A new process with its own mm.
+    NewProcess,
+    /// Run as another process.
+    SwitchTo,
+    /// `getpid(2)`.
+    Getpid,
+    /// `fork(2)`.
+    Fork,
+    /// `exit(2)` of a process.
+    Exit,
+}
+
+/// Caller models: kernel code consuming iov_iter pages. `viro` marks the
+/// variant as rewritten in Al Viro's 2017 series.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum CallerCall {
+    /// `__blockdev_direct_IO` (`fs/direct-io.c`).
+    BlockdevDirectIo {
+        /// The rewritten variant.
+        viro: bool,
+    },
+    /// `blkdev_direct_IO` (`block/fops.c`).
+    BlkdevDirectIo,
+    /// `iomap_dio_rw` (`fs/iomap/direct-io.c`).
+    IomapDioRw,
+    /// `bio_iov_iter_get_pages` (`block/bio.c`).
+    BioIovIterGetPages,
+    /// `nfs_direct_read`/`nfs_direct_write` (`fs/nfs/direct.c`).
+    NfsDirect {
+        /// The write side.
+        write: bool,
+        /// The rewritten variant.
+        viro: bool,
+    },
+    /// `ceph_direct_read_write` (`fs/ceph/file.c`).
+    CephDirectReadWrite,
+    /// `ceph_splice_write` via `iter_file_splice_write`.
+    CephSpliceWrite,
+    /// `zerocopy_sg_from_iter` (`net/core/datagram.c`).
+    ZerocopySgFromIter {
+        /// The rewritten variant.
+        viro: bool,
+    },
+    /// `af_alg_make_sg` (`crypto/af_alg.c`).
+    AfAlgMakeSg,
+    /// `hash_sendmsg` (`crypto/algif_hash.c`).
+    HashSendmsg,
+    /// `fuse_direct_io` (`fs/fuse/file.c`).
+    FuseDirectIo {
+        /// The rewritten variant.
+        viro: bool,
+    },
+    /// `default_file_splice_read`'s iterator into a pipe.
+    IterToPipe {
+        /// The rewritten variant.
+        viro: bool,
+    },
+    /// Mount a fuse filesystem.
+    FuseMount,
+    /// A fault on a fuse-backed mapping (`filemap_fault` → `->readpage`).
+    FuseFilemapFault,
+    /// A fuse `LOOKUP` request.
+    FuseLookup,
+    /// The daemon reads a request (`fuse_dev_read`).
+    FuseDevRead,
+    /// The daemon answers (`fuse_dev_write`).
+    FuseDevWrite,
+    /// The daemon answers and the connection is aborted mid-copy.
+    FuseDevWriteAbort,
+    /// `fuse_abort_conn`.
+    FuseAbortConn,
+    /// The result of a fault waiting on a request.
+    FuseFaultResult,
+    /// The result of a `fuse_dev_write`.
+    FuseDevWriteResult,
+    /// A callback run under `mmap_sem` for the whole range.
+    CallbackUnderMmapSem,
+    /// A callback run page by page with the lock dropped.
+    CallbackForEachPage,
+}
+
+/// Statements of the known-bug replays and byte-level helpers.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BugCall {
+    /// gup interleaved with `MADV_DONTNEED` (and a touch when `touch`).
+    InterleaveDontneed {
+        /// Touch the page again between the steps.
+        touch: bool,
+    },
+    /// `access_remote_vm` (`/proc/PID/mem`).
+    AccessRemoteVm,
+    /// A byte of a file through the page cache.
+    FileByte,
+    /// `splice(2)` from a file into a pipe.
+    SpliceRead,
+    /// `tee(2)`.
+    Tee,
+    /// `page_ref_count` of the page mapped at an address.
+    PageRefCount,
+    /// `get_user`.
+    GetUser,
+    /// `put_user`.
+    PutUser,
+    /// `memset` of user memory.
+    Memset,
+    /// A byte of a page held by a gup result.
+    PageByte,
+}
+
+/// The executor of a call and which of its operations: the runner
+/// dispatches on this, never on a name's spelling.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Call {
+    /// gup and uaccess on the current mm.
+    Mm(MmCall),
+    /// `iov_iter` primitives.
+    Iter(IterCall),
+    /// Pipe-buffer paths.
+    Pipe(PipeCall),
+    /// System calls and processes.
+    Syscall(SysCall),
+    /// Caller models.
+    Caller(CallerCall),
+    /// Known-bug replays.
+    Bug(BugCall),
 }
 
 /// Where a call exists: a profile knob the linter and the runner evaluate.
@@ -134,29 +389,28 @@ pub struct CallDef {
     pub args: &'static [ArgKind],
     /// What `VAR =` receives.
     pub result: Shape,
-    /// Who runs it.
-    pub family: Family,
+    /// Who runs it, and which of its operations.
+    pub call: Call,
     /// Where it exists.
     pub exists: Exists,
 }
 
 use ArgKind as K;
 use Exists::{Always, GetPages1, GetPages2, IovIterRevert};
-use Family as F;
 use Shape as S;
 
 const fn c(
     name: &'static str,
     args: &'static [ArgKind],
     result: Shape,
-    family: Family,
+    call: Call,
     exists: Exists,
 ) -> CallDef {
     CallDef {
         name,
         args,
         result,
-        family,
+        call,
         exists,
     }
 }
@@ -173,277 +427,643 @@ const ABORT_COPY: &[&str] = &["fr_locked", "copy_iter", "args_kept"];
 /// Every workload function (`docs/workloads.md` documents each).
 pub static CALLS: &[CallDef] = &[
     // mm: gup and uaccess.
-    c("get_user_pages_fast", GUP, S::Pages, F::Mm, Always),
-    c("__get_user_pages_fast", GUP, S::Pages, F::Mm, Always),
-    c("get_user_pages_fast_only", GUP, S::Pages, F::Mm, Always),
-    c("pin_user_pages_fast", GUP, S::Pages, F::Mm, Always),
-    c("get_user_pages", GUP, S::Pages, F::Mm, Always),
-    c("get_user_pages_unlocked", GUP, S::Pages, F::Mm, Always),
-    c("copy_to_user", ADDR_LEN, S::Ret, F::Mm, Always),
-    c("copy_from_user", ADDR_LEN, S::Ret, F::Mm, Always),
-    c("clear_user", ADDR_LEN, S::Ret, F::Mm, Always),
-    c("munmap", ADDR_LEN, S::Ret, F::Mm, Always),
+    c(
+        "get_user_pages_fast",
+        GUP,
+        S::Pages,
+        Call::Mm(MmCall::GetUserPagesFast),
+        Always,
+    ),
+    c(
+        "__get_user_pages_fast",
+        GUP,
+        S::Pages,
+        Call::Mm(MmCall::__GetUserPagesFast),
+        Always,
+    ),
+    c(
+        "get_user_pages_fast_only",
+        GUP,
+        S::Pages,
+        Call::Mm(MmCall::GetUserPagesFastOnly),
+        Always,
+    ),
+    c(
+        "pin_user_pages_fast",
+        GUP,
+        S::Pages,
+        Call::Mm(MmCall::PinUserPagesFast),
+        Always,
+    ),
+    c(
+        "get_user_pages",
+        GUP,
+        S::Pages,
+        Call::Mm(MmCall::GetUserPages),
+        Always,
+    ),
+    c(
+        "get_user_pages_unlocked",
+        GUP,
+        S::Pages,
+        Call::Mm(MmCall::GetUserPagesUnlocked),
+        Always,
+    ),
+    c(
+        "copy_to_user",
+        ADDR_LEN,
+        S::Ret,
+        Call::Mm(MmCall::CopyToUser),
+        Always,
+    ),
+    c(
+        "copy_from_user",
+        ADDR_LEN,
+        S::Ret,
+        Call::Mm(MmCall::CopyFromUser),
+        Always,
+    ),
+    c(
+        "clear_user",
+        ADDR_LEN,
+        S::Ret,
+        Call::Mm(MmCall::ClearUser),
+        Always,
+    ),
+    c("munmap", ADDR_LEN, S::Ret, Call::Mm(MmCall::Munmap), Always),
     c(
         "mprotect",
         &[K::Addr, K::Count, K::Prot],
         S::Ret,
-        F::Mm,
+        Call::Mm(MmCall::Mprotect),
         Always,
     ),
-    c("madvise_dontneed", ADDR_LEN, S::Ret, F::Mm, Always),
-    c("access_ok", ADDR_LEN, S::Ret, F::Mm, Always),
+    c(
+        "madvise_dontneed",
+        ADDR_LEN,
+        S::Ret,
+        Call::Mm(MmCall::MadviseDontneed),
+        Always,
+    ),
+    c(
+        "access_ok",
+        ADDR_LEN,
+        S::Ret,
+        Call::Mm(MmCall::AccessOk),
+        Always,
+    ),
     // Pipes: splice paths.
-    c("vmsplice", PIPE_IT, S::Ret, F::Pipe, Always),
-    c("readv", PIPE_IT, S::Ret, F::Pipe, Always),
-    c("writev", PIPE_IT, S::Ret, F::Pipe, Always),
+    c(
+        "vmsplice",
+        PIPE_IT,
+        S::Ret,
+        Call::Pipe(PipeCall::Vmsplice),
+        Always,
+    ),
+    c(
+        "readv",
+        PIPE_IT,
+        S::Ret,
+        Call::Pipe(PipeCall::Readv),
+        Always,
+    ),
+    c(
+        "writev",
+        PIPE_IT,
+        S::Ret,
+        Call::Pipe(PipeCall::Writev),
+        Always,
+    ),
     c(
         "splice_write",
         &[K::Pipe, K::Count],
         S::Ret,
-        F::Pipe,
+        Call::Pipe(PipeCall::SpliceWrite),
         Always,
     ),
     // iov_iter primitives.
-    c("copy_to_iter", IT_N, S::Ret, F::Iter, Always),
-    c("copy_from_iter", IT_N, S::Ret, F::Iter, Always),
-    c("copy_from_iter_full", IT_N, S::Ret, F::Iter, Always),
-    c("iov_iter_zero", IT_N, S::Ret, F::Iter, Always),
-    c("iov_iter_advance", IT_N, S::Ret, F::Iter, Always),
-    c("iov_iter_revert", IT_N, S::Ret, F::Iter, IovIterRevert),
+    c(
+        "copy_to_iter",
+        IT_N,
+        S::Ret,
+        Call::Iter(IterCall::CopyToIter),
+        Always,
+    ),
+    c(
+        "copy_from_iter",
+        IT_N,
+        S::Ret,
+        Call::Iter(IterCall::CopyFromIter),
+        Always,
+    ),
+    c(
+        "copy_from_iter_full",
+        IT_N,
+        S::Ret,
+        Call::Iter(IterCall::CopyFromIterFull),
+        Always,
+    ),
+    c(
+        "iov_iter_zero",
+        IT_N,
+        S::Ret,
+        Call::Iter(IterCall::IovIterZero),
+        Always,
+    ),
+    c(
+        "iov_iter_advance",
+        IT_N,
+        S::Ret,
+        Call::Iter(IterCall::IovIterAdvance),
+        Always,
+    ),
+    c(
+        "iov_iter_revert",
+        IT_N,
+        S::Ret,
+        Call::Iter(IterCall::IovIterRevert),
+        IovIterRevert,
+    ),
     c(
         "iov_iter_get_pages",
         IT_N_N,
         S::PagesStart,
-        F::Iter,
+        Call::Iter(IterCall::IovIterGetPages),
         GetPages1,
     ),
     c(
         "iov_iter_get_pages_alloc",
         IT_N,
         S::PagesStart,
-        F::Iter,
+        Call::Iter(IterCall::IovIterGetPagesAlloc),
         GetPages1,
     ),
     c(
         "iov_iter_get_pages2",
         IT_N_N,
         S::PagesStart,
-        F::Iter,
+        Call::Iter(IterCall::IovIterGetPages2),
         GetPages2,
     ),
     c(
         "iov_iter_get_pages_alloc2",
         IT_N,
         S::PagesStart,
-        F::Iter,
+        Call::Iter(IterCall::IovIterGetPagesAlloc2),
         GetPages2,
     ),
     c(
         "iov_iter_extract_pages",
         IT_N_N,
         S::PagesStart,
-        F::Iter,
+        Call::Iter(IterCall::IovIterExtractPages),
         GetPages2,
     ),
-    c("iov_iter_npages", IT_N, S::Ret, F::Iter, Always),
-    c("iov_iter_alignment", &[K::Iter], S::Ret, F::Iter, Always),
+    c(
+        "iov_iter_npages",
+        IT_N,
+        S::Ret,
+        Call::Iter(IterCall::IovIterNpages),
+        Always,
+    ),
+    c(
+        "iov_iter_alignment",
+        &[K::Iter],
+        S::Ret,
+        Call::Iter(IterCall::IovIterAlignment),
+        Always,
+    ),
     c(
         "iov_iter_gap_alignment",
         &[K::Iter],
         S::Ret,
-        F::Iter,
+        Call::Iter(IterCall::IovIterGapAlignment),
         Always,
     ),
     c(
         "iov_iter_single_seg_count",
         &[K::Iter],
         S::Ret,
-        F::Iter,
+        Call::Iter(IterCall::IovIterSingleSegCount),
         Always,
     ),
     c(
         "iov_iter_for_each_page",
         &[K::Iter, K::Count, K::Count, K::Count],
         S::Ret,
-        F::Iter,
+        Call::Iter(IterCall::IovIterForEachPage),
         Always,
     ),
-    c("iov_iter_fill_bvecs", IT_N_N, S::Ret, F::Iter, Always),
+    c(
+        "iov_iter_fill_bvecs",
+        IT_N_N,
+        S::Ret,
+        Call::Iter(IterCall::IovIterFillBvecs),
+        Always,
+    ),
     // System calls and processes.
-    c("sys_readv", &[K::Fd, K::Iter], S::Ret, F::Syscall, Always),
-    c("sys_writev", &[K::Fd, K::Iter], S::Ret, F::Syscall, Always),
+    c(
+        "sys_readv",
+        &[K::Fd, K::Iter],
+        S::Ret,
+        Call::Syscall(SysCall::ReadWritev {
+            write: false,
+            positioned: false,
+        }),
+        Always,
+    ),
+    c(
+        "sys_writev",
+        &[K::Fd, K::Iter],
+        S::Ret,
+        Call::Syscall(SysCall::ReadWritev {
+            write: true,
+            positioned: false,
+        }),
+        Always,
+    ),
     c(
         "sys_preadv",
         &[K::Fd, K::Iter, K::Count],
         S::Ret,
-        F::Syscall,
+        Call::Syscall(SysCall::ReadWritev {
+            write: false,
+            positioned: true,
+        }),
         Always,
     ),
     c(
         "sys_pwritev",
         &[K::Fd, K::Iter, K::Count],
         S::Ret,
-        F::Syscall,
+        Call::Syscall(SysCall::ReadWritev {
+            write: true,
+            positioned: true,
+        }),
         Always,
     ),
     c(
         "sys_vmsplice",
         &[K::Fd, K::Iter, K::OpenFlags],
         S::Ret,
-        F::Syscall,
+        Call::Syscall(SysCall::Vmsplice),
         Always,
     ),
     c(
         "sys_process_vm_readv",
         &[K::Pid, K::Iter, K::Iter],
         S::Ret,
-        F::Syscall,
+        Call::Syscall(SysCall::ProcessVmRw { write: false }),
         Always,
     ),
     c(
         "sys_process_vm_writev",
         &[K::Pid, K::Iter, K::Iter],
         S::Ret,
-        F::Syscall,
+        Call::Syscall(SysCall::ProcessVmRw { write: true }),
         Always,
     ),
     c(
         "open_blkdev",
         &[K::Count, K::OpenFlags],
         S::Handle,
-        F::Syscall,
+        Call::Syscall(SysCall::OpenBlkdev),
         Always,
     ),
-    c("new_process", NONE, S::Handle, F::Syscall, Always),
-    c("switch_to", &[K::Pid], S::Ret, F::Syscall, Always),
-    c("getpid", NONE, S::Handle, F::Syscall, Always),
-    c("fork", NONE, S::Handle, F::Syscall, Always),
-    c("exit", &[K::Pid], S::Ret, F::Syscall, Always),
+    c(
+        "new_process",
+        NONE,
+        S::Handle,
+        Call::Syscall(SysCall::NewProcess),
+        Always,
+    ),
+    c(
+        "switch_to",
+        &[K::Pid],
+        S::Ret,
+        Call::Syscall(SysCall::SwitchTo),
+        Always,
+    ),
+    c(
+        "getpid",
+        NONE,
+        S::Handle,
+        Call::Syscall(SysCall::Getpid),
+        Always,
+    ),
+    c(
+        "fork",
+        NONE,
+        S::Handle,
+        Call::Syscall(SysCall::Fork),
+        Always,
+    ),
+    c(
+        "exit",
+        &[K::Pid],
+        S::Ret,
+        Call::Syscall(SysCall::Exit),
+        Always,
+    ),
     // Caller models.
     c(
         "blockdev_direct_IO",
         &[K::Iter, K::Count, K::Count, K::Count],
         S::Ret,
-        F::Caller,
+        Call::Caller(CallerCall::BlockdevDirectIo { viro: false }),
         Always,
     ),
     c(
         "blockdev_direct_IO_viro",
         &[K::Iter, K::Count, K::Count, K::Count],
         S::Ret,
-        F::Caller,
+        Call::Caller(CallerCall::BlockdevDirectIo { viro: true }),
         Always,
     ),
-    c("blkdev_direct_IO", IT_N, S::Ret, F::Caller, Always),
-    c("iomap_dio_rw", IT_N, S::Ret, F::Caller, Always),
-    c("bio_iov_iter_get_pages", IT_N, S::Ret, F::Caller, Always),
-    c("nfs_direct_write", IT_N, S::Ret, F::Caller, Always),
-    c("nfs_direct_read", IT_N, S::Ret, F::Caller, Always),
-    c("nfs_direct_write_viro", IT_N, S::Ret, F::Caller, Always),
-    c("nfs_direct_read_viro", IT_N, S::Ret, F::Caller, Always),
-    c("ceph_direct_read_write", IT_N, S::Ret, F::Caller, Always),
+    c(
+        "blkdev_direct_IO",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::BlkdevDirectIo),
+        Always,
+    ),
+    c(
+        "iomap_dio_rw",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::IomapDioRw),
+        Always,
+    ),
+    c(
+        "bio_iov_iter_get_pages",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::BioIovIterGetPages),
+        Always,
+    ),
+    c(
+        "nfs_direct_write",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::NfsDirect {
+            write: true,
+            viro: false,
+        }),
+        Always,
+    ),
+    c(
+        "nfs_direct_read",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::NfsDirect {
+            write: false,
+            viro: false,
+        }),
+        Always,
+    ),
+    c(
+        "nfs_direct_write_viro",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::NfsDirect {
+            write: true,
+            viro: true,
+        }),
+        Always,
+    ),
+    c(
+        "nfs_direct_read_viro",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::NfsDirect {
+            write: false,
+            viro: true,
+        }),
+        Always,
+    ),
+    c(
+        "ceph_direct_read_write",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::CephDirectReadWrite),
+        Always,
+    ),
     c(
         "ceph_splice_write",
         &[K::Pipe, K::Count],
         S::Ret,
-        F::Caller,
+        Call::Caller(CallerCall::CephSpliceWrite),
         Always,
     ),
-    c("zerocopy_sg_from_iter", IT_N, S::Ret, F::Caller, Always),
+    c(
+        "zerocopy_sg_from_iter",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::ZerocopySgFromIter { viro: false }),
+        Always,
+    ),
     c(
         "zerocopy_sg_from_iter_viro",
         IT_N,
         S::Ret,
-        F::Caller,
+        Call::Caller(CallerCall::ZerocopySgFromIter { viro: true }),
         Always,
     ),
-    c("af_alg_make_sg", IT_N, S::Ret, F::Caller, Always),
-    c("hash_sendmsg", IT_N, S::Ret, F::Caller, Always),
-    c("fuse_direct_io", IT_N, S::Ret, F::Caller, Always),
-    c("fuse_direct_io_viro", IT_N, S::Ret, F::Caller, Always),
-    c("iter_to_pipe", PIPE_IT, S::Ret, F::Caller, Always),
-    c("iter_to_pipe_viro", PIPE_IT, S::Ret, F::Caller, Always),
-    c("fuse_mount", NONE, S::Ret, F::Caller, Always),
+    c(
+        "af_alg_make_sg",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::AfAlgMakeSg),
+        Always,
+    ),
+    c(
+        "hash_sendmsg",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::HashSendmsg),
+        Always,
+    ),
+    c(
+        "fuse_direct_io",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::FuseDirectIo { viro: false }),
+        Always,
+    ),
+    c(
+        "fuse_direct_io_viro",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::FuseDirectIo { viro: true }),
+        Always,
+    ),
+    c(
+        "iter_to_pipe",
+        PIPE_IT,
+        S::Ret,
+        Call::Caller(CallerCall::IterToPipe { viro: false }),
+        Always,
+    ),
+    c(
+        "iter_to_pipe_viro",
+        PIPE_IT,
+        S::Ret,
+        Call::Caller(CallerCall::IterToPipe { viro: true }),
+        Always,
+    ),
+    c(
+        "fuse_mount",
+        NONE,
+        S::Ret,
+        Call::Caller(CallerCall::FuseMount),
+        Always,
+    ),
     c(
         "fuse_filemap_fault",
         &[K::Addr],
         S::Handle,
-        F::Caller,
+        Call::Caller(CallerCall::FuseFilemapFault),
         Always,
     ),
-    c("fuse_lookup", NONE, S::Handle, F::Caller, Always),
-    c("fuse_dev_read", NONE, S::Handle, F::Caller, Always),
+    c(
+        "fuse_lookup",
+        NONE,
+        S::Handle,
+        Call::Caller(CallerCall::FuseLookup),
+        Always,
+    ),
+    c(
+        "fuse_dev_read",
+        NONE,
+        S::Handle,
+        Call::Caller(CallerCall::FuseDevRead),
+        Always,
+    ),
     c(
         "fuse_dev_write",
         &[K::Req, K::Iter],
         S::Ret,
-        F::Caller,
+        Call::Caller(CallerCall::FuseDevWrite),
         Always,
     ),
     c(
         "fuse_dev_write_abort",
         &[K::Req, K::Iter, K::Word(ABORT_AT), K::Word(ABORT_COPY)],
         S::Ret,
-        F::Caller,
+        Call::Caller(CallerCall::FuseDevWriteAbort),
         Always,
     ),
-    c("fuse_abort_conn", NONE, S::Ret, F::Caller, Always),
-    c("fuse_fault_result", &[K::Req], S::Ret, F::Caller, Always),
+    c(
+        "fuse_abort_conn",
+        NONE,
+        S::Ret,
+        Call::Caller(CallerCall::FuseAbortConn),
+        Always,
+    ),
+    c(
+        "fuse_fault_result",
+        &[K::Req],
+        S::Ret,
+        Call::Caller(CallerCall::FuseFaultResult),
+        Always,
+    ),
     c(
         "fuse_dev_write_result",
         &[K::Req],
         S::Ret,
-        F::Caller,
+        Call::Caller(CallerCall::FuseDevWriteResult),
         Always,
     ),
-    c("callback_under_mmap_sem", IT_N, S::Ret, F::Caller, Always),
-    c("callback_for_each_page", IT_N, S::Ret, F::Caller, Always),
+    c(
+        "callback_under_mmap_sem",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::CallbackUnderMmapSem),
+        Always,
+    ),
+    c(
+        "callback_for_each_page",
+        IT_N,
+        S::Ret,
+        Call::Caller(CallerCall::CallbackForEachPage),
+        Always,
+    ),
     // Known-bug replays.
     c(
         "interleave_dontneed",
         &[K::Addr, K::Count, K::Count],
         S::Ret,
-        F::Bug,
+        Call::Bug(BugCall::InterleaveDontneed { touch: false }),
         Always,
     ),
     c(
         "interleave_dontneed_touch",
         &[K::Addr, K::Count, K::Count],
         S::Ret,
-        F::Bug,
+        Call::Bug(BugCall::InterleaveDontneed { touch: true }),
         Always,
     ),
     c(
         "access_remote_vm",
         &[K::Addr, K::Count, K::Foll],
         S::Ret,
-        F::Bug,
+        Call::Bug(BugCall::AccessRemoteVm),
         Always,
     ),
-    c("file_byte", &[K::File, K::Count], S::Ret, F::Bug, Always),
+    c(
+        "file_byte",
+        &[K::File, K::Count],
+        S::Ret,
+        Call::Bug(BugCall::FileByte),
+        Always,
+    ),
     c(
         "splice_read",
         &[K::File, K::Count, K::Pipe, K::Count],
         S::Ret,
-        F::Bug,
+        Call::Bug(BugCall::SpliceRead),
         Always,
     ),
-    c("tee", &[K::Pipe, K::Pipe, K::Count], S::Ret, F::Bug, Always),
-    c("page_ref_count", &[K::Addr], S::Ret, F::Bug, Always),
-    c("get_user", &[K::Addr], S::Ret, F::Bug, Always),
-    c("put_user", &[K::Addr, K::Byte], S::Ret, F::Bug, Always),
+    c(
+        "tee",
+        &[K::Pipe, K::Pipe, K::Count],
+        S::Ret,
+        Call::Bug(BugCall::Tee),
+        Always,
+    ),
+    c(
+        "page_ref_count",
+        &[K::Addr],
+        S::Ret,
+        Call::Bug(BugCall::PageRefCount),
+        Always,
+    ),
+    c(
+        "get_user",
+        &[K::Addr],
+        S::Ret,
+        Call::Bug(BugCall::GetUser),
+        Always,
+    ),
+    c(
+        "put_user",
+        &[K::Addr, K::Byte],
+        S::Ret,
+        Call::Bug(BugCall::PutUser),
+        Always,
+    ),
     c(
         "memset",
         &[K::Addr, K::Byte, K::Count],
         S::Ret,
-        F::Bug,
+        Call::Bug(BugCall::Memset),
         Always,
     ),
     c(
         "page_byte",
         &[K::Result, K::Count, K::Count],
         S::Ret,
-        F::Bug,
+        Call::Bug(BugCall::PageByte),
         Always,
     ),
 ];
@@ -517,5 +1137,23 @@ mod tests {
         assert_eq!(suggest("bfu", all()), None);
         assert_eq!(suggest("FOLL_WRTIE", foll_names()), Some("FOLL_WRITE"));
         assert_eq!(suggest("PROT_RAED", PROT_NAMES), Some("PROT_READ"));
+    }
+
+    #[test]
+    fn every_name_resolves_to_its_own_operation() {
+        // The runner dispatches on `call`: two names sharing one would run
+        // the same code whatever the script said.
+        for (i, a) in CALLS.iter().enumerate() {
+            for b in &CALLS[i + 1..] {
+                assert_ne!(a.call, b.call, "{} and {} share an operation", a.name, b.name);
+            }
+        }
+        // The table's existence rule is what the runner checks.
+        let get_pages = lookup("iov_iter_get_pages").map(|d| d.exists);
+        assert_eq!(get_pages, Some(Exists::GetPages1));
+        assert_eq!(
+            lookup("iov_iter_extract_pages").map(|d| d.call),
+            Some(Call::Iter(IterCall::IovIterExtractPages))
+        );
     }
 }

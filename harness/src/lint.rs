@@ -18,7 +18,7 @@ use vmemu_arch::{Arch, ArchId, Level, with_arch};
 use vmemu_mm::KernelProfile;
 use vmemu_mm::profile::Knobs;
 
-use crate::calls::{ArgKind, CallDef, Family};
+use crate::calls::{ArgKind, Call, CallDef};
 use crate::lang::{
     Arg, Expr, MAX_ERRORS, ScriptError, Span, Stmt, StmtKind, Target, Value, Workload,
 };
@@ -396,17 +396,15 @@ impl Walk<'_> {
     /// An expression argument: names defined, constant value in range.
     fn value_arg(&mut self, def: &CallDef, e: &Expr, kind: ArgKind, span: Span, len: usize) {
         let Some(v) = self.eval(e) else { return };
-        let range: Option<(i128, i128, &str)> = match (kind, def.family) {
+        let range: Option<(i128, i128, &str)> = match (kind, def.call) {
             (ArgKind::NrPages, _) => {
                 Some((0, i128::from(i32::MAX), "a page count must be 0..=INT_MAX"))
             }
             (ArgKind::Foll, _) if v != 0 => {
                 Some((0, 0, "gup flags are FOLL_* names joined with `|`, or 0"))
             }
-            (ArgKind::Count, Family::Iter) => Some((0, 1 << 40, "argument must be 0..=2^40")),
-            (ArgKind::Count, Family::Mm)
-                if matches!(def.name, "copy_to_user" | "copy_from_user" | "clear_user") =>
-            {
+            (ArgKind::Count, Call::Iter(_)) => Some((0, 1 << 40, "argument must be 0..=2^40")),
+            (ArgKind::Count, Call::Mm(c)) if c.is_copy() => {
                 Some((0, 64 << 20, "copy length must be 0..=64M"))
             }
             (ArgKind::Addr, _) => {

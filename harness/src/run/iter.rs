@@ -121,12 +121,14 @@ impl<'w, A: Arch> Runner<'w, A> {
         &mut self,
         s: &Stmt,
         var: Option<&str>,
-        func: &str,
+        def: &'static CallDef,
+        call: IterCall,
         args: &[Arg],
     ) -> Result<(), ScriptError> {
+        let func = def.name;
         let (it_name, mut it) = self.take_iter_arg(s, func, args)?;
         let mut nums = self.iter_nums(s, &args[1..])?;
-        if let Err(e) = self.iter_call_allowed(s, func, &it, &mut nums) {
+        if let Err(e) = self.iter_call_allowed(s, def, call, &it, &mut nums) {
             self.iters.insert(it_name, it);
             return Err(e);
         }
@@ -134,7 +136,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         let mut got: Option<(GotPages, bool)> = None;
         // The iterator as the call found it, to check a gathered run against.
         let before = it.clone();
-        let res = match self.iter_primitive(s, func, &mut it, &nums, &mut got) {
+        let res = match self.iter_primitive(s, call, &mut it, &nums, &mut got) {
             Ok(res) => res,
             Err(e) => {
                 self.iters.insert(it_name, it);
@@ -146,7 +148,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             Err(e) => set_err(&mut r, e),
         }
         if let Some((g, _)) = &got
-            && GATHERS.contains(&func)
+            && (call.is_get_pages1() || call.is_get_pages2())
         {
             // Does the returned run hold the iterator's bytes? (A
             // `data_mismatch` event if not; see vmemu_iter::bytemap.)
@@ -235,25 +237,19 @@ impl<'w, A: Arch> Runner<'w, A> {
         Ok(nums)
     }
 
-    /// Whether `func` exists in the profile and its host buffer fits;
-    /// clamps a copy's length to the iterator's count.
+    /// Whether the call exists in the profile (the call table's `exists`)
+    /// and its host buffer fits; clamps a copy's length to the iterator's
+    /// count.
     fn iter_call_allowed(
         &self,
         s: &Stmt,
-        func: &str,
+        def: &CallDef,
+        call: IterCall,
         it: &IovIter,
         nums: &mut [u64],
     ) -> Result<(), ScriptError> {
-        let k = self.sys.m.knobs;
-        let present = match func {
-            "iov_iter_get_pages" | "iov_iter_get_pages_alloc" => !k.get_pages2,
-            "iov_iter_get_pages2" | "iov_iter_get_pages_alloc2" | "iov_iter_extract_pages" => {
-                k.get_pages2
-            }
-            "iov_iter_revert" => k.iov_iter_revert,
-            _ => true,
-        };
-        if !present {
+        let func = def.name;
+        if !def.exists.holds(&self.sys.m.knobs) {
             return Err(self.err(
                 s.span,
                 format!(
@@ -264,13 +260,13 @@ impl<'w, A: Arch> Runner<'w, A> {
         }
         // Host buffers: a copy moves at most `count` bytes, and at most
         // MAX_COPY (64 MiB) per statement; arrays of bvecs are bounded too.
-        if matches!(func, "copy_to_iter" | "copy_from_iter") {
+        if matches!(call, IterCall::CopyToIter | IterCall::CopyFromIter) {
             nums[0] = nums[0].min(it.count);
         }
-        let host = match func {
-            "copy_to_iter" | "copy_from_iter" => nums[0],
-            "copy_from_iter_full" if nums[0] <= it.count => nums[0],
-            "iov_iter_fill_bvecs" => nums[0].saturating_mul(16),
+        let host = match call {
+            IterCall::CopyToIter | IterCall::CopyFromIter => nums[0],
+            IterCall::CopyFromIterFull if nums[0] <= it.count => nums[0],
+            IterCall::IovIterFillBvecs => nums[0].saturating_mul(16),
             _ => 0,
         };
         if host > MAX_COPY {
@@ -284,12 +280,12 @@ impl<'w, A: Arch> Runner<'w, A> {
         Ok(())
     }
 
-    /// Runs the iov_iter primitive `func` on `it`; the pages a gathering
+    /// Runs the iov_iter primitive `call` on `it`; the pages a gathering
     /// call returns go to `got` (with whether they carry references).
     fn iter_primitive(
         &mut self,
         s: &Stmt,
-        func: &str,
+        call: IterCall,
         it: &mut IovIter,
         nums: &[u64],
         got: &mut Option<(GotPages, bool)>,
@@ -300,33 +296,33 @@ impl<'w, A: Arch> Runner<'w, A> {
             *got = Some((g, owned));
             b
         };
-        Ok(match func {
-            "copy_to_iter" => {
+        Ok(match call {
+            IterCall::CopyToIter => {
                 let src: Vec<u8> = (0..nums[0]).map(|i| (i % 251) as u8 + 1).collect();
                 Ok(sys.copy_to_iter(&src, it) as i64)
             }
-            "copy_from_iter" => {
+            IterCall::CopyFromIter => {
                 let mut dst = vec![0u8; nums[0] as usize];
                 let n = sys.copy_from_iter(&mut dst, it);
                 dst.truncate(n as usize);
                 self.oracle.last_read = Some(dst);
                 Ok(n as i64)
             }
-            "copy_from_iter_full" if nums[0] > it.count => {
+            IterCall::CopyFromIterFull if nums[0] > it.count => {
                 // Nothing is copied (a pipe still WARNs).
                 let pipe = it.ty == vmemu_iter::IterType::Pipe;
                 Ok(i64::from(pipe && sys.copy_from_iter_full(&mut [], it)))
             }
-            "copy_from_iter_full" => {
+            IterCall::CopyFromIterFull => {
                 let mut dst = vec![0u8; nums[0] as usize];
                 Ok(i64::from(sys.copy_from_iter_full(&mut dst, it)))
             }
-            "iov_iter_zero" => Ok(sys.iov_iter_zero(nums[0], it) as i64),
-            "iov_iter_advance" => {
+            IterCall::IovIterZero => Ok(sys.iov_iter_zero(nums[0], it) as i64),
+            IterCall::IovIterAdvance => {
                 sys.iov_iter_advance(it, nums[0]);
                 Ok(it.count as i64)
             }
-            "iov_iter_revert" => match sys.iov_iter_revert(it, nums[0]) {
+            IterCall::IovIterRevert => match sys.iov_iter_revert(it, nums[0]) {
                 Ok(()) => Ok(it.count as i64),
                 Err(_) => {
                     return Err(self.err(
@@ -335,28 +331,28 @@ impl<'w, A: Arch> Runner<'w, A> {
                     ));
                 }
             },
-            "iov_iter_get_pages" => sys
+            IterCall::IovIterGetPages => sys
                 .iov_iter_get_pages(it, nums[0], nums[1])
                 .map(|g| gathered(g, true)),
-            "iov_iter_get_pages_alloc" => sys
+            IterCall::IovIterGetPagesAlloc => sys
                 .iov_iter_get_pages_alloc(it, nums[0])
                 .map(|g| gathered(g, true)),
-            "iov_iter_get_pages2" => sys
+            IterCall::IovIterGetPages2 => sys
                 .iov_iter_get_pages2(it, nums[0], nums[1])
                 .map(|g| gathered(g, true)),
-            "iov_iter_get_pages_alloc2" => sys
+            IterCall::IovIterGetPagesAlloc2 => sys
                 .iov_iter_get_pages_alloc2(it, nums[0])
                 .map(|g| gathered(g, true)),
-            "iov_iter_extract_pages" => {
+            IterCall::IovIterExtractPages => {
                 let user = it.user_backed();
                 sys.iov_iter_extract_pages(it, nums[0], nums[1])
                     .map(|g| gathered(g, user))
             }
-            "iov_iter_npages" => Ok(sys.iov_iter_npages(it, nums[0]) as i64),
-            "iov_iter_alignment" => Ok(sys.iov_iter_alignment(it) as i64),
-            "iov_iter_gap_alignment" => Ok(sys.iov_iter_gap_alignment(it) as i64),
-            "iov_iter_single_seg_count" => Ok(sys.iov_iter_single_seg_count(it) as i64),
-            "iov_iter_for_each_page" => {
+            IterCall::IovIterNpages => Ok(sys.iov_iter_npages(it, nums[0]) as i64),
+            IterCall::IovIterAlignment => Ok(sys.iov_iter_alignment(it) as i64),
+            IterCall::IovIterGapAlignment => Ok(sys.iov_iter_gap_alignment(it) as i64),
+            IterCall::IovIterSingleSegCount => Ok(sys.iov_iter_single_seg_count(it) as i64),
+            IterCall::IovIterForEachPage => {
                 let stop_after = nums[2];
                 let mut calls = 0u64;
                 let mut seen = Vec::new();
@@ -375,7 +371,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 ));
                 n
             }
-            "iov_iter_fill_bvecs" => {
+            IterCall::IovIterFillBvecs => {
                 let mut bv = vec![
                     BioVec {
                         page: Pfn(0),
@@ -397,7 +393,6 @@ impl<'w, A: Arch> Runner<'w, A> {
                     bytes as i64
                 })
             }
-            _ => return Err(self.err(s.span, format!("unknown function `{func}`"))),
         })
     }
 }

@@ -79,6 +79,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         &mut self,
         s: &Stmt,
         var: Option<&str>,
+        call: MmCall,
         func: &str,
         args: &[Arg],
     ) -> Result<(), ScriptError> {
@@ -87,13 +88,13 @@ impl<'w, A: Arch> Runner<'w, A> {
         let mut pages = Vec::new();
         let mut pin = false;
         let mut longterm = false;
-        let ret: Result<i64, Errno> = match func {
-            "get_user_pages_fast"
-            | "__get_user_pages_fast"
-            | "get_user_pages_fast_only"
-            | "pin_user_pages_fast"
-            | "get_user_pages"
-            | "get_user_pages_unlocked" => {
+        let ret: Result<i64, Errno> = match call {
+            c @ (MmCall::GetUserPagesFast
+            | MmCall::__GetUserPagesFast
+            | MmCall::GetUserPagesFastOnly
+            | MmCall::PinUserPagesFast
+            | MmCall::GetUserPages
+            | MmCall::GetUserPagesUnlocked) => {
                 let nr = self.expr_arg(&args[1], s)?;
                 let nr = i64::try_from(nr)
                     .ok()
@@ -106,16 +107,16 @@ impl<'w, A: Arch> Runner<'w, A> {
                 // Where FOLL_PIN does not exist, a FOLL_LONGTERM reference
                 // (get_user_pages_longterm, 4.15+) is the long-term pin.
                 longterm = flags.contains(GupFlags::FOLL_LONGTERM) && !m.knobs.foll_pin;
-                let res = match func {
-                    "get_user_pages_fast" => m.get_user_pages_fast(a0, nr, flags, &mut pages),
-                    "__get_user_pages_fast" | "get_user_pages_fast_only" => {
+                let res = match c {
+                    MmCall::GetUserPagesFast => m.get_user_pages_fast(a0, nr, flags, &mut pages),
+                    MmCall::__GetUserPagesFast | MmCall::GetUserPagesFastOnly => {
                         m.__get_user_pages_fast(a0, nr, flags, &mut pages)
                     }
-                    "pin_user_pages_fast" => {
+                    MmCall::PinUserPagesFast => {
                         pin = true;
                         m.pin_user_pages_fast(a0, nr, flags, &mut pages)
                     }
-                    "get_user_pages" => {
+                    MmCall::GetUserPages => {
                         let mm = m.current_mm();
                         match m.mmap_read_lock(mm) {
                             Ok(()) => {
@@ -130,7 +131,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 };
                 res.map(|n| n as i64)
             }
-            "copy_to_user" | "copy_from_user" | "clear_user" => {
+            c @ (MmCall::CopyToUser | MmCall::CopyFromUser | MmCall::ClearUser) => {
                 let len = self.expr_arg(&args[1], s)?;
                 let len = u64::try_from(len)
                     .ok()
@@ -138,12 +139,12 @@ impl<'w, A: Arch> Runner<'w, A> {
                     .ok_or_else(|| {
                         self.err(s.span, format!("copy length must be 0..=64M, found {len}"))
                     })?;
-                let left = match func {
-                    "copy_to_user" => {
+                let left = match c {
+                    MmCall::CopyToUser => {
                         let buf: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
                         self.sys.m.copy_to_user(a0, &buf)
                     }
-                    "copy_from_user" => {
+                    MmCall::CopyFromUser => {
                         let mut buf = vec![0u8; len as usize];
                         self.sys.m.copy_from_user(&mut buf, a0)
                     }
@@ -151,16 +152,16 @@ impl<'w, A: Arch> Runner<'w, A> {
                 };
                 Ok(left as i64)
             }
-            "access_ok" => {
+            MmCall::AccessOk => {
                 let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
                 Ok(i64::from(self.sys.m.access_ok(a0, len, SizeKind::Runtime)))
             }
-            "munmap" | "madvise_dontneed" | "mprotect" => {
+            MmCall::Munmap | MmCall::MadviseDontneed | MmCall::Mprotect => {
                 let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
                 let mm = self.sys.m.current_mm();
-                let res = match func {
-                    "munmap" => self.sys.m.munmap(mm, a0, len),
-                    "madvise_dontneed" => self.sys.m.madvise_dontneed(mm, a0, len),
+                let res = match call {
+                    MmCall::Munmap => self.sys.m.munmap(mm, a0, len),
+                    MmCall::MadviseDontneed => self.sys.m.madvise_dontneed(mm, a0, len),
                     _ => {
                         let prot = match &args[2] {
                             Arg::Prot(p, _) => *p,
@@ -176,7 +177,6 @@ impl<'w, A: Arch> Runner<'w, A> {
                 };
                 res.map(|()| 0)
             }
-            _ => return Err(self.err(s.span, format!("unknown function `{func}`"))),
         };
         match ret {
             Ok(v) => r.ret = Some(v),

@@ -15,7 +15,7 @@ use vmemu_mm::{
     MkwriteBehaviour, Prot, VmFault,
 };
 
-use crate::calls::Family;
+use crate::calls::{Call, CallDef, IterCall, MmCall, PipeCall};
 use crate::lang::{
     Arg, Expr, MapSpec, Qual, ScriptError, Span, Stmt, StmtKind, Target, Value, Workload,
 };
@@ -351,16 +351,6 @@ pub(crate) struct Runner<'w, A: Arch> {
     /// Pipe iterators whose pipe another call used since: (call, line).
     pub(crate) stale_iters: HashMap<String, (String, usize)>,
 }
-
-/// Gathering functions whose result is one byte run (pages from *start*)
-/// and is checked against the iterator's bytes.
-const GATHERS: &[&str] = &[
-    "iov_iter_get_pages",
-    "iov_iter_get_pages_alloc",
-    "iov_iter_get_pages2",
-    "iov_iter_get_pages_alloc2",
-    "iov_iter_extract_pages",
-];
 
 /// Largest copy a script may ask for.
 const MAX_COPY: u64 = 64 << 20;

@@ -23,6 +23,7 @@ use vmemu_arch::{Arch, Pfn, SizeKind, VirtAddr};
 use vmemu_iter::iov_iter::{IovIter, IterType};
 use vmemu_mm::{Backing, BugClass, ViolationKind, VmFlags};
 
+use crate::calls::{Call, IterCall, MmCall};
 use crate::lang::{ScriptError, Stmt, StmtKind};
 use crate::run::Runner;
 
@@ -82,13 +83,6 @@ fn args_text(text: &str) -> &str {
     text.split_once('(').map_or("", |(_, a)| a)
 }
 
-const FAST: [&str; 4] = [
-    "get_user_pages_fast",
-    "__get_user_pages_fast",
-    "get_user_pages_fast_only",
-    "pin_user_pages_fast",
-];
-
 impl<A: Arch> Runner<'_, A> {
     pub(crate) fn oracle_before(&mut self, s: &Stmt) -> Result<(), ScriptError> {
         self.oracle.before = None;
@@ -119,12 +113,22 @@ impl<A: Arch> Runner<'_, A> {
         // 17839856fd58 (5.8) left the IRQ-safe fast-only walk reading
         // read-only entries while the slow path breaks COW on them: the two
         // may rightly return different pages of a COW-shared range.
-        let fast_only_reads_cow = self.sys.m.knobs.force_cow_on_read_pin
-            && matches!(
-                func.name,
-                "__get_user_pages_fast" | "get_user_pages_fast_only"
-            );
-        if FAST.contains(&func.name) && !fast_only_reads_cow {
+        let mm_call = match func.call {
+            Call::Mm(c) => Some(c),
+            _ => None,
+        };
+        let fast_only_reads_cow =
+            self.sys.m.knobs.force_cow_on_read_pin && mm_call.is_some_and(MmCall::is_fast_only);
+        let fast = matches!(
+            mm_call,
+            Some(
+                MmCall::GetUserPagesFast
+                    | MmCall::__GetUserPagesFast
+                    | MmCall::GetUserPagesFastOnly
+                    | MmCall::PinUserPagesFast
+            )
+        );
+        if fast && !fast_only_reads_cow {
             if let Some(v) = var {
                 self.oracle.prev_fast = Some((
                     args_text(&s.text).to_string(),
@@ -133,8 +137,10 @@ impl<A: Arch> Runner<'_, A> {
                     self.oracle.interleaved_before,
                 ));
             }
-        } else if matches!(func.name, "get_user_pages" | "get_user_pages_unlocked")
-            && let (Some(v), Some((pargs, pvar, pkds, plog))) = (var, prev)
+        } else if matches!(
+            mm_call,
+            Some(MmCall::GetUserPages | MmCall::GetUserPagesUnlocked)
+        ) && let (Some(v), Some((pargs, pvar, pkds, plog))) = (var, prev)
             && pargs == args_text(&s.text)
             && !pkds
             && !kds
@@ -167,7 +173,8 @@ impl<A: Arch> Runner<'_, A> {
             let ret = self.vars.get(var.as_deref().unwrap_or("")).map(|v| v.ret);
             let ret = self.records.last().and_then(|r| r.ret).or(ret).unwrap_or(0);
             if let Some(after) = self.iters.get(&name).cloned()
-                && let Err(msg) = self.check_iter_model(func.name, &before, &after, ret, s)
+                && let Call::Iter(call) = func.call
+                && let Err(msg) = self.check_iter_model(call, func.name, &before, &after, ret, s)
             {
                 self.fail_check(
                     s,
@@ -189,6 +196,7 @@ impl<A: Arch> Runner<'_, A> {
 
     fn check_iter_model(
         &mut self,
+        call: IterCall,
         func: &str,
         before: &IovIter,
         after: &IovIter,
@@ -220,46 +228,15 @@ impl<A: Arch> Runner<'_, A> {
             }
             Ok(())
         };
-        match func {
-            "copy_to_iter" | "iov_iter_zero" | "copy_from_iter" => {
-                let write = func != "copy_from_iter";
+        match call {
+            IterCall::CopyToIter | IterCall::IovIterZero | IterCall::CopyFromIter => {
                 let n = n_arg().min(before.count);
                 let ret = u64::try_from(ret).map_err(|_| format!("{func} returned {ret}"))?;
                 expect_move(ret)?;
-                let pieces = Self::pieces(before, n);
-                if let Some(want) = self.model_copy(&pieces, write)
-                    && want != ret
-                {
-                    return Err(format!(
-                        "{func}({n}): the flat model reaches {want} bytes, the iterator copied {ret}"
-                    ));
-                }
-                if ret <= BYTE_CHECK_MAX {
-                    let done = Self::pieces(before, ret);
-                    let (got, phys) = self
-                        .read_pieces(&done)
-                        .ok_or_else(|| format!("{func}: bytes reported copied are not mapped"))?;
-                    let want: Vec<u8> = match func {
-                        "copy_to_iter" => (0..ret).map(|i| (i % 251) as u8 + 1).collect(),
-                        "iov_iter_zero" => vec![0; ret as usize],
-                        _ => self.oracle.last_read.clone().unwrap_or_default(),
-                    };
-                    // Segments that overlap, virtually or through two
-                    // mappings of one page, see the later bytes.
-                    let overlap = Self::overlapping(&done) || Self::overlapping(&phys);
-                    if !overlap && want.len() as u64 >= ret && got[..] != want[..ret as usize] {
-                        let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
-                        return Err(format!(
-                            "{func}: byte {at} of the copy is {:#x} in memory, {:#x} expected",
-                            got.get(at).copied().unwrap_or(0),
-                            want.get(at).copied().unwrap_or(0)
-                        ));
-                    }
-                }
-                Ok(())
+                self.check_copy_model(call, func, before, n, ret)
             }
-            "iov_iter_advance" => expect_move(n_arg().min(before.count)),
-            "iov_iter_revert" => {
+            IterCall::IovIterAdvance => expect_move(n_arg().min(before.count)),
+            IterCall::IovIterRevert => {
                 let n = n_arg();
                 if n <= p0
                     && n <= vmemu_iter::iov_iter::MAX_RW_COUNT
@@ -272,26 +249,61 @@ impl<A: Arch> Runner<'_, A> {
                 }
                 Ok(())
             }
-            "iov_iter_get_pages2" | "iov_iter_get_pages_alloc2" | "iov_iter_extract_pages" => {
-                expect_move(u64::try_from(ret).unwrap_or(0))
-            }
-            "copy_from_iter_full" => expect_move(if ret == 1 { n_arg() } else { 0 }),
-            _ => {
-                // Queries and non-advancing calls leave the iterator alone.
-                if func.starts_with("iov_iter_get_pages")
-                    || matches!(
-                        func,
-                        "iov_iter_npages"
-                            | "iov_iter_alignment"
-                            | "iov_iter_gap_alignment"
-                            | "iov_iter_single_seg_count"
-                    )
-                {
-                    expect_move(0)?;
-                }
-                Ok(())
-            }
+            c if c.is_get_pages2() => expect_move(u64::try_from(ret).unwrap_or(0)),
+            IterCall::CopyFromIterFull => expect_move(if ret == 1 { n_arg() } else { 0 }),
+            // Queries and non-advancing calls leave the iterator alone.
+            c if c.is_get_pages1() => expect_move(0),
+            IterCall::IovIterNpages
+            | IterCall::IovIterAlignment
+            | IterCall::IovIterGapAlignment
+            | IterCall::IovIterSingleSegCount => expect_move(0),
+            _ => Ok(()),
         }
+    }
+
+    /// A copy of `ret` bytes out of the `n` asked for: the flat model
+    /// reaches as far, and the bytes in memory are the ones copied.
+    fn check_copy_model(
+        &self,
+        call: IterCall,
+        func: &str,
+        before: &IovIter,
+        n: u64,
+        ret: u64,
+    ) -> Result<(), String> {
+        let write = call != IterCall::CopyFromIter;
+        let pieces = Self::pieces(before, n);
+        if let Some(want) = self.model_copy(&pieces, write)
+            && want != ret
+        {
+            return Err(format!(
+                "{func}({n}): the flat model reaches {want} bytes, the iterator copied {ret}"
+            ));
+        }
+        if ret > BYTE_CHECK_MAX {
+            return Ok(());
+        }
+        let done = Self::pieces(before, ret);
+        let (got, phys) = self
+            .read_pieces(&done)
+            .ok_or_else(|| format!("{func}: bytes reported copied are not mapped"))?;
+        let want: Vec<u8> = match call {
+            IterCall::CopyToIter => (0..ret).map(|i| (i % 251) as u8 + 1).collect(),
+            IterCall::IovIterZero => vec![0; ret as usize],
+            _ => self.oracle.last_read.clone().unwrap_or_default(),
+        };
+        // Segments that overlap, virtually or through two mappings of one
+        // page, see the later bytes.
+        let overlap = Self::overlapping(&done) || Self::overlapping(&phys);
+        if !overlap && want.len() as u64 >= ret && got[..] != want[..ret as usize] {
+            let at = got.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(0);
+            return Err(format!(
+                "{func}: byte {at} of the copy is {:#x} in memory, {:#x} expected",
+                got.get(at).copied().unwrap_or(0),
+                want.get(at).copied().unwrap_or(0)
+            ));
+        }
+        Ok(())
     }
 
     /// The user pieces the next `n` bytes of an iovec iterator cover.

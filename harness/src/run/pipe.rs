@@ -18,6 +18,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         &mut self,
         s: &Stmt,
         var: Option<&str>,
+        call: PipeCall,
         func: &str,
         args: &[Arg],
     ) -> Result<(), ScriptError> {
@@ -41,7 +42,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             }
         }
         let mut r = self.record(s, func);
-        let res = if func == "splice_write" {
+        let res = if call == PipeCall::SpliceWrite {
             let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
             let mut out = Vec::new();
             self.sys.splice_to_vec(pipe, len, &mut out)
@@ -53,12 +54,12 @@ impl<'w, A: Arch> Runner<'w, A> {
                 .iters
                 .remove(&iname)
                 .ok_or_else(|| self.err(s.span, format!("undefined iterator `{iname}`")))?;
-            let res = match func {
-                "vmsplice" => {
+            let res = match call {
+                PipeCall::Vmsplice => {
                     let iov = it.iov[it.idx.min(it.iov.len())..].to_vec();
                     self.sys.vmsplice(pipe, iov, 0)
                 }
-                "readv" => self.sys.pipe_read(pipe, &mut it),
+                PipeCall::Readv => self.sys.pipe_read(pipe, &mut it),
                 _ => self.sys.pipe_write(pipe, &mut it),
             };
             self.iters.insert(iname, it);

@@ -366,14 +366,15 @@ impl<'w, A: Arch> Runner<'w, A> {
             StmtKind::Call {
                 var, func, args, ..
             } => {
-                let (var, name) = (var.as_deref(), func.name);
-                match func.family {
-                    Family::Bug => self.exec_bug_call(s, var, name, args),
-                    Family::Caller => self.exec_caller(s, var, name, args),
-                    Family::Syscall => self.exec_syscall(s, var, name, args),
-                    Family::Pipe => self.exec_pipe_call(s, var, name, args),
-                    Family::Iter => self.exec_iter_call(s, var, name, args),
-                    Family::Mm => self.exec_call(s, var, name, args),
+                let var = var.as_deref();
+                let name = func.name;
+                match func.call {
+                    Call::Bug(c) => self.exec_bug_call(s, var, c, name, args),
+                    Call::Caller(c) => self.exec_caller(s, var, c, name, args),
+                    Call::Syscall(c) => self.exec_syscall(s, var, c, name, args),
+                    Call::Pipe(c) => self.exec_pipe_call(s, var, c, name, args),
+                    Call::Iter(c) => self.exec_iter_call(s, var, func, c, args),
+                    Call::Mm(c) => self.exec_call(s, var, c, name, args),
                 }
             }
             StmtKind::Kbuf(name, size, in_pages) => self.exec_kbuf(s, name, size, *in_pages),

@@ -26,25 +26,9 @@ use vmemu_iter::syscalls::{FileKind, O_DIRECT};
 use vmemu_mm::Errno;
 use vmemu_mm::sync::TaskId;
 
+use crate::calls::SysCall;
 use crate::lang::{Arg, Expr, ScriptError, Stmt};
 use crate::run::{Runner, Var, set_err, to_u64};
-
-/// Syscall functions a workload may call, with their arity.
-pub const CALLS: &[(&str, usize)] = &[
-    ("sys_readv", 2),
-    ("sys_writev", 2),
-    ("sys_preadv", 3),
-    ("sys_pwritev", 3),
-    ("sys_vmsplice", 3),
-    ("sys_process_vm_readv", 3),
-    ("sys_process_vm_writev", 3),
-    ("open_blkdev", 2),
-    ("new_process", 0),
-    ("switch_to", 1),
-    ("getpid", 0),
-    ("fork", 0),
-    ("exit", 1),
-];
 
 /// Which end of a pipe a call wants.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -59,104 +43,17 @@ impl<A: Arch> Runner<'_, A> {
         &mut self,
         s: &Stmt,
         var: Option<&str>,
+        call: SysCall,
         func: &str,
         args: &[Arg],
     ) -> Result<(), ScriptError> {
         let mut r = self.record(s, func);
         let mut pipe_shown = None;
-        let res: Result<u64, Errno> = match func {
-            "sys_readv" | "sys_writev" | "sys_preadv" | "sys_pwritev" => {
-                let write = func.ends_with("writev");
-                let end = if write { End::Write } else { End::Read };
-                let (fd, pipe) = self.fd_arg(s, &args[0], end)?;
-                pipe_shown = pipe;
-                let iov = self.iov_arg(s, &args[1])?;
-                if func.starts_with("sys_p") {
-                    let pos = self.expr_arg(&args[2], s)?;
-                    let pos = i64::try_from(pos)
-                        .map_err(|_| self.err(s.span, "pos must fit in a loff_t"))?;
-                    if write {
-                        self.sys.sys_pwritev(fd, iov, pos)
-                    } else {
-                        self.sys.sys_preadv(fd, iov, pos)
-                    }
-                } else if write {
-                    self.sys.sys_writev(fd, iov)
-                } else {
-                    self.sys.sys_readv(fd, iov)
-                }
+        let res = match call {
+            SysCall::ReadWritev { .. } | SysCall::Vmsplice | SysCall::ProcessVmRw { .. } => {
+                self.sys_io(s, call, args, &mut pipe_shown)?
             }
-            "sys_vmsplice" => {
-                let dir = self.iter_dir(s, &args[1])?;
-                let end = if dir == Dir::Write {
-                    End::Write
-                } else {
-                    End::Read
-                };
-                let (fd, pipe) = self.fd_arg(s, &args[0], end)?;
-                pipe_shown = pipe;
-                let iov = self.iov_arg(s, &args[1])?;
-                let flags = self.flag_arg(s, &args[2])?;
-                self.sys.sys_vmsplice(fd, iov, flags)
-            }
-            "sys_process_vm_readv" | "sys_process_vm_writev" => {
-                let pid = self.expr_or_var(s, &args[0])?;
-                let pid = u32::try_from(pid).map_err(|_| self.err(s.span, "bad pid"))?;
-                let local = self.iov_arg(s, &args[1])?;
-                let remote = self.iov_arg(s, &args[2])?;
-                if func == "sys_process_vm_readv" {
-                    self.sys.sys_process_vm_readv(TaskId(pid), local, remote, 0)
-                } else {
-                    self.sys
-                        .sys_process_vm_writev(TaskId(pid), local, remote, 0)
-                }
-            }
-            "open_blkdev" => {
-                let size = to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?;
-                if !(512..=(64 << 20)).contains(&size) {
-                    return Err(self.err(s.span, "a block device has 512 bytes .. 64 MiB"));
-                }
-                let flags = self.flag_arg(s, &args[1])?;
-                let dev = self.sys.blkdev_create(size);
-                self.sys.sys_open_bdev(dev, flags).map(|fd| fd as u64)
-            }
-            "new_process" => {
-                let mm = self
-                    .sys
-                    .m
-                    .mm_alloc()
-                    .map_err(|e| self.err(s.span, e.to_string()))?;
-                Ok(u64::from(self.sys.m.new_task(mm).0))
-            }
-            "switch_to" => {
-                let pid = self.expr_or_var(s, &args[0])?;
-                match u32::try_from(pid) {
-                    Ok(p)
-                        if (p as usize) < self.sys.m.tasks.len()
-                            && !self.sys.m.tasks[p as usize].exited =>
-                    {
-                        self.sys.m.current = TaskId(p);
-                        Ok(0)
-                    }
-                    _ => Err(Errno::ESRCH),
-                }
-            }
-            "getpid" => Ok(u64::from(self.sys.m.current.0)),
-            "fork" => self.sys.m.fork().map(|(t, st)| {
-                r.detail = Some(format!(
-                    "child {}: shared {} anon + {} file page(s) (private writable entries write-protected), copied {} maybe-pinned page(s), {} entries without struct page",
-                    t.0, st.anon_shared, st.file_shared, st.copied, st.uncounted
-                ));
-                u64::from(t.0)
-            }),
-            "exit" => {
-                let pid = self.expr_or_var(s, &args[0])?;
-                match u32::try_from(pid) {
-                    Ok(p) => self.sys.m.exit_task(TaskId(p)).map(|()| 0),
-                    Err(_) => Err(Errno::ESRCH),
-                }
-            }
-            _ => return Err(self.err(s.span, format!("unknown syscall `{func}`"))),
+            _ => self.sys_task(s, call, args, &mut r.detail)?,
         };
         match res {
             Ok(v) => r.ret = Some(v as i64),
@@ -171,6 +68,123 @@ impl<A: Arch> Runner<'_, A> {
             self.bind(s, v, Var::ret(retv))?;
         }
         Ok(())
+    }
+
+    /// The calls that move data through iovecs; `pipe_shown` receives the
+    /// pipe whose state the record shows.
+    fn sys_io(
+        &mut self,
+        s: &Stmt,
+        call: SysCall,
+        args: &[Arg],
+        pipe_shown: &mut Option<usize>,
+    ) -> Result<Result<u64, Errno>, ScriptError> {
+        Ok(match call {
+            SysCall::ReadWritev { write, positioned } => {
+                let end = if write { End::Write } else { End::Read };
+                let (fd, pipe) = self.fd_arg(s, &args[0], end)?;
+                *pipe_shown = pipe;
+                let iov = self.iov_arg(s, &args[1])?;
+                if positioned {
+                    let pos = self.expr_arg(&args[2], s)?;
+                    let pos = i64::try_from(pos)
+                        .map_err(|_| self.err(s.span, "pos must fit in a loff_t"))?;
+                    if write {
+                        self.sys.sys_pwritev(fd, iov, pos)
+                    } else {
+                        self.sys.sys_preadv(fd, iov, pos)
+                    }
+                } else if write {
+                    self.sys.sys_writev(fd, iov)
+                } else {
+                    self.sys.sys_readv(fd, iov)
+                }
+            }
+            SysCall::Vmsplice => {
+                let dir = self.iter_dir(s, &args[1])?;
+                let end = if dir == Dir::Write {
+                    End::Write
+                } else {
+                    End::Read
+                };
+                let (fd, pipe) = self.fd_arg(s, &args[0], end)?;
+                *pipe_shown = pipe;
+                let iov = self.iov_arg(s, &args[1])?;
+                let flags = self.flag_arg(s, &args[2])?;
+                self.sys.sys_vmsplice(fd, iov, flags)
+            }
+            SysCall::ProcessVmRw { write } => {
+                let pid = self.expr_or_var(s, &args[0])?;
+                let pid = u32::try_from(pid).map_err(|_| self.err(s.span, "bad pid"))?;
+                let local = self.iov_arg(s, &args[1])?;
+                let remote = self.iov_arg(s, &args[2])?;
+                if write {
+                    self.sys
+                        .sys_process_vm_writev(TaskId(pid), local, remote, 0)
+                } else {
+                    self.sys.sys_process_vm_readv(TaskId(pid), local, remote, 0)
+                }
+            }
+            _ => self.sys_task(s, call, args, &mut None)?,
+        })
+    }
+
+    /// Devices and processes; `detail` receives what `fork` shares.
+    fn sys_task(
+        &mut self,
+        s: &Stmt,
+        call: SysCall,
+        args: &[Arg],
+        detail: &mut Option<String>,
+    ) -> Result<Result<u64, Errno>, ScriptError> {
+        Ok(match call {
+            SysCall::OpenBlkdev => {
+                let size = to_u64(self.w, self.expr_arg(&args[0], s)?, s.span)?;
+                if !(512..=(64 << 20)).contains(&size) {
+                    return Err(self.err(s.span, "a block device has 512 bytes .. 64 MiB"));
+                }
+                let flags = self.flag_arg(s, &args[1])?;
+                let dev = self.sys.blkdev_create(size);
+                self.sys.sys_open_bdev(dev, flags).map(|fd| fd as u64)
+            }
+            SysCall::NewProcess => {
+                let mm = self
+                    .sys
+                    .m
+                    .mm_alloc()
+                    .map_err(|e| self.err(s.span, e.to_string()))?;
+                Ok(u64::from(self.sys.m.new_task(mm).0))
+            }
+            SysCall::SwitchTo => {
+                let pid = self.expr_or_var(s, &args[0])?;
+                match u32::try_from(pid) {
+                    Ok(p)
+                        if (p as usize) < self.sys.m.tasks.len()
+                            && !self.sys.m.tasks[p as usize].exited =>
+                    {
+                        self.sys.m.current = TaskId(p);
+                        Ok(0)
+                    }
+                    _ => Err(Errno::ESRCH),
+                }
+            }
+            SysCall::Getpid => Ok(u64::from(self.sys.m.current.0)),
+            SysCall::Fork => self.sys.m.fork().map(|(t, st)| {
+                *detail = Some(format!(
+                    "child {}: shared {} anon + {} file page(s) (private writable entries write-protected), copied {} maybe-pinned page(s), {} entries without struct page",
+                    t.0, st.anon_shared, st.file_shared, st.copied, st.uncounted
+                ));
+                u64::from(t.0)
+            }),
+            SysCall::Exit => {
+                let pid = self.expr_or_var(s, &args[0])?;
+                match u32::try_from(pid) {
+                    Ok(p) => self.sys.m.exit_task(TaskId(p)).map(|()| 0),
+                    Err(_) => Err(Errno::ESRCH),
+                }
+            }
+            _ => self.sys_io(s, call, args, &mut None)?,
+        })
     }
 
     fn name_arg<'a>(&self, s: &Stmt, a: &'a Arg) -> Result<&'a str, ScriptError> {

@@ -7,20 +7,24 @@ use crate::lang::{Arg, ScriptError, Stmt};
 use crate::run::Runner;
 
 impl<A: Arch> Runner<'_, A> {
-    pub(super) fn call_ceph(
+    pub(super) fn call_ceph_splice(
         &mut self,
         s: &Stmt,
-        func: &str,
         args: &[Arg],
     ) -> Result<Outcome, ScriptError> {
-        if func == "ceph_splice_write" {
-            let pipe = self.pipe_arg(s, &args[0])?;
-            let len = self.num(s, &args[1])?;
-            let (r, io) = self.sys.ceph_splice_write(pipe, len);
-            let mut o = Outcome::io(r, io);
-            o.detail = Some(self.pipe_detail(pipe));
-            return Ok(o);
-        }
+        let pipe = self.pipe_arg(s, &args[0])?;
+        let len = self.num(s, &args[1])?;
+        let (r, io) = self.sys.ceph_splice_write(pipe, len);
+        let mut o = Outcome::io(r, io);
+        o.detail = Some(self.pipe_detail(pipe));
+        Ok(o)
+    }
+
+    pub(super) fn call_ceph_direct(
+        &mut self,
+        s: &Stmt,
+        args: &[Arg],
+    ) -> Result<Outcome, ScriptError> {
         let pos = self.num(s, &args[1])?;
         let (name, mut it) = self.take_iter(s, &args[0])?;
         if !matches!(

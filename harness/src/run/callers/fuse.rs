@@ -1,5 +1,4 @@
-//! The fuse statements: `fuse_direct_io(it, nmax)` (and `_viro`), and the
-//! `/dev/fuse` scenario — `fuse_mount()`, `fuse_filemap_fault(addr)`, `fuse_lookup()`,
+//! The fuse statements of the `/dev/fuse` scenario — `fuse_mount()`, `fuse_filemap_fault(addr)`, `fuse_lookup()`,
 //! `fuse_dev_read()`, `fuse_dev_write(req, it)`,
 //! `fuse_dev_write_abort(req, it, fill|copy, fr_locked|copy_iter|args_kept)`,
 //! `fuse_abort_conn()`, `fuse_fault_result(req)`,
@@ -9,7 +8,8 @@ use vmemu_arch::{Arch, VirtAddr};
 use vmemu_iter::callers::fuse::{AbortAt, CopyDiscipline};
 use vmemu_mm::Errno;
 
-use super::{Outcome, iter_state};
+use super::Outcome;
+use crate::calls::CallerCall;
 use crate::lang::{Arg, ScriptError, Stmt};
 use crate::run::Runner;
 
@@ -17,24 +17,11 @@ impl<A: Arch> Runner<'_, A> {
     pub(super) fn call_fuse(
         &mut self,
         s: &Stmt,
-        func: &str,
+        call: CallerCall,
         args: &[Arg],
     ) -> Result<Outcome, ScriptError> {
-        if func.starts_with("fuse_direct_io") {
-            let nmax = self.num(s, &args[1])?;
-            let (name, mut it) = self.take_iter(s, &args[0])?;
-            let r = self
-                .sys
-                .fuse_direct_io(&mut it, nmax, func.ends_with("_viro"));
-            let detail = iter_state(&it);
-            self.put_iter(name, it);
-            let (r, io) = r.map_err(|e| self.not_modelled(s, &e))?;
-            let mut o = Outcome::io(r, io);
-            o.detail = Some(detail);
-            return Ok(o);
-        }
         let mut fc = std::mem::take(&mut self.callers.fuse);
-        let res = self.call_fuse_conn(s, func, args, &mut fc);
+        let res = self.call_fuse_conn(s, call, args, &mut fc);
         self.callers.fuse = fc;
         res
     }
@@ -42,7 +29,7 @@ impl<A: Arch> Runner<'_, A> {
     fn call_fuse_conn(
         &mut self,
         s: &Stmt,
-        func: &str,
+        call: CallerCall,
         args: &[Arg],
         fc: &mut vmemu_iter::callers::fuse::FuseConn,
     ) -> Result<Outcome, ScriptError> {
@@ -51,13 +38,13 @@ impl<A: Arch> Runner<'_, A> {
             detail: (!d.is_empty()).then_some(d),
             io: None,
         };
-        Ok(match func {
-            "fuse_filemap_fault" => {
+        Ok(match call {
+            CallerCall::FuseFilemapFault => {
                 let v = self.expr_arg(&args[0], s)?;
                 let a = crate::run::to_u64(self.w, v, s.span)?;
                 plain(self.sys.fuse_filemap_fault(fc, VirtAddr(a)))
             }
-            "fuse_mount" => {
+            CallerCall::FuseMount => {
                 // A new connection; tasks asleep on the old one are unwound.
                 let note = self.sys.fuse_unwind(fc);
                 *fc = vmemu_iter::callers::fuse::FuseConn::default();
@@ -67,12 +54,12 @@ impl<A: Arch> Runner<'_, A> {
                     io: None,
                 }
             }
-            "fuse_lookup" => plain(self.sys.fuse_lookup(fc)),
-            "fuse_dev_read" => plain(self.sys.fuse_dev_read(fc)),
-            "fuse_abort_conn" => plain(self.sys.fuse_abort_conn(fc)),
-            "fuse_dev_write" | "fuse_dev_write_abort" => {
+            CallerCall::FuseLookup => plain(self.sys.fuse_lookup(fc)),
+            CallerCall::FuseDevRead => plain(self.sys.fuse_dev_read(fc)),
+            CallerCall::FuseAbortConn => plain(self.sys.fuse_abort_conn(fc)),
+            CallerCall::FuseDevWrite | CallerCall::FuseDevWriteAbort => {
                 let unique = self.num(s, &args[0])?;
-                let abort = if func == "fuse_dev_write_abort" {
+                let abort = if call == CallerCall::FuseDevWriteAbort {
                     let at = match self.word(s, &args[2], "fill or copy")? {
                         "fill" => AbortAt::Fill,
                         "copy" => AbortAt::Copy,
@@ -104,7 +91,7 @@ impl<A: Arch> Runner<'_, A> {
             }
             _ => {
                 let unique = self.num(s, &args[0])?;
-                let v = if func == "fuse_fault_result" {
+                let v = if call == CallerCall::FuseFaultResult {
                     fc.initiator_result(unique)
                 } else {
                     fc.write_result(unique)

@@ -5,62 +5,28 @@
 //! page-reference traffic (gathering calls, pages pinned, consumer
 //! references, references put early, arrays allocated).
 //!
-//! One file per model family; this module holds the function table, the
-//! argument helpers and the record glue. A `*_viro` function runs the same
-//! model with its page loop converted to `iov_iter_for_each_page`.
+//! This module dispatches on [`CallerCall`] and holds the argument helpers
+//! and the record glue; the models that take one iterator and a number run
+//! through [`Runner::iter_model`], the others have a file each. A `*_viro`
+//! function runs the same model with its page loop converted to
+//! `iov_iter_for_each_page`.
 
-mod af_alg;
 mod bio;
 mod ceph;
-mod dio;
 mod fuse;
-mod mmap_sem;
-mod net;
-mod nfs;
 mod splice;
 
 use vmemu_arch::Arch;
-use vmemu_iter::IovIter;
+use vmemu_iter::callers::dio::{DioFs, DioResult};
 use vmemu_iter::callers::fuse::FuseConn;
+use vmemu_iter::callers::nfs::NfsDir;
 use vmemu_iter::callers::{IoReport, NotModelled};
+use vmemu_iter::{IovIter, Sys};
 use vmemu_mm::Errno;
 
+use crate::calls::CallerCall;
 use crate::lang::{Arg, Expr, ScriptError, Span, Stmt};
 use crate::run::{Io, Runner, Var, fmt_ret, set_err};
-
-/// Caller-model functions a workload may call, with their arity.
-pub const CALLS: &[(&str, usize)] = &[
-    ("blockdev_direct_IO", 4),
-    ("blockdev_direct_IO_viro", 4),
-    ("blkdev_direct_IO", 2),
-    ("iomap_dio_rw", 2),
-    ("bio_iov_iter_get_pages", 2),
-    ("nfs_direct_write", 2),
-    ("nfs_direct_read", 2),
-    ("nfs_direct_write_viro", 2),
-    ("nfs_direct_read_viro", 2),
-    ("ceph_direct_read_write", 2),
-    ("ceph_splice_write", 2),
-    ("zerocopy_sg_from_iter", 2),
-    ("zerocopy_sg_from_iter_viro", 2),
-    ("af_alg_make_sg", 2),
-    ("hash_sendmsg", 2),
-    ("fuse_direct_io", 2),
-    ("fuse_direct_io_viro", 2),
-    ("iter_to_pipe", 2),
-    ("iter_to_pipe_viro", 2),
-    ("fuse_mount", 0),
-    ("fuse_filemap_fault", 1),
-    ("fuse_lookup", 0),
-    ("fuse_dev_read", 0),
-    ("fuse_dev_write", 2),
-    ("fuse_dev_write_abort", 4),
-    ("fuse_abort_conn", 0),
-    ("fuse_fault_result", 1),
-    ("fuse_dev_write_result", 1),
-    ("callback_under_mmap_sem", 2),
-    ("callback_for_each_page", 2),
-];
 
 /// What the caller models keep across statements.
 #[derive(Debug, Default)]
@@ -92,24 +58,97 @@ impl<A: Arch> Runner<'_, A> {
         &mut self,
         s: &Stmt,
         var: Option<&str>,
+        call: CallerCall,
         func: &str,
         args: &[Arg],
     ) -> Result<(), ScriptError> {
-        let out = match func {
-            "blockdev_direct_IO" | "blockdev_direct_IO_viro" => self.call_dio(s, func, args)?,
-            "blkdev_direct_IO" | "iomap_dio_rw" | "bio_iov_iter_get_pages" => {
-                self.call_bio(s, func, args)?
+        use CallerCall as C;
+        let out = match call {
+            C::BlockdevDirectIo { viro } => {
+                let pos = self.num(s, &args[1])?;
+                let fs = DioFs {
+                    blocksize: self.num(s, &args[2])?,
+                    extent: self.num(s, &args[3])?,
+                };
+                self.iter_model(s, &args[0], |sys, it| {
+                    if viro {
+                        sys.blockdev_direct_io_viro(it, pos, fs)
+                    } else {
+                        sys.blockdev_direct_io(it, pos, fs)
+                    }
+                })?
             }
-            f if f.starts_with("nfs_direct_") => self.call_nfs(s, func, args)?,
-            "ceph_direct_read_write" | "ceph_splice_write" => self.call_ceph(s, func, args)?,
-            f if f.starts_with("zerocopy_sg_from_iter") => self.call_net(s, func, args)?,
-            "af_alg_make_sg" | "hash_sendmsg" => self.call_af_alg(s, func, args)?,
-            f if f.starts_with("iter_to_pipe") => self.call_splice(s, func, args)?,
-            f if f.starts_with("fuse_") => self.call_fuse(s, func, args)?,
-            f if f.starts_with("callback_") => self.call_mmap_sem(s, func, args)?,
-            _ => return Err(self.err(s.span, format!("unknown caller model `{func}`"))),
+            C::BlkdevDirectIo | C::IomapDioRw | C::BioIovIterGetPages => {
+                self.call_bio(s, call, args)?
+            }
+            C::NfsDirect { write, viro } => {
+                let bsize = self.num(s, &args[1])?;
+                let dir = if write { NfsDir::Write } else { NfsDir::Read };
+                self.iter_model(s, &args[0], |sys, it| {
+                    sys.nfs_direct_schedule_iovec(it, bsize, dir, viro)
+                })?
+            }
+            C::CephDirectReadWrite => self.call_ceph_direct(s, args)?,
+            C::CephSpliceWrite => self.call_ceph_splice(s, args)?,
+            C::ZerocopySgFromIter { viro } => {
+                let headlen = self.num(s, &args[1])?;
+                self.iter_model(s, &args[0], |sys, it| {
+                    sys.zerocopy_sg_from_iter(it, headlen, viro)
+                })?
+            }
+            C::AfAlgMakeSg => {
+                let n = self.num(s, &args[1])?;
+                self.iter_model(s, &args[0], |sys, it| sys.af_alg_make_sg(it, n))?
+            }
+            C::HashSendmsg => {
+                let n = self.num(s, &args[1])?;
+                self.iter_model(s, &args[0], |sys, it| sys.hash_sendmsg(it, n))?
+            }
+            C::FuseDirectIo { viro } => {
+                let nmax = self.num(s, &args[1])?;
+                self.iter_model(s, &args[0], |sys, it| sys.fuse_direct_io(it, nmax, viro))?
+            }
+            C::IterToPipe { viro } => self.call_splice(s, viro, args)?,
+            C::CallbackUnderMmapSem => {
+                let after = self.num(s, &args[1])?;
+                self.iter_model(s, &args[0], |sys, it| {
+                    sys.callback_under_mmap_sem(it, after)
+                })?
+            }
+            C::CallbackForEachPage => {
+                let after = self.num(s, &args[1])?;
+                self.iter_model(s, &args[0], |sys, it| sys.callback_for_each_page(it, after))?
+            }
+            C::FuseMount
+            | C::FuseFilemapFault
+            | C::FuseLookup
+            | C::FuseDevRead
+            | C::FuseDevWrite
+            | C::FuseDevWriteAbort
+            | C::FuseAbortConn
+            | C::FuseFaultResult
+            | C::FuseDevWriteResult => self.call_fuse(s, call, args)?,
         };
         self.push_outcome(s, var, func, out)
+    }
+
+    /// The shape every model consuming one iterator shares: the iterator
+    /// is taken out for the call and put back whatever the outcome, and its
+    /// state after the call is the record's detail.
+    pub(crate) fn iter_model(
+        &mut self,
+        s: &Stmt,
+        it_arg: &Arg,
+        model: impl FnOnce(&mut Sys<A>, &mut IovIter) -> Result<DioResult, NotModelled>,
+    ) -> Result<Outcome, ScriptError> {
+        let (name, mut it) = self.take_iter(s, it_arg)?;
+        let r = model(&mut self.sys, &mut it);
+        let detail = iter_state(&it);
+        self.put_iter(name, it);
+        let (r, io) = r.map_err(|e| self.not_modelled(s, &e))?;
+        let mut o = Outcome::io(r, io);
+        o.detail = Some(detail);
+        Ok(o)
     }
 
     fn push_outcome(

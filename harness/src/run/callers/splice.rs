@@ -10,14 +10,12 @@ impl<A: Arch> Runner<'_, A> {
     pub(super) fn call_splice(
         &mut self,
         s: &Stmt,
-        func: &str,
+        viro: bool,
         args: &[Arg],
     ) -> Result<Outcome, ScriptError> {
         let pipe = self.pipe_arg(s, &args[0])?;
         let (name, mut it) = self.take_iter(s, &args[1])?;
-        let r = self
-            .sys
-            .iter_to_pipe_report(&mut it, pipe, func.ends_with("_viro"));
+        let r = self.sys.iter_to_pipe_report(&mut it, pipe, viro);
         let detail = iter_state(&it);
         self.put_iter(name, it);
         let (r, io) = r.map_err(|e| self.not_modelled(s, &e))?;
