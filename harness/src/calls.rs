@@ -1145,7 +1145,11 @@ mod tests {
         // the same code whatever the script said.
         for (i, a) in CALLS.iter().enumerate() {
             for b in &CALLS[i + 1..] {
-                assert_ne!(a.call, b.call, "{} and {} share an operation", a.name, b.name);
+                assert_ne!(
+                    a.call, b.call,
+                    "{} and {} share an operation",
+                    a.name, b.name
+                );
             }
         }
         // The table's existence rule is what the runner checks.

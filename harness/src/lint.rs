@@ -12,9 +12,10 @@
 //! range and constant arithmetic that overflows — each where the runner
 //! would stop, only earlier and on every arch at once.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use vmemu_arch::{Arch, ArchId, Level, with_arch};
+use vmemu_iter::IterType;
 use vmemu_mm::KernelProfile;
 use vmemu_mm::profile::Knobs;
 
@@ -58,6 +59,10 @@ struct Scope {
     pipes: HashSet<String>,
     iters: HashSet<String>,
     vars: HashSet<String>,
+    /// Pipe iterators and their pipe.
+    pipe_iters: HashMap<String, String>,
+    /// Pipe iterators whose pipe a call used since: (call, line).
+    stale: HashMap<String, (&'static str, usize)>,
 }
 
 /// One walk: an arch and a profile.
@@ -258,8 +263,13 @@ impl Walk<'_> {
                 self.scope.maps.insert(name.clone());
             }
             StmtKind::Iter {
-                name, segs, pipe, ..
+                name,
+                kind,
+                segs,
+                pipe,
+                ..
             } => {
+                self.iter_kind(s, *kind);
                 for (a, l) in segs {
                     self.expr(a);
                     self.expr(l);
@@ -270,6 +280,11 @@ impl Walk<'_> {
                     self.undefined(s.span, s.text.chars().count(), "pipe", p);
                 }
                 self.scope.iters.insert(name.clone());
+                self.scope.stale.remove(name);
+                match pipe {
+                    Some(p) => self.scope.pipe_iters.insert(name.clone(), p.clone()),
+                    None => self.scope.pipe_iters.remove(name),
+                };
             }
             StmtKind::Pipe(name) => {
                 self.scope.pipes.insert(name.clone());
@@ -360,6 +375,60 @@ impl Walk<'_> {
         for (i, (a, kind)) in args.iter().zip(def.args).enumerate() {
             let (span, len) = at.get(i).copied().unwrap_or((s.span, 1));
             self.arg(def, a, *kind, span, len);
+        }
+        self.stale_pipe_iters(s, def, args, at);
+    }
+
+    /// An iterator flavour the profile lacks (`ITER_UBUF` before 6.0,
+    /// `ITER_PIPE` after 6.4), where the runner would stop.
+    fn iter_kind(&mut self, s: &Stmt, kind: IterType) {
+        if kind.exists(&self.kernel.knobs) {
+            return;
+        }
+        let word = kind.word();
+        let at = s.text.find(&format!(" {word}")).map_or(0, |i| i + 1);
+        let span = Span {
+            line: s.span.line,
+            col: s.span.col + s.text[..at].chars().count(),
+        };
+        let kernel = self.kernel;
+        let msg = format!(
+            "a {word} iterator does not exist in kernel {kernel}: qualify the statement with `kernel ...`"
+        );
+        let label = format!("not in {kernel}{}", self.here());
+        self.report(span, word.len(), msg, Some(label));
+    }
+
+    /// An ITER_PIPE lives inside one splice call: after a pipe call uses
+    /// its pipe, an iov_iter primitive on an older pipe iterator is an
+    /// error (as in the runner).
+    fn stale_pipe_iters(&mut self, s: &Stmt, def: &CallDef, args: &[Arg], at: &[(Span, usize)]) {
+        let name = |a: Option<&Arg>| match a {
+            Some(Arg::Expr(Expr::Name(n, _))) => Some(n.clone()),
+            _ => None,
+        };
+        match def.call {
+            Call::Iter(_) => {
+                if let Some(it) = name(args.first())
+                    && let Some(&(f, line)) = self.scope.stale.get(&it)
+                {
+                    let (span, len) = at.first().copied().unwrap_or((s.span, 1));
+                    let msg = format!(
+                        "pipe iterator `{it}` is stale: `{f}` at line {line} used its pipe (an ITER_PIPE exists only inside one splice call, under the pipe lock); create a new one with `iter {it} pipe ...`"
+                    );
+                    self.report(span, len, msg, Some("stale".into()));
+                }
+            }
+            Call::Pipe(_) => {
+                if let Some(p) = name(args.first()) {
+                    for (it, ip) in &self.scope.pipe_iters {
+                        if *ip == p {
+                            self.scope.stale.insert(it.clone(), (def.name, s.span.line));
+                        }
+                    }
+                }
+            }
+            _ => {}
         }
     }
 

@@ -121,6 +121,20 @@ const CLASSES: &[(&str, &str, &str, &str, &str)] = &[
         "",
     ),
     (
+        "iter_kind.vmw",
+        "kernels v4.10 v6.13\nmap b 2 pages rw\niter u ubuf READ [b : 10]\n",
+        "3:8",
+        "a ubuf iterator does not exist in kernel v4.10",
+        "",
+    ),
+    (
+        "stale.vmw",
+        "kernels v4.10\npipe p\nmap b 1 page rw\niter t pipe p\niter v iovec WRITE [b : 10]\nn = writev(p, v)\nc = copy_to_iter(t, 10)\n",
+        "7:18",
+        "pipe iterator `t` is stale: `writev` at line 6 used its pipe",
+        "",
+    ),
+    (
         "brace.vmw",
         "map b 2 pages rw\nrepeat 3 {\ntouch b\n",
         "2:1",

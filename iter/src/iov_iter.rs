@@ -4,6 +4,7 @@
 //! steps cannot.
 
 use vmemu_arch::{Arch, Pfn, PhysAddr, VirtAddr};
+use vmemu_mm::profile::Knobs;
 use vmemu_mm::{Errno, EventKind, Machine};
 
 /// `UIO_MAXIOV`.
@@ -26,6 +27,49 @@ pub enum IterType {
     Ubuf,
     /// `ITER_DISCARD` (4.20+): a sink.
     Discard,
+}
+
+impl IterType {
+    /// Every flavour, in the order workloads list them.
+    pub const ALL: [IterType; 6] = [
+        IterType::Iovec,
+        IterType::Kvec,
+        IterType::Bvec,
+        IterType::Ubuf,
+        IterType::Discard,
+        IterType::Pipe,
+    ];
+
+    /// The word a workload names it with (`iter NAME iovec ...`).
+    #[must_use]
+    pub fn word(self) -> &'static str {
+        match self {
+            IterType::Iovec => "iovec",
+            IterType::Kvec => "kvec",
+            IterType::Bvec => "bvec",
+            IterType::Pipe => "pipe",
+            IterType::Ubuf => "ubuf",
+            IterType::Discard => "discard",
+        }
+    }
+
+    /// The flavour a workload's word names.
+    #[must_use]
+    pub fn from_word(w: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.word() == w)
+    }
+
+    /// Whether a kernel with these knobs has the flavour: `ITER_UBUF` and
+    /// the modelled `ITER_DISCARD` with the modern iterator, `ITER_PIPE`
+    /// from v4.9 until v6.4.
+    #[must_use]
+    pub fn exists(self, k: &Knobs) -> bool {
+        match self {
+            IterType::Ubuf | IterType::Discard => k.ubuf_iter,
+            IterType::Pipe => k.pipe_iter,
+            IterType::Iovec | IterType::Kvec | IterType::Bvec => true,
+        }
+    }
 }
 
 /// Direction: `READ` = the iterator is the destination (`ITER_DEST`),
@@ -195,7 +239,7 @@ impl IovIter {
         addr: VirtAddr,
         len: u64,
     ) -> Result<Self, IterError> {
-        if !m.knobs.ubuf_iter {
+        if !IterType::Ubuf.exists(&m.knobs) {
             return Err(IterError::NotInProfile("ITER_UBUF"));
         }
         let mut i = Self::new(IterType::Ubuf, dir, len);
@@ -206,7 +250,7 @@ impl IovIter {
 
     /// `iov_iter_discard` (4.20+; the modelled modern profile).
     pub fn discard<A: Arch>(m: &Machine<A>, count: u64) -> Result<Self, IterError> {
-        if !m.knobs.ubuf_iter {
+        if !IterType::Discard.exists(&m.knobs) {
             return Err(IterError::NotInProfile("ITER_DISCARD"));
         }
         Ok(Self::new(IterType::Discard, Dir::Read, count))

@@ -47,7 +47,7 @@ impl<A: Arch> Sys<A> {
     /// (and `start_idx`); a full pipe triggers the kernel's `WARN_ON`
     /// (recorded as a `kernel_bug` event) and the iterator is still made.
     pub fn iov_iter_pipe_len(&mut self, pipe: usize, count: u64) -> Result<IovIter, IterError> {
-        if !self.m.knobs.pipe_iter {
+        if !IterType::Pipe.exists(&self.m.knobs) {
             return Err(IterError::NotInProfile("ITER_PIPE (v4.9 .. v6.4)"));
         }
         let Some(p) = self.pipes.get(pipe) else {

@@ -5,7 +5,8 @@
 //! expected and shows the line with a caret.
 
 use vmemu_arch::ArchId;
-use vmemu_mm::{EventKind, GupFlags, KernelProfile, Prot};
+use vmemu_iter::IterType;
+use vmemu_mm::{EventKind, GupFlags, KernelProfile, MkwriteBehaviour, Prot};
 
 use crate::calls::{self, CallDef};
 
@@ -110,8 +111,8 @@ pub enum StmtKind {
         name: String,
         /// Size in bytes.
         size: Expr,
-        /// `->page_mkwrite` result: `ok`, an errno name, or a VM_FAULT name.
-        mkwrite: Option<String>,
+        /// `->page_mkwrite`: none, `ok`, an errno or a raw VM_FAULT code.
+        mkwrite: MkwriteBehaviour,
         /// `->fault` returns RETRY once when allowed.
         fault_retry: bool,
         /// A procfs-like file: no `->splice_read` (splice uses
@@ -146,7 +147,7 @@ pub enum StmtKind {
         /// Name.
         name: String,
         /// iovec, kvec, bvec, ubuf, discard, pipe.
-        kind: String,
+        kind: IterType,
         /// READ (destination) or WRITE (source).
         read: bool,
         /// Segments (address, length).

@@ -2,7 +2,8 @@
 //! against the call table, and the qualifiers.
 
 use vmemu_arch::ArchId;
-use vmemu_mm::{EventKind, GupFlags, KernelProfile, Prot};
+use vmemu_iter::IterType;
+use vmemu_mm::{EventKind, GupFlags, KernelProfile, MkwriteBehaviour, Prot};
 
 use super::cursor::Cursor;
 use super::expr::parse_expr;
@@ -138,13 +139,17 @@ pub(super) fn parse_map(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
 pub(super) fn parse_file(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
     let name = c.need_ident("a file name")?.to_string();
     let size = parse_expr(c)?;
-    let (mut mkwrite, mut fault_retry, mut proc) = (None, false, false);
+    let (mut mkwrite, mut fault_retry, mut proc) = (MkwriteBehaviour::None, false, false);
     while let Some(wd) = c.peek_word() {
         if let Some(v) = wd.strip_prefix("mkwrite=") {
-            let ok = v == "ok"
-                || vmemu_mm::Errno::from_name(v).is_some()
-                || vmemu_mm::VmFault::parse_name(v).is_some();
-            if !ok {
+            let parsed = if v == "ok" {
+                Some(MkwriteBehaviour::Errno(None))
+            } else if let Some(e) = vmemu_mm::Errno::from_name(v) {
+                Some(MkwriteBehaviour::Errno(Some(e)))
+            } else {
+                vmemu_mm::VmFault::parse_name(v).map(MkwriteBehaviour::Raw)
+            };
+            let Some(parsed) = parsed else {
                 c.skip_ws();
                 return Err(c.err_tok(
                     c.pos + "mkwrite=".len(),
@@ -153,8 +158,8 @@ pub(super) fn parse_file(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
                         "expected ok, an errno (ENOSPC) or a VM_FAULT code (RETRY), found `{v}`"
                     ),
                 ));
-            }
-            mkwrite = Some(v.to_string());
+            };
+            mkwrite = parsed;
         } else if wd == "fault_retry" {
             fault_retry = true;
         } else if wd == "proc" {
@@ -294,26 +299,23 @@ fn parse_page_list(c: &mut Cursor<'_>) -> Result<Vec<String>, ScriptError> {
     }
 }
 
-/// Iterator kinds of `iter NAME KIND`.
-const ITER_KINDS: [&str; 6] = ["iovec", "kvec", "bvec", "ubuf", "discard", "pipe"];
-
 pub(super) fn parse_iter(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
     let name = c.need_ident("an iterator name")?.to_string();
     let (at, kind) =
         c.need_ident_at("an iterator kind (iovec, kvec, bvec, ubuf, discard, pipe)")?;
-    if !ITER_KINDS.contains(&kind) {
+    let Some(ty) = IterType::from_word(kind) else {
         return Err(c
             .err_tok(
                 at,
                 kind.len(),
                 format!("expected an iterator kind (iovec, kvec, bvec, ubuf, discard, pipe), found `{kind}`"),
             )
-            .did_you_mean(calls::suggest(kind, ITER_KINDS)));
-    }
+            .did_you_mean(calls::suggest(kind, IterType::ALL.map(IterType::word))));
+    };
     let (mut segs, mut pipe, mut read) = (Vec::new(), None, true);
-    match kind {
-        "pipe" => pipe = Some(c.need_ident("a pipe name")?.to_string()),
-        "discard" => segs.push((Expr::Num(0), parse_expr(c)?)),
+    match ty {
+        IterType::Pipe => pipe = Some(c.need_ident("a pipe name")?.to_string()),
+        IterType::Discard => segs.push((Expr::Num(0), parse_expr(c)?)),
         _ => {
             let (at, d) = c.need_ident_at("READ or WRITE")?;
             read = match d {
@@ -332,7 +334,7 @@ pub(super) fn parse_iter(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
     }
     Ok(StmtKind::Iter {
         name,
-        kind: kind.to_string(),
+        kind: ty,
         read,
         segs,
         pipe,

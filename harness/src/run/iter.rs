@@ -8,7 +8,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         &mut self,
         s: &Stmt,
         name: &str,
-        kind: &str,
+        kind: IterType,
         read: bool,
         segs: &[(Expr, Expr)],
         pipe: Option<&str>,
@@ -38,9 +38,9 @@ impl<'w, A: Arch> Runner<'w, A> {
             )
         };
         let it = match kind {
-            "iovec" => IovIter::init(&self.sys.m, dir, v, count),
-            "kvec" => IovIter::kvec(dir, v, count),
-            "bvec" => {
+            IterType::Iovec => IovIter::init(&self.sys.m, dir, v, count),
+            IterType::Kvec => IovIter::kvec(dir, v, count),
+            IterType::Bvec => {
                 let mut b = Vec::new();
                 for x in &v {
                     let mm = self.sys.m.current_mm();
@@ -88,16 +88,16 @@ impl<'w, A: Arch> Runner<'w, A> {
                 }
                 IovIter::bvec(dir, b, count)
             }
-            "ubuf" => {
+            IterType::Ubuf => {
                 let [x] = v.as_slice() else {
                     return Err(self.err(s.span, "a ubuf iterator has exactly one segment"));
                 };
                 IovIter::ubuf(&self.sys.m, dir, x.base, x.len)
                     .map_err(|_| self.err(s.span, not_here("ITER_UBUF")))?
             }
-            "discard" => IovIter::discard(&self.sys.m, count)
+            IterType::Discard => IovIter::discard(&self.sys.m, count)
                 .map_err(|_| self.err(s.span, not_here("ITER_DISCARD")))?,
-            _ => {
+            IterType::Pipe => {
                 let p = pipe.unwrap_or_default();
                 let id = *self
                     .pipes

@@ -9,10 +9,10 @@ use serde::Serialize;
 use vmemu_arch::{Arch, ArchId, Level, Pfn, SizeKind, VirtAddr, with_arch};
 use vmemu_iter::Sys;
 use vmemu_iter::get_pages::GotPages;
-use vmemu_iter::iov_iter::{BioVec, Dir, IovIter, Iovec};
+use vmemu_iter::iov_iter::{BioVec, Dir, IovIter, Iovec, IterType};
 use vmemu_mm::{
     Backing, DEFAULT_PHYS_SIZE, Errno, FileOps, GupFlags, KernelProfile, MapFlags,
-    MkwriteBehaviour, Prot, VmFault,
+    MkwriteBehaviour, Prot,
 };
 
 use crate::calls::{Call, CallDef, IterCall, MmCall, PipeCall};

@@ -359,7 +359,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 mkwrite,
                 fault_retry,
                 proc,
-            } => self.exec_file(s, name, size, mkwrite.as_deref(), *fault_retry, *proc),
+            } => self.exec_file(s, name, size, *mkwrite, *fault_retry, *proc),
             StmtKind::Touch(name, write) => self.exec_touch(s, name, *write),
             StmtKind::SetFs(kds, body) => self.exec_set_fs(s, *kds, body),
             StmtKind::Repeat(n, body) => self.exec_repeat(s, *n, body),
@@ -385,7 +385,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 read,
                 segs,
                 pipe,
-            } => self.exec_iter(s, name, kind, *read, segs, pipe.as_deref()),
+            } => self.exec_iter(s, name, *kind, *read, segs, pipe.as_deref()),
             StmtKind::Expect(t, eq, v) => self.exec_expect(s, t, *eq, v.as_ref()),
             StmtKind::Release(var) => self.exec_release(s, var),
         }
@@ -396,19 +396,11 @@ impl<'w, A: Arch> Runner<'w, A> {
         s: &Stmt,
         name: &str,
         size: &Expr,
-        mkwrite: Option<&str>,
+        page_mkwrite: MkwriteBehaviour,
         fault_retry: bool,
         proc: bool,
     ) -> Result<(), ScriptError> {
         let size = to_u64(self.w, self.eval(size)?, s.span)?;
-        let page_mkwrite = match mkwrite {
-            None => MkwriteBehaviour::None,
-            Some("ok") => MkwriteBehaviour::Errno(None),
-            Some(v) => match Errno::from_name(v) {
-                Some(e) => MkwriteBehaviour::Errno(Some(e)),
-                None => MkwriteBehaviour::Raw(VmFault::parse_name(v).unwrap_or(VmFault::SIGBUS)),
-            },
-        };
         let id = self.sys.m.create_file(
             name,
             size,
