@@ -21,7 +21,7 @@ use vmemu_mm::profile::Knobs;
 
 use crate::calls::{ArgKind, Call, CallDef};
 use crate::lang::{
-    Arg, Expr, MAX_ERRORS, ScriptError, Span, Stmt, StmtKind, Target, Value, Workload,
+    Arg, Expr, Field, MAX_ERRORS, ScriptError, Span, Stmt, StmtKind, Target, Value, Workload,
 };
 
 /// The values of an arch and profile that expressions may name.
@@ -518,10 +518,10 @@ impl Walk<'_> {
                 let res = self.scope.vars.contains(var);
                 if !it && !res {
                     self.undefined(span, len, "result or iterator", var);
-                } else if !it && f != "start" {
+                } else if !it && *f != Field::Start {
                     let msg = format!("a result has pages and start, not `{f}`");
                     self.report(span, len, msg, None);
-                } else if it && f == "start" && !res {
+                } else if it && *f == Field::Start && !res {
                     let msg = "an iterator has count, iov_offset and nr_segs, not `start`";
                     self.report(span, len, msg.into(), None);
                 }

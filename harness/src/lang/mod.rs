@@ -83,6 +83,42 @@ pub enum Value {
     Pages(Vec<String>),
 }
 
+/// A field `expect VAR.FIELD` reads: a result's `start`, or an
+/// iterator's `count`, `iov_offset` and `nr_segs` (`struct iov_iter`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Field {
+    /// `r.start`: the offset into the first page of a gathered run.
+    Start,
+    /// `it.count`.
+    Count,
+    /// `it.iov_offset`.
+    IovOffset,
+    /// `it.nr_segs`.
+    NrSegs,
+}
+
+impl Field {
+    /// Every field.
+    pub const ALL: [Field; 4] = [Field::Start, Field::Count, Field::IovOffset, Field::NrSegs];
+
+    /// Its name in a workload.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Start => "start",
+            Field::Count => "count",
+            Field::IovOffset => "iov_offset",
+            Field::NrSegs => "nr_segs",
+        }
+    }
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// What an `expect` looks at.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Target {
@@ -93,7 +129,7 @@ pub enum Target {
     /// `event KIND`: the event happened during the run.
     Event(EventKind),
     /// `r.start`, `it.count`, `it.iov_offset`, `it.nr_segs`.
-    Field(String, String),
+    Field(String, Field),
     /// `leaked`: page references and pins held at this point that no result
     /// variable holds (what kernel code left behind). `expect leaked == N`
     /// also tells the run's leak check to accept N held at the end.

@@ -7,7 +7,7 @@ use vmemu_mm::{EventKind, GupFlags, KernelProfile, MkwriteBehaviour, Prot};
 
 use super::cursor::Cursor;
 use super::expr::parse_expr;
-use super::{Arg, Expr, MAX_SEGS, MapSpec, Qual, ScriptError, StmtKind, Target, Value};
+use super::{Arg, Expr, Field, MAX_SEGS, MapSpec, Qual, ScriptError, StmtKind, Target, Value};
 use crate::calls::{self, ArgKind, CallDef};
 
 /// Where an argument starts and its length in characters.
@@ -204,9 +204,6 @@ pub(super) fn parse_kbuf(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
     Ok(StmtKind::Kbuf(name, size, pages))
 }
 
-/// Field names of `expect VAR.FIELD`.
-const FIELDS: [&str; 4] = ["start", "count", "iov_offset", "nr_segs"];
-
 pub(super) fn parse_expect(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
     let (at, var) = c.need_ident_at("a result name, `event` or `leaked`")?;
     if var == "event" {
@@ -227,7 +224,7 @@ pub(super) fn parse_expect(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> 
         Target::Pages(var.to_string())
     } else if c.eat(".") {
         let (at, f) = c.need_ident_at("a field (pages, start, count, iov_offset, nr_segs)")?;
-        if !FIELDS.contains(&f) {
+        let Some(field) = Field::ALL.into_iter().find(|x| x.name() == f) else {
             return Err(c
                 .err_tok(
                     at,
@@ -236,9 +233,12 @@ pub(super) fn parse_expect(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> 
                         "unknown field `{f}` (expected pages, start, count, iov_offset or nr_segs)"
                     ),
                 )
-                .did_you_mean(calls::suggest(f, FIELDS.iter().copied().chain(["pages"]))));
-        }
-        Target::Field(var.to_string(), f.to_string())
+                .did_you_mean(calls::suggest(
+                    f,
+                    Field::ALL.map(Field::name).into_iter().chain(["pages"]),
+                )));
+        };
+        Target::Field(var.to_string(), field)
     } else {
         Target::Ret(var.to_string())
     };

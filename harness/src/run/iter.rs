@@ -352,47 +352,59 @@ impl<'w, A: Arch> Runner<'w, A> {
             IterCall::IovIterAlignment => Ok(sys.iov_iter_alignment(it) as i64),
             IterCall::IovIterGapAlignment => Ok(sys.iov_iter_gap_alignment(it) as i64),
             IterCall::IovIterSingleSegCount => Ok(sys.iov_iter_single_seg_count(it) as i64),
-            IterCall::IovIterForEachPage => {
-                let stop_after = nums[2];
-                let mut calls = 0u64;
-                let mut seen = Vec::new();
-                let res = sys.iov_iter_for_each_page(it, nums[0], nums[1], &mut |_, p, _, _| {
-                    calls += 1;
-                    seen.push(p);
-                    stop_after == 0 || calls < stop_after
-                });
-                let n = res.map(|b| b as i64);
-                *got = Some((
-                    GotPages {
-                        pages: seen,
-                        ..GotPages::default()
-                    },
-                    true,
-                ));
-                n
+            IterCall::IovIterForEachPage | IterCall::IovIterFillBvecs => {
+                Self::iter_page_walk(sys, call, it, nums, got)
             }
-            IterCall::IovIterFillBvecs => {
-                let mut bv = vec![
-                    BioVec {
-                        page: Pfn(0),
-                        len: 0,
-                        offset: 0
-                    };
-                    nums[0] as usize
-                ];
-                let res = sys.iov_iter_fill_bvecs(it, &mut bv, nums[1]);
-                res.map(|(n, bytes)| {
-                    *got = Some((
-                        GotPages {
-                            pages: bv[..n].iter().map(|b| b.page).collect(),
-                            bytes,
-                            ..GotPages::default()
-                        },
-                        true,
-                    ));
-                    bytes as i64
-                })
-            }
+        })
+    }
+
+    /// `iov_iter_for_each_page` and `iov_iter_fill_bvecs`: the pages they
+    /// visit go to `got`.
+    fn iter_page_walk(
+        sys: &mut Sys<A>,
+        call: IterCall,
+        it: &mut IovIter,
+        nums: &[u64],
+        got: &mut Option<(GotPages, bool)>,
+    ) -> Result<i64, Errno> {
+        if call == IterCall::IovIterForEachPage {
+            let stop_after = nums[2];
+            let mut calls = 0u64;
+            let mut seen = Vec::new();
+            let res = sys.iov_iter_for_each_page(it, nums[0], nums[1], &mut |_, p, _, _| {
+                calls += 1;
+                seen.push(p);
+                stop_after == 0 || calls < stop_after
+            });
+            let n = res.map(|b| b as i64);
+            *got = Some((
+                GotPages {
+                    pages: seen,
+                    ..GotPages::default()
+                },
+                true,
+            ));
+            return n;
+        }
+        let mut bv = vec![
+            BioVec {
+                page: Pfn(0),
+                len: 0,
+                offset: 0
+            };
+            nums[0] as usize
+        ];
+        let res = sys.iov_iter_fill_bvecs(it, &mut bv, nums[1]);
+        res.map(|(n, bytes)| {
+            *got = Some((
+                GotPages {
+                    pages: bv[..n].iter().map(|b| b.page).collect(),
+                    bytes,
+                    ..GotPages::default()
+                },
+                true,
+            ));
+            bytes as i64
         })
     }
 }

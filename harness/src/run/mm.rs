@@ -86,51 +86,97 @@ impl<'w, A: Arch> Runner<'w, A> {
         let mut r = self.record(s, func);
         let a0 = to_u64(self.w, self.expr_arg(&args[0], s)?, s.span).map(VirtAddr)?;
         let mut pages = Vec::new();
-        let mut pin = false;
-        let mut longterm = false;
-        let ret: Result<i64, Errno> = match call {
-            c @ (MmCall::GetUserPagesFast
+        let (ret, pin, longterm) = match call {
+            MmCall::GetUserPagesFast
             | MmCall::__GetUserPagesFast
             | MmCall::GetUserPagesFastOnly
             | MmCall::PinUserPagesFast
             | MmCall::GetUserPages
-            | MmCall::GetUserPagesUnlocked) => {
-                let nr = self.expr_arg(&args[1], s)?;
-                let nr = i64::try_from(nr)
-                    .ok()
-                    .filter(|n| i32::try_from(*n).is_ok())
-                    .ok_or_else(|| {
-                        self.err(s.span, format!("nr_pages must fit an int, found {nr}"))
-                    })?;
-                let flags = self.flags(s, &args[2])?;
-                let m = &mut self.sys.m;
-                // Where FOLL_PIN does not exist, a FOLL_LONGTERM reference
-                // (get_user_pages_longterm, 4.15+) is the long-term pin.
-                longterm = flags.contains(GupFlags::FOLL_LONGTERM) && !m.knobs.foll_pin;
-                let res = match c {
-                    MmCall::GetUserPagesFast => m.get_user_pages_fast(a0, nr, flags, &mut pages),
-                    MmCall::__GetUserPagesFast | MmCall::GetUserPagesFastOnly => {
-                        m.__get_user_pages_fast(a0, nr, flags, &mut pages)
-                    }
-                    MmCall::PinUserPagesFast => {
-                        pin = true;
-                        m.pin_user_pages_fast(a0, nr, flags, &mut pages)
-                    }
-                    MmCall::GetUserPages => {
-                        let mm = m.current_mm();
-                        match m.mmap_read_lock(mm) {
-                            Ok(()) => {
-                                let res = m.get_user_pages(a0, nr.max(0) as u64, flags, &mut pages);
-                                m.mmap_read_unlock(mm);
-                                res
-                            }
-                            Err(e) => Err(e),
-                        }
-                    }
-                    _ => m.get_user_pages_unlocked(a0, nr.max(0) as u64, &mut pages, flags),
-                };
-                res.map(|n| n as i64)
+            | MmCall::GetUserPagesUnlocked => {
+                let (ret, longterm) = self.mm_gup(s, call, a0, args, &mut pages)?;
+                (ret, call == MmCall::PinUserPagesFast, longterm)
             }
+            _ => (self.mm_uaccess(s, call, a0, args)?, false, false),
+        };
+        match ret {
+            Ok(v) => r.ret = Some(v),
+            Err(e) => set_err(&mut r, e),
+        }
+        r.pages = pages.iter().map(|p| self.sys.m.page_name(*p)).collect();
+        let retv = r.ret.unwrap_or(0);
+        if (pin || longterm) && var.is_some() {
+            self.note_pins(a0, &pages);
+        }
+        self.push(r);
+        match var {
+            Some(v) => {
+                let var = Var {
+                    ret: retv,
+                    pages,
+                    pin,
+                    owned: true,
+                    start: 0,
+                };
+                self.bind(s, v, var)?;
+            }
+            // Pages nobody can release: give them back.
+            None if !pages.is_empty() => self.give_back(pages, pin),
+            None => {}
+        }
+        Ok(())
+    }
+
+    /// The gup calls: the result, and whether a `FOLL_LONGTERM` reference
+    /// stands for a long-term pin.
+    fn mm_gup(
+        &mut self,
+        s: &Stmt,
+        c: MmCall,
+        a0: VirtAddr,
+        args: &[Arg],
+        pages: &mut Vec<Pfn>,
+    ) -> Result<(Result<i64, Errno>, bool), ScriptError> {
+        let nr = self.expr_arg(&args[1], s)?;
+        let nr = i64::try_from(nr)
+            .ok()
+            .filter(|n| i32::try_from(*n).is_ok())
+            .ok_or_else(|| self.err(s.span, format!("nr_pages must fit an int, found {nr}")))?;
+        let flags = self.flags(s, &args[2])?;
+        let m = &mut self.sys.m;
+        // Where FOLL_PIN does not exist, a FOLL_LONGTERM reference
+        // (get_user_pages_longterm, 4.15+) is the long-term pin.
+        let longterm = flags.contains(GupFlags::FOLL_LONGTERM) && !m.knobs.foll_pin;
+        let res = match c {
+            MmCall::GetUserPagesFast => m.get_user_pages_fast(a0, nr, flags, pages),
+            MmCall::__GetUserPagesFast | MmCall::GetUserPagesFastOnly => {
+                m.__get_user_pages_fast(a0, nr, flags, pages)
+            }
+            MmCall::PinUserPagesFast => m.pin_user_pages_fast(a0, nr, flags, pages),
+            MmCall::GetUserPages => {
+                let mm = m.current_mm();
+                match m.mmap_read_lock(mm) {
+                    Ok(()) => {
+                        let res = m.get_user_pages(a0, nr.max(0) as u64, flags, pages);
+                        m.mmap_read_unlock(mm);
+                        res
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => m.get_user_pages_unlocked(a0, nr.max(0) as u64, pages, flags),
+        };
+        Ok((res.map(|n| n as i64), longterm))
+    }
+
+    /// uaccess, `access_ok` and the mmap calls.
+    fn mm_uaccess(
+        &mut self,
+        s: &Stmt,
+        call: MmCall,
+        a0: VirtAddr,
+        args: &[Arg],
+    ) -> Result<Result<i64, Errno>, ScriptError> {
+        Ok(match call {
             c @ (MmCall::CopyToUser | MmCall::CopyFromUser | MmCall::ClearUser) => {
                 let len = self.expr_arg(&args[1], s)?;
                 let len = u64::try_from(len)
@@ -177,32 +223,8 @@ impl<'w, A: Arch> Runner<'w, A> {
                 };
                 res.map(|()| 0)
             }
-        };
-        match ret {
-            Ok(v) => r.ret = Some(v),
-            Err(e) => set_err(&mut r, e),
-        }
-        r.pages = pages.iter().map(|p| self.sys.m.page_name(*p)).collect();
-        let retv = r.ret.unwrap_or(0);
-        if (pin || longterm) && var.is_some() {
-            self.note_pins(a0, &pages);
-        }
-        self.push(r);
-        match var {
-            Some(v) => {
-                let var = Var {
-                    ret: retv,
-                    pages,
-                    pin,
-                    owned: true,
-                    start: 0,
-                };
-                self.bind(s, v, var)?;
-            }
-            // Pages nobody can release: give them back.
-            None if !pages.is_empty() => self.give_back(pages, pin),
-            None => {}
-        }
-        Ok(())
+            // The gup calls are `mm_gup`'s.
+            _ => Err(Errno::EINVAL),
+        })
     }
 }
