@@ -13,7 +13,8 @@
 //! |---|---|---|
 //! | W1-seq, W1-rand | emulated walk ÷ flat `Vec<u64>` walk of the same tables | ≤ 3.0 |
 //! | W3-seq, W3-rand | arm64 or ppc64 walk ÷ x86_64 walk, same workload | ≤ 1.3 |
-//! | G1 | gup-fast per page at 512/call ÷ flat walk + plain refcount add + record | ≤ 3.0 |
+//! | G1 | gup-fast per page at 512/call ÷ flat walk + plain refcount add + record | ≤ 3.5 |
+//! | G1 | the same ÷ flat walk + atomic refcount add (the kernel's `page_ref_inc`) + record | ≤ 2.0 |
 //! | G2 | gup-fast per page at 512/call ÷ host `vmsplice` per page (pipe drained, untimed) | ≤ 0.25 |
 //! | G3 | gup-fast per page at 1/call ÷ at 512/call | ≤ 4 |
 //! | G4 | gup-fast per page on PMD leaves ÷ on 4 KiB leaves, 512/call | ≤ 0.10 |
@@ -29,6 +30,7 @@
 
 pub mod fixtures;
 mod output;
+pub mod probe;
 mod svg;
 mod system;
 
@@ -87,6 +89,13 @@ pub struct BenchArgs {
     /// Internal: run the S1 probe for ARCH in this process and print its peak RSS.
     #[arg(long, hide = true, value_name = "ARCH")]
     pub s1_child: Option<String>,
+    /// Repeat one operation --iters times with no clock, for an instruction
+    /// counter (tools/icount-guard runs it under callgrind); on the first --arch.
+    #[arg(long, value_enum, value_name = "WHAT")]
+    pub probe: Option<probe::Probe>,
+    /// Repetitions of --probe.
+    #[arg(long, default_value_t = 1, requires = "probe")]
+    pub iters: u64,
 }
 
 /// One row of the result table.
@@ -383,6 +392,7 @@ const G_EMU: usize = 0;
 const G_FLAT: usize = BATCHES.len();
 const G_THP: usize = 2 * BATCHES.len();
 const G_SPLICE: usize = 2 * BATCHES.len() + 1;
+const G_ATOMIC: usize = 2 * BATCHES.len() + 2;
 const I512: usize = 3;
 
 struct GupGroup<A: Arch> {
@@ -402,6 +412,7 @@ impl<A: Arch> Group for GupGroup<A> {
         }
         v.push("gup-fast PMD leaves 512/call".into());
         v.push("host vmsplice 512/call".into());
+        v.push("flat limit, atomic increments, 512/call".into());
         v
     }
     fn pass(&mut self, i: usize) -> Result<(Duration, u64), String> {
@@ -412,9 +423,10 @@ impl<A: Arch> Group for GupGroup<A> {
                 self.max_run[i] = self.max_run[i].max(self.f.m.lockless_max_run);
                 Ok(r)
             }
-            _ if i < G_THP => self.f.flat_pass(BATCHES[i - G_FLAT]),
+            _ if i < G_THP => self.f.flat_pass(BATCHES[i - G_FLAT], false),
             G_THP => self.f.emu_pass(512, true),
-            _ => self.host.pass(512),
+            G_SPLICE => self.host.pass(512),
+            _ => self.f.flat_pass(512, true),
         }
     }
 }
@@ -445,14 +457,22 @@ fn gup_rows<A: Arch>(
         "host vmsplice (drain untimed), 512/call (pipe {} KiB)",
         g.host.pipe_capacity() >> 10
     );
-    let specs: [(&str, usize, usize, &str, &str, f64); 4] = [
+    let specs: [(&str, usize, usize, &str, &str, f64); 5] = [
         (
             "G1",
             e512,
             G_FLAT + I512,
             "gup-fast, 512 pages/call",
-            "flat walk + plain refcount add + record, 512/call",
-            3.0,
+            "flat walk + plain (non-atomic) refcount add + record, 512/call",
+            3.5,
+        ),
+        (
+            "G1",
+            e512,
+            G_ATOMIC,
+            "gup-fast, 512 pages/call",
+            "flat walk + atomic refcount add (page_ref_inc) + record, 512/call",
+            2.0,
         ),
         (
             "G2",
@@ -625,6 +645,12 @@ pub fn main(args: &BenchArgs) -> Result<bool, String> {
         return Ok(true);
     }
     let arches = parse_arches(&args.arches)?;
+    if let Some(what) = args.probe {
+        let arch = arches.first().copied().unwrap_or(ArchId::X86_64);
+        let units = with_arch!(arch, A => probe::run::<A>(what, args.iters))?;
+        println!("probe {what:?} {arch}: {} iters, {units} units", args.iters);
+        return Ok(true);
+    }
     let filter = args.filter.as_deref().map(str::to_ascii_lowercase);
     let want = |case: &str| {
         filter

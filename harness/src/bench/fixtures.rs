@@ -6,6 +6,7 @@
 //! the time of the measured part only (references taken by a gup pass are
 //! released after the clock stops).
 
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use vmemu_arch::{Arch, Family, Level, Pfn, PhysAddr, PteFlags, VirtAddr};
@@ -154,12 +155,19 @@ impl Flat {
 
     /// The limit of an emulated gup-fast: walk down to the leaf table once
     /// per table, then per page test the entry, add one to the page's
-    /// refcount and record the page. Returns the pages taken. The increment
-    /// is the emulator's kind, a plain saturating add: a machine is driven
-    /// by one thread, so the emulator has no atomic `_refcount` to pay for,
-    /// and neither does its yardstick.
+    /// refcount and record the page. Returns the pages taken. With `[u32]`
+    /// the increment is the emulator's kind, a plain saturating add (a
+    /// machine is driven by one thread, so the emulator has no atomic
+    /// `_refcount` to pay for); with `[AtomicU32]` it is the kernel's
+    /// `page_ref_inc`, an atomic add (`lock xadd` on x86, LSE on arm64).
     #[inline]
-    pub fn gup<A: Arch>(&self, refs: &mut [u32], start: u64, nr: u64, out: &mut Vec<u64>) -> u64 {
+    pub fn gup<A: Arch, R: RefInc + ?Sized>(
+        &self,
+        refs: &mut R,
+        start: u64,
+        nr: u64,
+        out: &mut Vec<u64>,
+    ) -> u64 {
         let levels = A::LEVELS;
         let leaf = levels[levels.len() - 1];
         let end = start + nr * A::PAGE_SIZE;
@@ -182,8 +190,7 @@ impl Flat {
                     break 'tables;
                 }
                 let pfn = e >> 2;
-                let r = &mut refs[pfn as usize];
-                *r = r.saturating_add(1);
+                refs.inc(pfn as usize);
                 out.push(pfn);
                 taken += 1;
                 idx += 1;
@@ -192,6 +199,57 @@ impl Flat {
         }
         taken
     }
+}
+
+/// The refcount increment of a flat gup: plain or atomic.
+pub trait RefInc {
+    /// Adds one reference to frame `i`.
+    fn inc(&mut self, i: usize);
+    /// Drops one reference from frame `i`.
+    fn dec(&mut self, i: usize);
+}
+
+impl RefInc for [u32] {
+    #[inline]
+    fn inc(&mut self, i: usize) {
+        let r = &mut self[i];
+        *r = r.saturating_add(1);
+    }
+    #[inline]
+    fn dec(&mut self, i: usize) {
+        self[i] -= 1;
+    }
+}
+
+impl RefInc for [AtomicU32] {
+    #[inline]
+    fn inc(&mut self, i: usize) {
+        self[i].fetch_add(1, Ordering::Relaxed);
+    }
+    #[inline]
+    fn dec(&mut self, i: usize) {
+        self[i].fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// `pages` pages from `base` through the flat limit in calls of `nr`.
+#[inline]
+fn flat_calls<A: Arch, R: RefInc + ?Sized>(
+    flat: &Flat,
+    refs: &mut R,
+    base: u64,
+    pages: u64,
+    nr: u64,
+    out: &mut Vec<u64>,
+) -> u64 {
+    let mut taken = 0;
+    let mut done = 0;
+    while done < pages {
+        let n = nr.min(pages - done);
+        taken += flat.gup::<A, R>(refs, base + done * A::PAGE_SIZE, n, out);
+        done += n;
+    }
+    taken
 }
 
 /// W1/W3: a mapping of [`WALK_PAGES`] pages, every page read-faulted (each
@@ -317,6 +375,8 @@ pub struct GupFix<A: Arch> {
     pub flat: Flat,
     /// The flat yardstick's refcounts, by pfn.
     pub refs: Vec<u32>,
+    /// The same counts as atomics, for the atomic yardstick.
+    pub arefs: Vec<AtomicU32>,
     out: Vec<Pfn>,
     flat_out: Vec<u64>,
 }
@@ -377,6 +437,7 @@ impl<A: Arch> GupFix<A> {
             thp,
             thp_pages,
             flat,
+            arefs: refs.iter().map(|&r| AtomicU32::new(r)).collect(),
             refs,
             out: Vec::with_capacity(n),
             flat_out: Vec::with_capacity(n),
@@ -421,27 +482,27 @@ impl<A: Arch> GupFix<A> {
         }
     }
 
-    /// One pass of the flat limit over the 4 KiB region in calls of `nr` pages.
-    pub fn flat_pass(&mut self, nr: u64) -> Result<(Duration, u64), String> {
+    /// One pass of the flat limit over the 4 KiB region in calls of `nr`
+    /// pages, with plain (the emulator's kind) or atomic (the kernel's
+    /// kind) refcount increments.
+    pub fn flat_pass(&mut self, nr: u64, atomic: bool) -> Result<(Duration, u64), String> {
         let pages = self.pages;
         let nr = if nr == 0 { pages } else { nr };
         self.flat_out.clear();
-        let mut taken = 0;
+        let (flat, base, out) = (&self.flat, self.base.0, &mut self.flat_out);
         let t0 = Instant::now();
-        let mut done = 0;
-        while done < pages {
-            let n = nr.min(pages - done);
-            taken += self.flat.gup::<A>(
-                &mut self.refs,
-                self.base.0 + done * A::PAGE_SIZE,
-                n,
-                &mut self.flat_out,
-            );
-            done += n;
-        }
+        let taken = if atomic {
+            flat_calls::<A, _>(flat, &mut self.arefs[..], base, pages, nr, out)
+        } else {
+            flat_calls::<A, _>(flat, &mut self.refs[..], base, pages, nr, out)
+        };
         let dt = t0.elapsed();
         for p in self.flat_out.drain(..) {
-            self.refs[p as usize] -= 1;
+            if atomic {
+                self.arefs[..].dec(p as usize);
+            } else {
+                self.refs[..].dec(p as usize);
+            }
         }
         if taken != pages {
             return Err(format!("flat gup took {taken} of {pages} pages"));

@@ -1,0 +1,71 @@
+//! `vmemu bench --probe WHAT --iters N`: one operation repeated N times with
+//! no clock, for an instruction counter (callgrind) to count. Set-up is the
+//! same whatever N, so the difference of two runs with different N divided
+//! by the difference of their units is the instructions per unit — what
+//! `tools/icount-guard` compares with its budgets.
+
+use vmemu_arch::Arch;
+use vmemu_mm::GupFlags;
+
+use super::fixtures::{C1_SEGS, CopyFix, GUP_PAGES, GupFix, WALK_PAGES, WalkFix};
+use super::system::matrix_once;
+
+/// What a probe repeats.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
+pub enum Probe {
+    /// `get_user_pages_fast(FOLL_WRITE)` in calls of 512 pages, references
+    /// kept; unit: a page.
+    GupFast,
+    /// `copy_to_iter` to 4 KiB user iovecs; unit: a page.
+    Copy,
+    /// A software walk of one address, root to leaf; unit: a walk.
+    Walk,
+    /// The built-in matrix, every run; unit: a whole matrix.
+    Matrix,
+}
+
+/// Runs `iters` repetitions; returns the units done.
+pub fn run<A: Arch>(what: Probe, iters: u64) -> Result<u64, String> {
+    match what {
+        Probe::GupFast => {
+            // The references are kept (a probe process ends right after):
+            // releasing them would count put_page as well.
+            let mut f = GupFix::<A>::new(GUP_PAGES, 1)?;
+            let mut out = Vec::with_capacity(512);
+            for _ in 0..iters {
+                for call in 0..GUP_PAGES / 512 {
+                    out.clear();
+                    let start = f.base.wrapping_add(call * 512 * A::PAGE_SIZE);
+                    let got =
+                        f.m.get_user_pages_fast(start, 512, GupFlags::FOLL_WRITE, &mut out);
+                    if got != Ok(512) {
+                        return Err(format!("gup-fast of 512 pages returned {got:?}"));
+                    }
+                }
+            }
+            Ok(iters * GUP_PAGES)
+        }
+        Probe::Copy => {
+            let mut f = CopyFix::<A>::new()?;
+            for _ in 0..iters {
+                f.pass(false)?;
+            }
+            Ok(iters * C1_SEGS as u64)
+        }
+        Probe::Walk => {
+            let f = WalkFix::<A>::new(WALK_PAGES)?;
+            let mut sum = 0u64;
+            for _ in 0..iters {
+                sum = sum.wrapping_add(f.emu(&f.rand));
+            }
+            std::hint::black_box(sum);
+            Ok(iters * WALK_PAGES)
+        }
+        Probe::Matrix => {
+            for _ in 0..iters {
+                matrix_once()?;
+            }
+            Ok(iters)
+        }
+    }
+}
