@@ -48,7 +48,7 @@ fn gup_fast(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut t = Duration::ZERO;
             for _ in 0..iters {
-                t += f.flat_pass(512).expect("flat pass").0;
+                t += f.flat_pass(512, false).expect("flat pass").0;
             }
             t
         })
