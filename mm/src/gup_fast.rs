@@ -411,11 +411,17 @@ impl<A: Arch> Machine<A> {
             Some((t, key)) if t == test => Some(key),
             _ => None,
         };
+        // The table is checked against guest memory once; each read then
+        // costs an index check.
+        let Ok(tref) = self.phys.table_ref(table, A::entries(level)) else {
+            self.overrun(level, idx);
+            return false;
+        };
         loop {
             if preemptible && !self.preempt_read(level, table, idx, false) {
                 return false;
             }
-            let Some(raw) = self.read_table_entry(table, level, idx) else {
+            let Some(raw) = self.phys.entry(tref, idx) else {
                 self.overrun(level, idx);
                 return false;
             };
@@ -446,7 +452,7 @@ impl<A: Arch> Machine<A> {
             };
             if speculative
                 && ((preemptible && !self.preempt_read(level, table, idx, true))
-                    || self.read_table_entry(table, level, idx) != Some(raw))
+                    || self.phys.entry(tref, idx) != Some(raw))
             {
                 self.ungrab(pfn, 1, w.pin);
                 return false;
@@ -459,7 +465,7 @@ impl<A: Arch> Machine<A> {
                 self.ungrab(pfn, 1, w.pin);
                 return false;
             }
-            self.phys.page_mut(head).flags |= PageFlags::REFERENCED;
+            self.phys.set_referenced(head);
             w.pages.push(pfn);
             w.taken += 1;
             addr = addr.wrapping_add(A::PAGE_SIZE);

@@ -38,10 +38,13 @@ impl HeldLedger {
     #[inline]
     pub fn add(&mut self, head: Pfn, pin: bool, n: u32) {
         let i = head.0 as usize;
-        if i >= self.by_pfn.len() {
-            self.grow(i);
-        }
-        let e = &mut self.by_pfn[i];
+        let e = match self.by_pfn.get_mut(i) {
+            Some(e) => e,
+            None => {
+                self.grow(i);
+                &mut self.by_pfn[i]
+            }
+        };
         if pin {
             e.pins += n;
             self.pins += u64::from(n);

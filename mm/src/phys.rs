@@ -100,6 +100,17 @@ unsafe impl Send for PhysMem {}
 // SAFETY: as above.
 unsafe impl Sync for PhysMem {}
 
+/// A table checked against guest memory once, held without a borrow of
+/// the memory (so a walker may update `struct page`s while it reads the
+/// table): entries are read through [`PhysMem::entry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TableRef {
+    /// Byte offset of entry 0 in guest memory (8-byte aligned).
+    off: usize,
+    /// Number of entries.
+    entries: usize,
+}
+
 /// A read view of one page-table page: a host pointer to its first entry,
 /// checked against guest memory once when the view is made.
 #[derive(Debug, Clone, Copy)]
@@ -364,6 +375,41 @@ impl PhysMem {
             base: pa,
             entries,
             _mem: PhantomData,
+        })
+    }
+
+    /// The table of `entries` words at `pa`, checked once, for
+    /// [`PhysMem::entry`].
+    #[inline]
+    pub fn table_ref(&self, pa: PhysAddr, entries: usize) -> Result<TableRef, PhysError> {
+        self.word(pa, entries as u64 * 8)
+            .ok_or(PhysError::OutOfRange(pa))?;
+        Ok(TableRef {
+            off: pa.0 as usize,
+            entries,
+        })
+    }
+
+    /// Raw entry `i` of `t` in host order; `None` past the end of the table.
+    #[inline]
+    #[must_use]
+    pub fn entry(&self, t: TableRef, i: usize) -> Option<u64> {
+        if i >= t.entries {
+            return None;
+        }
+        let off = t.off + i * 8;
+        if off as u64 + 8 > self.size {
+            return None;
+        }
+        // SAFETY: `off + 8 <= size` (checked just above, whatever memory
+        // made `t`), the mapping behind `host` is `size` bytes, and `off`
+        // is 8-byte aligned (`table_ref` checked the base, entries are 8
+        // bytes). Entry words are accessed atomically.
+        let v = unsafe { (*self.host.as_ptr().add(off).cast::<AtomicU64>()).load(Ordering::Acquire) };
+        Some(if self.big_endian {
+            u64::from_be(v)
+        } else {
+            u64::from_le(v)
         })
     }
 

@@ -131,6 +131,7 @@ impl PhysMem {
     }
 
     /// The width of `_refcount` in bits.
+    #[inline]
     #[must_use]
     pub fn refcount_bits(&self) -> u32 {
         self.wrap.as_ref().map_or(32, |w| w.bits)
@@ -231,6 +232,16 @@ impl PhysMem {
     pub fn page(&self, pfn: Pfn) -> &Page {
         self.pages.get(pfn.0 as usize).unwrap_or(&FREE_PAGE)
     }
+    /// Sets `PG_referenced` on a page already referenced (its `struct
+    /// page` exists): no growth of the array on this path.
+    #[inline]
+    pub fn set_referenced(&mut self, pfn: Pfn) {
+        match self.pages.get_mut(pfn.0 as usize) {
+            Some(p) => p.flags |= PageFlags::REFERENCED,
+            None => self.page_mut(pfn).flags |= PageFlags::REFERENCED,
+        }
+    }
+
     /// Mutable `struct page` of `pfn` (for a frame outside memory, a
     /// scratch page whose changes are discarded).
     #[inline]
