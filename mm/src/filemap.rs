@@ -56,7 +56,7 @@ impl<A: Arch> Machine<A> {
             0,
             Owner::File {
                 file: name,
-                index: index as u32,
+                index,
             },
         )?;
         self.phys.page_mut(pfn).flags |= PageFlags::UPTODATE;
@@ -76,5 +76,39 @@ impl<A: Arch> Machine<A> {
         }
         self.files[file as usize].pages.insert(index, pfn);
         Some((pfn, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vmemu_arch::{Arch, Ppc64, X86_64};
+
+    use crate::Machine;
+    use crate::fault::FileOps;
+    use crate::profile::KernelProfile;
+
+    /// Page `1 << 32` of a file is its own page-cache page (a `pgoff_t`
+    /// index is 64 bits), not page 0's: both are named by their own index
+    /// and the checker accepts the cache.
+    fn index_beyond_u32<A: Arch>() {
+        let mut m = Machine::<A>::new(KernelProfile::parse("v6.13").unwrap(), 16 << 20).unwrap();
+        let f = m.create_file("f", A::PAGE_SIZE, FileOps::default());
+        let (p0, _) = m.find_or_read_page(f, 0).unwrap();
+        let (p1, io) = m.find_or_read_page(f, 1 << 32).unwrap();
+        assert!(io, "index 2^32 must be read, not found at index 0");
+        assert_ne!(p0, p1);
+        assert_eq!(m.page_name(p1), "file:f[4294967296]");
+        assert_eq!(m.page_name(p0), "file:f[0]");
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn index_beyond_u32_x86_64() {
+        index_beyond_u32::<X86_64>();
+    }
+
+    #[test]
+    fn index_beyond_u32_ppc64() {
+        index_beyond_u32::<Ppc64>();
     }
 }
