@@ -44,4 +44,5 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "ro_pin_on_shared",
     "dirtycow_thp",
     "pagecache_index_64bit",
+    "gup_fast_negative_count",
 ];

@@ -620,22 +620,44 @@ impl<A: Arch> Machine<A> {
                 }
             }
         };
-        let total = end.0.wrapping_sub(start.0) / A::PAGE_SIZE;
-        if taken >= total {
+        let Some(rest) = self.gup_fast_rest(start, end, nr_pages, taken) else {
             return Ok(taken);
-        }
+        };
         let rest_start = start.wrapping_add(taken * A::PAGE_SIZE);
-        let slow = self.get_user_pages_unlocked(
-            rest_start,
-            total - taken,
-            pages,
-            flags & GupFlags::FOLL_WRITE,
-        );
+        let slow =
+            self.get_user_pages_unlocked(rest_start, rest, pages, flags & GupFlags::FOLL_WRITE);
         Ok(match slow {
             Ok(n) => taken + n,
             Err(e) if taken == 0 => return Err(e),
             Err(_) => taken,
         })
+    }
+
+    /// How many pages `get_user_pages_fast` (v4.x) leaves to the slow path
+    /// after the fast walk took `taken`, or `None` when it returns `taken`.
+    ///
+    /// v4.10 `arch/x86/mm/gup.c` `get_user_pages_fast` counts in addresses:
+    /// the slow path gets `(end - start) >> PAGE_SHIFT` pages, so a negative
+    /// `nr_pages` (whose `end` wrapped below `start`) goes there with a huge
+    /// count. The generic v4.10 `mm/gup.c` `get_user_pages_fast` (arm64,
+    /// ppc64) compares the `int`s instead, `if (nr < nr_pages)`, and hands
+    /// `nr_pages - nr` on: with a negative `nr_pages` it returns `nr` as it
+    /// is. (v4.17 returns 0 for `nr_pages <= 0` before any of this.)
+    fn gup_fast_rest(
+        &self,
+        start: VirtAddr,
+        end: VirtAddr,
+        nr_pages: i64,
+        taken: u64,
+    ) -> Option<u64> {
+        if self.flavour() == Flavour::X86Private {
+            let total = end.0.wrapping_sub(start.0) / A::PAGE_SIZE;
+            (taken < total).then(|| total - taken)
+        } else {
+            // `taken` never exceeds a positive nr_pages.
+            let nr = taken as i64;
+            (nr < nr_pages).then(|| (nr_pages - nr) as u64)
+        }
     }
 
     /// `pin_user_pages_fast` (FOLL_PIN; profiles with pins only).
