@@ -397,6 +397,24 @@ impl Walk<'_> {
     fn value_arg(&mut self, def: &CallDef, e: &Expr, kind: ArgKind, span: Span, len: usize) {
         let Some(v) = self.eval(e) else { return };
         let range: Option<(i128, i128, &str)> = match (kind, def.family) {
+            // The gup-fast entry points take an `int nr_pages`, and what a
+            // negative one does differs per arch and version (workload
+            // gup_fast_negative_count); get_user_pages* take an unsigned long.
+            (ArgKind::NrPages, _)
+                if matches!(
+                    def.name,
+                    "get_user_pages_fast"
+                        | "__get_user_pages_fast"
+                        | "get_user_pages_fast_only"
+                        | "pin_user_pages_fast"
+                ) =>
+            {
+                Some((
+                    i128::from(i32::MIN),
+                    i128::from(i32::MAX),
+                    "a page count must fit an int (INT_MIN..=INT_MAX)",
+                ))
+            }
             (ArgKind::NrPages, _) => {
                 Some((0, i128::from(i32::MAX), "a page count must be 0..=INT_MAX"))
             }
