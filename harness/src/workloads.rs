@@ -45,4 +45,5 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "dirtycow_thp",
     "pagecache_index_64bit",
     "gup_fast_negative_count",
+    "shmem_shared_anon",
 ];

@@ -28,6 +28,12 @@ pub struct File {
     /// whose `file_operations` have only `->read`: `do_splice_to` then
     /// uses `default_file_splice_read`.
     pub splice_read: bool,
+    /// A shmem object (`mm/shmem.c`): a page first looked up is a zeroed
+    /// page (`shmem_get_folio` allocates and clears it), not read from a
+    /// medium; nothing writes it back, so a shared mapping of it needs no
+    /// dirty tracking (`vma_needs_dirty_tracking` is false: no
+    /// `->page_mkwrite`, `mapping_can_writeback` false).
+    pub shmem: bool,
 }
 
 impl<A: Arch> Machine<A> {
@@ -41,8 +47,20 @@ impl<A: Arch> Machine<A> {
             pages: BTreeMap::new(),
             ops,
             splice_read: true,
+            shmem: false,
         });
         self.files.len() as FileId - 1
+    }
+
+    /// `shmem_zero_setup` (`mm/shmem.c`, the same in v4.10 and 6.13): the
+    /// object behind a `MAP_SHARED | MAP_ANONYMOUS` mapping of `len` bytes
+    /// (`mmap_region` calls it for a shared VMA without a file). The kernel
+    /// names it `dev/zero`; here it takes the mapping's name, so its pages
+    /// print as `file:NAME[i]`.
+    pub fn shmem_zero_setup(&mut self, name: &str, len: u64) -> FileId {
+        let f = self.create_file(name, len, FileOps::default());
+        self.files[f as usize].shmem = true;
+        f
     }
 
     /// Finds or reads page `index` of `file` into the page cache; returns the
@@ -52,14 +70,14 @@ impl<A: Arch> Machine<A> {
             return Some((p, false));
         }
         let name = self.files[file as usize].name;
-        let pfn = self.phys.alloc(
-            0,
-            Owner::File {
-                file: name,
-                index,
-            },
-        )?;
+        let pfn = self.phys.alloc(0, Owner::File { file: name, index })?;
         self.phys.page_mut(pfn).flags |= PageFlags::UPTODATE;
+        if self.files[file as usize].shmem {
+            // shmem_get_folio: a new page of the object is a zeroed page
+            // (phys.alloc clears it).
+            self.files[file as usize].pages.insert(index, pfn);
+            return Some((pfn, false));
+        }
         // Fill with a recognisable pattern: byte = (index * 7 + offset) as u8,
         // 4 KiB at a time (the pattern repeats every 256 bytes).
         let mut chunk = [0u8; 4096];
