@@ -46,4 +46,5 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "pagecache_index_64bit",
     "gup_fast_negative_count",
     "shmem_shared_anon",
+    "longterm_pin_rules",
 ];

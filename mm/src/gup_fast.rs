@@ -23,7 +23,7 @@ use crate::Machine;
 use crate::errno::Errno;
 use crate::event::EventKind;
 use crate::gup::{Flavour, GupFlags};
-use crate::phys::PageFlags;
+use crate::phys::{Owner, PageFlags};
 use crate::preempt::PreemptPoint;
 use crate::profile::GupFastRange;
 
@@ -366,7 +366,11 @@ impl<A: Arch> Machine<A> {
             self.ungrab(Pfn(first), refs, w.pin);
             return false;
         }
-        if w.unshare && !e.has(PteFlags::WRITE) && self.gup_must_unshare(e.pfn) {
+        if !self.gup_fast_folio_allowed(w, e.pfn)
+            || (w.unshare
+                && !e.has(PteFlags::WRITE)
+                && self.gup_must_unshare(None, w.longterm, e.pfn))
+        {
             self.ungrab(Pfn(first), refs, w.pin);
             return false;
         }
@@ -451,11 +455,13 @@ impl<A: Arch> Machine<A> {
                 self.ungrab(pfn, 1, w.pin);
                 return false;
             }
-            if w.unshare
-                && !A::decode(family, level, raw).has(PteFlags::WRITE)
-                && self.gup_must_unshare(pfn)
+            if !self.gup_fast_folio_allowed(w, pfn)
+                || (w.unshare
+                    && !A::decode(family, level, raw).has(PteFlags::WRITE)
+                    && self.gup_must_unshare(None, w.longterm, pfn))
             {
-                // gup_must_unshare: leave it to the slow path.
+                // gup_fast_folio_allowed / gup_must_unshare: leave it to
+                // the slow path.
                 self.ungrab(pfn, 1, w.pin);
                 return false;
             }
@@ -501,6 +507,23 @@ impl<A: Arch> Machine<A> {
         };
         self.gup_pgd_range(start, end, &mut w);
         w.taken
+    }
+
+    /// 6.13 `gup_fast_folio_allowed`, the long-term write part (where the
+    /// profile has `longterm_write_needs_no_writeback`): a FOLL_PIN |
+    /// FOLL_LONGTERM | FOLL_WRITE walk takes anonymous and shmem folios
+    /// only; any other page-cache folio goes to the slow path, whose
+    /// `check_vma_flags` decides with the VMA.
+    #[inline]
+    fn gup_fast_folio_allowed(&self, w: &FastWalk<'_>, pfn: Pfn) -> bool {
+        if !(w.pin && w.longterm && w.write && self.knobs.longterm_write_needs_no_writeback) {
+            return true;
+        }
+        let head = self.phys.compound_head(pfn);
+        match self.phys.page(head).owner {
+            Owner::File { file, .. } => self.files.iter().any(|f| f.name == file && f.shmem),
+            _ => true,
+        }
     }
 
     /// Capper's check: no wraparound and `end <= TASK_SIZE`.
@@ -694,7 +717,9 @@ impl<A: Arch> Machine<A> {
             | GupFlags::FOLL_GET
             | GupFlags::FOLL_FAST_ONLY
             | GupFlags::FOLL_NOFAULT;
-        if !(flags - allowed).is_empty() || flags.contains(GupFlags::FOLL_GET | GupFlags::FOLL_PIN)
+        if !(flags - allowed).is_empty()
+            || flags.contains(GupFlags::FOLL_GET | GupFlags::FOLL_PIN)
+            || self.longterm_without_pin(flags)
         {
             return Err(Errno::EINVAL);
         }
