@@ -47,4 +47,5 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "gup_fast_negative_count",
     "shmem_shared_anon",
     "longterm_pin_rules",
+    "tagged_addr_gup",
 ];

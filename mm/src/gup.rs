@@ -547,6 +547,12 @@ impl<A: Arch> Machine<A> {
         if nr == 0 {
             return Ok(0);
         }
+        // 6.13 `start = untagged_addr_remote(mm, start)` (5.4+).
+        let start = if self.knobs.untag_user_addr {
+            A::untagged_addr(start)
+        } else {
+            start
+        };
         if !gup_flags.contains(GupFlags::FOLL_FORCE) {
             gup_flags |= GupFlags::FOLL_NUMA;
         }

@@ -727,7 +727,13 @@ impl<A: Arch> Machine<A> {
             let mm = self.current_mm();
             self.mm_mut(mm).has_pinned = true;
         }
-        let start = start.align_down(A::PAGE_SIZE);
+        // `start = untagged_addr(start) & PAGE_MASK` (5.4+).
+        let start = if self.knobs.untag_user_addr {
+            A::untagged_addr(start)
+        } else {
+            start
+        }
+        .align_down(A::PAGE_SIZE);
         let len = (nr_pages as u64).wrapping_shl(A::PAGE_SHIFT);
         let end = VirtAddr(start.0.checked_add(len).ok_or(Errno::EOVERFLOW)?);
         if end.0 > self.layout.task_size_max {

@@ -214,6 +214,17 @@ pub struct Knobs {
     /// be specified when pinning"). v4.x has no FOLL_PIN; the emulator's
     /// FOLL_LONGTERM there stands for 4.15's `get_user_pages_longterm`.
     pub longterm_needs_pin: bool,
+    /// gup strips the tag of a user address (`untagged_addr`, arm64 TBI;
+    /// [`vmemu_arch::Arch::untagged_addr`]) before looking it up: the
+    /// start address of `__get_user_pages` (`untagged_addr_remote`) and
+    /// of gup-fast (`gup_fast_fallback`), so `process_vm_readv` with a
+    /// tagged remote iovec, `/proc/pid/mem` and direct I/O on a tagged
+    /// buffer work. "mm: untag user pointers in mm/gup.c" (Andrey
+    /// Konovalov, 5.4, the arm64 tagged address ABI series); 6.13
+    /// mm/gup.c `__get_user_pages`, `gup_fast_fallback`. `access_ok`
+    /// untags only for a task that enabled the ABI (`TIF_TAGGED_ADDR`,
+    /// `prctl(PR_SET_TAGGED_ADDR_CTRL)`), which no emulated task does.
+    pub untag_user_addr: bool,
     /// 17839856fd58 (5.8 only; removed by a308c71bf1e6 in 5.9): slow gup
     /// with FOLL_GET or FOLL_PIN on a COW mapping forces FOLL_WRITE
     /// (`should_force_cow_break`), gup-fast walks as a write, and
@@ -398,6 +409,7 @@ impl Base {
                 longterm_unshare_non_anon: false,
                 longterm_write_needs_no_writeback: false,
                 longterm_needs_pin: false,
+                untag_user_addr: false,
                 force_cow_on_read_pin: false,
                 thp_touch_dirty: ThpTouchDirty::Always,
                 ceph_dio_bvecs: false,
@@ -448,6 +460,7 @@ impl Base {
                 longterm_unshare_non_anon: true,
                 longterm_write_needs_no_writeback: true,
                 longterm_needs_pin: true,
+                untag_user_addr: true,
                 force_cow_on_read_pin: false,
                 thp_touch_dirty: ThpTouchDirty::OnWrite,
                 ceph_dio_bvecs: true,
@@ -870,6 +883,11 @@ impl KernelProfile {
                 "longterm_needs_pin",
                 k.longterm_needs_pin.to_string(),
                 "FOLL_LONGTERM without FOLL_PIN is -EINVAL (is_valid_gup_flags in 6.1, is_valid_gup_args in 6.13)",
+            ),
+            (
+                "untag_user_addr",
+                k.untag_user_addr.to_string(),
+                "gup untags the start address (untagged_addr: arm64 TBI; x86 LAM only once a process enables it): \"mm: untag user pointers in mm/gup.c\" (5.4)",
             ),
             (
                 "force_cow_on_read_pin",
