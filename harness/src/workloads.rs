@@ -48,4 +48,5 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "shmem_shared_anon",
     "longterm_pin_rules",
     "tagged_addr_gup",
+    "iomap_dio_fault",
 ];
