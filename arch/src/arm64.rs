@@ -80,6 +80,17 @@ impl Arch for Arm64 {
         flags.difference(PteFlags::WRITE) | PteFlags::RDONLY
     }
 
+    /// arm64 `untagged_addr` (`asm/memory.h`, 5.4+; the same in 6.13): the
+    /// address ANDed with itself sign-extended from bit 55, which clears
+    /// the top byte (TBI tag) of a user address (bit 55 clear) and leaves
+    /// a kernel address (bit 55 set) as it is. Unconditional: unlike
+    /// `access_ok`, it does not ask whether the task enabled the tagged
+    /// address ABI (`TIF_TAGGED_ADDR`).
+    fn untagged_addr(addr: VirtAddr) -> VirtAddr {
+        let ext = (((addr.0 << 8) as i64) >> 8) as u64;
+        VirtAddr(addr.0 & ext)
+    }
+
     fn hw_root_desc(root: HwRoot) -> &'static str {
         match root {
             HwRoot::Mm => "TTBR0 (bit 55 clear): the mm's table",
@@ -269,6 +280,26 @@ pub(crate) fn generic_access_ok(max: u64, addr: VirtAddr, size: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn untagged_addr_clears_the_top_byte_of_user_addresses_only() {
+        // A user address (bit 55 clear) loses its tag.
+        let tagged = VirtAddr(0x0100_5000_0000_0000);
+        assert_eq!(Arm64::untagged_addr(tagged), VirtAddr(0x5000_0000_0000));
+        assert_eq!(
+            Arm64::untagged_addr(VirtAddr(0xff00_0000_1234_5000)),
+            VirtAddr(0x0000_0000_1234_5000)
+        );
+        // A kernel address (bit 55 set) is left as it is, whatever its top byte.
+        let k = VirtAddr(0xffff_8000_0000_1000);
+        assert_eq!(Arm64::untagged_addr(k), k);
+        assert_eq!(
+            Arm64::untagged_addr(VirtAddr(0x0080_0000_0000_0000)),
+            VirtAddr(0x0080_0000_0000_0000)
+        );
+        // The other arches do not untag.
+        assert_eq!(crate::X86_64::untagged_addr(tagged), tagged);
+    }
 
     #[test]
     fn user_readonly_vector() {

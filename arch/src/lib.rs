@@ -283,6 +283,18 @@ pub trait Arch: Copy + Default + Send + Sync + fmt::Debug + 'static {
         flags.difference(PteFlags::WRITE)
     }
 
+    /// `untagged_addr(addr)` of a process that has not enabled an address
+    /// tagging mode of its own: the address with whatever tag bits the
+    /// hardware ignores cleared. The default is the identity: x86-64's LAM
+    /// untag mask is all ones until the process asks for LAM
+    /// (`ARCH_ENABLE_TAGGED_ADDR`, 6.4+ `asm/uaccess_64.h`), powerpc has
+    /// no tagging. arm64 overrides it (TBI, below). Where the kernel calls
+    /// it is a profile question (the `untag_user_addr` knob).
+    #[must_use]
+    fn untagged_addr(addr: VirtAddr) -> VirtAddr {
+        addr
+    }
+
     /// How a diagnostic names the root [`Arch::hw_root`] selects.
     fn hw_root_desc(root: HwRoot) -> &'static str;
 

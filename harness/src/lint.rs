@@ -19,7 +19,7 @@ use vmemu_iter::IterType;
 use vmemu_mm::KernelProfile;
 use vmemu_mm::profile::Knobs;
 
-use crate::calls::{ArgKind, Call, CallDef};
+use crate::calls::{ArgKind, Call, CallDef, MmCall};
 use crate::lang::{
     Arg, Expr, Field, MAX_ERRORS, ScriptError, Span, Stmt, StmtKind, Target, Value, Workload,
 };
@@ -466,6 +466,22 @@ impl Walk<'_> {
     fn value_arg(&mut self, def: &CallDef, e: &Expr, kind: ArgKind, span: Span, len: usize) {
         let Some(v) = self.eval(e) else { return };
         let range: Option<(i128, i128, &str)> = match (kind, def.call) {
+            // The gup-fast entry points take an `int nr_pages`, and what a
+            // negative one does differs per arch and version (workload
+            // gup_fast_negative_count); get_user_pages* take an unsigned long.
+            (
+                ArgKind::NrPages,
+                Call::Mm(
+                    MmCall::GetUserPagesFast
+                    | MmCall::__GetUserPagesFast
+                    | MmCall::GetUserPagesFastOnly
+                    | MmCall::PinUserPagesFast,
+                ),
+            ) => Some((
+                i128::from(i32::MIN),
+                i128::from(i32::MAX),
+                "a page count must fit an int (INT_MIN..=INT_MAX)",
+            )),
             (ArgKind::NrPages, _) => {
                 Some((0, i128::from(i32::MAX), "a page count must be 0..=INT_MAX"))
             }

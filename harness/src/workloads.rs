@@ -43,4 +43,10 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "vmsplice_unmap_child",
     "ro_pin_on_shared",
     "dirtycow_thp",
+    "pagecache_index_64bit",
+    "gup_fast_negative_count",
+    "shmem_shared_anon",
+    "longterm_pin_rules",
+    "tagged_addr_gup",
+    "iomap_dio_fault",
 ];

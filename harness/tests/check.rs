@@ -66,9 +66,16 @@ const CLASSES: &[(&str, &str, &str, &str, &str)] = &[
     ),
     (
         "nr_pages.vmw",
-        "map b 2 pages rw\nr = get_user_pages_fast(b, -2, 0)\n",
-        "2:28",
+        "map b 2 pages rw\nr = get_user_pages(b, -2, 0)\n",
+        "2:23",
         "a page count must be 0..=INT_MAX, found -2",
+        "",
+    ),
+    (
+        "nr_pages_int.vmw",
+        "map b 2 pages rw\nr = get_user_pages_fast(b, -2147483649, 0)\n",
+        "2:28",
+        "a page count must fit an int (INT_MIN..=INT_MAX), found -2147483649",
         "",
     ),
     (

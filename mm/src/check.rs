@@ -454,7 +454,7 @@ impl<A: Arch> Machine<A> {
             for (&idx, &pfn) in &f.pages {
                 *cached.entry(pfn).or_default() += 1;
                 let p = self.phys.page(pfn);
-                let ok = matches!(p.owner, Owner::File { file, index } if file == f.name && u64::from(index) == idx)
+                let ok = matches!(p.owner, Owner::File { file, index } if file == f.name && index == idx)
                     && !p.flags.contains(PageFlags::FREE);
                 if !ok {
                     w.err(

@@ -28,6 +28,12 @@ pub struct File {
     /// whose `file_operations` have only `->read`: `do_splice_to` then
     /// uses `default_file_splice_read`.
     pub splice_read: bool,
+    /// A shmem object (`mm/shmem.c`): a page first looked up is a zeroed
+    /// page (`shmem_get_folio` allocates and clears it), not read from a
+    /// medium; nothing writes it back, so a shared mapping of it needs no
+    /// dirty tracking (`vma_needs_dirty_tracking` is false: no
+    /// `->page_mkwrite`, `mapping_can_writeback` false).
+    pub shmem: bool,
 }
 
 impl<A: Arch> Machine<A> {
@@ -41,8 +47,20 @@ impl<A: Arch> Machine<A> {
             pages: BTreeMap::new(),
             ops,
             splice_read: true,
+            shmem: false,
         });
         self.files.len() as FileId - 1
+    }
+
+    /// `shmem_zero_setup` (`mm/shmem.c`, the same in v4.10 and 6.13): the
+    /// object behind a `MAP_SHARED | MAP_ANONYMOUS` mapping of `len` bytes
+    /// (`mmap_region` calls it for a shared VMA without a file). The kernel
+    /// names it `dev/zero`; here it takes the mapping's name, so its pages
+    /// print as `file:NAME[i]`.
+    pub fn shmem_zero_setup(&mut self, name: &str, len: u64) -> FileId {
+        let f = self.create_file(name, len, FileOps::default());
+        self.files[f as usize].shmem = true;
+        f
     }
 
     /// Finds or reads page `index` of `file` into the page cache; returns the
@@ -52,14 +70,14 @@ impl<A: Arch> Machine<A> {
             return Some((p, false));
         }
         let name = self.files[file as usize].name;
-        let pfn = self.phys.alloc(
-            0,
-            Owner::File {
-                file: name,
-                index: index as u32,
-            },
-        )?;
+        let pfn = self.phys.alloc(0, Owner::File { file: name, index })?;
         self.phys.page_mut(pfn).flags |= PageFlags::UPTODATE;
+        if self.files[file as usize].shmem {
+            // shmem_get_folio: a new page of the object is a zeroed page
+            // (phys.alloc clears it).
+            self.files[file as usize].pages.insert(index, pfn);
+            return Some((pfn, false));
+        }
         // Fill with a recognisable pattern: byte = (index * 7 + offset) as u8,
         // 4 KiB at a time (the pattern repeats every 256 bytes).
         let mut chunk = [0u8; 4096];
@@ -76,5 +94,39 @@ impl<A: Arch> Machine<A> {
         }
         self.files[file as usize].pages.insert(index, pfn);
         Some((pfn, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vmemu_arch::{Arch, Ppc64, X86_64};
+
+    use crate::Machine;
+    use crate::fault::FileOps;
+    use crate::profile::KernelProfile;
+
+    /// Page `1 << 32` of a file is its own page-cache page (a `pgoff_t`
+    /// index is 64 bits), not page 0's: both are named by their own index
+    /// and the checker accepts the cache.
+    fn index_beyond_u32<A: Arch>() {
+        let mut m = Machine::<A>::new(KernelProfile::parse("v6.13").unwrap(), 16 << 20).unwrap();
+        let f = m.create_file("f", A::PAGE_SIZE, FileOps::default());
+        let (p0, _) = m.find_or_read_page(f, 0).unwrap();
+        let (p1, io) = m.find_or_read_page(f, 1 << 32).unwrap();
+        assert!(io, "index 2^32 must be read, not found at index 0");
+        assert_ne!(p0, p1);
+        assert_eq!(m.page_name(p1), "file:f[4294967296]");
+        assert_eq!(m.page_name(p0), "file:f[0]");
+        m.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn index_beyond_u32_x86_64() {
+        index_beyond_u32::<X86_64>();
+    }
+
+    #[test]
+    fn index_beyond_u32_ppc64() {
+        index_beyond_u32::<Ppc64>();
     }
 }

@@ -9,8 +9,8 @@ use vmemu_arch::{Arch, Pfn, Pte, PteFlags, VirtAddr};
 use crate::Machine;
 use crate::errno::Errno;
 use crate::event::EventKind;
-use crate::fault::{FaultFlags, VmFault};
-use crate::mm::{VmFlags, Vma};
+use crate::fault::{FaultFlags, MkwriteBehaviour, VmFault};
+use crate::mm::{Backing, VmFlags, Vma};
 use crate::pgtable;
 use crate::phys::{GUP_PIN_COUNTING_BIAS, PageFlags};
 use crate::preempt::PreemptPoint;
@@ -146,12 +146,19 @@ impl<A: Arch> Machine<A> {
     }
 
     /// `check_vma_flags`.
-    fn check_vma_flags(vma: &Vma, flags: GupFlags) -> Result<(), Errno> {
+    fn check_vma_flags(&self, vma: &Vma, flags: GupFlags) -> Result<(), Errno> {
         let vf = vma.flags;
         if vf.intersects(VmFlags::VM_IO | VmFlags::VM_PFNMAP) {
             return Err(Errno::EFAULT);
         }
         if flags.contains(GupFlags::FOLL_WRITE) {
+            // 6.13 check_vma_flags: `!vma_anon && !writable_file_mapping_allowed()`.
+            if self.knobs.longterm_write_needs_no_writeback
+                && flags.contains(GupFlags::FOLL_PIN | GupFlags::FOLL_LONGTERM)
+                && self.vma_needs_dirty_tracking(vma)
+            {
+                return Err(Errno::EFAULT);
+            }
             if !vf.contains(VmFlags::VM_WRITE) {
                 let cow = vf & (VmFlags::VM_SHARED | VmFlags::VM_MAYWRITE) == VmFlags::VM_MAYWRITE;
                 if !flags.contains(GupFlags::FOLL_FORCE) || !cow {
@@ -295,7 +302,7 @@ impl<A: Arch> Machine<A> {
     }
 
     /// `follow_page_mask`: the software walk under the page-table lock.
-    fn follow_page_mask(&mut self, mm: MmId, addr: VirtAddr, flags: GupFlags) -> Follow {
+    fn follow_page_mask(&mut self, mm: MmId, vma: &Vma, addr: VirtAddr, flags: GupFlags) -> Follow {
         let pgd = self.mm(mm).pgd;
         let Some(slot) = pgtable::lookup::<A>(
             &self.phys,
@@ -369,7 +376,7 @@ impl<A: Arch> Machine<A> {
         if self.knobs.ro_pin_unshare
             && flags & (GupFlags::FOLL_WRITE | GupFlags::FOLL_PIN) == GupFlags::FOLL_PIN
             && !pte.has(PteFlags::WRITE)
-            && self.gup_must_unshare(pfn)
+            && self.gup_must_unshare(Some(vma), flags.contains(GupFlags::FOLL_LONGTERM), pfn)
         {
             return Follow::Unshare;
         }
@@ -411,15 +418,51 @@ impl<A: Arch> Machine<A> {
         Follow::Page(pfn)
     }
 
-    /// `gup_must_unshare` for an anonymous page (the flags and the
-    /// read-only entry are checked by the callers): the page is not known
-    /// to be mapped by this process only.
-    pub(crate) fn gup_must_unshare(&self, pfn: Pfn) -> bool {
+    /// `gup_must_unshare(vma, flags, page)` for a read-only pin (the
+    /// callers check `(flags & (FOLL_WRITE | FOLL_PIN)) == FOLL_PIN` and
+    /// the read-only entry; `vma` is `None` in gup-fast).
+    ///
+    /// An anonymous page must be unshared when it is not known to be
+    /// mapped by this process only (`!PageAnonExclusive`). Any other page
+    /// (the zero page, a page-cache page: `!PageAnon`) only where the
+    /// profile has `longterm_unshare_non_anon` (6.2+, 6.13 mm/internal.h):
+    /// for a FOLL_LONGTERM pin in a COW mapping, and always in gup-fast,
+    /// which cannot see the VMA and leaves the page to the slow path.
+    pub(crate) fn gup_must_unshare(&self, vma: Option<&Vma>, longterm: bool, pfn: Pfn) -> bool {
         let head = self.phys.compound_head(pfn);
         let p = self.phys.page(head);
-        head != self.zero_pfn
-            && matches!(p.owner, crate::phys::Owner::Anon { .. })
-            && !p.flags.contains(PageFlags::ANON_EXCLUSIVE)
+        let anon = head != self.zero_pfn && matches!(p.owner, crate::phys::Owner::Anon { .. });
+        if !anon {
+            return self.knobs.longterm_unshare_non_anon
+                && longterm
+                && vma.is_none_or(|v| crate::fork::is_cow_mapping(v.flags));
+        }
+        !p.flags.contains(PageFlags::ANON_EXCLUSIVE)
+    }
+
+    /// `vma_needs_dirty_tracking` (6.13 mm/mmap.c): a shared writable
+    /// file mapping whose file is told of writes (`->page_mkwrite`) or
+    /// writes pages back (`mapping_can_writeback`; every emulated file but
+    /// shmem, whose backing device has no writeback).
+    pub(crate) fn vma_needs_dirty_tracking(&self, vma: &Vma) -> bool {
+        let shared_writable = vma.flags.contains(VmFlags::VM_SHARED | VmFlags::VM_WRITE);
+        match vma.backing {
+            Backing::File { file, .. } if shared_writable => {
+                let f = &self.files[file as usize];
+                f.ops.page_mkwrite != MkwriteBehaviour::None || !f.shmem
+            }
+            _ => false,
+        }
+    }
+
+    /// 6.13 `is_valid_gup_args`' rule "LONGTERM can only be specified when
+    /// pinning" (6.1 `is_valid_gup_flags`), where the profile has it
+    /// (`longterm_needs_pin`): `-EINVAL` from the `get_user_pages*` entry
+    /// points.
+    pub(crate) fn longterm_without_pin(&self, flags: GupFlags) -> bool {
+        self.knobs.longterm_needs_pin
+            && flags.contains(GupFlags::FOLL_LONGTERM)
+            && !flags.contains(GupFlags::FOLL_PIN)
     }
 
     /// `faultin_page` (with `unshare`: FAULT_FLAG_UNSHARE, 5.19+).
@@ -504,6 +547,12 @@ impl<A: Arch> Machine<A> {
         if nr == 0 {
             return Ok(0);
         }
+        // 6.13 `start = untagged_addr_remote(mm, start)` (5.4+).
+        let start = if self.knobs.untag_user_addr {
+            A::untagged_addr(start)
+        } else {
+            start
+        };
         if !gup_flags.contains(GupFlags::FOLL_FORCE) {
             gup_flags |= GupFlags::FOLL_NUMA;
         }
@@ -529,7 +578,7 @@ impl<A: Arch> Machine<A> {
                 match vma {
                     None => return partial(i, Errno::EFAULT),
                     Some(v) => {
-                        if let Err(e) = Self::check_vma_flags(&v, gup_flags) {
+                        if let Err(e) = self.check_vma_flags(&v, gup_flags) {
                             return partial(i, e);
                         }
                     }
@@ -563,7 +612,7 @@ impl<A: Arch> Machine<A> {
                 if self.preempt.armed() {
                     self.preempt_at(PreemptPoint::GupRetry { addr, walk: tries });
                 }
-                match self.follow_page_mask(mm, addr, foll) {
+                match self.follow_page_mask(mm, &v, addr, foll) {
                     Follow::Page(p) => {
                         if let Some(v) = pages.as_deref_mut() {
                             v.push(p);
@@ -697,6 +746,9 @@ impl<A: Arch> Machine<A> {
         gup_flags: GupFlags,
         pages: &mut Vec<Pfn>,
     ) -> Result<u64, Errno> {
+        if self.longterm_without_pin(gup_flags) {
+            return Err(Errno::EINVAL);
+        }
         if !self.holds_mmap_sem(mm) {
             self.event(
                 EventKind::KernelBug,
@@ -719,6 +771,9 @@ impl<A: Arch> Machine<A> {
         pages: &mut Vec<Pfn>,
         gup_flags: GupFlags,
     ) -> Result<u64, Errno> {
+        if self.longterm_without_pin(gup_flags) {
+            return Err(Errno::EINVAL);
+        }
         let mm = self.current_mm();
         self.mmap_read_lock(mm)?;
         let mut locked = true;

@@ -23,7 +23,7 @@ use crate::Machine;
 use crate::errno::Errno;
 use crate::event::EventKind;
 use crate::gup::{Flavour, GupFlags};
-use crate::phys::PageFlags;
+use crate::phys::{Owner, PageFlags};
 use crate::preempt::PreemptPoint;
 use crate::profile::GupFastRange;
 
@@ -366,7 +366,11 @@ impl<A: Arch> Machine<A> {
             self.ungrab(Pfn(first), refs, w.pin);
             return false;
         }
-        if w.unshare && !e.has(PteFlags::WRITE) && self.gup_must_unshare(e.pfn) {
+        if !self.gup_fast_folio_allowed(w, e.pfn)
+            || (w.unshare
+                && !e.has(PteFlags::WRITE)
+                && self.gup_must_unshare(None, w.longterm, e.pfn))
+        {
             self.ungrab(Pfn(first), refs, w.pin);
             return false;
         }
@@ -457,11 +461,13 @@ impl<A: Arch> Machine<A> {
                 self.ungrab(pfn, 1, w.pin);
                 return false;
             }
-            if w.unshare
-                && !A::decode(family, level, raw).has(PteFlags::WRITE)
-                && self.gup_must_unshare(pfn)
+            if !self.gup_fast_folio_allowed(w, pfn)
+                || (w.unshare
+                    && !A::decode(family, level, raw).has(PteFlags::WRITE)
+                    && self.gup_must_unshare(None, w.longterm, pfn))
             {
-                // gup_must_unshare: leave it to the slow path.
+                // gup_fast_folio_allowed / gup_must_unshare: leave it to
+                // the slow path.
                 self.ungrab(pfn, 1, w.pin);
                 return false;
             }
@@ -507,6 +513,23 @@ impl<A: Arch> Machine<A> {
         };
         self.gup_pgd_range(start, end, &mut w);
         w.taken
+    }
+
+    /// 6.13 `gup_fast_folio_allowed`, the long-term write part (where the
+    /// profile has `longterm_write_needs_no_writeback`): a FOLL_PIN |
+    /// FOLL_LONGTERM | FOLL_WRITE walk takes anonymous and shmem folios
+    /// only; any other page-cache folio goes to the slow path, whose
+    /// `check_vma_flags` decides with the VMA.
+    #[inline]
+    fn gup_fast_folio_allowed(&self, w: &FastWalk<'_>, pfn: Pfn) -> bool {
+        if !(w.pin && w.longterm && w.write && self.knobs.longterm_write_needs_no_writeback) {
+            return true;
+        }
+        let head = self.phys.compound_head(pfn);
+        match self.phys.page(head).owner {
+            Owner::File { file, .. } => self.files.iter().any(|f| f.name == file && f.shmem),
+            _ => true,
+        }
     }
 
     /// Capper's check: no wraparound and `end <= TASK_SIZE`.
@@ -626,22 +649,44 @@ impl<A: Arch> Machine<A> {
                 }
             }
         };
-        let total = end.0.wrapping_sub(start.0) / A::PAGE_SIZE;
-        if taken >= total {
+        let Some(rest) = self.gup_fast_rest(start, end, nr_pages, taken) else {
             return Ok(taken);
-        }
+        };
         let rest_start = start.wrapping_add(taken * A::PAGE_SIZE);
-        let slow = self.get_user_pages_unlocked(
-            rest_start,
-            total - taken,
-            pages,
-            flags & GupFlags::FOLL_WRITE,
-        );
+        let slow =
+            self.get_user_pages_unlocked(rest_start, rest, pages, flags & GupFlags::FOLL_WRITE);
         Ok(match slow {
             Ok(n) => taken + n,
             Err(e) if taken == 0 => return Err(e),
             Err(_) => taken,
         })
+    }
+
+    /// How many pages `get_user_pages_fast` (v4.x) leaves to the slow path
+    /// after the fast walk took `taken`, or `None` when it returns `taken`.
+    ///
+    /// v4.10 `arch/x86/mm/gup.c` `get_user_pages_fast` counts in addresses:
+    /// the slow path gets `(end - start) >> PAGE_SHIFT` pages, so a negative
+    /// `nr_pages` (whose `end` wrapped below `start`) goes there with a huge
+    /// count. The generic v4.10 `mm/gup.c` `get_user_pages_fast` (arm64,
+    /// ppc64) compares the `int`s instead, `if (nr < nr_pages)`, and hands
+    /// `nr_pages - nr` on: with a negative `nr_pages` it returns `nr` as it
+    /// is. (v4.17 returns 0 for `nr_pages <= 0` before any of this.)
+    fn gup_fast_rest(
+        &self,
+        start: VirtAddr,
+        end: VirtAddr,
+        nr_pages: i64,
+        taken: u64,
+    ) -> Option<u64> {
+        if self.flavour() == Flavour::X86Private {
+            let total = end.0.wrapping_sub(start.0) / A::PAGE_SIZE;
+            (taken < total).then(|| total - taken)
+        } else {
+            // `taken` never exceeds a positive nr_pages.
+            let nr = taken as i64;
+            (nr < nr_pages).then(|| (nr_pages - nr) as u64)
+        }
     }
 
     /// `pin_user_pages_fast` (FOLL_PIN; profiles with pins only).
@@ -678,7 +723,9 @@ impl<A: Arch> Machine<A> {
             | GupFlags::FOLL_GET
             | GupFlags::FOLL_FAST_ONLY
             | GupFlags::FOLL_NOFAULT;
-        if !(flags - allowed).is_empty() || flags.contains(GupFlags::FOLL_GET | GupFlags::FOLL_PIN)
+        if !(flags - allowed).is_empty()
+            || flags.contains(GupFlags::FOLL_GET | GupFlags::FOLL_PIN)
+            || self.longterm_without_pin(flags)
         {
             return Err(Errno::EINVAL);
         }
@@ -686,7 +733,13 @@ impl<A: Arch> Machine<A> {
             let mm = self.current_mm();
             self.mm_mut(mm).has_pinned = true;
         }
-        let start = start.align_down(A::PAGE_SIZE);
+        // `start = untagged_addr(start) & PAGE_MASK` (5.4+).
+        let start = if self.knobs.untag_user_addr {
+            A::untagged_addr(start)
+        } else {
+            start
+        }
+        .align_down(A::PAGE_SIZE);
         let len = (nr_pages as u64).wrapping_shl(A::PAGE_SHIFT);
         let end = VirtAddr(start.0.checked_add(len).ok_or(Errno::EOVERFLOW)?);
         if end.0 > self.layout.task_size_max {

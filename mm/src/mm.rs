@@ -557,7 +557,7 @@ impl<A: Arch> Machine<A> {
                 format!("{}[{}]", name(n), i64::from(index as i32) + sub as i64)
             }
             Owner::File { file, index } => {
-                format!("file:{}[{}]", name(file), u64::from(index) + sub)
+                format!("file:{}[{}]", name(file), index + sub)
             }
             Owner::Kernel { name: n, index } => format!("{}[{}]", name(n), u64::from(index) + sub),
             Owner::Free | Owner::Reserved => format!("kdirect[{}]", pfn.0),

@@ -405,7 +405,8 @@ impl PhysMem {
         // made `t`), the mapping behind `host` is `size` bytes, and `off`
         // is 8-byte aligned (`table_ref` checked the base, entries are 8
         // bytes). Entry words are accessed atomically.
-        let v = unsafe { (*self.host.as_ptr().add(off).cast::<AtomicU64>()).load(Ordering::Acquire) };
+        let v =
+            unsafe { (*self.host.as_ptr().add(off).cast::<AtomicU64>()).load(Ordering::Acquire) };
         Some(if self.big_endian {
             u64::from_be(v)
         } else {

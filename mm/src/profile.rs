@@ -192,6 +192,39 @@ pub struct Knobs {
     /// and leaves the page to the slow path). 5.19 (Hildenbrand's series
     /// with 6c287605fd56).
     pub ro_pin_unshare: bool,
+    /// `gup_must_unshare(vma, flags, page)` also unshares a page that is
+    /// not anonymous (the shared zero page, a page-cache page) for a
+    /// read-only FOLL_LONGTERM pin in a COW mapping, so that the pin sees
+    /// later writes of the process (84209e87c696 "mm/gup: reliable R/O
+    /// long-term pinning in COW mappings", 6.2; 6.13 mm/internal.h). 6.1
+    /// still returns false for `!PageAnon`. gup-fast, without a VMA,
+    /// leaves every such page to the slow path.
+    pub longterm_unshare_non_anon: bool,
+    /// A FOLL_PIN | FOLL_LONGTERM write gup on a file mapping that needs
+    /// dirty tracking (shared and writable, with `->page_mkwrite` or a
+    /// mapping that writes back: any file but shmem) is refused with
+    /// `-EFAULT` (`writable_file_mapping_allowed` in `check_vma_flags`,
+    /// 05e6f3ae3a4b, 6.5), and gup-fast leaves file folios other than
+    /// shmem to the slow path for such a pin (`gup_fast_folio_allowed`,
+    /// same series).
+    pub longterm_write_needs_no_writeback: bool,
+    /// FOLL_LONGTERM is accepted only together with FOLL_PIN: the
+    /// `get_user_pages*` entry points return `-EINVAL` for it (6.1
+    /// `is_valid_gup_flags`, 6.13 `is_valid_gup_args`, "LONGTERM can only
+    /// be specified when pinning"). v4.x has no FOLL_PIN; the emulator's
+    /// FOLL_LONGTERM there stands for 4.15's `get_user_pages_longterm`.
+    pub longterm_needs_pin: bool,
+    /// gup strips the tag of a user address (`untagged_addr`, arm64 TBI;
+    /// [`vmemu_arch::Arch::untagged_addr`]) before looking it up: the
+    /// start address of `__get_user_pages` (`untagged_addr_remote`) and
+    /// of gup-fast (`gup_fast_fallback`), so `process_vm_readv` with a
+    /// tagged remote iovec, `/proc/pid/mem` and direct I/O on a tagged
+    /// buffer work. "mm: untag user pointers in mm/gup.c" (Andrey
+    /// Konovalov, 5.4, the arm64 tagged address ABI series); 6.13
+    /// mm/gup.c `__get_user_pages`, `gup_fast_fallback`. `access_ok`
+    /// untags only for a task that enabled the ABI (`TIF_TAGGED_ADDR`,
+    /// `prctl(PR_SET_TAGGED_ADDR_CTRL)`), which no emulated task does.
+    pub untag_user_addr: bool,
     /// 17839856fd58 (5.8 only; removed by a308c71bf1e6 in 5.9): slow gup
     /// with FOLL_GET or FOLL_PIN on a COW mapping forces FOLL_WRITE
     /// (`should_force_cow_break`), gup-fast walks as a write, and
@@ -373,6 +406,10 @@ impl Base {
                 wp_reuse_rule: WpReuseRule::Mapcount,
                 fork_copy_maybe_pinned: false,
                 ro_pin_unshare: false,
+                longterm_unshare_non_anon: false,
+                longterm_write_needs_no_writeback: false,
+                longterm_needs_pin: false,
+                untag_user_addr: false,
                 force_cow_on_read_pin: false,
                 thp_touch_dirty: ThpTouchDirty::Always,
                 ceph_dio_bvecs: false,
@@ -420,6 +457,10 @@ impl Base {
                 wp_reuse_rule: WpReuseRule::AnonExclusive,
                 fork_copy_maybe_pinned: true,
                 ro_pin_unshare: true,
+                longterm_unshare_non_anon: true,
+                longterm_write_needs_no_writeback: true,
+                longterm_needs_pin: true,
+                untag_user_addr: true,
                 force_cow_on_read_pin: false,
                 thp_touch_dirty: ThpTouchDirty::OnWrite,
                 ceph_dio_bvecs: true,
@@ -827,6 +868,26 @@ impl KernelProfile {
                 "ro_pin_unshare",
                 k.ro_pin_unshare.to_string(),
                 "R/O FOLL_PIN unshares a non-exclusive anon page (gup_must_unshare, FAULT_FLAG_UNSHARE): 5.19",
+            ),
+            (
+                "longterm_unshare_non_anon",
+                k.longterm_unshare_non_anon.to_string(),
+                "R/O FOLL_LONGTERM pin unshares the zero page and page-cache pages in COW mappings: 84209e87c696 (6.2)",
+            ),
+            (
+                "longterm_write_needs_no_writeback",
+                k.longterm_write_needs_no_writeback.to_string(),
+                "FOLL_LONGTERM write pin refused on shared file mappings needing dirty tracking (writable_file_mapping_allowed): 05e6f3ae3a4b (6.5)",
+            ),
+            (
+                "longterm_needs_pin",
+                k.longterm_needs_pin.to_string(),
+                "FOLL_LONGTERM without FOLL_PIN is -EINVAL (is_valid_gup_flags in 6.1, is_valid_gup_args in 6.13)",
+            ),
+            (
+                "untag_user_addr",
+                k.untag_user_addr.to_string(),
+                "gup untags the start address (untagged_addr: arm64 TBI; x86 LAM only once a process enables it): \"mm: untag user pointers in mm/gup.c\" (5.4)",
             ),
             (
                 "force_cow_on_read_pin",

@@ -31,7 +31,7 @@ impl<A: Arch> Machine<A> {
         len: u64,
         prot: Prot,
         flags: MapFlags,
-        backing: Backing,
+        mut backing: Backing,
         name: &str,
     ) -> Result<VirtAddr, Errno> {
         let len = page_align::<A>(len).ok_or(Errno::ENOMEM)?;
@@ -74,6 +74,14 @@ impl<A: Arch> Machine<A> {
         }
         if let Backing::Pfnmap { .. } = backing {
             vf |= VmFlags::VM_IO | VmFlags::VM_PFNMAP;
+        }
+        if flags.shared && backing == Backing::Anon {
+            // mmap_region: a shared mapping without a file is backed by a
+            // shmem object (shmem_zero_setup), not by anonymous memory.
+            backing = Backing::File {
+                file: self.shmem_zero_setup(name, len),
+                pgoff: 0,
+            };
         }
         let name_id = self.intern(name);
         let vma = Vma {

@@ -101,9 +101,10 @@ pub struct Dio<'a> {
     pub bio_iov_loop: bool,
     /// A later bio that gathers nothing fails the whole call, although the
     /// earlier bios moved their data (block/fops.c `__blkdev_direct_IO`:
-    /// the error stays in `dio->bio.bi_status`); `false` returns the earlier
-    /// bios' bytes (`iomap_dio_actor`: `copied ? copied : ret`). The caller
-    /// model of `blkdev_direct_IO` keeps the latter rule.
+    /// the error stays in `dio->bio.bi_status`; `iomap_dio_rw`: the error
+    /// of the next `iomap_iter` round becomes `dio->error`); `false`
+    /// returns the earlier bios' bytes. The caller model of
+    /// `blkdev_direct_IO` keeps the latter rule.
     pub whole_error: bool,
     /// The medium, for the syscall layer's block devices.
     pub target: Option<BdevIo>,
@@ -488,7 +489,15 @@ impl<A: Arch> Sys<A> {
     }
 
     /// `iomap_dio_rw` over one mapped extent covering the request
-    /// (`iomap_dio_actor`), synchronous, at `pos`.
+    /// (`iomap_dio_actor`), synchronous, at `pos`, for a file system that
+    /// passes no `IOMAP_DIO_PARTIAL` (ext4, XFS). A fault after earlier
+    /// bios moved data fails the whole call: 6.13
+    /// `fs/iomap/direct-io.c` `iomap_dio_bio_iter` returns the bytes it
+    /// moved, the next `iomap_iter` round fails at once, and
+    /// `__iomap_dio_rw` turns that error into `dio->error`, which
+    /// `iomap_dio_complete` returns instead of `dio->size`; v4.10/v4.17
+    /// `fs/iomap.c` `iomap_dio_actor` returns the error itself
+    /// (`return ret` after a failed `bio_iov_iter_get_pages`).
     pub fn iomap_dio_rw(&mut self, iter: &mut IovIter, pos: u64) -> (Result<u64, Errno>, IoReport) {
         let (mut io, before) = IoReport::start("iomap_dio_actor", self);
         if !self.blk_aligned(iter, pos) {
@@ -503,7 +512,7 @@ impl<A: Arch> Sys<A> {
         let mut dio = Dio {
             io: &mut io,
             bio_iov_loop,
-            whole_error: false,
+            whole_error: true,
             target: None,
         };
         let r = if nr == 0 {

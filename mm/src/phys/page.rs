@@ -51,8 +51,11 @@ pub enum Owner {
     PageTable { level: u8, seq: u32 },
     /// Page `index` of the anonymous mapping named `name`.
     Anon { name: u32, index: u32 },
-    /// Page `index` of the page cache of file `file`.
-    File { file: u32, index: u32 },
+    /// Page `index` of the page cache of file `file`. The index is a
+    /// `pgoff_t` (`unsigned long`, 64 bits on every modelled arch:
+    /// `include/linux/types.h`), so a byte position up to 2^64 - 1 has its
+    /// own page.
+    File { file: u32, index: u64 },
     /// Page `index` of the kernel buffer named `name` (kmalloc/vmalloc/alloc_page).
     Kernel { name: u32, index: u32 },
     /// The x86 vsyscall page.
