@@ -43,4 +43,6 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "vmsplice_unmap_child",
     "ro_pin_on_shared",
     "dirtycow_thp",
+    "post_6_13_changes",
+    "dio_extract_align",
 ];
