@@ -183,9 +183,7 @@ impl<A: Arch> Sys<A> {
         }
         let mut ret = Ok(());
         loop {
-            if let Err(e) = self.bio_extract_align_check(bio, iter) {
-                return Err(e);
-            }
+            self.bio_extract_align_check(bio, iter)?;
             if let Err(e) = self.bio_iov_iter_get_pages_one(bio, iter) {
                 ret = Err(e);
                 break;
