@@ -90,7 +90,7 @@ pub enum Cmd {
         /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, or all (x86_64, arm64, ppc64).
         #[arg(long = "arch", default_value = "all")]
         arches: Vec<String>,
-        /// Kernel profile (repeatable), e.g. v4.10, v4.10+capper, v6.13; default: the script's `kernels` line, else v6.13.
+        /// Kernel profile (repeatable), e.g. v4.10, v4.10+capper, v6.13; default: the script's `kernels` line, else the newest base (v6.18).
         #[arg(long = "kernel")]
         kernels: Vec<KernelProfile>,
         /// Output format.
@@ -160,7 +160,7 @@ pub enum Cmd {
     Bench(crate::bench::BenchArgs),
     /// Generate seeded random workloads, check invariants and oracles, shrink failures.
     Fuzz(crate::fuzz::FuzzArgs),
-    /// Run syscall cases on the host kernel and on the emulator (x86_64, v6.13) and print every disagreement.
+    /// Run syscall cases on the host kernel and on the emulator (x86_64, the profile nearest the host's kernel) and print every disagreement.
     #[command(after_help = "Example:\n  vmemu diff-host --cases 300 --seed 20261125")]
     DiffHost(crate::diff_host::DiffHostArgs),
     /// Replay the 2017 thread: run each claim's workloads and print its outcome table and verdict.

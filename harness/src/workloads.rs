@@ -49,4 +49,6 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "longterm_pin_rules",
     "tagged_addr_gup",
     "iomap_dio_fault",
+    "post_6_13_changes",
+    "dio_extract_align",
 ];

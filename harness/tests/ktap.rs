@@ -356,18 +356,18 @@ fn failures_and_skips_in_ktap() {
     assert_eq!(
         got,
         [
-            ("a_ok.x86_64.v6_13", Pass),
-            ("a_ok.arm64.v6_13", Pass),
-            ("a_ok.ppc64.v6_13", Pass),
-            ("b_bad.x86_64.v6_13", Fail),
-            ("b_bad.arm64.v6_13", Fail),
-            ("b_bad.ppc64.v6_13", Fail),
-            ("c_arm.x86_64.v6_13", Skip),
-            ("c_arm.arm64.v6_13", Pass),
-            ("c_arm.ppc64.v6_13", Skip),
+            ("a_ok.x86_64.v6_18", Pass),
+            ("a_ok.arm64.v6_18", Pass),
+            ("a_ok.ppc64.v6_18", Pass),
+            ("b_bad.x86_64.v6_18", Fail),
+            ("b_bad.arm64.v6_18", Fail),
+            ("b_bad.ppc64.v6_18", Fail),
+            ("c_arm.x86_64.v6_18", Skip),
+            ("c_arm.arm64.v6_18", Pass),
+            ("c_arm.ppc64.v6_18", Skip),
         ]
     );
-    assert!(doc.contains("ok 7 c_arm.x86_64.v6_13 # SKIP not for this arch (arches arm64)\n"));
+    assert!(doc.contains("ok 7 c_arm.x86_64.v6_18 # SKIP not for this arch (arches arm64)\n"));
     assert_eq!(tests.iter().map(Node::leaves).sum::<usize>(), 15);
     let bad = &tests[4];
     let kids: Vec<(&str, Status)> = bad
@@ -391,7 +391,7 @@ fn failures_and_skips_in_ktap() {
         bad.children[2].diagnostics,
         ["1 page references or pins still held at the end of the run"]
     );
-    assert!(bad.diagnostics[0].starts_with("b_bad on arm64 under v6.13: FAIL"));
+    assert!(bad.diagnostics[0].starts_with("b_bad on arm64 under v6.18: FAIL"));
     // `run` lists the same skips.
     let run = vmemu(&[
         "run",

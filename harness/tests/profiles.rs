@@ -154,5 +154,5 @@ fn parsed_profiles_carry_their_knobs_and_their_name() {
     // Without a `kernels` line: the newest base.
     let w = lang::parse("u.vmw", "map b 1 page\n").unwrap();
     assert_eq!(run::default_kernels(&w), [KernelProfile::newest()]);
-    assert_eq!(KernelProfile::newest().name(), "v6.13");
+    assert_eq!(KernelProfile::newest().name(), "v6.18");
 }

@@ -549,8 +549,9 @@ impl<A: Arch> Sys<A> {
     ///   (`tmp_page` reused first). A copy shorter than PAGE_SIZE with bytes
     ///   still left in `from` is a fault: return the bytes of the completed
     ///   chunks (merge included), or `-EFAULT` if there were none; the
-    ///   partly filled page is not inserted (v4.10 keeps it as `tmp_page`;
-    ///   the modern ring already holds it as an empty buffer). Inserted
+    ///   partly filled page is not inserted (v4.10 and, from ee5eda8ea595,
+    ///   6.15+ keep it as `tmp_page`; 5.5 .. 6.14's ring already holds it as
+    ///   an empty buffer: knob `pipe_write_no_empty_buf`). Inserted
     ///   buffers get anon ops and flags 0 (v4.10) / `CAN_MERGE` (modern), or
     ///   packet ops and `PACKET` on a packetized pipe.
     /// * Ring full with bytes left: the bytes written, or `-EAGAIN` if none
@@ -566,6 +567,9 @@ impl<A: Arch> Sys<A> {
             return Err(Errno::EPIPE);
         }
         let modern = self.modern_pipe_ring();
+        // 5.5 .. 6.14 take the slot before the copy (a194dfe6e6f6); from
+        // ee5eda8ea595 (v6.15) the copy comes first, as in v4.10.
+        let slot_first = modern && !self.m.knobs.pipe_write_no_empty_buf;
         let page_size = A::PAGE_SIZE;
         let mut ret = 0u64;
         let partial = |ret: u64, e: Errno| if ret == 0 { Err(e) } else { Ok(ret) };
@@ -634,7 +638,7 @@ impl<A: Arch> Sys<A> {
                     ops,
                     flags,
                 };
-                if modern {
+                if slot_first {
                     // The slot is taken before the copy.
                     let p = &mut self.pipes[id];
                     p.bufs[newbuf] = buf;
@@ -647,7 +651,7 @@ impl<A: Arch> Sys<A> {
                 }
                 ret += copied;
                 let p = &mut self.pipes[id];
-                if modern {
+                if slot_first {
                     p.bufs[newbuf].len = copied as u32;
                 } else {
                     buf.len = copied as u32;

@@ -432,6 +432,7 @@ impl<A: Arch> Sys<A> {
             // fault_in_iov_iter_readable + the atomic copy amount to.
             let copied = self.copy_page_from_iter(page, offset, bytes, from);
             if copied == 0 {
+                self.shmem_write_end_nothing_copied(file, *pos);
                 status = Err(Errno::EFAULT);
                 break;
             }
@@ -441,6 +442,21 @@ impl<A: Arch> Sys<A> {
             written += copied;
         }
         if written == 0 { status } else { Ok(written) }
+    }
+
+    /// A chunk of `generic_perform_write` that copied nothing. 6.13 faults
+    /// the source in before `->write_begin` and stops there. From
+    /// 665575cff098 (v6.15; knob `write_prefault_after_copy`) the copy
+    /// comes first, so `->write_begin`/`->write_end` have run with 0 bytes
+    /// and `shmem_write_end` has moved `i_size` up to `pos`; the
+    /// fault-in that follows fails at the first byte (the model's copy
+    /// already faulted what it could), so the write is `-EFAULT` all the
+    /// same.
+    fn shmem_write_end_nothing_copied(&mut self, file: FileId, pos: u64) {
+        if self.m.knobs.write_prefault_after_copy {
+            let f = &mut self.m.files[file as usize];
+            f.size = f.size.max(pos);
+        }
     }
 
     // ------------------------------------------------------------------

@@ -2,7 +2,8 @@
 //!
 //! Code asks knobs, never version numbers. Each knob documents the kernel
 //! commit or patch it stands for ([`KernelProfile::knob_table`] prints them).
-//! Names are written `v4.10`, `v4.10+capper`, `v4.10+layton`, `v4.17`, `v6.13`.
+//! Names are written `v4.10`, `v4.10+capper`, `v4.10+layton`, `v4.17`, `v6.13`,
+//! `v6.18`. docs/extending.md says how to add a knob, a base or an overlay.
 
 use std::fmt;
 use std::str::FromStr;
@@ -256,6 +257,44 @@ pub struct Knobs {
     /// bio. The modelled loop is 6.x's (`iov_iter_extract_pages`, merging of
     /// physically contiguous pages).
     pub bio_iov_iter_loop: bool,
+    // 6.13 .. 6.18 (docs/extending.md carries this base through as its
+    // worked example).
+    /// Block-device `O_DIRECT` checks only `(pos | count)` against the
+    /// logical block size up front (`blkdev_dio_invalid`); the vectors are
+    /// checked while the bio is built and split: `bio_iov_iter_get_pages`
+    /// no longer trims each batch but aligns the whole bio down to the
+    /// block size (none left: `-EFAULT`), and a bio that may need splitting
+    /// (more than one bvec, or one crossing a page) fails with `-EINVAL` if
+    /// a bvec's offset or length is not a multiple of the DMA alignment
+    /// (`bio_split_rw_at`). Keith Busch's series applied for 6.18:
+    /// fec2e705729d, 743bf2e0c49c, 20a0e6276edb, 5ff3f74e145a, 7eac33186957,
+    /// 9eab1d4e0d15 (`bdev_iter_is_aligned` removed). Before: every iovec's
+    /// address and length checked up front (`-EINVAL` before any page is
+    /// touched), each batch trimmed to the block size.
+    pub dio_align_in_bio: bool,
+    /// `pipe_write` copies into the new page before the buffer enters the
+    /// ring; a faulting chunk gives the page back (`anon_pipe_put_page`)
+    /// and leaves no empty buffer behind. ee5eda8ea595 "pipe: change
+    /// pipe_write() to never add a zero-sized buffer" (v6.15). Before (since
+    /// a194dfe6e6f6, 5.5), the slot is taken before the copy and a faulting
+    /// first chunk leaves a zero-length buffer in the ring.
+    pub pipe_write_no_empty_buf: bool,
+    /// `generic_perform_write` tries the atomic copy first and faults the
+    /// source in only after a copy of 0 bytes; by then `->write_begin` /
+    /// `->write_end` have run, and tmpfs' `shmem_write_end` moves `i_size`
+    /// up to `pos` even with nothing copied. 665575cff098 "filemap: move
+    /// prefaulting out of hot write path" (v6.15). Before: the source is
+    /// faulted in first and a chunk that cannot be faulted at all is
+    /// `-EFAULT` before `->write_begin`.
+    pub write_prefault_after_copy: bool,
+    /// Each extraction of a direct-I/O bio checks the iterator's current
+    /// segment (address and remaining length) against the device's DMA
+    /// alignment, and a misaligned one fails the whole I/O with `-EINVAL`,
+    /// whatever the bio's shape. Keith Busch, "[PATCH v3 5/5] block:
+    /// validate user space vectors during extraction" (linux-block, 24 Jun
+    /// 2026, Fixes: 5ff3f74e145a 7eac33186957): proposed, not in any
+    /// modelled release (overlay `+dio-extract-align`).
+    pub dio_extract_align: bool,
 }
 
 impl Knobs {
@@ -303,6 +342,10 @@ pub enum Base {
     V4_17,
     /// Linux 6.13.
     V6_13,
+    /// Linux 6.18: 6.13 with the knobs of docs/extending.md's worked
+    /// example (block-layer `O_DIRECT` alignment, `pipe_write`, the
+    /// `generic_perform_write` prefault).
+    V6_18,
 }
 
 /// A patch applied on top of a base.
@@ -345,16 +388,33 @@ pub enum Overlay {
     /// the child) and a308c71bf1e6 (no forced COW at gup time), with
     /// FOLL_PIN (5.7).
     WpPageCount,
+    /// Keith Busch's proposed "block: validate user space vectors during
+    /// extraction" (v3 5/5, June 2026) on a base with 6.18's bio-time
+    /// alignment checks: every extraction checks the current segment
+    /// against the DMA alignment (`-EINVAL` for the whole I/O).
+    DioExtractAlign,
 }
 
 impl Base {
-    const ALL: [(Base, &'static str); 3] = [
+    const ALL: [(Base, &'static str); 4] = [
         (Base::V4_10, "v4.10"),
         (Base::V4_17, "v4.17"),
         (Base::V6_13, "v6.13"),
+        (Base::V6_18, "v6.18"),
     ];
     /// Every base, oldest first.
-    pub const IN_ORDER: [Base; 3] = [Base::V4_10, Base::V4_17, Base::V6_13];
+    pub const IN_ORDER: [Base; 4] = [Base::V4_10, Base::V4_17, Base::V6_13, Base::V6_18];
+
+    /// The kernel release the base models, `(major, minor)`.
+    #[must_use]
+    pub const fn release(self) -> (u32, u32) {
+        match self {
+            Base::V4_10 => (4, 10),
+            Base::V4_17 => (4, 17),
+            Base::V6_13 => (6, 13),
+            Base::V6_18 => (6, 18),
+        }
+    }
 
     /// The oldest base.
     #[must_use]
@@ -415,6 +475,10 @@ impl Base {
                 ceph_dio_bvecs: false,
                 ceph_max_write_size: None,
                 bio_iov_iter_loop: false,
+                dio_align_in_bio: false,
+                pipe_write_no_empty_buf: false,
+                write_prefault_after_copy: false,
+                dio_extract_align: false,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
@@ -466,13 +530,23 @@ impl Base {
                 ceph_dio_bvecs: true,
                 ceph_max_write_size: Some(64 << 20),
                 bio_iov_iter_loop: true,
+                dio_align_in_bio: false,
+                pipe_write_no_empty_buf: false,
+                write_prefault_after_copy: false,
+                dio_extract_align: false,
+            },
+            Base::V6_18 => Knobs {
+                dio_align_in_bio: true,
+                pipe_write_no_empty_buf: true,
+                write_prefault_after_copy: true,
+                ..Base::V6_13.knobs()
             },
         }
     }
 }
 
 impl Overlay {
-    const ALL: [(Overlay, &'static str); 12] = [
+    const ALL: [(Overlay, &'static str); 13] = [
         (Overlay::Capper, "capper"),
         (Overlay::Layton, "layton"),
         (Overlay::LaytonIntended, "layton-intended"),
@@ -485,6 +559,7 @@ impl Overlay {
         (Overlay::RefcountChecks, "refcount-checks"),
         (Overlay::CowBreakOnPin, "cow-break-on-pin"),
         (Overlay::WpPageCount, "wp-page-count"),
+        (Overlay::DioExtractAlign, "dio-extract-align"),
     ];
     fn name(self) -> &'static str {
         Self::ALL
@@ -561,6 +636,12 @@ impl Overlay {
                     k.fork_copy_maybe_pinned = true;
                 }
             }
+            Overlay::DioExtractAlign => {
+                if !k.dio_align_in_bio {
+                    return Err("the base checks O_DIRECT vectors up front (before 5ff3f74e145a, v6.18); the patch fixes the bio-time checks that replaced that".into());
+                }
+                k.dio_extract_align = true;
+            }
         }
         Ok(())
     }
@@ -571,12 +652,12 @@ impl Overlay {
 pub enum ProfileError {
     /// Unknown base version.
     #[error(
-        "unknown kernel `{0}` (expected v4.10, v4.17 or v6.13, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed, +pipe-advance-fencepost, +small-refcount, +refcount-checks, +cow-break-on-pin, +wp-page-count)"
+        "unknown kernel `{0}` (expected v4.10, v4.17, v6.13 or v6.18, optionally +capper, +layton, +layton-intended, +numa, +dirtycow, +dirtypipe, +dirtypipe-fixed, +pipe-advance-fencepost, +small-refcount, +refcount-checks, +cow-break-on-pin, +wp-page-count, +dio-extract-align)"
     )]
     UnknownBase(String),
     /// Unknown overlay.
     #[error(
-        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe, dirtypipe-fixed, pipe-advance-fencepost, small-refcount, refcount-checks, cow-break-on-pin or wp-page-count)"
+        "unknown overlay `+{0}` (expected capper, layton, layton-intended, numa, dirtycow, dirtypipe, dirtypipe-fixed, pipe-advance-fencepost, small-refcount, refcount-checks, cow-break-on-pin, wp-page-count or dio-extract-align)"
     )]
     UnknownOverlay(String),
     /// The overlay does not apply to this base.
@@ -652,11 +733,28 @@ impl KernelProfile {
     }
 
     /// The newest base without overlays: the profile a workload without a
-    /// `kernels` line runs under, and the one the host differential and the
-    /// benches model.
+    /// `kernels` line runs under, and the one the benches model.
     #[must_use]
     pub fn newest() -> Self {
         Self::of_base(Base::newest())
+    }
+
+    /// The base nearest a kernel release as `uname -r` prints it
+    /// (`6.18.44`, `6.15.0-rc3-amd64`), without overlays: the profile the
+    /// host differential compares with. Nearest by (major, minor); a tie
+    /// goes to the older base. `None` if the release does not start with
+    /// `MAJOR.MINOR`.
+    #[must_use]
+    pub fn nearest_to_release(release: &str) -> Option<Self> {
+        let mut nums = release.split(|c: char| !c.is_ascii_digit());
+        let major: u32 = nums.next()?.parse().ok()?;
+        let minor: u32 = nums.next()?.parse().ok()?;
+        let at = |(ma, mi): (u32, u32)| i64::from(ma) * 1000 + i64::from(mi);
+        let host = at((major, minor));
+        Base::IN_ORDER
+            .into_iter()
+            .min_by_key(|b| (at(b.release()) - host).abs())
+            .map(Self::of_base)
     }
 
     /// The profiles `vmemu list` shows, resolved.
@@ -726,6 +824,8 @@ impl KernelProfile {
             "v4.17+wp-page-count",
             "v6.13",
             "v6.13+small-refcount",
+            "v6.18",
+            "v6.18+dio-extract-align",
         ]
     }
 
@@ -915,6 +1015,26 @@ impl KernelProfile {
                 k.bio_iov_iter_loop.to_string(),
                 "bio_iov_iter_get_pages fills the bio in a loop: 17d51b10d777 (v4.19)",
             ),
+            (
+                "dio_align_in_bio",
+                k.dio_align_in_bio.to_string(),
+                "O_DIRECT vectors checked at bio build/split, not up front: fec2e705729d 743bf2e0c49c 20a0e6276edb 5ff3f74e145a 7eac33186957 (v6.18)",
+            ),
+            (
+                "pipe_write_no_empty_buf",
+                k.pipe_write_no_empty_buf.to_string(),
+                "pipe_write copies before taking the slot, no zero-sized buffer: ee5eda8ea595 (v6.15)",
+            ),
+            (
+                "dio_extract_align",
+                k.dio_extract_align.to_string(),
+                "each bio extraction checks the segment against the DMA alignment: Busch, [PATCH v3 5/5] block: validate user space vectors during extraction (proposed 2026)",
+            ),
+            (
+                "write_prefault_after_copy",
+                k.write_prefault_after_copy.to_string(),
+                "generic_perform_write faults the source in after a 0-byte copy: 665575cff098 (v6.15)",
+            ),
         ]
     }
 }
@@ -1014,7 +1134,7 @@ mod tests {
     #[test]
     fn table_queries_answer_what_callers_used_to_ask_of_names() {
         let p = |n: &str| KernelProfile::parse(n).unwrap();
-        assert_eq!(KernelProfile::newest().name(), "v6.13");
+        assert_eq!(KernelProfile::newest().name(), "v6.18");
         assert_eq!(KernelProfile::of_base(Base::oldest()).name(), "v4.10");
         assert_eq!("v4.17+numa".parse::<KernelProfile>(), Ok(p("v4.17+numa")));
         for (n, eras) in [
@@ -1052,6 +1172,69 @@ mod tests {
         let table = KernelProfile::parse("v4.17").unwrap().knob_table();
         let row = table.iter().find(|r| r.0 == "ceph_max_write_size").unwrap();
         assert_eq!(row.1, "16 MiB");
+    }
+
+    #[test]
+    fn v6_18_is_v6_13_with_the_three_post_6_13_knobs() {
+        let k = |p: &str| KernelProfile::parse(p).unwrap().knobs;
+        let (old, new) = (k("v6.13"), k("v6.18"));
+        assert!(!old.dio_align_in_bio && !old.pipe_write_no_empty_buf);
+        assert!(!old.write_prefault_after_copy);
+        assert!(new.dio_align_in_bio && new.pipe_write_no_empty_buf);
+        assert!(new.write_prefault_after_copy);
+        assert!(!new.dio_extract_align);
+        let rewound = Knobs {
+            dio_align_in_bio: false,
+            pipe_write_no_empty_buf: false,
+            write_prefault_after_copy: false,
+            ..new
+        };
+        assert_eq!(
+            rewound, old,
+            "v6.18 differs from v6.13 only in its own knobs"
+        );
+        for bad in ["v6.18+capper", "v6.18+layton", "v6.18+dirtycow"] {
+            assert!(
+                matches!(
+                    KernelProfile::parse(bad),
+                    Err(ProfileError::Inapplicable { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let k = KernelProfile::parse("v6.18+dio-extract-align")
+            .unwrap()
+            .knobs;
+        assert!(k.dio_extract_align && k.dio_align_in_bio);
+        for bad in ["v6.13+dio-extract-align", "v4.10+dio-extract-align"] {
+            assert!(
+                matches!(
+                    KernelProfile::parse(bad),
+                    Err(ProfileError::Inapplicable { .. })
+                ),
+                "{bad}"
+            );
+        }
+        let table = KernelProfile::parse("v6.18").unwrap().knob_table();
+        let row = table
+            .iter()
+            .find(|r| r.0 == "pipe_write_no_empty_buf")
+            .unwrap();
+        assert!(row.2.contains("ee5eda8ea595"), "{}", row.2);
+    }
+
+    #[test]
+    fn nearest_profile_to_a_host_release() {
+        let n = |r: &str| KernelProfile::nearest_to_release(r).map(|p| p.name());
+        assert_eq!(n("6.18.44").as_deref(), Some("v6.18"));
+        assert_eq!(n("6.16.0-rc3-amd64").as_deref(), Some("v6.18"));
+        assert_eq!(n("6.15.2").as_deref(), Some("v6.13"));
+        assert_eq!(n("6.13.7").as_deref(), Some("v6.13"));
+        assert_eq!(n("6.1.0-40-amd64").as_deref(), Some("v6.13"));
+        assert_eq!(n("5.4.0").as_deref(), Some("v4.17"));
+        assert_eq!(n("4.19.0").as_deref(), Some("v4.17"));
+        assert_eq!(n("7.1.0").as_deref(), Some("v6.18"));
+        assert_eq!(n("unknown"), None);
     }
 
     #[test]

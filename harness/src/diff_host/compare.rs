@@ -1,8 +1,12 @@
 //! Both sides of a comparison and what they disagree on: the host runner,
-//! the outcome comparison, the differences explained by host kernels after
-//! 6.13, and the report.
+//! the profile nearest the host's kernel, the outcome comparison, the
+//! differences a host kernel newer than that profile explains, and the
+//! report.
 
 use std::fmt::Write as _;
+
+use vmemu_mm::KernelProfile;
+use vmemu_mm::profile::Knobs;
 
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 use super::host;
@@ -32,6 +36,14 @@ pub fn host_release() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The profile the emulator side runs: the base nearest the host's kernel
+/// release ([`KernelProfile::nearest_to_release`]), the newest base if the
+/// release cannot be read.
+#[must_use]
+pub fn host_profile() -> KernelProfile {
+    KernelProfile::nearest_to_release(&host_release()).unwrap_or_else(KernelProfile::newest)
+}
+
 /// The host side of a comparison: pipes, the memfd and the loop device,
 /// set up once.
 #[derive(Debug)]
@@ -40,6 +52,8 @@ pub struct HostRunner {
     inner: host::Host,
     /// Why O_DIRECT cases are skipped, if they are.
     pub bdev_skip: Option<String>,
+    /// The profile the emulator side runs ([`host_profile`]).
+    pub profile: KernelProfile,
 }
 
 impl HostRunner {
@@ -50,7 +64,11 @@ impl HostRunner {
         #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
         {
             let (inner, bdev_skip) = host::Host::new(with_bdev)?;
-            Ok(Self { inner, bdev_skip })
+            Ok(Self {
+                inner,
+                bdev_skip,
+                profile: host_profile(),
+            })
         }
         #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
         {
@@ -121,39 +139,46 @@ pub fn compare(host: &Outcome, emu: &Outcome) -> Option<String> {
     (!w.is_empty()).then_some(w)
 }
 
-/// A disagreement explained by a change in the host kernel after 6.13:
-/// the explanation, or `None`.
+/// A disagreement explained by a kernel change the host has and the
+/// emulated profile (its knobs `k`) has not: the explanation, or `None`.
+/// Each entry is tied to the knob that models the change, so a profile
+/// that has the change (v6.18) explains nothing with it.
 #[must_use]
-pub fn known_difference(c: &Case, host: &Outcome, emu: &Outcome) -> Option<&'static str> {
-    // 6.13 pipe_write() puts the new buffer in the ring before copying and
-    // leaves it there, empty, when the first chunk faults: it takes a slot,
-    // a later small write merges into it, and vmsplice to user memory stops
-    // at it (the actor's 0 ends the splice). The host kernel leaves no such
-    // buffer (observed: 16 page writes still fit after a faulting write);
-    // the commit was not identified.
-    if c.op.uses_pipe() && c.fill.contains(&0) {
+pub fn known_difference(
+    c: &Case,
+    host: &Outcome,
+    emu: &Outcome,
+    k: &Knobs,
+) -> Option<&'static str> {
+    // 5.5 .. 6.14 pipe_write() puts the new buffer in the ring before
+    // copying and leaves it there, empty, when the first chunk faults: it
+    // takes a slot, a later small write merges into it, and vmsplice to
+    // user memory stops at it (the actor's 0 ends the splice). ee5eda8ea595
+    // (v6.15, knob pipe_write_no_empty_buf) leaves no such buffer.
+    if !k.pipe_write_no_empty_buf && c.op.uses_pipe() && c.fill.contains(&0) {
         return Some(
-            "post-6.13 pipe_write: no empty buffer left in the ring by a faulting write (observed; commit not identified)",
+            "pipe_write before ee5eda8ea595 (v6.15) leaves an empty buffer in the ring after a faulting write; the host's does not",
         );
     }
     match c.op {
-        // 6.13 blkdev_dio_invalid() checks every iovec's address against
-        // the queue's dma_alignment and its length against the logical
-        // block size (iov_iter_is_aligned); 6.18 (block layer rework,
-        // 7eac33186957 / 5ff3f74e145a, v6.18-rc1) only checks the position
-        // and leaves the rest to bio building, so the host goes on to copy
+        // Up to 6.17 blkdev_dio_invalid() checks every iovec's address
+        // against the queue's dma_alignment and its length against the
+        // logical block size; 6.18 (5ff3f74e145a and the series with it,
+        // knob dio_align_in_bio) checks only (pos | count) and leaves the
+        // rest to bio building and splitting, so the host goes on to copy
         // or fails later (-EFAULT) where 6.13 says -EINVAL.
-        Op::PreadvDirect { pos } | Op::PwritevDirect { pos } => {
+        Op::PreadvDirect { pos } | Op::PwritevDirect { pos } if !k.dio_align_in_bio => {
             let total = c.iov.iter().fold(0u64, |a, s| a.wrapping_add(s.len));
             (emu.ret == -22 && host.ret != -22 && pos >= 0 && pos % 512 == 0 && (total as i64) >= 0)
-                .then_some("6.18 O_DIRECT: per-iovec alignment no longer checked up front (7eac33186957, 5ff3f74e145a)")
+                .then_some("O_DIRECT vectors checked up front before 5ff3f74e145a (v6.18); the host checks them at bio build/split")
         }
         // 6.13 generic_perform_write() pre-faults the source and fails with
-        // -EFAULT before ->write_begin; since "filemap: move prefaulting out
-        // of hot write path" (D. Hansen, 2025) the copy is tried first, so a
-        // write whose first byte faults still runs ->write_begin/->write_end,
-        // and tmpfs' shmem_write_end() moves i_size up to pos.
-        Op::Pwritev { size, pos } => {
+        // -EFAULT before ->write_begin; since 665575cff098 "filemap: move
+        // prefaulting out of hot write path" (v6.15, knob
+        // write_prefault_after_copy) the copy is tried first, so a write
+        // whose first byte faults still runs ->write_begin/->write_end, and
+        // tmpfs' shmem_write_end() moves i_size up to pos.
+        Op::Pwritev { size, pos } if !k.write_prefault_after_copy => {
             let pos = pos as u64;
             (host.ret == emu.ret
                 && host.mem == emu.mem
@@ -161,7 +186,7 @@ pub fn known_difference(c: &Case, host: &Outcome, emu: &Outcome) -> Option<&'sta
                 && host.after.len() as u64 == pos.max(emu.after.len() as u64)
                 && host.after.starts_with(&emu.after)
                 && host.after[emu.after.len()..].iter().all(|&b| b == 0))
-                .then_some("post-6.13 generic_perform_write: prefault after the copy, a failed write past EOF still grows a tmpfs file to pos")
+                .then_some("generic_perform_write before 665575cff098 (v6.15) prefaults first; the host's copies first, so a failed write past EOF still grows a tmpfs file to pos")
         }
         _ => None,
     }
@@ -176,9 +201,11 @@ pub struct Report {
     pub skipped: usize,
     /// Disagreements.
     pub disagreements: Vec<Disagreement>,
-    /// Disagreements explained by host kernel changes after 6.13
-    /// ([`known_difference`]), with the explanation.
+    /// Disagreements explained by host kernel changes the emulated profile
+    /// lacks ([`known_difference`]), with the explanation.
     pub known: Vec<(Disagreement, &'static str)>,
+    /// The emulated profile's name.
+    pub profile: String,
     /// Every compared case: (name, host return, emulator return, agreed).
     pub log: Vec<(String, i64, i64, bool)>,
 }
@@ -188,9 +215,10 @@ impl Report {
     #[must_use]
     pub fn summary(&self) -> String {
         format!(
-            "{} agree, {} differ as known (host kernel after 6.13), {} disagree, {} skipped",
+            "{} agree, {} differ as known (host kernel newer than {}), {} disagree, {} skipped",
             self.compared - self.disagreements.len() - self.known.len(),
             self.known.len(),
+            self.profile,
             self.disagreements.len(),
             self.skipped
         )
@@ -203,19 +231,22 @@ pub fn compare_cases(
     cases: &[Case],
     mut progress: impl FnMut(usize),
 ) -> Report {
-    let mut rep = Report::default();
+    let mut rep = Report {
+        profile: host.profile.name(),
+        ..Report::default()
+    };
     for (k, c) in cases.iter().enumerate() {
         progress(k);
         let Some(h) = host.run(c) else {
             rep.skipped += 1;
             continue;
         };
-        let e = emu::run(c);
+        let e = emu::run(c, &host.profile);
         rep.compared += 1;
         let agreed = compare(&h, &e).is_none();
         rep.log.push((c.name.clone(), h.ret, e.ret, agreed));
         if let Some(what) = compare(&h, &e) {
-            let known = known_difference(c, &h, &e);
+            let known = known_difference(c, &h, &e, &host.profile.knobs);
             let d = Disagreement {
                 case: c.clone(),
                 host: h,

@@ -1,4 +1,5 @@
-//! The emulator side of a differential case: x86_64 under v6.13.
+//! The emulator side of a differential case: x86_64 under the profile
+//! nearest the host's kernel ([`super::host_profile`]).
 
 use vmemu_arch::{Arch, VirtAddr, X86_64};
 use vmemu_iter::syscalls::{O_DIRECT, SPLICE_F_ALL};
@@ -10,12 +11,11 @@ use super::{Addr, BDEV_SIZE, Case, Op, Outcome, PAGE, PageKind, Seg, fill_byte, 
 /// `SPLICE_F_NONBLOCK`, as the host side passes it.
 const SPLICE_F_NONBLOCK: u32 = 0x02;
 
-/// Runs `c` on a fresh emulated x86_64 kernel with the newest profile
-/// (v6.13), the one nearest the host's kernel.
+/// Runs `c` on a fresh emulated x86_64 kernel under `profile` (the
+/// differential passes the one nearest the host's kernel).
 #[must_use]
-pub fn run(c: &Case) -> Outcome {
-    let profile = KernelProfile::newest();
-    let mut sys = Sys::<X86_64>::new(profile, 64 << 20).expect("64 MiB of emulated memory");
+pub fn run(c: &Case, profile: &KernelProfile) -> Outcome {
+    let mut sys = Sys::<X86_64>::new(profile.clone(), 64 << 20).expect("64 MiB of emulated memory");
     let mm = sys.m.current_mm();
     // The regions: all mapped first, then filled, then protected or
     // punched, so no region can land in another's hole.

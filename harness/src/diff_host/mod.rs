@@ -1,7 +1,8 @@
 //! The host differential: the same syscall case run on the host kernel (real
 //! `mmap`/`mprotect`/`munmap` in this process, real pipes, `process_vm_*` on
 //! its own pid, a memfd, a loop device with 512-byte blocks) and on the
-//! emulator (x86_64, v6.13), comparing the return value (or errno), the
+//! emulator (x86_64, under the profile nearest the host's kernel:
+//! [`host_profile`]), comparing the return value (or errno), the
 //! bytes of every readable user page, and what the pipe, file or device
 //! holds afterwards.
 //!
@@ -24,8 +25,8 @@ mod random;
 use std::fmt;
 
 pub use compare::{
-    Disagreement, HostRunner, Report, compare, compare_cases, format_disagreement, host_release,
-    host_support, known_difference,
+    Disagreement, HostRunner, Report, compare, compare_cases, format_disagreement, host_profile,
+    host_release, host_support, known_difference,
 };
 pub use fixed::fixed_cases;
 pub use random::{random_case, random_cases};
@@ -318,9 +319,10 @@ pub fn main(args: &DiffHostArgs) -> Result<bool, String> {
         },
     };
     println!(
-        "seed {seed} (replay: vmemu diff-host --cases {} --seed {seed}); host kernel {}",
+        "seed {seed} (replay: vmemu diff-host --cases {} --seed {seed}); host kernel {}, emulated {}",
         args.cases,
-        host_release()
+        host_release(),
+        host_profile()
     );
     let mut host = match HostRunner::new(!args.no_bdev) {
         Ok(h) => h,

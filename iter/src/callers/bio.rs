@@ -65,6 +65,10 @@ pub struct Bio {
     /// Pins dropped at once because a range merged into a bvec on the same
     /// page (6.x), or pages extracted beyond a block-trimmed size.
     pub released_early: u64,
+    /// The mask each extraction checks the current segment against under
+    /// the knob `dio_extract_align` (the device's DMA alignment; 0: none,
+    /// as for passthrough bios).
+    pub mem_align: u64,
 }
 
 impl Bio {
@@ -180,6 +184,7 @@ impl<A: Arch> Sys<A> {
         }
         let mut ret = Ok(());
         loop {
+            self.bio_extract_align_check(bio, iter)?;
             if let Err(e) = self.bio_iov_iter_get_pages_one(bio, iter) {
                 ret = Err(e);
                 break;
@@ -188,7 +193,11 @@ impl<A: Arch> Sys<A> {
                 break;
             }
         }
-        if bio.vecs.is_empty() { ret } else { Ok(()) }
+        if bio.vecs.is_empty() {
+            ret
+        } else {
+            self.bio_iov_iter_align_down(bio, iter)
+        }
     }
 
     /// 6.13 `__bio_iov_iter_get_pages`.
@@ -203,7 +212,7 @@ impl<A: Arch> Sys<A> {
             return Err(Errno::EFAULT);
         }
         bio.pinned = g.pinned;
-        let trim = g.bytes & (LOGICAL_BLOCK_SIZE - 1);
+        let trim = self.bio_batch_trim(g.bytes);
         let size = g.bytes - trim;
         if trim > 0 {
             let _ = self.iov_iter_revert(iter, trim);
@@ -339,7 +348,7 @@ impl<A: Arch> Sys<A> {
     }
 
     fn blk_aligned(&mut self, iter: &IovIter, pos: u64) -> bool {
-        (pos | self.iov_iter_alignment(iter)) & (LOGICAL_BLOCK_SIZE - 1) == 0
+        self.dio_aligned(iter, pos, LOGICAL_BLOCK_SIZE - 1)
     }
 
     /// `blkdev_direct_IO(iocb, iter)` for a synchronous kiocb at `pos`.
@@ -401,7 +410,7 @@ impl<A: Arch> Sys<A> {
             let d = &self.bdevs[dev];
             (d.logical_block_size, d.dma_alignment)
         };
-        if pos & (lbs - 1) != 0 || !Self::iov_iter_is_aligned(iter, dma, lbs - 1) {
+        if pos & (lbs - 1) != 0 || !self.dio_aligned(iter, pos, dma) {
             return Err(Errno::EINVAL);
         }
         let nr = self.iov_iter_npages(iter, BIO_MAX_PAGES + 1);
@@ -440,9 +449,14 @@ impl<A: Arch> Sys<A> {
             dio.io.note(format!("kmalloc'd array of {nr} bvecs"));
         }
         let mut bio = Bio::new(nr.max(1));
+        bio.mem_align = self.dio_dma_mask(dio);
         let wanted = iter.count;
-        let r = self.bio_iov_iter_get_pages_as(&mut bio, iter, dio.bio_iov_loop);
-        self.bio_done(&bio, dio.io, dio.target.as_mut());
+        let mut r = self.bio_iov_iter_get_pages_as(&mut bio, iter, dio.bio_iov_loop);
+        if r.is_ok() {
+            r = self.bio_split_check(&bio, self.dio_dma_mask(dio));
+        }
+        let target = if r.is_ok() { dio.target.as_mut() } else { None };
+        self.bio_done(&bio, dio.io, target);
         if r.is_ok() && bio.size < wanted {
             dio.io.note(format!(
                 "short {}: {} of {wanted} bytes (one bio_iov_iter_get_pages call)",
@@ -467,25 +481,48 @@ impl<A: Arch> Sys<A> {
         dio: &mut Dio<'_>,
     ) -> Result<u64, Errno> {
         let mut size = 0u64;
+        let mut failed = None;
         loop {
             let mut bio = Bio::new(nr.max(1));
+            bio.mem_align = self.dio_dma_mask(dio);
             dio.io.allocations += 1;
             let r = self.bio_iov_iter_get_pages_as(&mut bio, iter, dio.bio_iov_loop);
-            self.bio_done(&bio, dio.io, dio.target.as_mut());
+            // A bio the split path refuses completes with its error and
+            // moves nothing; the loop goes on (6.18, `dio_align_in_bio`).
+            let split = r.and_then(|()| self.bio_split_check(&bio, self.dio_dma_mask(dio)));
+            let target = if split.is_ok() {
+                dio.target.as_mut()
+            } else {
+                None
+            };
+            self.bio_done(&bio, dio.io, target);
             if let Err(e) = r {
-                return if size > 0 && !dio.whole_error {
-                    Ok(size)
-                } else {
-                    Err(e)
+                return match failed {
+                    Some(f) => Err(f),
+                    None if size > 0 && !dio.whole_error => Ok(size),
+                    None => Err(e),
                 };
             }
-            size += bio.size;
+            match split {
+                Ok(()) => size += bio.size,
+                Err(e) => failed = failed.or(Some(e)),
+            }
             nr = self.iov_iter_npages(iter, BIO_MAX_PAGES);
             if nr == 0 {
                 break;
             }
         }
-        Ok(size)
+        match failed {
+            Some(e) if dio.whole_error || size == 0 => Err(e),
+            _ => Ok(size),
+        }
+    }
+
+    /// The DMA alignment mask the bios of `dio` are checked against: the
+    /// syscall layer's device's, or the block size for the caller model.
+    fn dio_dma_mask(&self, dio: &Dio<'_>) -> u64 {
+        dio.target
+            .map_or(LOGICAL_BLOCK_SIZE - 1, |t| self.bdevs[t.dev].dma_alignment)
     }
 
     /// `iomap_dio_rw` over one mapped extent covering the request

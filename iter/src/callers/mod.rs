@@ -31,6 +31,7 @@
 
 pub mod af_alg;
 pub mod bio;
+mod bio_align;
 pub mod ceph;
 pub mod dio;
 pub mod fuse;
