@@ -302,8 +302,19 @@ macro_rules! arm64_arch {
             const PRIVATE_GUP_FAST: bool = false;
             const VMEMMAP_START: u64 = $vmemmap;
 
-            fn exec_only_prot() -> PteFlags {
-                PteFlags::empty()
+            fn exec_only_prot(family: Family) -> PteFlags {
+                match family {
+                    // PAGE_EXECONLY, PTE_USER clear: v4.10 and v4.17
+                    // `pgtable-prot.h` `__P100`/`__S100` (since cab15ce604e5,
+                    // v4.9; reverted by 24cecc377463 in v5.0). EL1 reads it:
+                    // privileged access is not denied by AP[1] = 0.
+                    Family::Legacy => PteFlags::empty(),
+                    // 6.13 `mmap.c`: protection_map[VM_EXEC] is
+                    // PAGE_READONLY_EXEC (PTE_USER set) unless the CPU has
+                    // EPAN (`adjust_protection_map`, 18107f8a2df6, v5.13);
+                    // the model is a CPU without EPAN (before ARMv8.7).
+                    Family::Modern => PteFlags::USER | PteFlags::READ,
+                }
             }
 
             fn pte_wrprotect(flags: PteFlags) -> PteFlags {

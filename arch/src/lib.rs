@@ -340,14 +340,27 @@ pub trait Arch: Copy + Default + Send + Sync + fmt::Debug + 'static {
     const VMEMMAP_START: u64;
 
     /// The permission flags of a user leaf whose VMA allows execution only
-    /// (`PROT_EXEC` without `PROT_READ`/`PROT_WRITE`), besides the present,
-    /// leaf, young and exec bits: `vm_get_page_prot`'s `__P100`/`__S100`.
-    /// x86 and powerpc have no execute-only user encoding (`PAGE_READONLY_EXEC`
-    /// / `PAGE_EXECONLY` is readable): [`PteFlags::USER`] (the default). arm64
-    /// `PAGE_EXECONLY` (`asm/pgtable-prot.h`) leaves `PTE_USER` clear.
+    /// (`PROT_EXEC` without `PROT_READ`/`PROT_WRITE`) in `family`, besides
+    /// the present, leaf, young and exec bits: `vm_get_page_prot`'s
+    /// `__P100`/`__S100` (v4.x) or `protection_map[VM_EXEC]` (6.x). The
+    /// default is readable by user and kernel ([`PteFlags::USER`] |
+    /// [`PteFlags::READ`]): x86 `PAGE_READONLY_EXEC` in v4.10, v4.17 and
+    /// 6.13 (`pgtable_types.h`; an execute-only protection key would need
+    /// `CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS` on a PKU CPU, not
+    /// modelled). arm64 and powerpc override it per family.
     #[must_use]
-    fn exec_only_prot() -> PteFlags {
-        PteFlags::USER
+    fn exec_only_prot(_family: Family) -> PteFlags {
+        PteFlags::USER | PteFlags::READ
+    }
+
+    /// Whether a read fault in a VMA that allows execution only is an
+    /// access error (`-EFAULT` from uaccess, no page mapped). `false` (the
+    /// default): the fault handler maps the page as on any accessible VMA
+    /// (x86 `access_error` and arm64 `do_page_fault` count `VM_EXEC` as
+    /// readable for a read fault without EPAN). powerpc 6.13 overrides it.
+    #[must_use]
+    fn exec_only_read_is_access_error(_family: Family) -> bool {
+        false
     }
 
     /// `pte_wrprotect`: the leaf flags `flags` without write permission. The

@@ -150,7 +150,21 @@ fn arch_items_agree_with_the_arch() {
                 assert_eq!(back.has(PteFlags::RDONLY), a.mmu() == ArchId::Arm64, "{a} {fam:?}");
             }
             // Execute-only: only arm64 leaves the user bit clear.
-            assert_eq!(A::exec_only_prot().contains(PteFlags::USER), a.mmu() != ArchId::Arm64);
+            // Execute-only: only arm64 v4.x (PAGE_EXECONLY) leaves the user
+            // bit clear; only powerpc 6.x (PAGE_EXECONLY_X) the read bit, and
+            // there alone a read fault in such a VMA is an access error.
+            let legacy = A::exec_only_prot(Family::Legacy);
+            let modern = A::exec_only_prot(Family::Modern);
+            assert_eq!(legacy.contains(PteFlags::USER), a.mmu() != ArchId::Arm64, "{a}");
+            assert!(modern.contains(PteFlags::USER), "{a}");
+            assert_eq!(modern.contains(PteFlags::READ), a.mmu() != ArchId::Ppc64, "{a}");
+            assert!(legacy.contains(PteFlags::READ) || a.mmu() == ArchId::Arm64, "{a}");
+            assert_eq!(
+                A::exec_only_read_is_access_error(Family::Modern),
+                a.mmu() == ArchId::Ppc64,
+                "{a}"
+            );
+            assert!(!A::exec_only_read_is_access_error(Family::Legacy), "{a}");
             assert_eq!(A::PRIVATE_GUP_FAST, a.mmu() == ArchId::X86_64);
             assert_eq!(a.name().parse::<ArchId>(), Ok(a));
         });

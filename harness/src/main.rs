@@ -323,6 +323,15 @@ fn real_main() -> Result<bool, Usage> {
             let arches = parse_arches(&arches)?;
             let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
             let plan = plan(&ws, &arches, &kernels);
+            // Every combination refused because the kernel lacks the arch's
+            // geometry (e.g. `--arch arm64-52 --kernel v4.10`): say so.
+            if plan.iter().all(|p| p.skip.is_some())
+                && let Some(why) = plan
+                    .iter()
+                    .find_map(|p| p.skip.as_deref().filter(|s| !s.starts_with(NOT_FOR_ARCH)))
+            {
+                return Err(Usage(format!("nothing to run: {why}")));
+            }
             let runs = execute(&ws, &plan, format, &opts)?;
             let _ = emit(&ws, &plan, &runs, format, color, &mut out);
             Ok(runs.iter().all(|r| r.summary.passed))

@@ -43,4 +43,5 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "vmsplice_unmap_child",
     "ro_pin_on_shared",
     "dirtycow_thp",
+    "exec_only",
 ];
