@@ -1,5 +1,8 @@
-//! arm64, 4 KiB granule, 48-bit VA (`arch/arm64/include/asm/pgtable-hwdef.h`,
-//! `pgtable-prot.h`, `pgtable.h`, `memory.h`, `uaccess.h`).
+//! arm64 (`arch/arm64/include/asm/pgtable-hwdef.h`, `pgtable-prot.h`,
+//! `pgtable.h`, `memory.h`, `uaccess.h`) in three kernel configurations:
+//! 4 KiB granule with 48-bit VA (the distribution default), 4 KiB with
+//! 52-bit VA (`CONFIG_ARM64_VA_BITS_52`, LPA2 descriptors, five levels) and
+//! 16 KiB with 48-bit VA (four levels, 11-bit indices, a two-entry pgd).
 
 use crate::{
     Arch, ArchId, Family, HwRoot, Layout, Level, LevelGeom, Pfn, Pte, PteFlags, SizeKind, VirtAddr,
@@ -9,6 +12,49 @@ use crate::{
 /// arm64 with 4 KiB pages and 48-bit virtual addresses.
 #[derive(Clone, Copy, Default, Debug)]
 pub struct Arm64;
+
+/// arm64 with 4 KiB pages and 52-bit virtual addresses
+/// (`CONFIG_ARM64_VA_BITS_52` with `CONFIG_ARM64_4K_PAGES`, which needs
+/// FEAT_LPA2: v6.9, 352b0395b505; 6.13 `arch/arm64/Kconfig`
+/// `PGTABLE_LEVELS` "default 5 if ARM64_4K_PAGES && ARM64_VA_BITS_52").
+/// Modelled on hardware that has LPA2, so `vabits_actual` is 52.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Arm64_52;
+
+/// arm64 with 16 KiB pages and 48-bit virtual addresses
+/// (`CONFIG_ARM64_16K_PAGES` with `CONFIG_ARM64_VA_BITS_48`: 6.13
+/// `PGTABLE_LEVELS` "default 4 if ARM64_16K_PAGES && (ARM64_VA_BITS_48 ||
+/// ARM64_VA_BITS_52)"; `PTRS_PER_PGD = 1 << (VA_BITS - PGDIR_SHIFT)` = 2).
+#[derive(Clone, Copy, Default, Debug)]
+pub struct Arm64_16k;
+
+/// One arm64 kernel configuration.
+#[derive(Clone, Copy)]
+struct Cfg {
+    page_shift: u32,
+    va_bits: u32,
+    /// LPA2 descriptors (`lpa2_is_enabled()`): output address bits 49..12
+    /// in place, bits 51..50 in descriptor bits 9..8 (6.13 `pgtable-hwdef.h`
+    /// `PTE_ADDR_HIGH`, `PHYS_TO_PTE_ADDR_MASK` = `GENMASK_ULL(49, 8)`), and
+    /// no shareability field there (`PTE_MAYBE_SHARED` is 0, `pgtable-prot.h`).
+    lpa2: bool,
+}
+
+const CFG_4K_48: Cfg = Cfg {
+    page_shift: 12,
+    va_bits: 48,
+    lpa2: false,
+};
+const CFG_4K_52: Cfg = Cfg {
+    page_shift: 12,
+    va_bits: 52,
+    lpa2: true,
+};
+const CFG_16K_48: Cfg = Cfg {
+    page_shift: 14,
+    va_bits: 48,
+    lpa2: false,
+};
 
 const PTE_VALID: u64 = 1 << 0;
 /// Bit 1: table descriptor at upper levels, page descriptor at the last level.
@@ -33,117 +79,42 @@ const PTE_SPECIAL: u64 = 1 << 56;
 const PTE_DEVMAP: u64 = 1 << 57;
 /// v4.10 only (bit 58 is UFFD_WP in 6.x).
 const PTE_PROT_NONE: u64 = 1 << 58;
-/// Output address bits 47..12.
-const PTE_ADDR_MASK: u64 = bits(48) & !bits(12);
 
-impl Arch for Arm64 {
-    const ID: ArchId = ArchId::Arm64;
-    const PAGE_SHIFT: u32 = 12;
-    const LEVELS: &'static [LevelGeom] = &[
-        LevelGeom {
-            name: "pgd",
-            shift: 39,
-            bits: 9,
-            leaf_ok: false,
-        },
-        LevelGeom {
-            name: "pud",
-            shift: 30,
-            bits: 9,
-            leaf_ok: true,
-        },
-        LevelGeom {
-            name: "pmd",
-            shift: 21,
-            bits: 9,
-            leaf_ok: true,
-        },
-        LevelGeom {
-            name: "pte",
-            shift: 12,
-            bits: 9,
-            leaf_ok: true,
-        },
-    ];
-    const BIG_ENDIAN: bool = false;
-    const TABLE_PERMS: bool = false;
-    const SHARED_KERNEL_PGD: bool = false;
-    const TLB_FLUSH_IPI: bool = false;
-    const PRIVATE_GUP_FAST: bool = false;
-    const VMEMMAP_START: u64 = 0xffff_7e00_0000_0000;
-
-    fn exec_only_prot() -> PteFlags {
-        PteFlags::empty()
+impl Cfg {
+    /// The output-address bits held in place: 47..PAGE_SHIFT (48-bit PA),
+    /// 49..12 with LPA2.
+    const fn addr_low(self) -> u64 {
+        let top = if self.lpa2 { 50 } else { 48 };
+        bits(top) & !bits(self.page_shift)
     }
 
-    fn pte_wrprotect(flags: PteFlags) -> PteFlags {
-        flags.difference(PteFlags::WRITE) | PteFlags::RDONLY
-    }
-
-    /// arm64 `untagged_addr` (`asm/memory.h`, 5.4+; the same in 6.13): the
-    /// address ANDed with itself sign-extended from bit 55, which clears
-    /// the top byte (TBI tag) of a user address (bit 55 clear) and leaves
-    /// a kernel address (bit 55 set) as it is. Unconditional: unlike
-    /// `access_ok`, it does not ask whether the task enabled the tagged
-    /// address ABI (`TIF_TAGGED_ADDR`).
-    fn untagged_addr(addr: VirtAddr) -> VirtAddr {
-        let ext = (((addr.0 << 8) as i64) >> 8) as u64;
-        VirtAddr(addr.0 & ext)
-    }
-
-    fn hw_root_desc(root: HwRoot) -> &'static str {
-        match root {
-            HwRoot::Mm => "TTBR0 (bit 55 clear): the mm's table",
-            HwRoot::Kernel => "TTBR1 (bit 55 set): swapper_pg_dir of init_mm",
+    /// The frame an entry names.
+    #[inline]
+    const fn pfn(self, raw: u64) -> Pfn {
+        let mut pa = raw & self.addr_low();
+        if self.lpa2 {
+            pa |= ((raw >> 8) & 3) << 50;
         }
+        Pfn(pa >> self.page_shift)
     }
 
-    fn layout(family: Family) -> Layout {
-        let task_size = 1u64 << 48;
-        match family {
-            // v4.10: linear map in the upper half of the kernel range; VA_START
-            // holds the modules (128 MiB) and then vmalloc (no KASAN shadow).
-            Family::Legacy => Layout {
-                task_size_max: task_size,
-                page_offset: 0xffff_8000_0000_0000,
-                vmalloc_start: 0xffff_0000_0800_0000,
-                user_ds: task_size,
-                kernel_ds: u64::MAX,
-                virtual_mask_shift: None,
-                vsyscall: None,
-            },
-            // 6.x (since 5.4): linear map at -2^48; modules (2 GiB) then vmalloc
-            // at PAGE_END.
-            Family::Modern => Layout {
-                task_size_max: task_size,
-                page_offset: 0xffff_0000_0000_0000,
-                vmalloc_start: 0xffff_8000_8000_0000,
-                user_ds: task_size,
-                kernel_ds: task_size,
-                virtual_mask_shift: None,
-                vsyscall: None,
-            },
+    /// The address bits of an entry for `pfn`.
+    const fn oa(self, pfn: Pfn) -> u64 {
+        let pa = pfn.0 << self.page_shift;
+        let mut raw = pa & self.addr_low();
+        if self.lpa2 {
+            raw |= ((pa >> 50) & 3) << 8;
         }
+        raw
     }
 
     #[inline]
-    fn access_ok(family: Family, addr: VirtAddr, size: u64, limit: u64, _kind: SizeKind) -> bool {
-        match family {
-            // v4.10 __range_ok(): (u65)addr + (u65)size <= addr_limit, with
-            // USER_DS = 2^48 and KERNEL_DS = 2^64 - 1.
-            Family::Legacy => (addr.0 as u128) + (size as u128) <= limit as u128,
-            Family::Modern => generic_access_ok(Self::layout(family).task_size_max, addr, size),
-        }
-    }
-
-    #[inline]
-    fn decode(family: Family, level: Level, raw: u64) -> Pte {
+    fn decode(self, family: Family, last: bool, raw: u64) -> Pte {
         if raw == 0 {
             return Pte::NONE;
         }
-        let last = level == Self::leaf_level();
         let valid = raw & PTE_VALID != 0;
-        let pfn = Pfn((raw & PTE_ADDR_MASK) >> 12);
+        let pfn = self.pfn(raw);
         if !last && raw & PTE_TABLE_BIT != 0 {
             // A table descriptor (when valid); an invalid entry with bit 1 set is
             // neither table nor leaf.
@@ -192,25 +163,9 @@ impl Arch for Arm64 {
         Pte { flags: f, pfn }
     }
 
-    #[inline]
-    fn table_step(_family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
-        // decode: TABLE = not the last level, VALID and the table bit set.
-        let t = PTE_VALID | PTE_TABLE_BIT;
-        if level == Self::leaf_level() || raw & t != t {
-            return None;
-        }
-        Some((Pfn((raw & PTE_ADDR_MASK) >> 12), PteFlags::empty()))
-    }
-
-    #[inline]
-    fn leaf_pfn_field(_level: Level) -> Option<(u64, u32)> {
-        Some((PTE_ADDR_MASK, 12))
-    }
-
-    fn encode(family: Family, level: Level, pte: Pte) -> u64 {
+    fn encode(self, family: Family, last: bool, pte: Pte) -> u64 {
         let f = pte.flags;
-        let last = level == Self::leaf_level();
-        let mut raw = (pte.pfn.0 << 12) & PTE_ADDR_MASK;
+        let mut raw = self.oa(pte.pfn);
         if f.contains(PteFlags::TABLE) {
             if f.contains(PteFlags::VALID) {
                 raw |= PTE_VALID | PTE_TABLE_BIT;
@@ -220,7 +175,10 @@ impl Arch for Arm64 {
         if !f.contains(PteFlags::LEAF) {
             return raw;
         }
-        raw |= PTE_ATTRINDX_NORMAL | PTE_SHARED | PTE_PXN;
+        raw |= PTE_ATTRINDX_NORMAL | PTE_PXN;
+        if !self.lpa2 {
+            raw |= PTE_SHARED;
+        }
         if last {
             raw |= PTE_TABLE_BIT; // page descriptor type
         }
@@ -259,18 +217,223 @@ impl Arch for Arm64 {
     }
 
     #[inline]
-    fn hw_root(_family: Family, va: VirtAddr) -> Option<HwRoot> {
+    fn table_step(self, last: bool, raw: u64) -> Option<(Pfn, PteFlags)> {
+        // decode: TABLE = not the last level, VALID and the table bit set.
+        let t = PTE_VALID | PTE_TABLE_BIT;
+        if last || raw & t != t {
+            return None;
+        }
+        Some((self.pfn(raw), PteFlags::empty()))
+    }
+
+    /// The leaf frame field as one mask: none with LPA2 (two fields).
+    fn leaf_pfn_field(self) -> Option<(u64, u32)> {
+        (!self.lpa2).then_some((self.addr_low(), self.page_shift))
+    }
+
+    fn layout(self, family: Family) -> Layout {
+        // TASK_SIZE_MAX = 1 << VA_BITS (`asm/processor.h`, both families).
+        let task_size = 1u64 << self.va_bits;
+        match family {
+            // v4.10 `asm/memory.h`: VA_START = -(1 << VA_BITS), PAGE_OFFSET =
+            // -(1 << (VA_BITS - 1)): the linear map is the upper half of the
+            // kernel range; VA_START holds the modules (128 MiB) and then
+            // vmalloc (no KASAN shadow). No v4.x kernel has 52-bit VAs with
+            // 4 KiB pages: the arch's `KernelConfig` keeps such profiles out.
+            Family::Legacy => Layout {
+                task_size_max: task_size,
+                page_offset: (1u64 << (self.va_bits - 1)).wrapping_neg(),
+                vmalloc_start: (1u64 << self.va_bits).wrapping_neg() + (128 << 20),
+                user_ds: task_size,
+                kernel_ds: u64::MAX,
+                virtual_mask_shift: None,
+                vsyscall: None,
+            },
+            // 6.x (since 5.4) `asm/memory.h`: PAGE_OFFSET = -(1 << VA_BITS),
+            // the linear map up to PAGE_END = -(1 << (VA_BITS_MIN - 1)), then
+            // the modules (2 GiB) and vmalloc. VA_BITS_MIN is 48 for a 52-bit
+            // 4 KiB kernel.
+            Family::Modern => Layout {
+                task_size_max: task_size,
+                page_offset: (1u64 << self.va_bits).wrapping_neg(),
+                vmalloc_start: (1u64 << 47).wrapping_neg() + (2 << 30),
+                user_ds: task_size,
+                kernel_ds: task_size,
+                virtual_mask_shift: None,
+                vsyscall: None,
+            },
+        }
+    }
+
+    #[inline]
+    fn hw_root(self, va: VirtAddr) -> Option<HwRoot> {
         // Bit 55 selects TTBR1 (kernel) or TTBR0 (user); the bits between the
-        // 48-bit VA and bit 55 must match it, and (TBI1 off) so must the top byte
+        // VA size and bit 55 must match it, and (TBI1 off) so must the top byte
         // of a kernel address. User addresses have TBI0 (top byte ignored).
-        let upper = va.0 >> 48;
+        let upper = va.0 >> self.va_bits;
+        let ones = bits(64 - self.va_bits);
         if va.0 & (1 << 55) != 0 {
-            (upper == 0xffff).then_some(HwRoot::Kernel)
+            (upper == ones).then_some(HwRoot::Kernel)
         } else {
-            (upper & 0xff == 0).then_some(HwRoot::Mm)
+            (upper & bits(56 - self.va_bits) == 0).then_some(HwRoot::Mm)
         }
     }
 }
+
+const fn lvl(name: &'static str, shift: u32, bits: u32, leaf_ok: bool) -> LevelGeom {
+    LevelGeom {
+        name,
+        shift,
+        bits,
+        leaf_ok,
+    }
+}
+
+macro_rules! arm64_arch {
+    ($ty:ident, $id:expr, $cfg:expr, $levels:expr, $vmemmap:expr) => {
+        impl Arch for $ty {
+            const ID: ArchId = $id;
+            const PAGE_SHIFT: u32 = $cfg.page_shift;
+            const LEVELS: &'static [LevelGeom] = $levels;
+            const BIG_ENDIAN: bool = false;
+            const TABLE_PERMS: bool = false;
+            const SHARED_KERNEL_PGD: bool = false;
+            const TLB_FLUSH_IPI: bool = false;
+            const PRIVATE_GUP_FAST: bool = false;
+            const VMEMMAP_START: u64 = $vmemmap;
+
+            fn exec_only_prot(family: Family) -> PteFlags {
+                match family {
+                    // PAGE_EXECONLY, PTE_USER clear: v4.10 and v4.17
+                    // `pgtable-prot.h` `__P100`/`__S100` (since cab15ce604e5,
+                    // v4.9; reverted by 24cecc377463 in v5.0). EL1 reads it:
+                    // privileged access is not denied by AP[1] = 0.
+                    Family::Legacy => PteFlags::empty(),
+                    // 6.13 `mmap.c`: protection_map[VM_EXEC] is
+                    // PAGE_READONLY_EXEC (PTE_USER set) unless the CPU has
+                    // EPAN (`adjust_protection_map`, 18107f8a2df6, v5.13);
+                    // the model is a CPU without EPAN (before ARMv8.7).
+                    Family::Modern => PteFlags::USER | PteFlags::READ,
+                }
+            }
+
+            fn pte_wrprotect(flags: PteFlags) -> PteFlags {
+                flags.difference(PteFlags::WRITE) | PteFlags::RDONLY
+            }
+
+            /// arm64 `untagged_addr` (`asm/memory.h`, 5.4+; the same in
+            /// 6.13): the address ANDed with itself sign-extended from bit
+            /// 55, which clears the top byte (TBI tag) of a user address
+            /// (bit 55 clear) and leaves a kernel address (bit 55 set) as it
+            /// is. Unconditional: unlike `access_ok`, it does not ask whether
+            /// the task enabled the tagged address ABI (`TIF_TAGGED_ADDR`).
+            fn untagged_addr(addr: VirtAddr) -> VirtAddr {
+                let ext = (((addr.0 << 8) as i64) >> 8) as u64;
+                VirtAddr(addr.0 & ext)
+            }
+
+            fn hw_root_desc(root: HwRoot) -> &'static str {
+                match root {
+                    HwRoot::Mm => "TTBR0 (bit 55 clear): the mm's table",
+                    HwRoot::Kernel => "TTBR1 (bit 55 set): swapper_pg_dir of init_mm",
+                }
+            }
+
+            fn layout(family: Family) -> Layout {
+                $cfg.layout(family)
+            }
+
+            #[inline]
+            fn access_ok(
+                family: Family,
+                addr: VirtAddr,
+                size: u64,
+                limit: u64,
+                _kind: SizeKind,
+            ) -> bool {
+                match family {
+                    // v4.10 __range_ok(): (u65)addr + (u65)size <= addr_limit, with
+                    // USER_DS = 2^VA_BITS and KERNEL_DS = 2^64 - 1.
+                    Family::Legacy => (addr.0 as u128) + (size as u128) <= limit as u128,
+                    Family::Modern => {
+                        generic_access_ok(Self::layout(family).task_size_max, addr, size)
+                    }
+                }
+            }
+
+            #[inline]
+            fn decode(family: Family, level: Level, raw: u64) -> Pte {
+                $cfg.decode(family, level == Self::leaf_level(), raw)
+            }
+
+            #[inline]
+            fn table_step(_family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
+                $cfg.table_step(level == Self::leaf_level(), raw)
+            }
+
+            #[inline]
+            fn leaf_pfn_field(_level: Level) -> Option<(u64, u32)> {
+                $cfg.leaf_pfn_field()
+            }
+
+            fn encode(family: Family, level: Level, pte: Pte) -> u64 {
+                $cfg.encode(family, level == Self::leaf_level(), pte)
+            }
+
+            #[inline]
+            fn hw_root(_family: Family, va: VirtAddr) -> Option<HwRoot> {
+                $cfg.hw_root(va)
+            }
+        }
+    };
+}
+
+// v4.10 VMEMMAP_START = PAGE_OFFSET - VMEMMAP_SIZE with VMEMMAP_SIZE =
+// 1 << (VA_BITS - PAGE_SHIFT - 1 + STRUCT_PAGE_MAX_SHIFT) (`asm/memory.h`).
+arm64_arch!(
+    Arm64,
+    ArchId::Arm64,
+    CFG_4K_48,
+    &[
+        lvl("pgd", 39, 9, false),
+        lvl("pud", 30, 9, true),
+        lvl("pmd", 21, 9, true),
+        lvl("pte", 12, 9, true),
+    ],
+    0xffff_7e00_0000_0000
+);
+// 6.13 `asm/memory.h`: VMEMMAP_END = -1 GiB, VMEMMAP_START = VMEMMAP_END -
+// VMEMMAP_SIZE, the struct pages of PAGE_OFFSET .. PAGE_END
+// ((-2^47 - -2^52) >> 12 pages of 64 bytes). With LPA2 the level above the
+// pgd of the 48-bit table (level -1) indexes VA bits 51..48: 16 entries.
+arm64_arch!(
+    Arm64_52,
+    ArchId::Arm64_52,
+    CFG_4K_52,
+    &[
+        lvl("pgd", 48, 4, false),
+        lvl("p4d", 39, 9, false),
+        lvl("pud", 30, 9, true),
+        lvl("pmd", 21, 9, true),
+        lvl("pte", 12, 9, true),
+    ],
+    0xffff_c1ff_c000_0000
+);
+// 16 KiB granule: no level-1 blocks without LPA2 (`pud_sect` is false), a
+// 32 MiB PMD block, 11-bit indices below the two-entry pgd. VMEMMAP_START
+// as for Arm64 with PAGE_SHIFT 14: -2^47 - 2^39.
+arm64_arch!(
+    Arm64_16k,
+    ArchId::Arm64_16k,
+    CFG_16K_48,
+    &[
+        lvl("pgd", 47, 1, false),
+        lvl("pud", 36, 11, false),
+        lvl("pmd", 25, 11, true),
+        lvl("pte", 14, 11, true),
+    ],
+    0xffff_7f80_0000_0000
+);
 
 /// `asm-generic/access_ok.h` (6.x): `size <= max && addr <= max - size`.
 pub(crate) fn generic_access_ok(max: u64, addr: VirtAddr, size: u64) -> bool {
@@ -283,9 +446,10 @@ mod tests {
 
     #[test]
     fn untagged_addr_clears_the_top_byte_of_user_addresses_only() {
-        // A user address (bit 55 clear) loses its tag.
+        // A user address (bit 55 clear) loses its tag, on every arm64 variant.
         let tagged = VirtAddr(0x0100_5000_0000_0000);
         assert_eq!(Arm64::untagged_addr(tagged), VirtAddr(0x5000_0000_0000));
+        assert_eq!(Arm64_52::untagged_addr(tagged), VirtAddr(0x5000_0000_0000));
         assert_eq!(
             Arm64::untagged_addr(VirtAddr(0xff00_0000_1234_5000)),
             VirtAddr(0x0000_0000_1234_5000)

@@ -30,10 +30,10 @@ mod pte;
 mod x86_64;
 
 pub use addr::{Level, Pfn, PhysAddr, VirtAddr};
-pub use arm64::Arm64;
+pub use arm64::{Arm64, Arm64_16k, Arm64_52};
 pub use ppc64::{Ppc64, Ppc64_4k};
 pub use pte::{Pte, PteFlags};
-pub use x86_64::X86_64;
+pub use x86_64::{X86_64, X86_64La57};
 
 use std::fmt;
 use std::str::FromStr;
@@ -110,18 +110,52 @@ pub enum ArchId {
     Ppc64,
     /// powerpc64 book3s radix, 4 KiB pages.
     Ppc64_4k,
+    /// x86-64, 5-level paging (LA57), 57-bit VA.
+    X86_64La57,
+    /// arm64, 4 KiB granule, 52-bit VA (LPA2, five levels).
+    Arm64_52,
+    /// arm64, 16 KiB granule, 48-bit VA.
+    Arm64_16k,
+}
+
+/// A kernel build option an arch variant needs and not every kernel of a
+/// family has: the profile says whether it has it (`vmemu_mm`'s knobs), and
+/// a profile without it refuses the arch.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum KernelConfig {
+    /// `CONFIG_X86_5LEVEL`: 5-level paging, since v4.14 (77ef56e4f0fb);
+    /// absent from a v4.10 tree (its `arch/x86/Kconfig` has no such option).
+    X86_5Level,
+    /// `CONFIG_ARM64_VA_BITS_52` with 4 KiB pages, which needs FEAT_LPA2
+    /// descriptors: v6.9 (6.1 `arch/arm64/Kconfig`: "depends on
+    /// ARM64_64K_PAGES"; 6.13: no page-size dependency, `PGTABLE_LEVELS`
+    /// 5 for 4K/52). v4.x has neither 52-bit VAs nor LPA2.
+    Arm64Lpa2,
 }
 
 impl ArchId {
     /// Every modelled arch, in transcript order.
-    pub const ALL: [ArchId; 4] = [
+    pub const ALL: [ArchId; 7] = [
         ArchId::X86_64,
         ArchId::Arm64,
         ArchId::Ppc64,
         ArchId::Ppc64_4k,
+        ArchId::X86_64La57,
+        ArchId::Arm64_52,
+        ArchId::Arm64_16k,
     ];
-    /// The three arches of the main job (`ppc64-4k` is a variant run on request).
+    /// The three arches of the main job (the others are variants run on request).
     pub const MAIN: [ArchId; 3] = [ArchId::X86_64, ArchId::Arm64, ArchId::Ppc64];
+
+    /// The kernel build option this arch needs beyond its family, if any.
+    #[must_use]
+    pub const fn needs(self) -> Option<KernelConfig> {
+        match self {
+            ArchId::X86_64La57 => Some(KernelConfig::X86_5Level),
+            ArchId::Arm64_52 => Some(KernelConfig::Arm64Lpa2),
+            _ => None,
+        }
+    }
 
     /// The name used on the command line and in transcripts.
     #[must_use]
@@ -131,6 +165,9 @@ impl ArchId {
             ArchId::Arm64 => "arm64",
             ArchId::Ppc64 => "ppc64",
             ArchId::Ppc64_4k => "ppc64-4k",
+            ArchId::X86_64La57 => "x86_64-la57",
+            ArchId::Arm64_52 => "arm64-52",
+            ArchId::Arm64_16k => "arm64-16k",
         }
     }
 
@@ -140,16 +177,43 @@ impl ArchId {
         with_arch!(self, A => A::PAGE_SIZE)
     }
 
-    /// The arch a portable workload is compared with: one with the same
-    /// page size where there is one (x86_64 and arm64, both 4 KiB), else
-    /// the other page size of the same MMU (ppc64 against ppc64-4k).
+    /// The arch a portable workload is compared with: for a main arch, one
+    /// with the same page size where there is one (x86_64 and arm64, both
+    /// 4 KiB), else the other page size of the same MMU (ppc64 against
+    /// ppc64-4k); for a geometry variant, the main arch of its MMU.
     #[must_use]
     pub const fn partner(self) -> ArchId {
         match self {
             ArchId::X86_64 => ArchId::Arm64,
-            ArchId::Arm64 => ArchId::X86_64,
+            ArchId::Arm64 | ArchId::Arm64_52 | ArchId::Arm64_16k => ArchId::X86_64,
             ArchId::Ppc64 => ArchId::Ppc64_4k,
             ArchId::Ppc64_4k => ArchId::Ppc64,
+            ArchId::X86_64La57 => ArchId::X86_64,
+        }
+    }
+
+    /// The arch whose name a workload's `on ...` qualifiers and `arches`
+    /// line answer for this one when they never name it: the main arch of
+    /// the same MMU for the geometry variants (`x86_64-la57` → `x86_64`,
+    /// `arm64-52` and `arm64-16k` → `arm64`), the arch itself otherwise
+    /// (`ppc64-4k` is named by the workloads that run on it).
+    #[must_use]
+    pub const fn qualifier_alias(self) -> ArchId {
+        match self {
+            ArchId::X86_64La57 => ArchId::X86_64,
+            ArchId::Arm64_52 | ArchId::Arm64_16k => ArchId::Arm64,
+            a => a,
+        }
+    }
+
+    /// The arch family this variant belongs to (`x86_64`, `arm64` or `ppc64`):
+    /// the same MMU and entry format, another geometry.
+    #[must_use]
+    pub const fn mmu(self) -> ArchId {
+        match self {
+            ArchId::X86_64 | ArchId::X86_64La57 => ArchId::X86_64,
+            ArchId::Arm64 | ArchId::Arm64_52 | ArchId::Arm64_16k => ArchId::Arm64,
+            ArchId::Ppc64 | ArchId::Ppc64_4k => ArchId::Ppc64,
         }
     }
 }
@@ -168,7 +232,7 @@ impl fmt::Display for UnknownArch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown arch `{}` (expected one of x86_64, arm64, ppc64, ppc64-4k)",
+            "unknown arch `{}` (expected one of x86_64, arm64, ppc64, ppc64-4k, x86_64-la57, arm64-52, arm64-16k)",
             self.0
         )
     }
@@ -210,6 +274,18 @@ macro_rules! with_arch {
             }
             $crate::ArchId::Ppc64_4k => {
                 type $A = $crate::Ppc64_4k;
+                $body
+            }
+            $crate::ArchId::X86_64La57 => {
+                type $A = $crate::X86_64La57;
+                $body
+            }
+            $crate::ArchId::Arm64_52 => {
+                type $A = $crate::Arm64_52;
+                $body
+            }
+            $crate::ArchId::Arm64_16k => {
+                type $A = $crate::Arm64_16k;
                 $body
             }
         }
@@ -264,14 +340,27 @@ pub trait Arch: Copy + Default + Send + Sync + fmt::Debug + 'static {
     const VMEMMAP_START: u64;
 
     /// The permission flags of a user leaf whose VMA allows execution only
-    /// (`PROT_EXEC` without `PROT_READ`/`PROT_WRITE`), besides the present,
-    /// leaf, young and exec bits: `vm_get_page_prot`'s `__P100`/`__S100`.
-    /// x86 and powerpc have no execute-only user encoding (`PAGE_READONLY_EXEC`
-    /// / `PAGE_EXECONLY` is readable): [`PteFlags::USER`] (the default). arm64
-    /// `PAGE_EXECONLY` (`asm/pgtable-prot.h`) leaves `PTE_USER` clear.
+    /// (`PROT_EXEC` without `PROT_READ`/`PROT_WRITE`) in `family`, besides
+    /// the present, leaf, young and exec bits: `vm_get_page_prot`'s
+    /// `__P100`/`__S100` (v4.x) or `protection_map[VM_EXEC]` (6.x). The
+    /// default is readable by user and kernel ([`PteFlags::USER`] |
+    /// [`PteFlags::READ`]): x86 `PAGE_READONLY_EXEC` in v4.10, v4.17 and
+    /// 6.13 (`pgtable_types.h`; an execute-only protection key would need
+    /// `CONFIG_X86_INTEL_MEMORY_PROTECTION_KEYS` on a PKU CPU, not
+    /// modelled). arm64 and powerpc override it per family.
     #[must_use]
-    fn exec_only_prot() -> PteFlags {
-        PteFlags::USER
+    fn exec_only_prot(_family: Family) -> PteFlags {
+        PteFlags::USER | PteFlags::READ
+    }
+
+    /// Whether a read fault in a VMA that allows execution only is an
+    /// access error (`-EFAULT` from uaccess, no page mapped). `false` (the
+    /// default): the fault handler maps the page as on any accessible VMA
+    /// (x86 `access_error` and arm64 `do_page_fault` count `VM_EXEC` as
+    /// readable for a read fault without EPAN). powerpc 6.13 overrides it.
+    #[must_use]
+    fn exec_only_read_is_access_error(_family: Family) -> bool {
+        false
     }
 
     /// `pte_wrprotect`: the leaf flags `flags` without write permission. The

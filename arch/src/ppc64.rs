@@ -226,6 +226,25 @@ macro_rules! ppc64_arch {
             const PRIVATE_GUP_FAST: bool = false;
             const VMEMMAP_START: u64 = 0xc00a_0000_0000_0000;
 
+            fn exec_only_prot(family: Family) -> PteFlags {
+                match family {
+                    // v4.10 book3s/64/pgtable.h: __P100 = PAGE_READONLY_X
+                    // (_PAGE_BASE | _PAGE_READ | _PAGE_EXEC).
+                    Family::Legacy => PteFlags::USER | PteFlags::READ,
+                    // 6.13 mm/pgtable.c: protection_map[VM_EXEC] =
+                    // PAGE_EXECONLY_X (_PAGE_BASE | _PAGE_NAX, no _PAGE_READ),
+                    // kept by vm_get_page_prot under radix
+                    // (mm/book3s64/pgtable.c; hash adds VM_READ).
+                    Family::Modern => PteFlags::USER,
+                }
+            }
+
+            fn exec_only_read_is_access_error(family: Family) -> bool {
+                // 6.13 mm/fault.c access_error(): a read fault in a VMA
+                // whose access flags are VM_EXEC alone is bad access.
+                family == Family::Modern
+            }
+
             fn hw_root_desc(root: HwRoot) -> &'static str {
                 match root {
                     HwRoot::Mm => "quadrant 0: the process table entry of the mm's PID",

@@ -1,5 +1,5 @@
-//! x86-64, 4-level paging (`arch/x86/include/asm/pgtable_64_types.h`,
-//! `pgtable_types.h`, `uaccess.h`).
+//! x86-64, 4-level and 5-level paging (`arch/x86/include/asm/pgtable_64_types.h`,
+//! `page_64_types.h`, `pgtable_types.h`, `uaccess.h`).
 
 use crate::{
     Arch, ArchId, Family, HwRoot, Layout, Level, LevelGeom, Pfn, Pte, PteFlags, SizeKind, VirtAddr,
@@ -9,6 +9,12 @@ use crate::{
 /// x86-64 with 4-level page tables and 4 KiB pages.
 #[derive(Clone, Copy, Default, Debug)]
 pub struct X86_64;
+
+/// x86-64 with 5-level page tables (LA57, `CONFIG_X86_5LEVEL`: 4.14
+/// 77ef56e4f0fb, switchable at boot since 4.17) on a CPU that has LA57:
+/// 57-bit virtual addresses, `__VIRTUAL_MASK_SHIFT` = 56.
+#[derive(Clone, Copy, Default, Debug)]
+pub struct X86_64La57;
 
 const _PAGE_PRESENT: u64 = 1 << 0;
 const _PAGE_RW: u64 = 1 << 1;
@@ -31,193 +37,266 @@ const _PAGE_NX: u64 = 1 << 63;
 /// `PTE_PFN_MASK` for 52-bit physical addresses.
 const PTE_PFN_MASK: u64 = bits(52) & !bits(12);
 
-impl Arch for X86_64 {
-    const ID: ArchId = ArchId::X86_64;
-    const PAGE_SHIFT: u32 = 12;
-    const LEVELS: &'static [LevelGeom] = &[
-        LevelGeom {
-            name: "pgd",
-            shift: 39,
-            bits: 9,
-            leaf_ok: false,
+/// The address-space constants of 4-level (`la57` false) or 5-level paging.
+fn layout(family: Family, la57: bool) -> Layout {
+    // TASK_SIZE_MAX = 2^__VIRTUAL_MASK_SHIFT - PAGE_SIZE (the guard page below
+    // the non-canonical hole; 4.17 and 6.13 `page_64_types.h`
+    // `__VIRTUAL_MASK_SHIFT (pgtable_l5_enabled() ? 56 : 47)`), USER_DS =
+    // TASK_SIZE_MAX, KERNEL_DS = -1 (v4.x).
+    let shift = if la57 { 56 } else { 47 };
+    let task_size_max = (1u64 << shift) - 4096;
+    Layout {
+        task_size_max,
+        // __PAGE_OFFSET_BASE_L4 / _L5: 0xffff880000000000 / 0xff10000000000000
+        // in 4.17, 0xffff888000000000 / 0xff11000000000000 in 6.13.
+        page_offset: match (family, la57) {
+            (Family::Legacy, false) => 0xffff_8800_0000_0000,
+            (Family::Modern, false) => 0xffff_8880_0000_0000,
+            (Family::Legacy, true) => 0xff10_0000_0000_0000,
+            (Family::Modern, true) => 0xff11_0000_0000_0000,
         },
-        LevelGeom {
-            name: "pud",
-            shift: 30,
-            bits: 9,
-            leaf_ok: true,
+        // __VMALLOC_BASE_L4 / _L5 (`pgtable_64_types.h`, 4.17 and 6.13).
+        vmalloc_start: if la57 {
+            0xffa0_0000_0000_0000
+        } else {
+            0xffff_c900_0000_0000
         },
-        LevelGeom {
-            name: "pmd",
-            shift: 21,
-            bits: 9,
-            leaf_ok: true,
+        user_ds: task_size_max,
+        // 6.x has no set_fs: KERNEL_DS cannot widen the limit (as on arm64/ppc64).
+        kernel_ds: match family {
+            Family::Legacy => u64::MAX,
+            Family::Modern => task_size_max,
         },
-        LevelGeom {
-            name: "pte",
-            shift: 12,
-            bits: 9,
-            leaf_ok: true,
+        virtual_mask_shift: Some(shift),
+        // v4.10 default vsyscall=emulate maps the page readable with USER;
+        // 6.x defaults to xonly, which leaves no readable PTE.
+        vsyscall: match family {
+            Family::Legacy => Some(0xffff_ffff_ff60_0000),
+            Family::Modern => None,
         },
-    ];
-    const BIG_ENDIAN: bool = false;
-    const TABLE_PERMS: bool = true;
-    const SHARED_KERNEL_PGD: bool = true;
-    const TLB_FLUSH_IPI: bool = true;
-    const PRIVATE_GUP_FAST: bool = true;
-    const VMEMMAP_START: u64 = 0xffff_ea00_0000_0000;
-
-    fn hw_root_desc(_root: HwRoot) -> &'static str {
-        "CR3: the mm's pgd, whose kernel half is shared with init_mm"
-    }
-
-    fn layout(family: Family) -> Layout {
-        // TASK_SIZE_MAX = 2^47 - PAGE_SIZE (the guard page below the
-        // non-canonical hole), USER_DS = TASK_SIZE_MAX, KERNEL_DS = -1 (v4.10).
-        let task_size_max = (1u64 << 47) - 4096;
-        Layout {
-            task_size_max,
-            page_offset: match family {
-                Family::Legacy => 0xffff_8800_0000_0000,
-                Family::Modern => 0xffff_8880_0000_0000,
-            },
-            vmalloc_start: 0xffff_c900_0000_0000,
-            user_ds: task_size_max,
-            // 6.x has no set_fs: KERNEL_DS cannot widen the limit (as on arm64/ppc64).
-            kernel_ds: match family {
-                Family::Legacy => u64::MAX,
-                Family::Modern => task_size_max,
-            },
-            virtual_mask_shift: Some(47),
-            // v4.10 default vsyscall=emulate maps the page readable with USER;
-            // 6.x defaults to xonly, which leaves no readable PTE.
-            vsyscall: match family {
-                Family::Legacy => Some(0xffff_ffff_ff60_0000),
-                Family::Modern => None,
-            },
-        }
-    }
-
-    #[inline]
-    fn access_ok(family: Family, addr: VirtAddr, size: u64, limit: u64, kind: SizeKind) -> bool {
-        match family {
-            // v4.10 __chk_range_not_ok(): a constant size compares addr with
-            // limit - size; otherwise the sum must not carry and must be <= limit.
-            Family::Legacy => match kind {
-                SizeKind::Constant => addr.0 <= limit.wrapping_sub(size),
-                SizeKind::Runtime => {
-                    let sum = addr.0.wrapping_add(size);
-                    sum >= size && sum <= limit
-                }
-            },
-            // 6.13 __access_ok(): USER_PTR_MAX = TASK_SIZE_MAX; constant sizes up
-            // to a page only check the start (the guard page absorbs the slop).
-            Family::Modern => {
-                let max = Self::layout(family).task_size_max;
-                if kind == SizeKind::Constant && size <= Self::PAGE_SIZE {
-                    addr.0 <= max
-                } else {
-                    let sum = addr.0.wrapping_add(size);
-                    sum <= max && sum >= addr.0
-                }
-            }
-        }
-    }
-
-    #[inline]
-    fn decode(family: Family, level: Level, raw: u64) -> Pte {
-        if raw == 0 {
-            return Pte::NONE;
-        }
-        let last = level == Self::leaf_level();
-        let p = raw & _PAGE_PRESENT != 0;
-        let pse = !last && raw & _PAGE_PSE != 0;
-        let leaf = last || pse;
-        let mut f = PteFlags::empty();
-        f.set(PteFlags::VALID, p);
-        // pte_protnone: PROTNONE set and PRESENT clear.
-        let protnone = leaf && !p && raw & _PAGE_PROTNONE != 0;
-        f.set(PteFlags::PROTNONE, protnone);
-        // pte_present accepts PROTNONE; pmd_present also PSE.
-        let present = p || protnone || pse;
-        f.set(PteFlags::PRESENT, present);
-        f.set(PteFlags::WRITE, raw & _PAGE_RW != 0);
-        f.set(PteFlags::USER, raw & _PAGE_USER != 0);
-        f.set(PteFlags::YOUNG, raw & _PAGE_ACCESSED != 0);
-        f.set(PteFlags::DIRTY, raw & _PAGE_DIRTY != 0);
-        f.set(PteFlags::EXEC, raw & _PAGE_NX == 0);
-        if leaf {
-            f |= PteFlags::LEAF;
-            f.set(PteFlags::READ, p);
-            f.set(PteFlags::SPECIAL, raw & _PAGE_SPECIAL != 0);
-            f.set(PteFlags::DEVMAP, raw & page_devmap(family) != 0);
-        } else if p {
-            f |= PteFlags::TABLE;
-        }
-        Pte {
-            flags: f,
-            pfn: Pfn((raw & PTE_PFN_MASK) >> 12),
-        }
-    }
-
-    #[inline]
-    fn table_step(_family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
-        // decode: TABLE = not the last level, PRESENT set, PSE clear.
-        if level == Self::leaf_level() || raw & (_PAGE_PRESENT | _PAGE_PSE) != _PAGE_PRESENT {
-            return None;
-        }
-        let mut f = PteFlags::empty();
-        f.set(PteFlags::WRITE, raw & _PAGE_RW != 0);
-        f.set(PteFlags::USER, raw & _PAGE_USER != 0);
-        Some((Pfn((raw & PTE_PFN_MASK) >> 12), f))
-    }
-
-    #[inline]
-    fn leaf_pfn_field(_level: Level) -> Option<(u64, u32)> {
-        Some((PTE_PFN_MASK, 12))
-    }
-
-    fn encode(family: Family, level: Level, pte: Pte) -> u64 {
-        // pXd_none() is the all-zero entry (NX below would otherwise be set).
-        if pte == Pte::NONE {
-            return 0;
-        }
-        let f = pte.flags;
-        let last = level == Self::leaf_level();
-        let mut raw = (pte.pfn.0 << 12) & PTE_PFN_MASK;
-        let set = |raw: &mut u64, flag: PteFlags, bit: u64| {
-            if f.contains(flag) {
-                *raw |= bit;
-            }
-        };
-        set(&mut raw, PteFlags::VALID, _PAGE_PRESENT);
-        set(&mut raw, PteFlags::WRITE, _PAGE_RW);
-        set(&mut raw, PteFlags::USER, _PAGE_USER);
-        set(&mut raw, PteFlags::YOUNG, _PAGE_ACCESSED);
-        set(&mut raw, PteFlags::DIRTY, _PAGE_DIRTY);
-        if !f.contains(PteFlags::EXEC) {
-            raw |= _PAGE_NX;
-        }
-        if f.contains(PteFlags::LEAF) {
-            if !last {
-                raw |= _PAGE_PSE;
-            }
-            set(&mut raw, PteFlags::SPECIAL, _PAGE_SPECIAL);
-            set(&mut raw, PteFlags::DEVMAP, page_devmap(family));
-            if f.contains(PteFlags::PROTNONE) {
-                raw = (raw & !_PAGE_PRESENT) | _PAGE_PROTNONE;
-            }
-        }
-        raw
-    }
-
-    #[inline]
-    fn hw_root(_family: Family, va: VirtAddr) -> Option<HwRoot> {
-        // Canonical: bits 63..47 all equal. One root; its kernel half is shared.
-        let canonical = ((va.0 << 16) as i64 >> 16) as u64 == va.0;
-        canonical.then_some(HwRoot::Mm)
     }
 }
+
+#[inline]
+fn access_ok(
+    family: Family,
+    max: u64,
+    addr: VirtAddr,
+    size: u64,
+    limit: u64,
+    kind: SizeKind,
+) -> bool {
+    match family {
+        // v4.10 __chk_range_not_ok(): a constant size compares addr with
+        // limit - size; otherwise the sum must not carry and must be <= limit.
+        Family::Legacy => match kind {
+            SizeKind::Constant => addr.0 <= limit.wrapping_sub(size),
+            SizeKind::Runtime => {
+                let sum = addr.0.wrapping_add(size);
+                sum >= size && sum <= limit
+            }
+        },
+        // 6.13 __access_ok(): USER_PTR_MAX = TASK_SIZE_MAX (without LAM,
+        // `arch/x86/kernel/cpu/common.c`); constant sizes up to a page only
+        // check the start (the guard page absorbs the slop).
+        Family::Modern => {
+            if kind == SizeKind::Constant && size <= 4096 {
+                addr.0 <= max
+            } else {
+                let sum = addr.0.wrapping_add(size);
+                sum <= max && sum >= addr.0
+            }
+        }
+    }
+}
+
+#[inline]
+fn decode(family: Family, last: bool, raw: u64) -> Pte {
+    if raw == 0 {
+        return Pte::NONE;
+    }
+    let p = raw & _PAGE_PRESENT != 0;
+    let pse = !last && raw & _PAGE_PSE != 0;
+    let leaf = last || pse;
+    let mut f = PteFlags::empty();
+    f.set(PteFlags::VALID, p);
+    // pte_protnone: PROTNONE set and PRESENT clear.
+    let protnone = leaf && !p && raw & _PAGE_PROTNONE != 0;
+    f.set(PteFlags::PROTNONE, protnone);
+    // pte_present accepts PROTNONE; pmd_present also PSE.
+    let present = p || protnone || pse;
+    f.set(PteFlags::PRESENT, present);
+    f.set(PteFlags::WRITE, raw & _PAGE_RW != 0);
+    f.set(PteFlags::USER, raw & _PAGE_USER != 0);
+    f.set(PteFlags::YOUNG, raw & _PAGE_ACCESSED != 0);
+    f.set(PteFlags::DIRTY, raw & _PAGE_DIRTY != 0);
+    f.set(PteFlags::EXEC, raw & _PAGE_NX == 0);
+    if leaf {
+        f |= PteFlags::LEAF;
+        f.set(PteFlags::READ, p);
+        f.set(PteFlags::SPECIAL, raw & _PAGE_SPECIAL != 0);
+        f.set(PteFlags::DEVMAP, raw & page_devmap(family) != 0);
+    } else if p {
+        f |= PteFlags::TABLE;
+    }
+    Pte {
+        flags: f,
+        pfn: Pfn((raw & PTE_PFN_MASK) >> 12),
+    }
+}
+
+#[inline]
+fn table_step(last: bool, raw: u64) -> Option<(Pfn, PteFlags)> {
+    // decode: TABLE = not the last level, PRESENT set, PSE clear.
+    if last || raw & (_PAGE_PRESENT | _PAGE_PSE) != _PAGE_PRESENT {
+        return None;
+    }
+    let mut f = PteFlags::empty();
+    f.set(PteFlags::WRITE, raw & _PAGE_RW != 0);
+    f.set(PteFlags::USER, raw & _PAGE_USER != 0);
+    Some((Pfn((raw & PTE_PFN_MASK) >> 12), f))
+}
+
+fn encode(family: Family, last: bool, pte: Pte) -> u64 {
+    // pXd_none() is the all-zero entry (NX below would otherwise be set).
+    if pte == Pte::NONE {
+        return 0;
+    }
+    let f = pte.flags;
+    let mut raw = (pte.pfn.0 << 12) & PTE_PFN_MASK;
+    let set = |raw: &mut u64, flag: PteFlags, bit: u64| {
+        if f.contains(flag) {
+            *raw |= bit;
+        }
+    };
+    set(&mut raw, PteFlags::VALID, _PAGE_PRESENT);
+    set(&mut raw, PteFlags::WRITE, _PAGE_RW);
+    set(&mut raw, PteFlags::USER, _PAGE_USER);
+    set(&mut raw, PteFlags::YOUNG, _PAGE_ACCESSED);
+    set(&mut raw, PteFlags::DIRTY, _PAGE_DIRTY);
+    if !f.contains(PteFlags::EXEC) {
+        raw |= _PAGE_NX;
+    }
+    if f.contains(PteFlags::LEAF) {
+        if !last {
+            raw |= _PAGE_PSE;
+        }
+        set(&mut raw, PteFlags::SPECIAL, _PAGE_SPECIAL);
+        set(&mut raw, PteFlags::DEVMAP, page_devmap(family));
+        if f.contains(PteFlags::PROTNONE) {
+            raw = (raw & !_PAGE_PRESENT) | _PAGE_PROTNONE;
+        }
+    }
+    raw
+}
+
+const fn lvl(name: &'static str, shift: u32, bits: u32, leaf_ok: bool) -> LevelGeom {
+    LevelGeom {
+        name,
+        shift,
+        bits,
+        leaf_ok,
+    }
+}
+
+macro_rules! x86_arch {
+    ($ty:ident, $id:expr, $la57:expr, $levels:expr, $vmemmap:expr) => {
+        impl Arch for $ty {
+            const ID: ArchId = $id;
+            const PAGE_SHIFT: u32 = 12;
+            const LEVELS: &'static [LevelGeom] = $levels;
+            const BIG_ENDIAN: bool = false;
+            const TABLE_PERMS: bool = true;
+            const SHARED_KERNEL_PGD: bool = true;
+            const TLB_FLUSH_IPI: bool = true;
+            const PRIVATE_GUP_FAST: bool = true;
+            const VMEMMAP_START: u64 = $vmemmap;
+
+            fn hw_root_desc(_root: HwRoot) -> &'static str {
+                "CR3: the mm's pgd, whose kernel half is shared with init_mm"
+            }
+
+            fn layout(family: Family) -> Layout {
+                layout(family, $la57)
+            }
+
+            #[inline]
+            fn access_ok(
+                family: Family,
+                addr: VirtAddr,
+                size: u64,
+                limit: u64,
+                kind: SizeKind,
+            ) -> bool {
+                access_ok(
+                    family,
+                    Self::layout(family).task_size_max,
+                    addr,
+                    size,
+                    limit,
+                    kind,
+                )
+            }
+
+            #[inline]
+            fn decode(family: Family, level: Level, raw: u64) -> Pte {
+                decode(family, level == Self::leaf_level(), raw)
+            }
+
+            #[inline]
+            fn table_step(_family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
+                table_step(level == Self::leaf_level(), raw)
+            }
+
+            #[inline]
+            fn leaf_pfn_field(_level: Level) -> Option<(u64, u32)> {
+                Some((PTE_PFN_MASK, 12))
+            }
+
+            fn encode(family: Family, level: Level, pte: Pte) -> u64 {
+                encode(family, level == Self::leaf_level(), pte)
+            }
+
+            #[inline]
+            fn hw_root(_family: Family, va: VirtAddr) -> Option<HwRoot> {
+                // Canonical: bits 63..VA_BITS-1 all equal. One root; its
+                // kernel half is shared.
+                let s = 64 - Self::va_bits();
+                let canonical = ((va.0 << s) as i64 >> s) as u64 == va.0;
+                canonical.then_some(HwRoot::Mm)
+            }
+        }
+    };
+}
+
+// __VMEMMAP_BASE_L4 (`pgtable_64_types.h`).
+x86_arch!(
+    X86_64,
+    ArchId::X86_64,
+    false,
+    &[
+        lvl("pgd", 39, 9, false),
+        lvl("pud", 30, 9, true),
+        lvl("pmd", 21, 9, true),
+        lvl("pte", 12, 9, true),
+    ],
+    0xffff_ea00_0000_0000
+);
+// 5-level: PGDIR_SHIFT 48 above P4D_SHIFT 39 (`pgtable_64_types.h`); no
+// p4d leaves. __VMEMMAP_BASE_L5.
+x86_arch!(
+    X86_64La57,
+    ArchId::X86_64La57,
+    true,
+    &[
+        lvl("pgd", 48, 9, false),
+        lvl("p4d", 39, 9, false),
+        lvl("pud", 30, 9, true),
+        lvl("pmd", 21, 9, true),
+        lvl("pte", 12, 9, true),
+    ],
+    0xffd4_0000_0000_0000
+);
 
 #[cfg(test)]
 mod tests {

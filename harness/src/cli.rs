@@ -87,8 +87,8 @@ pub enum Cmd {
         /// Workload files (*.vmw), or names of built-in workloads.
         #[arg(required = true)]
         files: Vec<String>,
-        /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, or all (x86_64, arm64, ppc64).
-        #[arg(long = "arch", default_value = "all")]
+        /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, x86_64-la57, arm64-52, arm64-16k; main (x86_64, arm64, ppc64) or all (every arch).
+        #[arg(long = "arch", default_value = "main")]
         arches: Vec<String>,
         /// Kernel profile (repeatable), e.g. v4.10, v4.10+capper, v6.13; default: the script's `kernels` line, else the newest base (v6.18).
         #[arg(long = "kernel")]
@@ -109,8 +109,8 @@ pub enum Cmd {
     Matrix {
         /// Workload files or directories (default: the built-in workloads).
         paths: Vec<PathBuf>,
-        /// Arch (repeatable); default all three main arches.
-        #[arg(long = "arch", default_value = "all")]
+        /// Arch (repeatable): an arch name, main (x86_64, arm64, ppc64; the default) or all (every arch, with the geometry variants).
+        #[arg(long = "arch", default_value = "main")]
         arches: Vec<String>,
         /// Exit 1 if any run fails (the default is to report and exit 1 too; kept for scripts).
         #[arg(long)]

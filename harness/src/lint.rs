@@ -46,7 +46,7 @@ fn consts_of<A: Arch>(k: &Knobs) -> Consts {
         page_offset: l.page_offset,
         vmalloc: l.vmalloc_start,
         pmd: A::entry_span(Level(A::levels() as u8 - 2)),
-        pud: A::entry_span(Level(1)),
+        pud: A::entry_span(Level(A::levels() as u8 - 3)),
         va_bits: A::va_bits(),
     }
 }

@@ -24,8 +24,10 @@ struct Usage(String);
 fn parse_arches(v: &[String]) -> Result<Vec<ArchId>, Usage> {
     let mut out = Vec::new();
     for a in v {
-        if a == "all" {
+        if a == "main" {
             out.extend(ArchId::MAIN);
+        } else if a == "all" {
+            out.extend(ArchId::ALL);
         } else {
             out.push(a.parse::<ArchId>().map_err(|e| Usage(e.to_string()))?);
         }
@@ -87,6 +89,9 @@ struct Planned {
     skip: Option<String>,
 }
 
+/// The start of the skip reason of a workload's `arches` line.
+const NOT_FOR_ARCH: &str = "not for this arch";
+
 /// Every (workload, arch, kernel) in a fixed order, with the combinations a
 /// workload does not apply to (its `arches` line) marked as skipped.
 fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[KernelProfile]) -> Vec<Planned> {
@@ -99,13 +104,15 @@ fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[KernelProfile]) -> Vec<Pl
         };
         for &a in arches {
             let skip = (!run::applies(w, a))
-                .then(|| format!("not for this arch (arches {})", arch_names(&w.arches)));
+                .then(|| format!("{NOT_FOR_ARCH} (arches {})", arch_names(&w.arches)));
             for k in &ks {
                 v.push(Planned {
                     w: i,
                     arch: a,
                     kernel: k.clone(),
-                    skip: skip.clone(),
+                    // An arch variant whose geometry this kernel lacks
+                    // (`KernelProfile::supports_arch`).
+                    skip: skip.clone().or_else(|| k.supports_arch(a).err()),
                 });
             }
         }
@@ -316,6 +323,15 @@ fn real_main() -> Result<bool, Usage> {
             let arches = parse_arches(&arches)?;
             let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
             let plan = plan(&ws, &arches, &kernels);
+            // Every combination refused because the kernel lacks the arch's
+            // geometry (e.g. `--arch arm64-52 --kernel v4.10`): say so.
+            if plan.iter().all(|p| p.skip.is_some())
+                && let Some(why) = plan
+                    .iter()
+                    .find_map(|p| p.skip.as_deref().filter(|s| !s.starts_with(NOT_FOR_ARCH)))
+            {
+                return Err(Usage(format!("nothing to run: {why}")));
+            }
             let runs = execute(&ws, &plan, format, &opts)?;
             let _ = emit(&ws, &plan, &runs, format, color, &mut out);
             Ok(runs.iter().all(|r| r.summary.passed))
@@ -439,17 +455,30 @@ fn print_matrix_table(plan: &[Planned], runs: &[Run], color: bool, out: &mut imp
     }
     let failed = runs.iter().filter(|r| !r.summary.passed).count();
     let skipped = plan.iter().filter(|p| p.skip.is_some()).count();
+    let by_arch = plan
+        .iter()
+        .filter(|p| {
+            p.skip
+                .as_deref()
+                .is_some_and(|s| s.starts_with(NOT_FOR_ARCH))
+        })
+        .count();
+    let mut tail = String::new();
+    if by_arch > 0 {
+        tail = format!(", {by_arch} skipped (not for their arch)");
+    }
+    if skipped > by_arch {
+        tail += &format!(
+            ", {} skipped (arch geometry not in that kernel)",
+            skipped - by_arch
+        );
+    }
     let _ = writeln!(
         out,
-        "{} runs, {} passed, {} failed{}",
+        "{} runs, {} passed, {} failed{tail}",
         runs.len(),
         runs.len() - failed,
         failed,
-        if skipped > 0 {
-            format!(", {skipped} skipped (not for their arch)")
-        } else {
-            String::new()
-        }
     );
 }
 
@@ -457,12 +486,25 @@ fn print_matrix_table(plan: &[Planned], runs: &[Run], color: bool, out: &mut imp
 fn list(out: &mut impl Write) -> bool {
     let _ = writeln!(out, "arches:");
     for a in ArchId::ALL {
-        let main = if ArchId::MAIN.contains(&a) {
-            ""
-        } else {
-            " (on request)"
-        };
-        let _ = writeln!(out, "  {a}{main}");
+        let (page, levels, va) = vmemu_arch::with_arch!(a, A => (<A as vmemu_arch::Arch>::PAGE_SIZE >> 10, <A as vmemu_arch::Arch>::levels(), <A as vmemu_arch::Arch>::va_bits()));
+        let mut note = String::new();
+        if !ArchId::MAIN.contains(&a) {
+            note = " (on request".to_string();
+            let without: Vec<String> = vmemu_mm::profile::Base::IN_ORDER
+                .iter()
+                .map(|b| KernelProfile::of_base(*b))
+                .filter_map(|k| k.supports_arch(a).err().map(|_| k.to_string()))
+                .collect();
+            if !without.is_empty() {
+                note += &format!("; not under {}", without.join(" "));
+            }
+            note += ")";
+        }
+        let _ = writeln!(
+            out,
+            "  {:<12} {page} KiB pages, {levels} levels, {va}-bit VA{note}",
+            a.name()
+        );
     }
     let _ = writeln!(out, "kernel profiles:");
     for p in KernelProfile::builtins() {

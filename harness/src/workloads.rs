@@ -51,4 +51,5 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "iomap_dio_fault",
     "post_6_13_changes",
     "dio_extract_align",
+    "exec_only",
 ];

@@ -172,7 +172,7 @@ impl<A: Arch> Machine<A> {
         {
             // do_numa_page: a NUMA hinting entry in an accessible VMA gets
             // the VMA's protection back (never write: a later fault does).
-            let mut f = Self::leaf_flags(vma.flags, false);
+            let mut f = Self::leaf_flags(self.family(), vma.flags, false);
             f |= s.pte.flags & PteFlags::DIRTY;
             let raw = A::encode(
                 self.family(),
@@ -272,7 +272,7 @@ impl<A: Arch> Machine<A> {
         writable: bool,
         dirty: bool,
     ) -> VmFault {
-        let mut f = Self::leaf_flags(vma.flags, writable);
+        let mut f = Self::leaf_flags(self.family(), vma.flags, writable);
         if dirty {
             f |= PteFlags::DIRTY;
         }
@@ -302,7 +302,7 @@ impl<A: Arch> Machine<A> {
             }
         }
         if !write {
-            let mut f = Self::leaf_flags(vma.flags, false) | PteFlags::SPECIAL;
+            let mut f = Self::leaf_flags(self.family(), vma.flags, false) | PteFlags::SPECIAL;
             f.remove(PteFlags::WRITE | PteFlags::DIRTY);
             let zero = self.zero_pfn;
             return match self.set_user_leaf(
@@ -343,7 +343,7 @@ impl<A: Arch> Machine<A> {
         };
         self.phys.page_mut(pfn).flags |= PageFlags::ANON_EXCLUSIVE | PageFlags::DIRTY;
         self.phys.page_mut(pfn).mapcount += 1;
-        let f = Self::leaf_flags(vma.flags, true) | PteFlags::DIRTY;
+        let f = Self::leaf_flags(self.family(), vma.flags, true) | PteFlags::DIRTY;
         match self.set_user_leaf(mm, base, pmd, Pte { flags: f, pfn }) {
             Ok(_) => VmFault::empty(),
             Err(_) => VmFault::OOM,
@@ -370,7 +370,7 @@ impl<A: Arch> Machine<A> {
                 p
             }
         };
-        let mut f = Self::leaf_flags(vma.flags, false);
+        let mut f = Self::leaf_flags(self.family(), vma.flags, false);
         f.remove(PteFlags::WRITE | PteFlags::DIRTY);
         Some(
             match self.set_user_leaf(mm, base, pmd, Pte { flags: f, pfn: hz }) {
@@ -400,7 +400,7 @@ impl<A: Arch> Machine<A> {
         self.phys.page_mut(pfn).flags |= PageFlags::ANON_EXCLUSIVE | PageFlags::DIRTY;
         self.phys.page_mut(pfn).mapcount += 1;
         let writable = vma.flags.contains(VmFlags::VM_WRITE);
-        let mut f = Self::leaf_flags(vma.flags, writable) | PteFlags::DIRTY;
+        let mut f = Self::leaf_flags(self.family(), vma.flags, writable) | PteFlags::DIRTY;
         if writable {
             f.remove(PteFlags::RDONLY);
         }
@@ -466,7 +466,7 @@ impl<A: Arch> Machine<A> {
             if unshare {
                 return VmFault::empty();
             }
-            let mut f = Self::leaf_flags(vma.flags, writable) | PteFlags::DIRTY;
+            let mut f = Self::leaf_flags(self.family(), vma.flags, writable) | PteFlags::DIRTY;
             if writable {
                 f.remove(PteFlags::RDONLY);
             }
@@ -519,7 +519,7 @@ impl<A: Arch> Machine<A> {
         if r.intersects(VmFault::ERROR | VmFault::NOPAGE) || !r.contains(VmFault::LOCKED) {
             return r;
         }
-        let f = Self::leaf_flags(vma.flags, true) | PteFlags::DIRTY;
+        let f = Self::leaf_flags(self.family(), vma.flags, true) | PteFlags::DIRTY;
         let _ = self.set_user_leaf(
             mm,
             va,

@@ -178,7 +178,7 @@ impl<A: Arch> Machine<A> {
                 A::PAGE_SIZE as usize,
             );
             let writable = vma.flags.contains(VmFlags::VM_WRITE);
-            let f = Self::leaf_flags(vma.flags, writable) | PteFlags::DIRTY;
+            let f = Self::leaf_flags(self.family(), vma.flags, writable) | PteFlags::DIRTY;
             self.phys.page_mut(new).mapcount += 1;
             self.set_user_leaf(dst, va, A::leaf_level(), Pte { flags: f, pfn: new })
                 .map_err(|_| Errno::ENOMEM)?;

@@ -161,7 +161,7 @@ impl<A: Arch> Machine<A> {
         }
         self.phys.page_mut(huge).flags |= PageFlags::ANON_EXCLUSIVE | PageFlags::DIRTY;
         self.phys.page_mut(huge).mapcount += 1;
-        let f = Self::leaf_flags(vma.flags, true) | PteFlags::DIRTY;
+        let f = Self::leaf_flags(self.family(), vma.flags, true) | PteFlags::DIRTY;
         self.set_user_leaf(
             c.mm,
             c.addr,

@@ -440,7 +440,7 @@ impl<A: Arch> Machine<A> {
 
     /// `vm_get_page_prot`: the leaf flags for a VMA's protection (writable
     /// only where `write` is also asked for, as faults decide).
-    pub(crate) fn leaf_flags(flags: VmFlags, write: bool) -> PteFlags {
+    pub(crate) fn leaf_flags(family: Family, flags: VmFlags, write: bool) -> PteFlags {
         let mut f = PteFlags::VALID | PteFlags::PRESENT | PteFlags::LEAF | PteFlags::YOUNG;
         let r = flags.contains(VmFlags::VM_READ);
         let w = flags.contains(VmFlags::VM_WRITE) && write;
@@ -452,7 +452,7 @@ impl<A: Arch> Machine<A> {
         if r || flags.contains(VmFlags::VM_WRITE) {
             f |= PteFlags::READ | PteFlags::USER;
         } else {
-            f |= A::exec_only_prot();
+            f |= A::exec_only_prot(family);
         }
         if x {
             f |= PteFlags::EXEC;

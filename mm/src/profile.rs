@@ -8,7 +8,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use vmemu_arch::Family;
+use vmemu_arch::{ArchId, Family, KernelConfig};
 
 use crate::errno::Errno;
 use crate::violation::BugClass;
@@ -295,9 +295,27 @@ pub struct Knobs {
     /// 2026, Fixes: 5ff3f74e145a 7eac33186957): proposed, not in any
     /// modelled release (overlay `+dio-extract-align`).
     pub dio_extract_align: bool,
+    /// `CONFIG_X86_5LEVEL` exists: 5-level paging (LA57), since v4.14
+    /// (77ef56e4f0fb; boot-time switchable in 4.17, `pgtable_l5_enabled`).
+    /// Without it the `x86_64-la57` arch is refused.
+    pub x86_5level: bool,
+    /// 52-bit VAs with 4 KiB pages (`CONFIG_ARM64_VA_BITS_52` on FEAT_LPA2),
+    /// since v6.9 (6.1's Kconfig still has "depends on ARM64_64K_PAGES").
+    /// Without it the `arm64-52` arch is refused.
+    pub arm64_lpa2: bool,
 }
 
 impl Knobs {
+    /// Whether the kernel of these knobs has the build option `c`, which an
+    /// arch variant needs (`ArchId::needs`).
+    #[must_use]
+    pub const fn has_config(&self, c: KernelConfig) -> bool {
+        match c {
+            KernelConfig::X86_5Level => self.x86_5level,
+            KernelConfig::Arm64Lpa2 => self.arm64_lpa2,
+        }
+    }
+
     /// The known-bug classes (spec known-bugs.md) these knobs are known to
     /// have: what a run on this profile may show as the kernel's own flaw.
     /// The fuzzer consults this list, never the profile's name, to tell a
@@ -479,6 +497,8 @@ impl Base {
                 pipe_write_no_empty_buf: false,
                 write_prefault_after_copy: false,
                 dio_extract_align: false,
+                x86_5level: false,
+                arm64_lpa2: false,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
@@ -488,6 +508,7 @@ impl Base {
                 iov_iter_revert: true,
                 ceph_dio_bvecs: true,
                 ceph_max_write_size: Some(16 << 20),
+                x86_5level: true,
                 ..Base::V4_10.knobs()
             },
             Base::V6_13 => Knobs {
@@ -530,6 +551,8 @@ impl Base {
                 ceph_dio_bvecs: true,
                 ceph_max_write_size: Some(64 << 20),
                 bio_iov_iter_loop: true,
+                x86_5level: true,
+                arm64_lpa2: true,
                 dio_align_in_bio: false,
                 pipe_write_no_empty_buf: false,
                 write_prefault_after_copy: false,
@@ -687,6 +710,21 @@ pub struct KernelProfile {
 }
 
 impl KernelProfile {
+    /// Whether this kernel can run on `arch`: `Err` names the build option
+    /// the arch variant needs and this profile's kernel lacks.
+    pub fn supports_arch(&self, arch: ArchId) -> Result<(), String> {
+        match arch.needs() {
+            Some(c) if !self.knobs.has_config(c) => Err(format!(
+                "{arch} needs {}, which {self} does not have",
+                match c {
+                    KernelConfig::X86_5Level => "CONFIG_X86_5LEVEL (v4.14)",
+                    KernelConfig::Arm64Lpa2 => "52-bit VA with 4 KiB pages (LPA2, v6.9)",
+                }
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Parses `v4.10`, `v4.10+capper`, ...
     pub fn parse(s: &str) -> Result<Self, ProfileError> {
         let mut parts = s.split('+');
@@ -1034,6 +1072,16 @@ impl KernelProfile {
                 "write_prefault_after_copy",
                 k.write_prefault_after_copy.to_string(),
                 "generic_perform_write faults the source in after a 0-byte copy: 665575cff098 (v6.15)",
+            ),
+            (
+                "x86_5level",
+                k.x86_5level.to_string(),
+                "CONFIG_X86_5LEVEL (LA57, arch x86_64-la57): 77ef56e4f0fb (v4.14)",
+            ),
+            (
+                "arm64_lpa2",
+                k.arm64_lpa2.to_string(),
+                "52-bit VA with 4 KiB pages (FEAT_LPA2, arch arm64-52): v6.9",
             ),
         ]
     }

@@ -153,11 +153,15 @@ impl<A: Arch> Machine<A> {
                 None => return (false, true),
             }
         }
+        let access = VmFlags::VM_READ | VmFlags::VM_WRITE | VmFlags::VM_EXEC;
         let allowed = if write {
             vma.flags.contains(VmFlags::VM_WRITE)
         } else {
-            vma.flags
-                .intersects(VmFlags::VM_READ | VmFlags::VM_WRITE | VmFlags::VM_EXEC)
+            // An execute-only VMA is readable to the fault handler unless the
+            // arch calls a read fault there an access error (powerpc 6.x).
+            vma.flags.intersects(access)
+                && !(A::exec_only_read_is_access_error(self.family())
+                    && vma.flags & access == VmFlags::VM_EXEC)
         };
         if !allowed {
             return (false, true);

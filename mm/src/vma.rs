@@ -95,7 +95,7 @@ impl<A: Arch> Machine<A> {
         self.mm_mut(mm).vmas.insert(start.0, vma);
         if let Backing::Pfnmap { base } = backing {
             // remap_pfn_range: special leaves, no struct page refcounting.
-            let mut f = Self::leaf_flags(vf, true) | PteFlags::SPECIAL;
+            let mut f = Self::leaf_flags(self.family(), vf, true) | PteFlags::SPECIAL;
             f.remove(PteFlags::RDONLY);
             for i in 0..len / A::PAGE_SIZE {
                 let pte = Pte {
@@ -395,7 +395,7 @@ impl<A: Arch> Machine<A> {
                     continue;
                 }
                 let was_write = slot.pte.has(PteFlags::WRITE);
-                let mut f = Self::leaf_flags(nv.flags, was_write);
+                let mut f = Self::leaf_flags(self.family(), nv.flags, was_write);
                 f |= slot.pte.flags & (PteFlags::SPECIAL | PteFlags::DEVMAP | PteFlags::DIRTY);
                 if f.contains(PteFlags::WRITE) && f.contains(PteFlags::DIRTY) {
                     f.remove(PteFlags::RDONLY);

@@ -14,7 +14,9 @@
 //! (d) start = 2^64 − P (the range wraps);
 //! (e) start = TASK_SIZE − P with that page mapped (straddles TASK_SIZE).
 
-use vmemu_arch::{Arch, ArchId, Arm64, Ppc64, Ppc64_4k, VirtAddr, X86_64};
+use vmemu_arch::{
+    Arch, ArchId, Arm64, Arm64_16k, Arm64_52, Ppc64, Ppc64_4k, VirtAddr, X86_64, X86_64La57,
+};
 use vmemu_mm::{Backing, Errno, EventKind, GupFlags, KernelProfile, Machine, MapFlags, Prot};
 
 /// An outcome: the return value and the symbolic names of the pages taken.
@@ -70,7 +72,7 @@ fn run<A: Arch>(profile: &str, case: Case, entry: Entry, kernel_ds: bool) -> Out
     } else {
         "buf"
     };
-    let has_alias = A::ID != ArchId::X86_64;
+    let has_alias = A::ID.mmu() != ArchId::X86_64;
     let buf = if matches!(case, Case::B | Case::C) && !has_alias {
         // x86: no alias; map the victim anywhere, it must not be found.
         m.mmap(
@@ -237,8 +239,16 @@ fn expect_ppc64(profile: &str, case: Case, entry: Entry, kds: bool) -> Outcome {
 }
 
 fn check<A: Arch>(expect: fn(&str, Case, Entry, bool) -> Outcome) {
+    check_in::<A>(&["v4.10", "v4.10+capper", "v6.13"], expect);
+}
+
+/// The matrix under `profiles` (a geometry variant: the profiles whose
+/// kernel has it, `KernelProfile::supports_arch`).
+fn check_in<A: Arch>(profiles: &[&str], expect: fn(&str, Case, Entry, bool) -> Outcome) {
     let mut failures = Vec::new();
-    for profile in ["v4.10", "v4.10+capper", "v6.13"] {
+    for &profile in profiles {
+        let p = KernelProfile::parse(profile).unwrap();
+        assert!(p.supports_arch(A::ID).is_ok(), "{} {profile}", A::ID);
         for case in [Case::A, Case::B, Case::C, Case::D, Case::E] {
             for entry in [Entry::Gupf, Entry::UnderGupf] {
                 // (c) is the KERNEL_DS case; the others run under both.
@@ -281,4 +291,35 @@ fn matrix_ppc64_64k() {
 #[test]
 fn matrix_ppc64_4k() {
     check::<Ppc64_4k>(expect_ppc64);
+}
+
+#[test]
+fn matrix_x86_64_la57() {
+    // 5-level paging is not in v4.10 (CONFIG_X86_5LEVEL: v4.14).
+    assert!(
+        KernelProfile::parse("v4.10")
+            .unwrap()
+            .supports_arch(ArchId::X86_64La57)
+            .is_err()
+    );
+    // v6.13: every cell is the common one; (e) starts at 2^56 - 2 pages.
+    check_in::<X86_64La57>(&["v6.13"], expect_x86);
+}
+
+#[test]
+fn matrix_arm64_52() {
+    // 52-bit VAs with 4 KiB pages need LPA2 (v6.9).
+    for old in ["v4.10", "v4.17"] {
+        let p = KernelProfile::parse(old).unwrap();
+        assert!(p.supports_arch(ArchId::Arm64_52).is_err());
+    }
+    check_in::<Arm64_52>(&["v6.13"], expect_arm64);
+}
+
+#[test]
+fn matrix_arm64_16k() {
+    // (c): the walk at kaddr mod 2^48 reaches the victim as with 4 KiB pages;
+    // (e) under KERNEL_DS the pgd pointer steps to index 2 of the two-entry
+    // pgd: the same overrun.
+    check::<Arm64_16k>(expect_arm64);
 }

@@ -386,7 +386,7 @@ fn no_translation<A: Arch>(profile: &str) {
     map_touched(&mut m, x, 1, "u");
     let mine = walk(&m, x, RootSel::Hardware).unwrap();
     assert_eq!(m.page_name(mine.pfn), "u[0]");
-    let bad: Vec<u64> = match A::ID {
+    let bad: Vec<u64> = match A::ID.mmu() {
         // Non-canonical: bits 63..47 not all equal.
         ArchId::X86_64 => vec![
             x.0 | 1 << 47,
@@ -410,6 +410,7 @@ fn no_translation<A: Arch>(profile: &str) {
             x.0 | 1 << 52,
             x.0 | 0xc010_0000_0000_0000,
         ],
+        _ => unreachable!("mmu() names one of the three MMUs"),
     };
     for va in bad.into_iter().map(VirtAddr) {
         let (r, steps) = walk_traced(&m, va, RootSel::Hardware);
@@ -524,7 +525,7 @@ fn entry_bytes<A: Arch>(profile: &str) {
     let t = r.unwrap();
     let mut b = [0u8; 8];
     m.phys.read(t.entry_pa, &mut b).unwrap();
-    match A::ID {
+    match A::ID.mmu() {
         ArchId::Ppc64 | ArchId::Ppc64_4k => {
             assert_eq!(u64::from_be_bytes(b), t.raw, "{ctx}: big-endian");
             // _PAGE_PRESENT | _PAGE_PTE in the most significant byte, first.
@@ -551,6 +552,7 @@ fn entry_bytes<A: Arch>(profile: &str) {
             // A valid page descriptor (0b11) with AP[1] = USER.
             assert_eq!(b[0] & 0x43, 0x43, "{ctx}: {b:02x?}");
         }
+        _ => unreachable!("mmu() names one of the three MMUs"),
     }
 }
 per_arch!(entry_bytes_per_arch, entry_bytes);

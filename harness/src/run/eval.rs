@@ -196,7 +196,7 @@ pub(crate) fn eval_const<A: Arch>(
             "PAGE_OFFSET" => page_offset.into(),
             "VMALLOC_START" => vmalloc.into(),
             "PMD_SIZE" => A::entry_span(Level(A::levels() as u8 - 2)).into(),
-            _ => A::entry_span(Level(1)).into(),
+            _ => A::entry_span(Level(A::levels() as u8 - 3)).into(),
         }),
         Expr::Bin(a, op, b, span) => {
             let x = eval_const::<A>(w, a, page_offset, task_size, vmalloc)?;

@@ -186,6 +186,29 @@ pub fn applies(w: &Workload, arch: ArchId) -> bool {
     w.arches.is_empty() || w.arches.contains(&arch)
 }
 
+/// The arch `w`'s `on ...` qualifiers are matched against on `arch`:
+/// `arch` itself where a qualifier of the workload names it, else
+/// [`ArchId::qualifier_alias`] (a geometry variant runs the lines of the
+/// main arch of its MMU). An `arches` line is exact ([`applies`]): a
+/// workload that lists its arches runs only there.
+#[must_use]
+pub fn qual_arch(w: &Workload, arch: ArchId) -> ArchId {
+    fn named(stmts: &[Stmt], arch: ArchId) -> bool {
+        stmts.iter().any(|s| {
+            s.qual.arches.contains(&arch)
+                || match &s.kind {
+                    StmtKind::SetFs(_, body) | StmtKind::Repeat(_, body) => named(body, arch),
+                    _ => false,
+                }
+        })
+    }
+    if named(&w.stmts, arch) {
+        arch
+    } else {
+        arch.qualifier_alias()
+    }
+}
+
 /// The profiles a workload runs under by default: its `kernels` line, else
 /// the newest base.
 #[must_use]
@@ -263,7 +286,7 @@ fn executed_spans_capped(
         }
     }
     let mut out = Vec::new();
-    rec(&w.stmts, arch, kernel, &mut out, cap);
+    rec(&w.stmts, qual_arch(w, arch), kernel, &mut out, cap);
     out
 }
 
@@ -320,6 +343,8 @@ impl Var {
 
 pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) w: &'w Workload,
+    /// The arch the workload's qualifiers are matched against ([`qual_arch`]).
+    pub(crate) qual_arch: ArchId,
     /// The printed name of the profile (`sys.m.profile`), for records and
     /// messages.
     pub(crate) kernel: String,

@@ -26,6 +26,9 @@ impl<'w, A: Arch> Runner<'w, A> {
                 ),
             ));
         }
+        if let Err(why) = kernel.supports_arch(A::ID) {
+            return Err(err_at(w, Span { line: 1, col: 1 }, why));
+        }
         let profile = kernel.clone();
         let mut size = DEFAULT_PHYS_SIZE;
         if let Some(e) = &w.mem {
@@ -60,6 +63,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             .map_err(|e| err_at(w, Span { line: 1, col: 1 }, e.to_string()))?;
         Ok(Self {
             w,
+            qual_arch: qual_arch(w, A::ID),
             kernel: kernel.to_string(),
             sys,
             maps: HashMap::new(),
@@ -85,7 +89,7 @@ impl<'w, A: Arch> Runner<'w, A> {
     }
 
     pub(crate) fn applies(&self, q: &Qual) -> bool {
-        let arch_ok = q.arches.is_empty() || q.arches.contains(&A::ID);
+        let arch_ok = q.arches.is_empty() || q.arches.contains(&self.qual_arch);
         let kernel_ok = q.kernels.is_empty() || q.kernels.contains(&self.sys.m.profile);
         arch_ok && kernel_ok
     }
