@@ -258,11 +258,18 @@ impl Walk<'_> {
                 self.scope.maps.insert(name.clone());
             }
             StmtKind::Iter {
-                name, segs, pipe, ..
+                name,
+                segs,
+                repeat,
+                pipe,
+                ..
             } => {
                 for (a, l) in segs {
                     self.expr(a);
                     self.expr(l);
+                }
+                if let Some(r) = repeat {
+                    self.expr(&r.step);
                 }
                 if let Some(p) = pipe
                     && !self.scope.pipes.contains(p)
