@@ -124,13 +124,22 @@ pub struct Vma {
     pub name_base: i64,
 }
 
+impl crate::vma_tree::Bounds for Vma {
+    fn start(&self) -> u64 {
+        self.start.0
+    }
+    fn end(&self) -> u64 {
+        self.end.0
+    }
+}
+
 /// One `mm_struct`.
 #[derive(Clone, Debug)]
 pub struct MmStruct {
     /// `mm->pgd`.
     pub pgd: PhysAddr,
     /// VMAs by start address.
-    pub vmas: crate::vma_tree::VmaTree,
+    pub vmas: crate::vma_tree::VmaTree<Vma>,
     /// Top of the top-down mmap area (`mm->mmap_base`).
     pub mmap_base: u64,
     /// Whether the mm has been pinned (`MMF_HAS_PINNED`).

@@ -13,18 +13,33 @@
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
 
-use crate::mm::Vma;
+/// What the tree needs of a VMA: its bounds (`vm_start`, `vm_end`).
+pub trait Bounds {
+    /// `vm_start`.
+    fn start(&self) -> u64;
+    /// `vm_end`.
+    fn end(&self) -> u64;
+}
 
 /// VMAs by start address, plus the gap index.
-#[derive(Clone, Debug, Default)]
-pub struct VmaTree {
+#[derive(Clone, Debug)]
+pub struct VmaTree<Vma> {
     vmas: BTreeMap<u64, Vma>,
     /// `start -> start - prev.end` for each VMA that has a predecessor and
     /// a free gap below it.
     gaps: BTreeMap<u64, u64>,
 }
 
-impl VmaTree {
+impl<Vma> Default for VmaTree<Vma> {
+    fn default() -> Self {
+        Self {
+            vmas: BTreeMap::new(),
+            gaps: BTreeMap::new(),
+        }
+    }
+}
+
+impl<Vma: Bounds> VmaTree<Vma> {
     /// An empty tree.
     #[must_use]
     pub fn new() -> Self {
@@ -90,10 +105,10 @@ impl VmaTree {
             self.gaps.remove(&start);
             return;
         };
-        let prev_end = self.vmas.range(..start).next_back().map(|(_, p)| p.end.0);
+        let prev_end = self.vmas.range(..start).next_back().map(|(_, p)| p.end());
         match prev_end {
-            Some(e) if e < v.start.0 => {
-                self.gaps.insert(start, v.start.0 - e);
+            Some(e) if e < v.start() => {
+                self.gaps.insert(start, v.start() - e);
             }
             _ => {
                 self.gaps.remove(&start);
@@ -118,27 +133,32 @@ impl VmaTree {
 
 #[cfg(test)]
 mod tests {
-    use vmemu_arch::VirtAddr;
-
     use super::*;
-    use crate::mm::{Backing, VmFlags};
+
+    #[derive(Clone, Copy, Debug)]
+    struct Vma {
+        start: u64,
+        end: u64,
+    }
+
+    impl Bounds for Vma {
+        fn start(&self) -> u64 {
+            self.start
+        }
+        fn end(&self) -> u64 {
+            self.end
+        }
+    }
 
     fn vma(start: u64, end: u64) -> Vma {
-        Vma {
-            start: VirtAddr(start),
-            end: VirtAddr(end),
-            flags: VmFlags::empty(),
-            backing: Backing::Anon,
-            name: 0,
-            name_base: 0,
-        }
+        Vma { start, end }
     }
 
     /// The gap index agrees with the gaps recomputed from scratch after
     /// every insert and remove of a seeded sequence.
     #[test]
     fn gaps_follow_inserts_and_removes() {
-        let mut t = VmaTree::new();
+        let mut t: VmaTree<Vma> = VmaTree::new();
         let mut x = 0x1234_5678_u64;
         for _ in 0..2000 {
             // xorshift64
@@ -150,9 +170,7 @@ mod tests {
             if x & 1 == 0 {
                 let len = (1 + (x >> 20) % 3) << 12;
                 // Keep VMAs disjoint, as the callers do.
-                let clash = t
-                    .values()
-                    .any(|v| v.start.0 < start + len && start < v.end.0);
+                let clash = t.values().any(|v| v.start < start + len && start < v.end);
                 if !clash {
                     t.insert(start, vma(start, start + len));
                 }
@@ -162,8 +180,8 @@ mod tests {
             let vs: Vec<Vma> = t.values().copied().collect();
             let want: BTreeMap<u64, u64> = vs
                 .windows(2)
-                .filter(|w| w[0].end.0 < w[1].start.0)
-                .map(|w| (w[1].start.0, w[1].start.0 - w[0].end.0))
+                .filter(|w| w[0].end < w[1].start)
+                .map(|w| (w[1].start, w[1].start - w[0].end))
                 .collect();
             assert_eq!(t.gaps, want);
         }
