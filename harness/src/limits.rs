@@ -20,8 +20,10 @@ pub struct Limits {
     /// Most VMAs in one address space (the kernel's vm.max_map_count default is 65530).
     #[arg(long, value_name = "N", default_value_t = 65_530)]
     pub max_mappings: usize,
-    /// Most segments (iovecs, kvecs, bvecs) in one iterator.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
+    /// Most segments (iovecs, kvecs, bvecs) in one iterator (16 bytes of
+    /// host memory each). In-kernel iterators have no limit; the iovec
+    /// arrays syscalls copy in stop at UIO_MAXIOV (1024) whatever this is.
+    #[arg(long, value_name = "N", default_value_t = 1 << 20)]
     pub max_iovecs: usize,
     /// Most pipe buffers (slots of all pipes together) in one run.
     #[arg(long, value_name = "N", default_value_t = 4096)]
@@ -32,6 +34,11 @@ pub struct Limits {
     /// Most statements executed by one command, over all its runs.
     #[arg(long, value_name = "N", default_value_t = 10_000_000)]
     pub max_steps: u64,
+    /// Most host memory one run's guest memory may take: the host pages
+    /// of guest memory written, the `struct page` array, the iterators'
+    /// segment arrays (checked after every statement).
+    #[arg(long, value_name = "SIZE", default_value = "2G", value_parser = parse_host_mem)]
+    pub max_host_mem: u64,
 }
 
 impl Default for Limits {
@@ -39,10 +46,11 @@ impl Default for Limits {
         Self {
             max_mem: 16 << 30,
             max_mappings: 65_530,
-            max_iovecs: 4096,
+            max_iovecs: 1 << 20,
             max_pipe_buffers: 4096,
             max_statements: 100_000,
             max_steps: 10_000_000,
+            max_host_mem: 2 << 30,
         }
     }
 }
@@ -56,6 +64,19 @@ pub fn parse_mem(s: &str) -> Result<u64, String> {
     };
     if !(16 << 20..=i128::from(MEM_CEILING)).contains(&v) {
         return Err(format!("must be between 16M and 64G, found {v}"));
+    }
+    Ok(v as u64)
+}
+
+/// Parses `--max-host-mem`: a size from 16M to 1T.
+pub fn parse_host_mem(s: &str) -> Result<u64, String> {
+    let e = crate::lang::parse_expr_str("--max-host-mem", s).map_err(|e| e.msg)?;
+    let v = match e {
+        crate::lang::Expr::Num(n) => n,
+        _ => return Err(format!("expected a size such as 256M or 2G, found `{s}`")),
+    };
+    if !(16 << 20..=1 << 40).contains(&v) {
+        return Err(format!("must be between 16M and 1T, found {v}"));
     }
     Ok(v as u64)
 }

@@ -266,6 +266,7 @@ impl Walk<'_> {
                 name,
                 kind,
                 segs,
+                repeat,
                 pipe,
                 ..
             } => {
@@ -273,6 +274,9 @@ impl Walk<'_> {
                 for (a, l) in segs {
                     self.expr(a);
                     self.expr(l);
+                }
+                if let Some(r) = repeat {
+                    self.expr(&r.step);
                 }
                 if let Some(p) = pipe
                     && !self.scope.pipes.contains(p)

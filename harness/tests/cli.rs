@@ -484,3 +484,31 @@ fn bench_usage_and_json_shape() {
     assert_eq!(lines[1]["type"], "summary");
     assert_eq!(lines[1]["cases"], 1);
 }
+
+/// A 100 MB script of one line: the error names the line and echoes only a
+/// window of it around the caret; the file is written in pieces, never
+/// held by the test.
+#[test]
+fn a_100_mb_line_is_echoed_as_a_window() {
+    let dir = std::env::temp_dir().join(format!("vmemu-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join("long.vmw");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&p).unwrap());
+    f.write_all(b"map b 1 page\nr = clear_user(b, ").unwrap();
+    let chunk = vec![b'1'; 1 << 20];
+    for _ in 0..100 {
+        f.write_all(&chunk).unwrap();
+    }
+    f.write_all(b")\n").unwrap();
+    drop(f);
+    let out = Command::new(env!("CARGO_BIN_EXE_vmemu"))
+        .args(["run", p.to_str().unwrap()])
+        .output()
+        .unwrap();
+    std::fs::remove_file(&p).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{}", &err[..err.len().min(500)]);
+    assert!(err.len() < 2000, "{} bytes of error", err.len());
+    assert!(err.contains("long.vmw:2:"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -365,3 +365,67 @@ fn fuzz_findings_show_only_on_vulnerable_profiles() {
     }
     assert!(n >= 1);
 }
+
+/// `vmemu fuzz merge` of shards 1/4 .. 4/4 gives the report of one
+/// unsharded run of the same seed (all but the wall time), whatever the
+/// thread count of each (`-j`): counts summed, failures in index order,
+/// each signature shrunk once from its lowest index.
+#[test]
+fn merged_shards_equal_one_run() {
+    let dir = std::env::temp_dir().join(format!("vmemu-merge-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_dir = dir.join("shrunk");
+    let out_dir = out_dir.to_str().unwrap();
+    // Seed 0x5eed under the posted Layton patch finds its data mismatch at
+    // workloads 172 (shard 1) and 1446 (shard 3): both shards shrink it.
+    let common = [
+        "fuzz",
+        "--seed",
+        "0x5eed",
+        "--count",
+        "2000",
+        "--arch",
+        "x86_64",
+        "--kernel",
+        "v4.10+layton",
+        "--format",
+        "json",
+        "--out",
+        out_dir,
+    ];
+    let json = |extra: &[&str]| {
+        let args: Vec<&str> = common.iter().chain(extra).copied().collect();
+        let out = vmemu(&args, &[]);
+        assert!(out.status.code().is_some_and(|c| c < 2), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut files = Vec::new();
+    for k in 1..=4 {
+        let shard = format!("{k}/4");
+        let jobs = if k % 2 == 0 { "1" } else { "2" };
+        let p = dir.join(format!("shard-{k}.json"));
+        std::fs::write(&p, json(&["--shard", &shard, "-j", jobs])).unwrap();
+        files.push(p.display().to_string());
+    }
+    let whole: serde_json::Value = serde_json::from_str(json(&["-j", "2"]).trim()).unwrap();
+    let mut args = vec!["fuzz", "merge", "--format", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let out = vmemu(&args, &[]);
+    assert!(out.status.code().is_some_and(|c| c < 2), "{out:?}");
+    let merged: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    let strip = |mut v: serde_json::Value| {
+        v.as_object_mut().unwrap().remove("elapsed_ms");
+        v
+    };
+    assert_eq!(strip(merged.clone()), strip(whole.clone()));
+    assert_eq!(merged["workloads"], 2000);
+    // The campaign has repeated signatures, so the merge had work to do.
+    let fails = merged["failures"].as_array().unwrap();
+    let shrunk = fails.iter().filter(|f| f["workload"] != "").count();
+    assert!(fails.len() > shrunk, "{merged}");
+    // A missing shard is an error.
+    let out = vmemu(&["fuzz", "merge", &files[0], &files[1]], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing shard reports: 3/4, 4/4"));
+}

@@ -155,3 +155,111 @@ fn huge_iterator_copies_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn host_memory() {
+    let ok = "map a 8M rw\nr = copy_to_user(a, 1M)\n";
+    let over = "map a 32M rw\nr = copy_to_user(a, 20M)\n";
+    boundary("--max-host-mem", "16M", ok, over, ":2:1:");
+}
+
+// ----------------------------------------------------------------------
+// Cost follows what a workload touches (issue 21): each case runs in this
+// process and its peak resident memory is read from /proc/self/status.
+// ----------------------------------------------------------------------
+
+/// A `/proc/self/status` field in KiB.
+fn status_kib(field: &str) -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    s.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
+}
+
+/// Runs `src` on x86_64 under its first profile; returns the run and the
+/// growth of peak RSS it caused, in MiB. The peak is reset first
+/// (`echo 5 > /proc/self/clear_refs`, Linux 4.0+); where that is refused,
+/// the growth of the old peak is all that can be seen.
+fn run_measured(name: &str, src: &str) -> (vmemu_harness::run::Run, u64) {
+    use vmemu_harness::{lang, run};
+    let w = lang::parse(name, src).unwrap_or_else(|e| panic!("{e}"));
+    let kernel = run::default_kernels(&w)[0].clone();
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let before = if reset {
+        status_kib("VmRSS:")
+    } else {
+        status_kib("VmHWM:")
+    };
+    let r = run::run(&w, vmemu_arch::ArchId::X86_64, &kernel).unwrap_or_else(|e| panic!("{e}"));
+    let grew = status_kib("VmHWM:").saturating_sub(before) >> 10;
+    (r, grew)
+}
+
+fn ret_of(r: &vmemu_harness::run::Run, line: usize) -> i64 {
+    r.records
+        .iter()
+        .rev()
+        .find(|x| x.line == line)
+        .and_then(|x| x.ret)
+        .unwrap_or_else(|| panic!("no result at line {line}"))
+}
+
+/// The five cases of issue 21, each within 64 MiB of peak RSS and with the
+/// kernel's result. One test, so no other case runs beside a measurement.
+#[test]
+fn cost_follows_the_pages_touched() {
+    // v4.10 iov_iter_get_pages looks at the first segment's first
+    // maxpages pages (lib/iov_iter.c: get_user_pages_fast of at most
+    // maxpages): one page is mapped, so one page and 4096 bytes, however
+    // long the segment says it is.
+    let (r, mib) = run_measured(
+        "big_iov.vmw",
+        "kernels v4.10\nmap buf 1 page rw\ntouch buf write\n\
+         iter v iovec WRITE [buf : 1T]\nr = iov_iter_get_pages(v, 1M, 16)\n\
+         expect r == 4096\nexpect r.pages == [buf[0]]\nrelease r\n",
+    );
+    assert!(r.summary.passed, "{:?}", r.records);
+    assert!(mib <= 64, "1 TiB segment: {mib} MiB");
+
+    // 65536 one-byte segments written as a repeat rule: copy_from_iter of
+    // 100 bytes walks 100 of them and leaves 65436.
+    let (r, mib) = run_measured(
+        "many_segs.vmw",
+        "kernels v6.13\nmap buf 1 page rw\ntouch buf write\n\
+         iter v iovec WRITE [buf : 1] repeat 65536 step 0\nr = copy_from_iter(v, 100)\n\
+         expect r == 100\nexpect v.nr_segs == 65436\nexpect v.count == 65436\n",
+    );
+    assert!(r.summary.passed, "{:?}", &r.records[r.records.len() - 3..]);
+    assert!(mib <= 64, "65536 segments: {mib} MiB");
+
+    // 60000 mappings, each placed top-down right below the previous one
+    // (mm/mmap.c: vm_unmapped_area, topdown).
+    let mut src = String::from("kernels v6.13\n");
+    for i in 0..60_000 {
+        src.push_str(&format!("map m{i} 1 page rw\n"));
+    }
+    let (r, mib) = run_measured("many_maps.vmw", &src);
+    let (first, last) = (ret_of(&r, 2), ret_of(&r, 60_001));
+    assert_eq!(first - last, 59_999 * 4096);
+    assert!(mib <= 64, "60000 mappings: {mib} MiB");
+
+    // A 16 TiB mapping written whole in a 256 MiB guest: clear_user stops
+    // where the frames run out and returns the bytes it did not clear, a
+    // whole number of pages (the fault that fails is at a page start).
+    let (r, mib) = run_measured("touch16t.vmw", "map B 16T rw\ntouch B write\n");
+    let left = ret_of(&r, 2);
+    assert!(left > 0 && left < 1 << 44 && left % 4096 == 0, "{left:#x}");
+    assert!(
+        (1i64 << 44) - left > 128 << 20,
+        "cleared only {:#x}",
+        (1i64 << 44) - left
+    );
+    assert!(mib <= 64, "16 TiB touch: {mib} MiB");
+
+    // mem 2G and one touch of all of it: every frame is faulted in, none
+    // of its bytes is written, so the host pays the struct pages and tables.
+    let (r, mib) = run_measured("mem2g.vmw", "mem 2G\nmap b 1G rw\ntouch b write\n");
+    assert_eq!(ret_of(&r, 3), 0);
+    assert!(mib <= 64, "mem 2G touch: {mib} MiB");
+}

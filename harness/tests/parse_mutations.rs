@@ -5,84 +5,9 @@
 //! fuzzed with libFuzzer by `fuzz/` (cargo-fuzz, outside the workspace).
 
 use vmemu_harness::fuzz::Dice;
+use vmemu_harness::fuzz::mutate::mutate;
 use vmemu_harness::lang;
 use vmemu_harness::workloads::BUILTIN;
-
-fn mutate(d: &mut Dice, src: &str) -> String {
-    let mut b: Vec<u8> = src.as_bytes().to_vec();
-    for _ in 0..1 + d.below(4) {
-        if b.is_empty() {
-            break;
-        }
-        let i = d.below(b.len() as u64) as usize;
-        match d.below(7) {
-            // Byte flip (kept ASCII so the input stays UTF-8 most of the time).
-            0 => b[i] ^= 1 << d.below(7),
-            // Truncation.
-            1 => b.truncate(i),
-            // Insert a "dangerous" byte or token.
-            2 => {
-                const TOKS: [&str; 24] = [
-                    "(",
-                    ")",
-                    "[",
-                    "]",
-                    "{",
-                    "}",
-                    ",",
-                    ":",
-                    "#",
-                    "\n",
-                    "0x",
-                    "-",
-                    "*",
-                    "/ 0",
-                    "%",
-                    "FOLL_",
-                    " on ",
-                    " kernel ",
-                    "\u{e9}",
-                    "\t",
-                    "99999999999999999999999999999999999999999",
-                    "page(",
-                    "=",
-                    "==",
-                ];
-                let tok = d.pick(&TOKS).as_bytes();
-                b.splice(i..i, tok.iter().copied());
-            }
-            // Swap two whitespace-separated tokens.
-            3 => {
-                let s = String::from_utf8_lossy(&b).into_owned();
-                let mut toks: Vec<&str> = s.split(' ').collect();
-                if toks.len() > 2 {
-                    let x = d.below(toks.len() as u64) as usize;
-                    let y = d.below(toks.len() as u64) as usize;
-                    toks.swap(x, y);
-                }
-                b = toks.join(" ").into_bytes();
-            }
-            // Delete a range.
-            4 => {
-                let j = (i + 1 + d.below(40) as usize).min(b.len());
-                b.drain(i..j);
-            }
-            // Duplicate a line.
-            5 => {
-                let s = String::from_utf8_lossy(&b).into_owned();
-                let mut lines: Vec<&str> = s.lines().collect();
-                if !lines.is_empty() {
-                    let k = d.below(lines.len() as u64) as usize;
-                    lines.insert(k, lines[k]);
-                }
-                b = lines.join("\n").into_bytes();
-            }
-            // A random byte anywhere (may break UTF-8: lossily repaired).
-            _ => b[i] = d.below(256) as u8,
-        }
-    }
-    String::from_utf8_lossy(&b).into_owned()
-}
 
 #[test]
 fn mutated_workloads_never_panic_and_spans_stay_inside() {

@@ -9,6 +9,45 @@ use crate::Sys;
 use crate::iov_iter::{Dir, IovIter, IterError, IterType, Piece, kernel_read, kernel_write};
 
 /// Writes `src` into one piece; returns the bytes not written.
+/// `put_piece` of zeroes for a kernel piece, without a host buffer of the
+/// piece's length (a kvec may claim a terabyte): every mapped page is
+/// noted (holes in the kernel tables skipped whole), then the bytes are
+/// zeroed up to the first unmapped page, where the kernel would oops.
+fn zero_kernel<A: Arch>(m: &mut Machine<A>, addr: VirtAddr, len: u64) -> u64 {
+    let chunk_at = |off: u64| {
+        let va = addr.wrapping_add(off);
+        (
+            va,
+            (A::PAGE_SIZE - va.offset_in(A::PAGE_SIZE)).min(len - off),
+        )
+    };
+    let mut off = 0;
+    while off < len {
+        let (va, chunk) = chunk_at(off);
+        let hole = m.unmapped_run(None, va);
+        if hole > 0 {
+            off = off.saturating_add(hole);
+            continue;
+        }
+        if let Some(pa) = m.kernel_pa(va) {
+            m.note_kernel_write(pa, chunk);
+        }
+        off += chunk;
+    }
+    let mut done = 0;
+    while done < len {
+        let (va, chunk) = chunk_at(done);
+        match m.kernel_pa(va) {
+            Some(pa) if m.phys.zero(pa, chunk as usize).is_ok() => done += chunk,
+            _ => break,
+        }
+    }
+    if done < len {
+        oops(m, addr);
+    }
+    0
+}
+
 fn put_piece<A: Arch>(m: &mut Machine<A>, p: Piece, src: &[u8]) -> u64 {
     match p {
         Piece::User { addr, .. } => m.copy_to_user(addr, src),
@@ -188,6 +227,7 @@ impl<A: Arch> Sys<A> {
         }
         i.iterate_and_advance(&mut self.m, n, &mut |m, p, _| match p {
             Piece::User { addr, len } => m.clear_user(addr, len),
+            Piece::Kernel { addr, len } => zero_kernel(m, addr, len),
             other => {
                 let z = vec![0u8; other.len() as usize];
                 put_piece(m, other, &z)

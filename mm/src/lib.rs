@@ -44,6 +44,7 @@ pub mod sync;
 pub mod uaccess;
 pub mod violation;
 pub mod vma;
+pub mod vma_tree;
 
 use std::marker::PhantomData;
 
@@ -109,6 +110,9 @@ pub struct Machine<A: Arch> {
     pub files: Vec<File>,
     /// Names of mappings, files and kernel buffers.
     pub(crate) names: Vec<String>,
+    /// `names` by the hash of the name (interning is O(1), not a scan of
+    /// every name; the names themselves are stored once, in `names`).
+    pub(crate) name_ids: std::collections::HashMap<u64, u32>,
     /// The event log.
     pub events: Vec<Event>,
     /// Sleeping locks.

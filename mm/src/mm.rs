@@ -4,7 +4,6 @@
 //! `addr_limit`, the lock model, the event log and symbolic page names. The
 //! page cache is `filemap`, the held-reference ledger `ledger`.
 
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use vmemu_arch::{Arch, Family, Level, Pfn, PhysAddr, Pte, PteFlags, VirtAddr};
@@ -125,13 +124,22 @@ pub struct Vma {
     pub name_base: i64,
 }
 
+impl crate::vma_tree::Bounds for Vma {
+    fn start(&self) -> u64 {
+        self.start.0
+    }
+    fn end(&self) -> u64 {
+        self.end.0
+    }
+}
+
 /// One `mm_struct`.
 #[derive(Clone, Debug)]
 pub struct MmStruct {
     /// `mm->pgd`.
     pub pgd: PhysAddr,
     /// VMAs by start address.
-    pub vmas: BTreeMap<u64, Vma>,
+    pub vmas: crate::vma_tree::VmaTree<Vma>,
     /// Top of the top-down mmap area (`mm->mmap_base`).
     pub mmap_base: u64,
     /// Whether the mm has been pinned (`MMF_HAS_PINNED`).
@@ -184,6 +192,7 @@ impl<A: Arch> Machine<A> {
             current: TaskId(0),
             files: Vec::new(),
             names: Vec::new(),
+            name_ids: std::collections::HashMap::new(),
             events: Vec::new(),
             locks: LockModel::new(),
             zero_pfn,
@@ -295,7 +304,7 @@ impl<A: Arch> Machine<A> {
         }
         self.mms.push(MmStruct {
             pgd,
-            vmas: BTreeMap::new(),
+            vmas: crate::vma_tree::VmaTree::new(),
             mmap_base: self.layout.task_size_max.min(1 << 46) - (256 << 20),
             has_pinned: false,
         });
@@ -356,11 +365,24 @@ impl<A: Arch> Machine<A> {
 
     /// Interns a name for symbolic page names.
     pub fn intern(&mut self, name: &str) -> u32 {
-        if let Some(i) = self.names.iter().position(|n| n == name) {
-            return i as u32;
+        use std::hash::{Hash as _, Hasher as _};
+        let mut h = std::hash::DefaultHasher::new();
+        name.hash(&mut h);
+        let h = h.finish();
+        if let Some(&i) = self.name_ids.get(&h) {
+            if self.names[i as usize] == name {
+                return i;
+            }
+            // Two names with one hash: the first keeps the slot, the
+            // others are found by a scan.
+            if let Some(i) = self.names.iter().position(|n| n == name) {
+                return i as u32;
+            }
         }
+        let id = self.names.len() as u32;
         self.names.push(name.to_string());
-        self.names.len() as u32 - 1
+        self.name_ids.entry(h).or_insert(id);
+        id
     }
 
     /// The name behind an id from [`Machine::intern`] (a mapping's, a
@@ -420,10 +442,13 @@ impl<A: Arch> Machine<A> {
     /// `find_vma(mm, addr)`: the first VMA with `end > addr`.
     #[must_use]
     pub fn find_vma(&self, mm: MmId, addr: VirtAddr) -> Option<Vma> {
-        self.mm(mm)
-            .vmas
-            .range(..)
-            .find(|(_, v)| v.end > addr)
+        // VMAs are disjoint and ordered, so their ends are too: the first
+        // ending above `addr` contains it or is the next one (O(log n)).
+        let vmas = &self.mm(mm).vmas;
+        vmas.range(..=addr.0)
+            .next_back()
+            .filter(|(_, v)| v.end > addr)
+            .or_else(|| vmas.range(addr.0.saturating_add(1)..).next())
             .map(|(_, v)| *v)
     }
 

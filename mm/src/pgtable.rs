@@ -262,6 +262,41 @@ pub fn lookup<A: Arch>(
     None
 }
 
+/// Bytes from `va` to the end of the aligned block around it that the
+/// software walk of `pgd` resolves to no present leaf (an empty or
+/// non-present entry at some level, or a table outside guest memory):
+/// every address of that block gives the same answer as `va` to
+/// [`lookup`], since the indices above the entry's level are the same. `0`
+/// when `va` has a present leaf. Lets a walk over a long range skip holes
+/// instead of looking at every page of them.
+#[must_use]
+pub fn hole_at<A: Arch>(phys: &PhysMem, family: Family, pgd: PhysAddr, va: VirtAddr) -> u64 {
+    let rest = |span: u64| span - va.offset_in(span);
+    let mut table = pgd;
+    for l in 0..A::levels() as u8 {
+        let level = Level(l);
+        let slot = table.add(A::index(va, level) as u64 * 8);
+        let Ok(raw) = phys.read_entry(slot) else {
+            // This table is unreadable for every address its parent
+            // entry covers (for the pgd: every address).
+            return match l {
+                0 => (u64::MAX - va.0).max(1),
+                _ => rest(A::entry_span(Level(l - 1))),
+            };
+        };
+        let pte = A::decode(family, level, raw);
+        if pte.has(PteFlags::TABLE) && level != A::leaf_level() {
+            table = next_table::<A>(pte);
+            continue;
+        }
+        if pte.has(PteFlags::LEAF) && pte.has(PteFlags::PRESENT) {
+            return 0;
+        }
+        return rest(A::entry_span(level));
+    }
+    0
+}
+
 /// The walker. `trace` sees every level visited.
 ///
 /// Upper levels take [`Arch::table_step`] (a few bit tests) instead of a full

@@ -65,6 +65,8 @@ pub struct PhysMem {
     /// One bit per 4 KiB of guest memory written since the mapping was last
     /// all zero.
     dirty: Vec<AtomicU64>,
+    /// Bits set in `dirty` by this `PhysMem` (granules it made resident).
+    dirtied: AtomicU64,
     page_shift: u32,
     big_endian: bool,
     size: u64,
@@ -258,6 +260,7 @@ impl PhysMem {
             mem,
             host,
             dirty,
+            dirtied: AtomicU64::new(0),
             page_shift: A::PAGE_SHIFT,
             big_endian: A::BIG_ENDIAN,
             size,
@@ -287,6 +290,18 @@ impl PhysMem {
     pub fn allocated(&self) -> u64 {
         self.allocated
     }
+    /// Host memory this guest memory costs, as the emulator accounts it:
+    /// the 4 KiB host pages of guest memory written (the rest is never
+    /// touched: the mapping is `MAP_NORESERVE` and zeroing untouched bytes
+    /// writes nothing), the `struct page` array and the dirty map. What a
+    /// run's `--max-host-mem` bound is checked against.
+    #[must_use]
+    pub fn host_bytes(&self) -> u64 {
+        (self.dirtied.load(Ordering::Relaxed) << DIRTY_SHIFT)
+            + (self.pages.capacity() * std::mem::size_of::<Page>()) as u64
+            + (self.dirty.len() * 8) as u64
+    }
+
     /// Page size in bytes.
     #[must_use]
     pub fn page_size(&self) -> u64 {
@@ -318,23 +333,19 @@ impl PhysMem {
         if len == 0 {
             return;
         }
-        if entry
-            || (pa >> self.page_shift..=(pa + len - 1) >> self.page_shift).any(|f| {
-                matches!(
-                    self.pages.get(f as usize).map(|p| p.owner),
-                    Some(Owner::PageTable { .. })
-                )
-            })
-        {
+        if entry {
             self.tables_changed();
+        } else {
+            self.wrote_tables(pa, len);
         }
         let (first, last) = (pa >> DIRTY_SHIFT, (pa + len - 1) >> DIRTY_SHIFT);
         for g in first..=last {
             let (w, bit) = ((g / 64) as usize, 1u64 << (g % 64));
             if let Some(word) = self.dirty.get(w)
                 && word.load(Ordering::Relaxed) & bit == 0
+                && word.fetch_or(bit, Ordering::Relaxed) & bit == 0
             {
-                word.fetch_or(bit, Ordering::Relaxed);
+                self.dirtied.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -520,15 +531,52 @@ impl PhysMem {
         Ok(())
     }
 
-    /// Fills `len` bytes at `pa` with zeroes.
+    /// Fills `len` bytes at `pa` with zeroes. A 4 KiB granule the dirty map
+    /// says was never written since the mapping was last all zero holds
+    /// zeroes already and is left alone (only a page-table frame still
+    /// bumps the generation, as a write would): zeroing untouched memory —
+    /// `clear_user` over a huge fresh mapping, a `touch` — costs no host
+    /// page, so host memory follows the bytes really written.
     pub fn zero(&self, pa: PhysAddr, len: usize) -> Result<(), PhysError> {
         let mut off = 0;
         while off < len {
-            let n = (len - off).min(ZEROES.len());
-            self.write(pa.add(off as u64), &ZEROES[..n])?;
+            let at = pa.0 + off as u64;
+            let granule_end = ((at >> DIRTY_SHIFT) + 1) << DIRTY_SHIFT;
+            let n = ((granule_end - at) as usize).min(len - off);
+            if at + n as u64 <= self.size && !self.is_dirty(at) {
+                self.wrote_tables(at, n as u64);
+            } else {
+                self.write(PhysAddr(at), &ZEROES[..n])?;
+            }
             off += n;
         }
         Ok(())
+    }
+
+    /// Whether the granule of `pa` (inside guest memory) was written since
+    /// the mapping was last all zero.
+    #[inline]
+    fn is_dirty(&self, pa: u64) -> bool {
+        let g = pa >> DIRTY_SHIFT;
+        self.dirty
+            .get((g / 64) as usize)
+            .is_none_or(|w| w.load(Ordering::Relaxed) & (1 << (g % 64)) != 0)
+    }
+
+    /// The generation part of [`PhysMem::wrote`] alone: a table may have
+    /// changed if the range lies in a page-table frame.
+    #[inline]
+    fn wrote_tables(&self, pa: u64, len: u64) {
+        if len > 0
+            && (pa >> self.page_shift..=(pa + len - 1) >> self.page_shift).any(|f| {
+                matches!(
+                    self.pages.get(f as usize).map(|p| p.owner),
+                    Some(Owner::PageTable { .. })
+                )
+            })
+        {
+            self.tables_changed();
+        }
     }
 }
 

@@ -116,17 +116,21 @@ impl<A: Arch> Machine<A> {
 
     fn get_unmapped_area(&mut self, mm: MmId, len: u64) -> Option<VirtAddr> {
         // Top-down: below the lowest VMA under mmap_base that leaves room.
+        // The highest `len` bytes free below mmap_base: above the top VMA
+        // under it, else in the highest gap below a VMA that is wide
+        // enough (the gap index), else below the lowest VMA. O(log n) plus
+        // the narrower gaps passed over (the kernel's vm_unmapped_area
+        // walks gaps the same way, with the subtree maxima to skip them).
         let base = self.mm(mm).mmap_base;
+        let vmas = &self.mm(mm).vmas;
         let mut hi = base;
-        let vmas: Vec<Vma> = self.mm(mm).vmas.values().rev().copied().collect();
-        for v in vmas {
-            if v.start.0 >= hi {
-                continue;
-            }
-            if v.end.0 <= hi.checked_sub(len)? {
-                break;
-            }
-            hi = v.start.0;
+        if let Some((_, top)) = vmas.range(..base).next_back()
+            && top.end.0 > hi.checked_sub(len)?
+        {
+            hi = match vmas.gap_below_at_most(top.start.0, len) {
+                Some(s) => s,
+                None => vmas.values().next().map_or(top.start.0, |v| v.start.0),
+            };
         }
         let start = hi.checked_sub(len)?;
         (start >= (1 << 16)).then_some(VirtAddr(start))
@@ -443,6 +447,18 @@ impl<A: Arch> Machine<A> {
         }
         let span = A::entry_span(slot.level);
         Some(slot.pte.pfn.addr(A::PAGE_SHIFT).add(va.offset_in(span)))
+    }
+
+    /// Bytes from `va` on that translate to nothing in `mm`'s tables (the
+    /// kernel's, `init_mm`, for `None`), at least to the end of the hole's
+    /// aligned block; `0` when `va` has a present leaf. A walk over a long
+    /// range ([`Machine::user_pa`] or [`Machine::kernel_pa`] page by page)
+    /// skips that many bytes, so it costs the tables and pages that exist,
+    /// not the length of the range.
+    #[must_use]
+    pub fn unmapped_run(&self, mm: Option<MmId>, va: VirtAddr) -> u64 {
+        let pgd = mm.map_or(self.init_pgd, |mm| self.mm(mm).pgd);
+        pgtable::hole_at::<A>(&self.phys, self.family(), pgd, va)
     }
 }
 

@@ -21,7 +21,7 @@ use crate::lang;
 use crate::limits::Limits;
 
 /// A failure found by the fuzzer, shrunk.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Found {
     /// Workload index.
     pub index: u64,
@@ -35,9 +35,13 @@ pub struct Found {
     pub finding: bool,
     /// Failure signature.
     pub signature: String,
-    /// The first message.
+    /// The first message (of the shrunk workload when there is one).
     pub message: String,
-    /// The shrunk workload.
+    /// The message of the workload as generated, before shrinking.
+    #[serde(default)]
+    pub unshrunk_message: String,
+    /// The shrunk workload (empty for a repeat of a signature shrunk at a
+    /// lower index).
     pub workload: String,
     /// Where it was written.
     pub file: Option<String>,
@@ -45,8 +49,9 @@ pub struct Found {
     pub replay: String,
 }
 
-/// One shard's result (`--format json` prints one per shard).
-#[derive(Clone, Debug, serde::Serialize)]
+/// One shard's result (`--format json` prints one per shard; `vmemu fuzz
+/// merge` reads them back).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShardResult {
     /// Base seed.
     pub seed: String,
@@ -66,6 +71,9 @@ pub struct ShardResult {
     pub arches: Vec<String>,
     /// Profiles.
     pub kernels: Vec<String>,
+    /// Mutants of the built-in workloads (`--mutate`), not generated ones.
+    #[serde(default)]
+    pub mutate: bool,
     /// Wall time in milliseconds.
     pub elapsed_ms: u64,
     /// The failures and findings, shrunk (the first of each signature).
@@ -110,11 +118,15 @@ fn check_one(
     i: u64,
     arch: ArchId,
     kernel: &KernelProfile,
-    fork: bool,
+    (fork, mutate): (bool, bool),
     limits: &Limits,
 ) -> (Outcome, String) {
     let s = workload_seed(seed, i);
-    let (text, _) = generate_with(s, kernel, fork || forks_by_default(kernel));
+    let text = if mutate {
+        super::mutate::mutant(s, i)
+    } else {
+        generate_with(s, kernel, fork || forks_by_default(kernel)).0
+    };
     let file = format!("fuzz-{s:016x}.vmw");
     (check_text(&text, &file, arch, kernel, limits), text)
 }
@@ -136,6 +148,7 @@ struct Plan {
     kernels: Vec<KernelProfile>,
     deadline: Option<Instant>,
     json: bool,
+    mutate: bool,
 }
 
 /// Runs the subcommand; `Ok(true)` when every check passed (findings do
@@ -151,6 +164,9 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
     } else {
         args.kernels.clone()
     };
+    if let Some(super::FuzzAction::Merge { files, format }) = &args.action {
+        return super::merge::main(files, *format);
+    }
     if let Some(path) = &args.replay {
         return replay(path, &arches, &kernels, &args.limits);
     }
@@ -164,6 +180,7 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
             None => None,
         },
         json: args.format == FuzzFormat::Json,
+        mutate: args.mutate,
     };
     print_banner(&plan, args);
     if args.concurrency {
@@ -177,7 +194,16 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
         return crate::concurrency::main(plan.seed, &opts, &plan.arches, &plan.kernels);
     }
     let started = Instant::now();
-    let results = run_all(&plan, args);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(args.jobs.unwrap_or(0))
+        .build()
+        .map_err(|e| {
+            format!(
+                "cannot start {} worker threads: {e}",
+                args.jobs.unwrap_or(0)
+            )
+        })?;
+    let results = pool.install(|| run_all(&plan, args));
     let result = tally(&plan, args, &results, started);
     if plan.json {
         println!("{}", serde_json::to_string(&result).unwrap_or_default());
@@ -228,14 +254,20 @@ fn run_all(plan: &Plan, args: &FuzzArgs) -> Vec<Checked> {
         // overflow cannot be caught and would lose it).
         let (a, kern) = target(i, &plan.arches, &plan.kernels);
         let fork = args.fork || forks_by_default(&kern);
-        let (text, _) = generate_with(workload_seed(plan.seed, i), &kern, fork);
+        let text = if args.mutate {
+            super::mutate::mutant(workload_seed(plan.seed, i), i)
+        } else {
+            generate_with(workload_seed(plan.seed, i), &kern, fork).0
+        };
         println!("# workload {i} on {a} under {kern}\n{text}");
         let _ = std::io::stdout().flush();
     }
     let late = || plan.deadline.is_some_and(|d| Instant::now() >= d);
     let quiet = QuietPanics::new();
     let mut results = Vec::new();
+    let mut progress = Progress::new(plan, args, indices.len());
     for chunk in indices.chunks(256) {
+        progress.show(&results);
         if late() {
             break;
         }
@@ -246,8 +278,14 @@ fn run_all(plan: &Plan, args: &FuzzArgs) -> Vec<Checked> {
                 if late() {
                     return None;
                 }
-                let (outcome, text) =
-                    check_one(plan.seed, i, arch, &kernel, args.fork, &args.limits);
+                let (outcome, text) = check_one(
+                    plan.seed,
+                    i,
+                    arch,
+                    &kernel,
+                    (args.fork, args.mutate),
+                    &args.limits,
+                );
                 Some(Checked {
                     index: i,
                     outcome,
@@ -259,8 +297,75 @@ fn run_all(plan: &Plan, args: &FuzzArgs) -> Vec<Checked> {
             .collect();
         results.extend(part.into_iter().flatten());
     }
+    progress.done(&results);
     drop(quiet);
     results
+}
+
+/// The progress line on stderr (`\r`-rewritten): seed, workloads done,
+/// rate, failures and findings so far (before shrinking). Shown when stderr
+/// is a terminal or with `--progress`; at most every 200 ms.
+struct Progress {
+    on: bool,
+    seed: u64,
+    total: usize,
+    started: Instant,
+    last: Option<Instant>,
+    /// Results counted so far, and the failures and findings among them.
+    seen: usize,
+    fails: u64,
+    finds: u64,
+}
+
+impl Progress {
+    fn new(plan: &Plan, args: &FuzzArgs, total: usize) -> Self {
+        use std::io::IsTerminal as _;
+        Self {
+            on: args.progress || std::io::stderr().is_terminal(),
+            seed: plan.seed,
+            total,
+            started: Instant::now(),
+            last: None,
+            seen: 0,
+            fails: 0,
+            finds: 0,
+        }
+    }
+
+    fn line(&mut self, results: &[Checked]) -> String {
+        for c in &results[self.seen..] {
+            match c.outcome {
+                Outcome::Fail(..) => self.fails += 1,
+                Outcome::Find(..) => self.finds += 1,
+                Outcome::Pass | Outcome::Rejected(_) => {}
+            }
+        }
+        self.seen = results.len();
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        format!(
+            "fuzz: seed {:#x}, {}/{} workloads, {:.0}/s, {} failures, {} findings",
+            self.seed,
+            results.len(),
+            self.total,
+            results.len() as f64 / secs,
+            self.fails,
+            self.finds
+        )
+    }
+
+    fn show(&mut self, results: &[Checked]) {
+        if !self.on || self.last.is_some_and(|t| t.elapsed().as_millis() < 200) {
+            return;
+        }
+        self.last = Some(Instant::now());
+        eprint!("\r{}", self.line(results));
+    }
+
+    fn done(&mut self, results: &[Checked]) {
+        if self.on {
+            eprintln!("\r{}", self.line(results));
+        }
+    }
 }
 
 /// The first line of a script error, shortened: why a workload was rejected.
@@ -322,6 +427,7 @@ fn tally(plan: &Plan, args: &FuzzArgs, results: &[Checked], started: Instant) ->
         findings: failures.iter().filter(|f| f.finding).count() as u64,
         arches: plan.arches.iter().map(|a| a.name().to_string()).collect(),
         kernels: plan.kernels.iter().map(KernelProfile::name).collect(),
+        mutate: plan.mutate,
         elapsed_ms: started.elapsed().as_millis() as u64,
         failures,
     };
@@ -333,6 +439,11 @@ fn tally(plan: &Plan, args: &FuzzArgs, results: &[Checked], started: Instant) ->
 
 /// A failure or finding whose signature was shrunk already: listed with
 /// the command that regenerates it.
+pub(super) fn repeated_replay(seed: u64, i: u64, a: &str, kern: &str, mutate: bool) -> String {
+    let m = if mutate { " --mutate" } else { "" };
+    format!("vmemu fuzz --seed {seed:#x} --index {i} --arch {a} --kernel {kern}{m}")
+}
+
 fn repeated(plan: &Plan, c: &Checked, finding: bool, sig: &str, msg: &str) -> Found {
     let (seed, i, a, kern) = (plan.seed, c.index, c.arch, &c.kernel);
     Found {
@@ -343,9 +454,10 @@ fn repeated(plan: &Plan, c: &Checked, finding: bool, sig: &str, msg: &str) -> Fo
         finding,
         signature: sig.to_string(),
         message: msg.to_string(),
+        unshrunk_message: msg.to_string(),
         workload: String::new(),
         file: None,
-        replay: format!("vmemu fuzz --seed {seed:#x} --index {i} --arch {a} --kernel {kern}"),
+        replay: repeated_replay(seed, i, a.name(), &kern.name(), plan.mutate),
     }
 }
 
@@ -412,7 +524,7 @@ fn shrink_failure(
         .map(|()| path.display().to_string());
     let replay = match &file {
         Some(p) => format!("vmemu fuzz --replay {p} --arch {a} --kernel {kern}"),
-        None => format!("vmemu fuzz --seed {seed:#x} --index {i} --arch {a} --kernel {kern}"),
+        None => repeated_replay(seed, i, a.name(), &kern.name(), args.mutate),
     };
     Found {
         index: i,
@@ -422,6 +534,7 @@ fn shrink_failure(
         finding,
         signature: sig.to_string(),
         message,
+        unshrunk_message: msg.to_string(),
         workload: small,
         file,
         replay,

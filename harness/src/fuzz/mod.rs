@@ -75,11 +75,14 @@ pub mod campaign;
 pub mod check;
 pub mod classify;
 pub mod generator;
+pub mod merge;
+pub mod mutate;
 pub mod shrink;
 
 pub use campaign::{Found, ShardResult, main};
 pub use check::{Outcome, check_text};
 pub use generator::{forks_by_default, generate, generate_with};
+pub use merge::merge;
 pub use shrink::shrink;
 
 /// Options of `vmemu fuzz`.
@@ -128,8 +131,43 @@ pub struct FuzzArgs {
     /// every kernel; default only on v4.17 profiles (GUP pins vs fork).
     #[arg(long)]
     pub fork: bool,
+    /// Mutate the built-in workloads' text (seeded; workload i is a mutant
+    /// of built-in i mod their number) instead of generating workloads.
+    #[arg(long)]
+    pub mutate: bool,
+    /// Worker threads (default: one per CPU). Results do not depend on
+    /// it: every workload's seed comes from the base seed and its index.
+    #[arg(short = 'j', long = "jobs", value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Print a progress line on stderr (seed, workloads done, rate,
+    /// failures and findings so far); default: only when stderr is a terminal.
+    #[arg(long)]
+    pub progress: bool,
     #[command(flatten)]
     pub limits: Limits,
+    /// `merge`: combine shard reports.
+    #[command(subcommand)]
+    pub action: Option<FuzzAction>,
+}
+
+/// Subcommands of `vmemu fuzz`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum FuzzAction {
+    /// Combine the JSON reports of the shards of one campaign (`--shard K/N
+    /// --format json`, run anywhere) into one report: counts summed,
+    /// failures in index order, each signature's shrunk workload kept once
+    /// (from its lowest index, as an unsharded run shrinks it).
+    #[command(
+        after_help = "Example:\n  for k in 1 2 3 4; do vmemu fuzz --seed 7 --count 4000 --shard $k/4 --format json > shard-$k.json; done\n  vmemu fuzz merge shard-*.json"
+    )]
+    Merge {
+        /// Shard reports (one JSON object per line; several per file are fine).
+        #[arg(required = true)]
+        files: Vec<String>,
+        /// Output format: text, or one JSON object.
+        #[arg(long, value_enum, default_value = "text")]
+        format: FuzzFormat,
+    },
 }
 
 /// Output format of `vmemu fuzz`.

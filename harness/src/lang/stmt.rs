@@ -7,7 +7,7 @@ use vmemu_mm::{EventKind, GupFlags, KernelProfile, MkwriteBehaviour, Prot};
 
 use super::cursor::Cursor;
 use super::expr::parse_expr;
-use super::{Arg, Expr, Field, MAX_SEGS, MapSpec, Qual, ScriptError, StmtKind, Target, Value};
+use super::{Arg, Expr, Field, MapSpec, Qual, ScriptError, SegRepeat, StmtKind, Target, Value};
 use crate::calls::{self, ArgKind, CallDef};
 
 /// Where an argument starts and its length in characters.
@@ -126,7 +126,7 @@ pub(super) fn parse_map(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
             }
             "at" => {
                 c.word();
-                spec.at = Some(parse_expr(c)?);
+                spec.at = Some(Box::new(parse_expr(c)?));
                 continue;
             }
             _ => break,
@@ -312,7 +312,7 @@ pub(super) fn parse_iter(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
             )
             .did_you_mean(calls::suggest(kind, IterType::ALL.map(IterType::word))));
     };
-    let (mut segs, mut pipe, mut read) = (Vec::new(), None, true);
+    let (mut segs, mut pipe, mut read, mut repeat) = (Vec::new(), None, true, None);
     match ty {
         IterType::Pipe => pipe = Some(c.need_ident("a pipe name")?.to_string()),
         IterType::Discard => segs.push((Expr::Num(0), parse_expr(c)?)),
@@ -329,7 +329,7 @@ pub(super) fn parse_iter(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
                     ));
                 }
             };
-            segs = parse_segments(c)?;
+            (segs, repeat) = parse_segments(c)?;
         }
     }
     Ok(StmtKind::Iter {
@@ -337,12 +337,18 @@ pub(super) fn parse_iter(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
         kind: ty,
         read,
         segs,
+        repeat,
         pipe,
     })
 }
 
-/// `[ADDR:LEN, ...] [repeat N step S]`.
-fn parse_segments(c: &mut Cursor<'_>) -> Result<Vec<(Expr, Expr)>, ScriptError> {
+/// The segment list of an iterator, and its repeat rule.
+type Segments = (Vec<(Expr, Expr)>, Option<Box<SegRepeat>>);
+
+/// `[ADDR:LEN, ...] [repeat N step S]`. No segment cap here: in-kernel
+/// iterators have none (`UIO_MAXIOV` bounds only the arrays syscalls copy
+/// in, see `import_iovec`); a run applies `--max-iovecs`.
+fn parse_segments(c: &mut Cursor<'_>) -> Result<Segments, ScriptError> {
     let mut segs = Vec::new();
     c.expect("[", "`[` starting the segment list ADDR:LEN, ...")?;
     if !c.eat("]") {
@@ -351,9 +357,6 @@ fn parse_segments(c: &mut Cursor<'_>) -> Result<Vec<(Expr, Expr)>, ScriptError> 
             c.expect(":", "`:` between a segment's address and length")?;
             let l = parse_expr(c)?;
             segs.push((a, l));
-            if segs.len() > MAX_SEGS {
-                return Err(c.err(format!("more than {MAX_SEGS} segments")));
-            }
             if c.eat(",") {
                 continue;
             }
@@ -361,50 +364,40 @@ fn parse_segments(c: &mut Cursor<'_>) -> Result<Vec<(Expr, Expr)>, ScriptError> 
             break;
         }
     }
+    let mut repeat = None;
     if c.peek_word() == Some("repeat") {
         c.word();
-        segs = parse_seg_repeat(c, segs)?;
+        repeat = Some(parse_seg_repeat(c)?);
     }
-    Ok(segs)
+    Ok((segs, repeat))
 }
 
-/// `repeat N step S`: the list N times, copy k shifted by k * S.
-fn parse_seg_repeat(
-    c: &mut Cursor<'_>,
-    base: Vec<(Expr, Expr)>,
-) -> Result<Vec<(Expr, Expr)>, ScriptError> {
+/// `repeat N step S`: the list N times, copy k shifted by k * S (kept as
+/// this rule; the run expands it).
+fn parse_seg_repeat(c: &mut Cursor<'_>) -> Result<Box<SegRepeat>, ScriptError> {
     c.skip_ws();
     let at = c.pos;
-    let n = match parse_expr(c)? {
-        Expr::Num(n) if n >= 1 => n,
-        _ => {
-            return Err(c.err_tok(
-                at,
-                c.pos - at,
-                "expected a literal repeat count of at least 1",
-            ));
-        }
+    let count = match parse_expr(c)? {
+        Expr::Num(n) if n >= 1 => u64::try_from(n).ok(),
+        _ => None,
+    };
+    let Some(count) = count else {
+        return Err(c.err_tok(
+            at,
+            c.pos - at,
+            "expected a literal repeat count of at least 1",
+        ));
     };
     if c.peek_word() != Some("step") {
         return Err(c.unexpected("`step` and the address step"));
     }
     c.word();
     let step = parse_expr(c)?;
-    if base.len() as i128 * n > MAX_SEGS as i128 {
-        return Err(c.err_at(at, format!("more than {MAX_SEGS} segments")));
-    }
-    let sp = c.span();
-    let mut segs = Vec::new();
-    for k in 0..n {
-        for (a, l) in &base {
-            let off = Expr::Bin(Box::new(Expr::Num(k)), '*', Box::new(step.clone()), sp);
-            segs.push((
-                Expr::Bin(Box::new(a.clone()), '+', Box::new(off), sp),
-                l.clone(),
-            ));
-        }
-    }
-    Ok(segs)
+    Ok(Box::new(SegRepeat {
+        count,
+        step,
+        span: c.span(),
+    }))
 }
 
 /// `[VAR =] FUNC(ARGS)`, `first` already read at `first_pos`.

@@ -108,6 +108,9 @@ pub fn format_run(run: &Run) -> String {
 pub fn format_run_with(run: &Run, color: bool) -> String {
     let sm = &run.summary;
     let mut out = format!("# {} on {} under {}\n", sm.workload, sm.arch, sm.kernel);
+    // Most lines are short: one reservation instead of doublings (a long
+    // transcript would otherwise peak at twice its size).
+    out.reserve(run.records.len() * 64);
     for r in &run.records {
         out.push_str(&format_record_with(r, color));
         out.push('\n');

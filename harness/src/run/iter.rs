@@ -1,7 +1,9 @@
 //! The iterator statements: `iter NAME KIND ...` (`iov_iter_init` and
 //! friends) and the `iov_iter` primitives on one iterator.
 
+use super::eval::binop;
 use super::*;
+use crate::lang::SegRepeat;
 
 impl<'w, A: Arch> Runner<'w, A> {
     pub(crate) fn exec_iter(
@@ -10,26 +12,11 @@ impl<'w, A: Arch> Runner<'w, A> {
         name: &str,
         kind: IterType,
         read: bool,
-        segs: &[(Expr, Expr)],
+        segs: (&[(Expr, Expr)], Option<&SegRepeat>),
         pipe: Option<&str>,
     ) -> Result<(), ScriptError> {
         let dir = if read { Dir::Read } else { Dir::Write };
-        if segs.len() > self.opts.limits.max_iovecs {
-            return Err(self.err(
-                s.span,
-                format!(
-                    "iterator `{name}` has {} segments, more than {}; raise the limit with --max-iovecs",
-                    segs.len(),
-                    self.opts.limits.max_iovecs
-                ),
-            ));
-        }
-        let mut v = Vec::with_capacity(segs.len());
-        for (a, l) in segs {
-            let a = self.addr(a, s.span)?;
-            let l = to_u64(self.w, self.eval(l)?, s.span)?;
-            v.push(Iovec { base: a, len: l });
-        }
+        let v = self.iter_segments(s, name, segs.0, segs.1)?;
         let count = v.iter().fold(0u64, |acc, x| acc.wrapping_add(x.len));
         let not_here = |what: &str| {
             format!(
@@ -115,6 +102,72 @@ impl<'w, A: Arch> Runner<'w, A> {
         self.stale_iters.remove(name);
         self.iters.insert(name.to_string(), it);
         Ok(())
+    }
+
+    /// The segments of an `iter` statement, the repeat rule expanded into
+    /// 16 bytes per segment (each expression evaluated once; a copy's
+    /// address is `a + k * step` with the arithmetic checks of the
+    /// expression it stands for); at most `--max-iovecs` of them.
+    fn iter_segments(
+        &self,
+        s: &Stmt,
+        name: &str,
+        segs: &[(Expr, Expr)],
+        repeat: Option<&SegRepeat>,
+    ) -> Result<Vec<Iovec>, ScriptError> {
+        let copies = repeat.map_or(1, |r| r.count);
+        let total = (segs.len() as u64).saturating_mul(copies);
+        let max = self.opts.limits.max_iovecs;
+        if total > max as u64 {
+            return Err(self.err(
+                s.span,
+                format!(
+                    "iterator `{name}` has {total} segments, more than {max}; raise the limit with --max-iovecs"
+                ),
+            ));
+        }
+        let mut v = Vec::with_capacity(total as usize);
+        let Some(r) = repeat else {
+            for (a, l) in segs {
+                let a = self.addr(a, s.span)?;
+                let l = to_u64(self.w, self.eval(l)?, s.span)?;
+                v.push(Iovec { base: a, len: l });
+            }
+            return Ok(v);
+        };
+        // Evaluated in the order the written-out copies would be: copy 0
+        // segment by segment (address, step, length), then the cached values.
+        let mut vals: Vec<(i128, u64)> = Vec::with_capacity(segs.len());
+        let mut step = None;
+        for k in 0..r.count {
+            for (j, (a, l)) in segs.iter().enumerate() {
+                if k == 0 {
+                    let av = self.eval(a)?;
+                    let sv = match step {
+                        Some(sv) => sv,
+                        None => *step.insert(self.eval(&r.step)?),
+                    };
+                    let off = binop(self.w, '*', 0, sv, r.span)?;
+                    let base = to_u64(self.w, binop(self.w, '+', av, off, r.span)?, s.span)?;
+                    let len = to_u64(self.w, self.eval(l)?, s.span)?;
+                    vals.push((av, len));
+                    v.push(Iovec {
+                        base: VirtAddr(base),
+                        len,
+                    });
+                    continue;
+                }
+                let (av, len) = vals[j];
+                let sv = step.unwrap_or_default();
+                let off = binop(self.w, '*', i128::from(k), sv, r.span)?;
+                let base = to_u64(self.w, binop(self.w, '+', av, off, r.span)?, s.span)?;
+                v.push(Iovec {
+                    base: VirtAddr(base),
+                    len,
+                });
+            }
+        }
+        Ok(v)
     }
 
     pub(crate) fn exec_iter_call(

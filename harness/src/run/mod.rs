@@ -26,10 +26,12 @@ mod eval;
 mod expect;
 mod explain;
 mod format;
+mod hostmem;
 mod iter;
 mod mm;
 pub(crate) mod oracle;
 mod pipe;
+mod shared;
 mod state;
 pub mod syscalls;
 
@@ -39,20 +41,21 @@ pub use explain::explain;
 pub use format::{
     FAIL_STYLE, PASS_STYLE, format_record, format_record_with, format_run, format_run_with, paint,
 };
+pub use shared::Shared;
 
 /// One transcript line.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct Record {
     /// Workload name.
-    pub workload: String,
+    pub workload: Shared,
     /// Arch.
-    pub arch: String,
+    pub arch: Shared,
     /// Profile.
-    pub kernel: String,
+    pub kernel: Shared,
     /// Script line.
     pub line: usize,
     /// Operation: the function called, or `map`, `expect`, ...
-    pub op: String,
+    pub op: Shared,
     /// The statement's text.
     pub text: String,
     /// Return value (count, address, bytes not copied, or `-errno`).
@@ -69,8 +72,10 @@ pub struct Record {
     pub detail: Option<String>,
     /// For a caller model (`harness::callers`): its I/O units and page
     /// traffic. Absent from JSON for every other statement.
+    /// (Boxed: a transcript holds one record per statement, and most
+    /// have none.)
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub io: Option<Io>,
+    pub io: Option<Box<Io>>,
 }
 
 /// The I/O a caller model produced and its page-reference traffic.
@@ -355,6 +360,8 @@ pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) iters: HashMap<String, IovIter>,
     pub(crate) pipes: HashMap<String, usize>,
     pub(crate) records: Vec<Record>,
+    /// The strings every record repeats, allocated once.
+    pub(crate) names: shared::RecordNames,
     pub(crate) expected_events: BTreeSet<String>,
     pub(crate) seen_events: usize,
     pub(crate) expects: usize,

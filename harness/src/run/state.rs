@@ -66,12 +66,23 @@ impl<'w, A: Arch> Runner<'w, A> {
             qual_arch: qual_arch(w, A::ID),
             kernel: kernel.to_string(),
             sys,
-            maps: HashMap::new(),
+            // Sized once for the script's mappings (a long script's table
+            // would otherwise leave its outgrown copies to the allocator).
+            maps: HashMap::with_capacity(
+                w.stmts
+                    .iter()
+                    .filter(|s| matches!(s.kind, StmtKind::Map(..)))
+                    .count(),
+            ),
             files: HashMap::new(),
             vars: HashMap::new(),
             iters: HashMap::new(),
             pipes: HashMap::new(),
-            records: Vec::new(),
+            // One record per statement written (more with `repeat`):
+            // reserved, so a long flat script's transcript does not carry
+            // a doubling's slack.
+            records: Vec::with_capacity(count_statements(&w.stmts).min(1 << 20)),
+            names: super::shared::RecordNames::new(&w.name, A::ID.name(), &kernel.to_string()),
             expected_events: BTreeSet::new(),
             seen_events: 0,
             expects: 0,
@@ -95,15 +106,18 @@ impl<'w, A: Arch> Runner<'w, A> {
     }
 
     pub(crate) fn run(mut self) -> Result<Run, ScriptError> {
-        let stmts = self.w.stmts.clone();
+        // The workload outlives the runner: its statements are borrowed,
+        // not copied (a copy per run of a long script).
+        let w = self.w;
+        let stmts = &w.stmts;
         // Expected events are declared anywhere in the script.
-        collect_expected_events(&stmts, &mut |k, q| {
+        collect_expected_events(stmts, &mut |k, q| {
             if self.applies(q) {
                 self.expected_events.insert(k.to_string());
             }
         });
         self.sys.expect_infoleak = self.expected_events.contains("infoleak");
-        self.exec_block(&stmts)?;
+        self.exec_block(stmts)?;
         self.callers_finish();
         let (refs, pins) = self.sys.m.held_total();
         let leaked = refs + pins;
@@ -154,6 +168,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                     self.oracle_before(s)?;
                 }
                 self.exec(s)?;
+                self.check_host_mem(s)?;
                 if self.opts.oracles && !self.halted {
                     self.oracle_after(s)?;
                 }
@@ -323,11 +338,11 @@ impl<'w, A: Arch> Runner<'w, A> {
 
     pub(crate) fn record(&mut self, s: &Stmt, op: &str) -> Record {
         Record {
-            workload: self.w.name.clone(),
-            arch: A::ID.name().to_string(),
-            kernel: self.kernel.clone(),
+            workload: self.names.workload.clone(),
+            arch: self.names.arch.clone(),
+            kernel: self.names.kernel.clone(),
             line: s.span.line,
-            op: op.to_string(),
+            op: self.names.op(op),
             text: s.text.clone(),
             ret: None,
             errno: None,
@@ -388,8 +403,16 @@ impl<'w, A: Arch> Runner<'w, A> {
                 kind,
                 read,
                 segs,
+                repeat,
                 pipe,
-            } => self.exec_iter(s, name, *kind, *read, segs, pipe.as_deref()),
+            } => self.exec_iter(
+                s,
+                name,
+                *kind,
+                *read,
+                (segs, repeat.as_deref()),
+                pipe.as_deref(),
+            ),
             StmtKind::Expect(t, eq, v) => self.exec_expect(s, t, *eq, v.as_ref()),
             StmtKind::Release(var) => self.exec_release(s, var),
         }

@@ -164,7 +164,7 @@ impl<A: Arch> Runner<'_, A> {
             Err(e) => set_err(&mut r, e),
         }
         r.detail = out.detail;
-        r.io = out.io.map(Io::from);
+        r.io = out.io.map(|io| Box::new(Io::from(io)));
         let retv = r.ret.unwrap_or(0);
         self.push(r);
         if let Some(v) = var {
