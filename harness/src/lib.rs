@@ -25,6 +25,7 @@ pub mod concurrency;
 pub mod diag;
 pub mod diff_host;
 pub mod fuzz;
+pub mod json;
 pub mod ktap;
 pub mod lang;
 pub mod limits;

@@ -178,20 +178,38 @@ fn emit(
     if format == Format::Ktap {
         return write!(out, "{}", ktap(ws, plan, runs));
     }
+    if format == Format::Json {
+        return emit_json(ws, plan, runs, out);
+    }
     for r in runs {
-        match format {
-            Format::Text => write!(out, "{}", run::format_run_with(r, color))?,
-            Format::Ktap => {}
-            Format::Json => {
-                for rec in &r.records {
-                    writeln!(out, "{}", serde_json::to_string(rec).unwrap_or_default())?;
-                }
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&r.summary).unwrap_or_default()
-                )?;
-            }
+        write!(out, "{}", run::format_run_with(r, color))?;
+    }
+    Ok(())
+}
+
+/// JSON Lines (`docs/json.md`): the header, then per planned run its skip
+/// record or its statements, findings and summary.
+fn emit_json(
+    ws: &[Workload],
+    plan: &[Planned],
+    runs: &[Run],
+    out: &mut impl Write,
+) -> std::io::Result<()> {
+    use vmemu_harness::json;
+    writeln!(out, "{}", json::header())?;
+    let mut runs = runs.iter();
+    for p in plan {
+        let lines = match &p.skip {
+            Some(why) => vec![json::skip(
+                &ws[p.w].name,
+                p.arch.name(),
+                &p.kernel.to_string(),
+                why,
+            )],
+            None => runs.next().map(json::run_lines).unwrap_or_default(),
+        };
+        for l in lines {
+            writeln!(out, "{l}")?;
         }
     }
     Ok(())
