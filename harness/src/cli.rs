@@ -85,13 +85,13 @@ pub enum Cmd {
     )]
     Run {
         /// Workload files (*.vmw), or names of built-in workloads.
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = crate::complete::workload_names(), hide_possible_values = true)]
         files: Vec<String>,
-        /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, or all (x86_64, arm64, ppc64).
-        #[arg(long = "arch", default_value = "all")]
+        /// Arch (repeatable, or a comma list): x86_64, arm64, ppc64, ppc64-4k, or all (x86_64, arm64, ppc64).
+        #[arg(long = "arch", default_value = "all", value_parser = crate::complete::arch_names(), hide_possible_values = true)]
         arches: Vec<String>,
         /// Kernel profile (repeatable), e.g. v4.10, v4.10+capper, v6.13; default: the script's `kernels` line, else v6.13.
-        #[arg(long = "kernel")]
+        #[arg(long = "kernel", value_parser = crate::complete::profile_parser(), hide_possible_values = true)]
         kernels: Vec<KernelProfile>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
@@ -107,11 +107,18 @@ pub enum Cmd {
         after_help = "Example:\n  vmemu matrix                 all built-in workloads\n  vmemu matrix my/workloads/   every *.vmw under a directory"
     )]
     Matrix {
-        /// Workload files or directories (default: the built-in workloads).
-        paths: Vec<PathBuf>,
-        /// Arch (repeatable); default all three main arches.
-        #[arg(long = "arch", default_value = "all")]
+        /// Workloads: files, directories of `.vmw` files, or built-in workload names and globs such as 'kernel_ds_*' (default: every built-in workload).
+        #[arg(value_name = "WORKLOAD", value_parser = crate::complete::workload_names(), hide_possible_values = true)]
+        workloads: Vec<String>,
+        /// Arches: a name, a comma list (arm64,ppc64), or all (x86_64, arm64, ppc64); repeatable.
+        #[arg(long = "arch", default_value = "all", value_parser = crate::complete::arch_names(), hide_possible_values = true)]
         arches: Vec<String>,
+        /// Only the runs under these kernel profiles (repeatable): each workload runs under those of its profiles that are listed.
+        #[arg(long = "kernel", value_name = "PROFILE", value_parser = crate::complete::profile_parser(), hide_possible_values = true)]
+        kernels: Vec<KernelProfile>,
+        /// Run N runs at a time (default: one per CPU).
+        #[arg(short = 'j', long = "jobs", value_name = "N")]
+        jobs: Option<usize>,
         /// Exit 1 if any run fails (the default is to report and exit 1 too; kept for scripts).
         #[arg(long)]
         check: bool,

@@ -158,12 +158,13 @@ pub fn findings(run: &Run) -> Vec<Value> {
     out
 }
 
-/// The summary record of a run.
+/// The summary record of a run; a failed run's also lists its failed
+/// expects and `rerun`, the command that reruns it.
 #[must_use]
-pub fn summary(run: &Run) -> Value {
+pub fn summary(run: &Run, rerun: &str) -> Value {
     let s = &run.summary;
     let unexpected: Vec<Value> = s.unexpected_events.iter().map(|e| event(e)).collect();
-    json!({
+    let mut v = json!({
         "type": "summary",
         "workload": s.workload,
         "arch": s.arch,
@@ -177,7 +178,16 @@ pub fn summary(run: &Run) -> Value {
         "unexpected_events": unexpected,
         "invariant_violations": s.invariant_violations,
         "findings": findings(run).len(),
-    })
+    });
+    if !s.passed {
+        let failed: Vec<Value> = crate::matrix::failed_expects(run)
+            .into_iter()
+            .map(|(line, text, got)| json!({"line": line, "text": text, "got": got}))
+            .collect();
+        v["failed"] = Value::Array(failed);
+        v["rerun"] = json!(rerun);
+    }
+    v
 }
 
 /// The record of a planned run that is not run, and why.
@@ -194,10 +204,10 @@ pub fn skip(workload: &str, arch: &str, kernel: &str, reason: &str) -> Value {
 
 /// Every line of one run: its statements, findings and summary.
 #[must_use]
-pub fn run_lines(run: &Run) -> Vec<Value> {
+pub fn run_lines(run: &Run, rerun: &str) -> Vec<Value> {
     let mut v: Vec<Value> = run.records.iter().map(statement).collect();
     v.extend(findings(run));
-    v.push(summary(run));
+    v.push(summary(run, rerun));
     v
 }
 

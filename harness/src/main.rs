@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
-use rayon::prelude::*;
 use vmemu_arch::ArchId;
 use vmemu_harness::cli::{Cli, Cmd, ColorWhen, Format};
 use vmemu_harness::lang::{ScriptError, Workload};
 use vmemu_harness::lint;
+use vmemu_harness::matrix::{self, Planned};
 use vmemu_harness::run::{self, Run, RunOptions};
 use vmemu_harness::workloads::BUILTIN;
 use vmemu_mm::KernelProfile;
@@ -22,17 +22,7 @@ use vmemu_mm::KernelProfile;
 struct Usage(String);
 
 fn parse_arches(v: &[String]) -> Result<Vec<ArchId>, Usage> {
-    let mut out = Vec::new();
-    for a in v {
-        if a == "all" {
-            out.extend(ArchId::MAIN);
-        } else {
-            out.push(a.parse::<ArchId>().map_err(|e| Usage(e.to_string()))?);
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    matrix::parse_arches(v).map_err(Usage)
 }
 
 /// Whether diagnostics on stderr get ANSI styles (`--color`).
@@ -76,95 +66,13 @@ fn script_err(e: ScriptError) -> Usage {
     Usage(render_errors(&[e]))
 }
 
-/// One workload × arch × profile of a plan.
-#[derive(Debug, Clone)]
-struct Planned {
-    /// Index of the workload.
-    w: usize,
-    arch: ArchId,
-    kernel: KernelProfile,
-    /// Why it is not run (listed as a skip in KTAP, omitted elsewhere).
-    skip: Option<String>,
-}
-
-/// Every (workload, arch, kernel) in a fixed order, with the combinations a
-/// workload does not apply to (its `arches` line) marked as skipped.
-fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[KernelProfile]) -> Vec<Planned> {
-    let mut v = Vec::new();
-    for (i, w) in ws.iter().enumerate() {
-        let ks = if kernels.is_empty() {
-            run::default_kernels(w)
-        } else {
-            kernels.to_vec()
-        };
-        for &a in arches {
-            let skip = (!run::applies(w, a))
-                .then(|| format!("not for this arch (arches {})", arch_names(&w.arches)));
-            for k in &ks {
-                v.push(Planned {
-                    w: i,
-                    arch: a,
-                    kernel: k.clone(),
-                    skip: skip.clone(),
-                });
-            }
-        }
-    }
-    v
-}
-
 fn execute(
     ws: &[Workload],
     plan: &[Planned],
     format: Format,
     opts: &RunOptions,
 ) -> Result<Vec<Run>, Usage> {
-    let plan: Vec<&Planned> = plan.iter().filter(|p| p.skip.is_none()).collect();
-    let triples: Vec<(usize, ArchId, KernelProfile)> = plan
-        .iter()
-        .map(|p| (p.w, p.arch, p.kernel.clone()))
-        .collect();
-    run::check_step_budget(ws, &triples, opts.limits.max_steps).map_err(script_err)?;
-    // A progress bar on stderr, shown only once the runs take longer than a
-    // second, only on a terminal, and never with JSON output.
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(plan.len() as u64),
-        indicatif::ProgressDrawTarget::hidden(),
-    );
-    let started = std::time::Instant::now();
-    let shown = std::sync::atomic::AtomicBool::new(false);
-    let out = plan
-        .par_iter()
-        .map(|p| {
-            let r = run::run_with(&ws[p.w], p.arch, &p.kernel, opts);
-            bar.inc(1);
-            if format == Format::Text
-                && started.elapsed().as_secs() >= 1
-                && std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && !shown.swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            }
-            r
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(script_err);
-    bar.finish_and_clear();
-    out
-}
-
-/// The KTAP document of a plan and the runs of its non-skipped entries.
-fn ktap(ws: &[Workload], plan: &[Planned], runs: &[Run]) -> String {
-    use vmemu_harness::ktap;
-    let mut runs = runs.iter();
-    let tests: Vec<ktap::Test> = plan
-        .iter()
-        .filter_map(|p| match &p.skip {
-            Some(why) => Some(ktap::skipped(&ws[p.w].name, p.arch.name(), &p.kernel, why)),
-            None => runs.next().map(ktap::run_test),
-        })
-        .collect();
-    ktap::render(&tests)
+    matrix::execute(ws, plan, format, opts).map_err(script_err)
 }
 
 fn emit(
@@ -175,60 +83,49 @@ fn emit(
     color: bool,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
-    if format == Format::Ktap {
-        return write!(out, "{}", ktap(ws, plan, runs));
-    }
-    if format == Format::Json {
-        return emit_json(ws, plan, runs, out);
-    }
-    for r in runs {
-        write!(out, "{}", run::format_run_with(r, color))?;
-    }
-    Ok(())
-}
-
-/// JSON Lines (`docs/json.md`): the header, then per planned run its skip
-/// record or its statements, findings and summary.
-fn emit_json(
-    ws: &[Workload],
-    plan: &[Planned],
-    runs: &[Run],
-    out: &mut impl Write,
-) -> std::io::Result<()> {
-    use vmemu_harness::json;
-    writeln!(out, "{}", json::header())?;
-    let mut runs = runs.iter();
-    for p in plan {
-        let lines = match &p.skip {
-            Some(why) => vec![json::skip(
-                &ws[p.w].name,
-                p.arch.name(),
-                &p.kernel.to_string(),
-                why,
-            )],
-            None => runs.next().map(json::run_lines).unwrap_or_default(),
-        };
-        for l in lines {
-            writeln!(out, "{l}")?;
+    match format {
+        Format::Ktap => write!(out, "{}", matrix::ktap(ws, plan, runs)),
+        Format::Json => matrix::emit_json(ws, plan, runs, out),
+        Format::Text => {
+            for r in runs {
+                write!(out, "{}", run::format_run_with(r, color))?;
+            }
+            Ok(())
         }
     }
-    Ok(())
 }
 
-/// `x86_64 arm64` for an `arches` line.
-fn arch_names(v: &[ArchId]) -> String {
-    let names: Vec<&str> = v.iter().map(|a| a.name()).collect();
-    names.join(" ")
-}
-
-fn collect_paths(paths: &[PathBuf]) -> Result<Vec<Workload>, Usage> {
-    if paths.is_empty() {
+/// The workloads `vmemu matrix` names: files, directories of `.vmw`
+/// files, or built-in workload names and globs (`kernel_ds_*`); none: every
+/// built-in workload.
+fn collect_workloads(args: &[String]) -> Result<Vec<Workload>, Usage> {
+    if args.is_empty() {
         return BUILTIN.iter().map(|(f, s)| parse_src(f, s)).collect();
     }
-    expand_paths(paths)?
-        .iter()
-        .map(|f| load(&f.to_string_lossy()))
-        .collect()
+    let mut ws = Vec::new();
+    for a in args {
+        let p = PathBuf::from(a);
+        if p.exists() {
+            for f in expand_paths(&[p])? {
+                ws.push(load(&f.to_string_lossy())?);
+            }
+            continue;
+        }
+        let found = matrix::builtin_matching(a);
+        if found.is_empty() {
+            let names = BUILTIN.iter().map(|(f, _)| f.trim_end_matches(".vmw"));
+            let hint = vmemu_harness::calls::suggest(a, names)
+                .map(|n| format!("; did you mean `{n}`?"))
+                .unwrap_or_default();
+            return Err(Usage(format!(
+                "{a}: no such file, and no built-in workload matches it (vmemu list names them){hint}"
+            )));
+        }
+        for (f, s) in found {
+            ws.push(parse_src(f, s)?);
+        }
+    }
+    Ok(ws)
 }
 
 /// Files and the `.vmw` files of directories, each directory sorted.
@@ -333,14 +230,16 @@ fn real_main() -> Result<bool, Usage> {
             };
             let arches = parse_arches(&arches)?;
             let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
-            let plan = plan(&ws, &arches, &kernels);
+            let plan = matrix::plan(&ws, &arches, &kernels, true);
             let runs = execute(&ws, &plan, format, &opts)?;
             let _ = emit(&ws, &plan, &runs, format, color, &mut out);
             Ok(runs.iter().all(|r| r.summary.passed))
         }
         Cmd::Matrix {
-            paths,
+            workloads,
             arches,
+            kernels,
+            jobs,
             check: _,
             format,
             check_invariants,
@@ -351,15 +250,23 @@ fn real_main() -> Result<bool, Usage> {
                 oracles: false,
                 limits,
             };
+            if let Some(n) = jobs {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n.max(1))
+                    .build_global()
+                    .map_err(|e| Usage(format!("-j {n}: {e}")))?;
+            }
             let arches = parse_arches(&arches)?;
-            let ws = collect_paths(&paths)?;
-            let plan = plan(&ws, &arches, &[]);
+            let ws = collect_workloads(&workloads)?;
+            let plan = matrix::plan(&ws, &arches, &kernels, false);
             let runs = execute(&ws, &plan, format, &opts)?;
             match format {
                 Format::Json | Format::Ktap => {
                     let _ = emit(&ws, &plan, &runs, format, color, &mut out);
                 }
-                Format::Text => print_matrix_table(&plan, &runs, color, &mut out),
+                Format::Text => {
+                    let _ = matrix::print_table(&ws, &plan, &runs, color, &mut out);
+                }
             }
             Ok(runs.iter().all(|r| r.summary.passed))
         }
@@ -413,62 +320,6 @@ fn real_main() -> Result<bool, Usage> {
             Ok(true)
         }
     }
-}
-
-/// `vmemu matrix`'s text table: one line per run and a count line.
-fn print_matrix_table(plan: &[Planned], runs: &[Run], color: bool, out: &mut impl Write) {
-    let _ = writeln!(
-        out,
-        "{:<34} {:<9} {:<22} result",
-        "workload", "arch", "kernel"
-    );
-    for r in runs {
-        let s = &r.summary;
-        let res = if s.passed {
-            format!(
-                "{} ({} expects)",
-                run::paint("pass", run::PASS_STYLE, color),
-                s.expects
-            )
-        } else {
-            format!(
-                "{} ({} of {} expects failed, {} refs leaked{}{})",
-                run::paint("FAIL", run::FAIL_STYLE, color),
-                s.failed_expects,
-                s.expects,
-                s.leaked_refs,
-                if s.unexpected_events.is_empty() {
-                    ""
-                } else {
-                    ", unexpected events"
-                },
-                if s.invariant_violations == 0 {
-                    ""
-                } else {
-                    ", invariant violated"
-                }
-            )
-        };
-        let _ = writeln!(
-            out,
-            "{:<34} {:<9} {:<22} {res}",
-            s.workload, s.arch, s.kernel
-        );
-    }
-    let failed = runs.iter().filter(|r| !r.summary.passed).count();
-    let skipped = plan.iter().filter(|p| p.skip.is_some()).count();
-    let _ = writeln!(
-        out,
-        "{} runs, {} passed, {} failed{}",
-        runs.len(),
-        runs.len() - failed,
-        failed,
-        if skipped > 0 {
-            format!(", {skipped} skipped (not for their arch)")
-        } else {
-            String::new()
-        }
-    );
 }
 
 /// `vmemu list`: arches, kernel profiles with their knobs, built-in workloads.
