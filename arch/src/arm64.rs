@@ -36,7 +36,51 @@ const PTE_PROT_NONE: u64 = 1 << 58;
 /// Output address bits 47..12.
 const PTE_ADDR_MASK: u64 = bits(48) & !bits(12);
 
+/// The bits of an arm64 descriptor by their `pgtable-hwdef.h` /
+/// `pgtable-prot.h` names. Bits 1:0 are `PMD_TYPE_TABLE` (3) or a block
+/// (`PMD_TYPE_SECT`, 1) above the last level and `PTE_TYPE_PAGE` (3) in a
+/// PTE; bit 11 is nG in a valid entry and `PTE_PRESENT_INVALID` (6.x) in
+/// one without `PTE_VALID`.
+fn entry_bits(f: Family, last: bool, raw: u64) -> Vec<(&'static str, bool)> {
+    let valid = raw & PTE_VALID != 0;
+    let table_bit = raw & PTE_TABLE_BIT != 0;
+    if !last && table_bit {
+        return vec![("PTE_VALID", valid), ("PMD_TYPE_TABLE", valid)];
+    }
+    let mut v = vec![("PTE_VALID", valid)];
+    v.push(if last {
+        ("PTE_TYPE_PAGE", table_bit)
+    } else {
+        ("PMD_TYPE_SECT", valid)
+    });
+    v.push((
+        "PTE_ATTRINDX(MT_NORMAL)",
+        raw & (7 << 2) == PTE_ATTRINDX_NORMAL,
+    ));
+    v.push(("PTE_USER", raw & PTE_USER != 0));
+    v.push(("PTE_RDONLY", raw & PTE_RDONLY != 0));
+    v.push(("PTE_SHARED", raw & PTE_SHARED == PTE_SHARED));
+    v.push(("PTE_AF", raw & PTE_AF != 0));
+    match (f, valid) {
+        (Family::Modern, false) => v.push(("PTE_PRESENT_INVALID", raw & PTE_PRESENT_INVALID != 0)),
+        _ => v.push(("PTE_NG", raw & PTE_NG != 0)),
+    }
+    v.push(("PTE_WRITE", raw & PTE_WRITE != 0));
+    v.push(("PTE_PXN", raw & PTE_PXN != 0));
+    v.push(("PTE_UXN", raw & PTE_UXN != 0));
+    v.push(("PTE_DIRTY", raw & PTE_DIRTY != 0));
+    v.push(("PTE_SPECIAL", raw & PTE_SPECIAL != 0));
+    match f {
+        Family::Modern => v.push(("PTE_DEVMAP", raw & PTE_DEVMAP != 0)),
+        Family::Legacy => v.push(("PTE_PROT_NONE", raw & PTE_PROT_NONE != 0)),
+    }
+    v
+}
+
 impl Arch for Arm64 {
+    fn entry_bits(family: Family, level: Level, raw: u64) -> Vec<(&'static str, bool)> {
+        entry_bits(family, level == Self::leaf_level(), raw)
+    }
     const ID: ArchId = ArchId::Arm64;
     const PAGE_SHIFT: u32 = 12;
     const LEVELS: &'static [LevelGeom] = &[

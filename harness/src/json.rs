@@ -110,6 +110,9 @@ pub fn statement(r: &Record) -> Value {
     if let Some(io) = &r.io {
         o.insert("io".into(), io_value(io));
     }
+    if let Some(v) = &r.show {
+        o.insert("show".into(), v.json.clone());
+    }
     Value::Object(o)
 }
 

@@ -221,12 +221,14 @@ fn real_main() -> Result<bool, Usage> {
             kernels,
             format,
             check_invariants,
+            show_at,
             limits,
         } => {
             let opts = RunOptions {
                 check_invariants,
                 oracles: false,
                 limits,
+                show_at,
             };
             let arches = parse_arches(&arches)?;
             let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
@@ -249,6 +251,7 @@ fn real_main() -> Result<bool, Usage> {
                 check_invariants,
                 oracles: false,
                 limits,
+                show_at: None,
             };
             if let Some(n) = jobs {
                 rayon::ThreadPoolBuilder::new()
@@ -291,10 +294,43 @@ fn real_main() -> Result<bool, Usage> {
             let _ = write!(out, "{text}");
             Ok(true)
         }
+        Cmd::Show {
+            addr,
+            arch,
+            kernel,
+            workload,
+            format,
+            svg,
+        } => {
+            let arch = arch.parse::<ArchId>().map_err(|e| Usage(e.to_string()))?;
+            let w = workload.as_deref().map(load).transpose()?;
+            let s =
+                vmemu_harness::show::show(w.as_ref(), arch, &kernel, &addr).map_err(script_err)?;
+            if let Some(path) = svg {
+                std::fs::write(&path, &s.svg)
+                    .map_err(|e| Usage(format!("{}: {e}", path.display())))?;
+            }
+            let _ = match format {
+                Format::Json => writeln!(out, "{}", s.view.json),
+                _ => writeln!(out, "{}", s.view.lines.join("\n")),
+            };
+            Ok(true)
+        }
         Cmd::Check { files } => check_files(&files, &mut out),
         Cmd::Bench(args) => vmemu_harness::bench::main(&args).map_err(Usage),
         Cmd::Fuzz(args) => vmemu_harness::fuzz::main(&args).map_err(Usage),
         Cmd::DiffHost(args) => vmemu_harness::diff_host::main(&args).map_err(Usage),
+        Cmd::Report {
+            html: Some(dir), ..
+        } => {
+            let cells = vmemu_harness::report_html::write_site(&dir).map_err(Usage)?;
+            let _ = writeln!(
+                out,
+                "{}: index.html ({cells} cells), claims.html, walks.html",
+                dir.display()
+            );
+            Ok(true)
+        }
         Cmd::Report {
             bugs: true,
             write,
@@ -307,6 +343,7 @@ fn real_main() -> Result<bool, Usage> {
             markdown,
             write,
             check,
+            html: None,
         } => vmemu_harness::report::main(markdown, write.as_deref(), check.as_deref(), &mut out)
             .map_err(Usage),
         Cmd::Completions { shell } => {

@@ -71,6 +71,9 @@ pub struct Record {
     /// traffic. Absent from JSON for every other statement.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub io: Option<Io>,
+    /// For `show`: what it printed (text lines and JSON; `crate::show`).
+    #[serde(skip)]
+    pub show: Option<Box<crate::show::View>>,
 }
 
 /// The I/O a caller model produced and its page-reference traffic.

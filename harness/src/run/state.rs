@@ -150,6 +150,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                     self.oracle_before(s)?;
                 }
                 self.exec(s)?;
+                self.show_at(s)?;
                 if self.opts.oracles && !self.halted {
                     self.oracle_after(s)?;
                 }
@@ -332,6 +333,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             ok: None,
             detail: None,
             io: None,
+            show: None,
         }
     }
 
@@ -387,6 +389,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             } => self.exec_iter(s, name, kind, *read, segs, pipe.as_deref()),
             StmtKind::Expect(t, eq, v) => self.exec_expect(s, t, *eq, v.as_ref()),
             StmtKind::Release(var) => self.exec_release(s, var),
+            StmtKind::Show(what) => self.exec_show(s, what),
         }
     }
 
