@@ -102,12 +102,13 @@ fn bits_text(named: &[(&'static str, bool)]) -> String {
     s
 }
 
-/// One walk of `va`: a line and a JSON object per level, the outcome.
-fn walk_view<A: Arch>(
-    m: &Machine<A>,
-    va: VirtAddr,
-    sel: RootSel,
-) -> (Vec<String>, Vec<Value>, Value, Vec<(u64, usize)>) {
+/// One walk as shown: a text line and a JSON object per level, the
+/// outcome, and the (raw entry, index) read at each level (to compare
+/// the two walks).
+type WalkShown = (Vec<String>, Vec<Value>, Value, Vec<(u64, usize)>);
+
+/// One walk of `va`.
+fn walk_view<A: Arch>(m: &Machine<A>, va: VirtAddr, sel: RootSel) -> WalkShown {
     let fam = m.family();
     let roots = m.roots(m.current_mm());
     let mut steps: Vec<Step> = Vec::new();

@@ -20,7 +20,7 @@ pub fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-const COL_W: usize = 470;
+const COL_W: usize = 640;
 const BOX_H: usize = 64;
 const GAP: usize = 26;
 
@@ -28,7 +28,7 @@ const GAP: usize = 26;
 fn column(out: &mut String, x: usize, title: &str, walk: &Value, other: &Value) {
     let _ = writeln!(
         out,
-        r##"<text x="{x}" y="44" font-weight="bold">{}</text>"##,
+        r##"<text x="{x}" y="44" font-weight="bold" font-size="11">{}</text>"##,
         esc(title)
     );
     let empty = Vec::new();
@@ -67,7 +67,7 @@ fn column(out: &mut String, x: usize, title: &str, walk: &Value, other: &Value) 
         );
         let _ = writeln!(
             out,
-            r##"<text x="{}" y="{}" font-size="10">{}</text>"##,
+            r##"<text x="{}" y="{}" font-size="9">{}</text>"##,
             x + 10,
             y + 54,
             esc(&bits.join(" | "))
