@@ -289,6 +289,51 @@ const fn lvl(name: &'static str, shift: u32, bits: u32, leaf_ok: bool) -> LevelG
     }
 }
 
+/// The bits of an arm64 descriptor by their `pgtable-hwdef.h` /
+/// `pgtable-prot.h` names. Bits 1:0 are `PMD_TYPE_TABLE` (3) or a block
+/// (`PMD_TYPE_SECT`, 1) above the last level and `PTE_TYPE_PAGE` (3) in a
+/// PTE; bit 11 is nG in a valid entry and `PTE_PRESENT_INVALID` (6.x) in
+/// one without `PTE_VALID`.
+fn entry_bits(f: Family, last: bool, lpa2: bool, raw: u64) -> Vec<(&'static str, bool)> {
+    let valid = raw & PTE_VALID != 0;
+    let table_bit = raw & PTE_TABLE_BIT != 0;
+    if !last && table_bit {
+        return vec![("PTE_VALID", valid), ("PMD_TYPE_TABLE", valid)];
+    }
+    let mut v = vec![("PTE_VALID", valid)];
+    v.push(if last {
+        ("PTE_TYPE_PAGE", table_bit)
+    } else {
+        ("PMD_TYPE_SECT", valid)
+    });
+    v.push((
+        "PTE_ATTRINDX(MT_NORMAL)",
+        raw & (7 << 2) == PTE_ATTRINDX_NORMAL,
+    ));
+    v.push(("PTE_USER", raw & PTE_USER != 0));
+    v.push(("PTE_RDONLY", raw & PTE_RDONLY != 0));
+    // With LPA2, bits 9..8 hold output-address bits 51..50, not the
+    // shareability field.
+    if !lpa2 {
+        v.push(("PTE_SHARED", raw & PTE_SHARED == PTE_SHARED));
+    }
+    v.push(("PTE_AF", raw & PTE_AF != 0));
+    match (f, valid) {
+        (Family::Modern, false) => v.push(("PTE_PRESENT_INVALID", raw & PTE_PRESENT_INVALID != 0)),
+        _ => v.push(("PTE_NG", raw & PTE_NG != 0)),
+    }
+    v.push(("PTE_WRITE", raw & PTE_WRITE != 0));
+    v.push(("PTE_PXN", raw & PTE_PXN != 0));
+    v.push(("PTE_UXN", raw & PTE_UXN != 0));
+    v.push(("PTE_DIRTY", raw & PTE_DIRTY != 0));
+    v.push(("PTE_SPECIAL", raw & PTE_SPECIAL != 0));
+    match f {
+        Family::Modern => v.push(("PTE_DEVMAP", raw & PTE_DEVMAP != 0)),
+        Family::Legacy => v.push(("PTE_PROT_NONE", raw & PTE_PROT_NONE != 0)),
+    }
+    v
+}
+
 macro_rules! arm64_arch {
     ($ty:ident, $id:expr, $cfg:expr, $levels:expr, $vmemmap:expr) => {
         impl Arch for $ty {
@@ -301,6 +346,10 @@ macro_rules! arm64_arch {
             const TLB_FLUSH_IPI: bool = false;
             const PRIVATE_GUP_FAST: bool = false;
             const VMEMMAP_START: u64 = $vmemmap;
+
+            fn entry_bits(family: Family, level: Level, raw: u64) -> Vec<(&'static str, bool)> {
+                entry_bits(family, level == Self::leaf_level(), $cfg.lpa2, raw)
+            }
 
             fn exec_only_prot(family: Family) -> PteFlags {
                 match family {

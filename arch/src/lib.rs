@@ -387,6 +387,16 @@ pub trait Arch: Copy + Default + Send + Sync + fmt::Debug + 'static {
     /// How a diagnostic names the root [`Arch::hw_root`] selects.
     fn hw_root_desc(root: HwRoot) -> &'static str;
 
+    /// The named bits of the raw entry `raw` read at `level`, as the arch's
+    /// headers name them (`_PAGE_USER`, `PTE_UXN`, `_PAGE_PRIVILEGED`), each
+    /// with whether it is set: what `vmemu show` prints beside a raw entry.
+    /// Only the bits the entry's kind (table or leaf) defines are listed.
+    #[must_use]
+    fn entry_bits(family: Family, level: Level, raw: u64) -> Vec<(&'static str, bool)> {
+        let _ = (family, level, raw);
+        Vec::new()
+    }
+
     /// Layout constants in `family`.
     fn layout(family: Family) -> Layout;
 

@@ -39,6 +39,35 @@ const PTE_RPN_MASK: u64 = bits(57);
 /// Next-level base in a directory entry: bits 8..56; NLS in bits 0..4.
 const NLB_MASK: u64 = bits(57) & !bits(8);
 
+/// The bits of a radix entry by their `book3s/64/pgtable.h` and
+/// `radix.h` names. A directory entry (not the last level, `_PAGE_PTE`
+/// clear) has only `_PAGE_PRESENT`, the next level's base and its size
+/// (`RPDS`/NLS in the low bits, shown as `NLS=n`); a leaf has the
+/// permission and software bits. The RWX bits are all clear in a 6.x
+/// PROT_NONE entry; user pages are those without `_PAGE_PRIVILEGED`.
+fn entry_bits(f: Family, last: bool, raw: u64) -> Vec<(&'static str, bool)> {
+    let present = raw & _PAGE_PRESENT != 0;
+    if !last && raw & _PAGE_PTE == 0 {
+        return vec![("_PAGE_PRESENT", present), ("_PAGE_PTE", false)];
+    }
+    let mut v = vec![
+        ("_PAGE_PRESENT", present),
+        ("_PAGE_PTE", raw & _PAGE_PTE != 0),
+        ("_PAGE_PRIVILEGED", raw & _PAGE_PRIVILEGED != 0),
+        ("_PAGE_READ", raw & _PAGE_READ != 0),
+        ("_PAGE_WRITE", raw & _PAGE_WRITE != 0),
+        ("_PAGE_EXEC", raw & _PAGE_EXEC != 0),
+        ("_PAGE_ACCESSED", raw & _PAGE_ACCESSED != 0),
+        ("_PAGE_DIRTY", raw & _PAGE_DIRTY != 0),
+        ("_PAGE_SPECIAL", raw & _PAGE_SPECIAL != 0),
+    ];
+    if f == Family::Modern {
+        v.push(("_PAGE_DEVMAP", raw & _PAGE_DEVMAP != 0));
+        v.push(("_PAGE_INVALID", raw & _PAGE_INVALID != 0));
+    }
+    v
+}
+
 #[inline]
 fn decode(family: Family, page_shift: u32, last: bool, raw: u64) -> Pte {
     if raw == 0 {
@@ -274,6 +303,9 @@ macro_rules! ppc64_arch {
             #[inline]
             fn decode(family: Family, level: Level, raw: u64) -> Pte {
                 decode(family, $shift, level == Self::leaf_level(), raw)
+            }
+            fn entry_bits(family: Family, level: Level, raw: u64) -> Vec<(&'static str, bool)> {
+                entry_bits(family, level == Self::leaf_level(), raw)
             }
             #[inline]
             fn table_step(_family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {

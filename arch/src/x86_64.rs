@@ -199,9 +199,48 @@ const fn lvl(name: &'static str, shift: u32, bits: u32, leaf_ok: bool) -> LevelG
     }
 }
 
+/// The bits of an x86 entry by their `pgtable_types.h` names. Bit 7 is
+/// `_PAGE_PSE` above the last level and `_PAGE_PAT` in a PTE; bit 8 is
+/// `_PAGE_GLOBAL` in a present entry and read as `_PAGE_PROTNONE` in one
+/// without `_PAGE_PRESENT`.
+fn entry_bits(f: Family, last: bool, raw: u64) -> Vec<(&'static str, bool)> {
+    let present = raw & _PAGE_PRESENT != 0;
+    let mut v = vec![
+        ("_PAGE_PRESENT", present),
+        ("_PAGE_RW", raw & _PAGE_RW != 0),
+        ("_PAGE_USER", raw & _PAGE_USER != 0),
+        ("_PAGE_PWT", raw & (1 << 3) != 0),
+        ("_PAGE_PCD", raw & (1 << 4) != 0),
+        ("_PAGE_ACCESSED", raw & _PAGE_ACCESSED != 0),
+        ("_PAGE_DIRTY", raw & _PAGE_DIRTY != 0),
+    ];
+    let leaf = last || raw & _PAGE_PSE != 0;
+    if leaf {
+        v.push((
+            if last { "_PAGE_PAT" } else { "_PAGE_PSE" },
+            raw & _PAGE_PSE != 0,
+        ));
+        let g = if present {
+            "_PAGE_GLOBAL"
+        } else {
+            "_PAGE_PROTNONE"
+        };
+        v.push((g, raw & _PAGE_PROTNONE != 0));
+        v.push(("_PAGE_SPECIAL", raw & _PAGE_SPECIAL != 0));
+        v.push(("_PAGE_DEVMAP", raw & page_devmap(f) != 0));
+    } else {
+        v.push(("_PAGE_PSE", false));
+    }
+    v.push(("_PAGE_NX", raw & _PAGE_NX != 0));
+    v
+}
+
 macro_rules! x86_arch {
     ($ty:ident, $id:expr, $la57:expr, $levels:expr, $vmemmap:expr) => {
         impl Arch for $ty {
+            fn entry_bits(family: Family, level: Level, raw: u64) -> Vec<(&'static str, bool)> {
+                entry_bits(family, level == Self::leaf_level(), raw)
+            }
             const ID: ArchId = $id;
             const PAGE_SHIFT: u32 = 12;
             const LEVELS: &'static [LevelGeom] = $levels;

@@ -85,13 +85,13 @@ pub enum Cmd {
     )]
     Run {
         /// Workload files (*.vmw), or names of built-in workloads.
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = crate::complete::workload_names(), hide_possible_values = true)]
         files: Vec<String>,
-        /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, x86_64-la57, arm64-52, arm64-16k; main (x86_64, arm64, ppc64) or all (every arch).
-        #[arg(long = "arch", default_value = "main")]
+        /// Arch (repeatable, or a comma list): x86_64, arm64, ppc64, ppc64-4k, x86_64-la57, arm64-52, arm64-16k; main (x86_64, arm64, ppc64) or all (every arch).
+        #[arg(long = "arch", default_value = "main", value_parser = crate::complete::arch_names(), hide_possible_values = true)]
         arches: Vec<String>,
         /// Kernel profile (repeatable), e.g. v4.10, v4.10+capper, v6.13; default: the script's `kernels` line, else the newest base (v6.18).
-        #[arg(long = "kernel")]
+        #[arg(long = "kernel", value_parser = crate::complete::profile_parser(), hide_possible_values = true)]
         kernels: Vec<KernelProfile>,
         /// Output format.
         #[arg(long, value_enum, default_value = "text")]
@@ -99,6 +99,9 @@ pub enum Cmd {
         /// Check the emulator's invariants after every statement.
         #[arg(long)]
         check_invariants: bool,
+        /// After the statement of script line LINE, show the mappings and both walks of every mapping (as a `show` statement would).
+        #[arg(long, value_name = "LINE")]
+        show_at: Option<usize>,
         #[command(flatten)]
         limits: crate::limits::Limits,
     },
@@ -107,11 +110,18 @@ pub enum Cmd {
         after_help = "Example:\n  vmemu matrix                 all built-in workloads\n  vmemu matrix my/workloads/   every *.vmw under a directory"
     )]
     Matrix {
-        /// Workload files or directories (default: the built-in workloads).
-        paths: Vec<PathBuf>,
-        /// Arch (repeatable): an arch name, main (x86_64, arm64, ppc64; the default) or all (every arch, with the geometry variants).
-        #[arg(long = "arch", default_value = "main")]
+        /// Workloads: files, directories of `.vmw` files, or built-in workload names and globs such as 'kernel_ds_*' (default: every built-in workload).
+        #[arg(value_name = "WORKLOAD", value_parser = crate::complete::workload_names(), hide_possible_values = true)]
+        workloads: Vec<String>,
+        /// Arches: a name, a comma list (arm64,ppc64), main (x86_64, arm64, ppc64; the default) or all (every arch, with the geometry variants); repeatable.
+        #[arg(long = "arch", default_value = "main", value_parser = crate::complete::arch_names(), hide_possible_values = true)]
         arches: Vec<String>,
+        /// Only the runs under these kernel profiles (repeatable): each workload runs under those of its profiles that are listed.
+        #[arg(long = "kernel", value_name = "PROFILE", value_parser = crate::complete::profile_parser(), hide_possible_values = true)]
+        kernels: Vec<KernelProfile>,
+        /// Run N runs at a time (default: one per CPU).
+        #[arg(short = 'j', long = "jobs", value_name = "N")]
+        jobs: Option<usize>,
         /// Exit 1 if any run fails (the default is to report and exit 1 too; kept for scripts).
         #[arg(long)]
         check: bool,
@@ -147,6 +157,29 @@ pub enum Cmd {
         #[arg(long)]
         workload: Option<String>,
     },
+    /// Show an address after a workload: its VMA, both walks level by level with each entry's bits named as the arch's headers name them, and the struct page counts.
+    #[command(
+        after_help = "Examples:\n  vmemu show 'kdirect(256)' --arch arm64 --kernel v4.10 --workload kernel_ds_gup_fast\n  vmemu show victim --arch ppc64 --workload kernel_ds_gup_fast --svg walk.svg"
+    )]
+    Show {
+        /// The address: a mapping name, a number or an expression such as kdirect(256); `mm` for the mappings.
+        addr: String,
+        /// Arch.
+        #[arg(long, value_parser = crate::complete::arch_names(), hide_possible_values = true)]
+        arch: String,
+        /// Kernel profile.
+        #[arg(long, default_value_t = KernelProfile::newest(), value_parser = crate::complete::profile_parser(), hide_possible_values = true)]
+        kernel: KernelProfile,
+        /// Run this workload (a file or a built-in name) first.
+        #[arg(long, value_parser = crate::complete::workload_names(), hide_possible_values = true)]
+        workload: Option<String>,
+        /// Output format (text or json).
+        #[arg(long, value_enum, default_value = "text")]
+        format: Format,
+        /// Also draw the two walks as an SVG diagram into FILE.
+        #[arg(long, value_name = "FILE")]
+        svg: Option<PathBuf>,
+    },
     /// Parse workload files and report errors, without running them.
     #[command(
         after_help = "Every error of every file is reported (file:line:col, the line, a caret, a\nsuggestion), for every arch and kernel profile the workload names; exit 2 if any.\n\nExample:\n  vmemu check harness/workloads"
@@ -165,7 +198,7 @@ pub enum Cmd {
     DiffHost(crate::diff_host::DiffHostArgs),
     /// Replay the 2017 thread: run each claim's workloads and print its outcome table and verdict.
     #[command(
-        after_help = "Examples:\n  vmemu report                          one verdict line per claim\n  vmemu report --markdown               every claim's generated table\n  vmemu report --write docs/thread.md   refresh the tables between the claim markers\n  vmemu report --check docs/thread.md   exit 1 if any table there is stale"
+        after_help = "Examples:\n  vmemu report                          one verdict line per claim\n  vmemu report --markdown               every claim's generated table\n  vmemu report --write docs/thread.md   refresh the tables between the claim markers\n  vmemu report --check docs/thread.md   exit 1 if any table there is stale\n  vmemu report --html site              a static site: matrix grid, claims, page walks"
     )]
     Report {
         /// The known-bugs tables of docs/bugs.md instead of the thread's claims.
@@ -180,6 +213,9 @@ pub enum Cmd {
         /// Exit 1 if a section of FILE differs from what the code produces now.
         #[arg(long, value_name = "FILE", conflicts_with = "write")]
         check: Option<PathBuf>,
+        /// Write a static HTML site into DIR: the matrix as a coloured grid linking to every transcript, the claims with their verdicts, SVG page walks.
+        #[arg(long, value_name = "DIR", conflicts_with_all = ["write", "check", "bugs", "markdown"])]
+        html: Option<PathBuf>,
     },
     /// Print shell completions (bash, zsh, fish, elvish, powershell).
     #[command(

@@ -93,4 +93,7 @@ pub struct RunOptions {
     pub oracles: bool,
     /// Resource bounds.
     pub limits: Limits,
+    /// `--show-at LINE`: after the statement of that line, `show mm` and a
+    /// `show` of every mapping (`crate::show`).
+    pub show_at: Option<usize>,
 }

@@ -293,6 +293,22 @@ impl Walk<'_> {
             StmtKind::Pipe(name) => {
                 self.scope.pipes.insert(name.clone());
             }
+            StmtKind::Show(what) => match what {
+                crate::lang::ShowWhat::Addr(e) => self.expr(e),
+                crate::lang::ShowWhat::Mm => {}
+                crate::lang::ShowWhat::Page(name, i) => {
+                    self.need_map(s, name);
+                    if self.eval(i).is_some_and(|v| v < 0) {
+                        let here = self.here();
+                        self.report(
+                            s.span,
+                            s.text.chars().count(),
+                            format!("a page index is not negative{here}"),
+                            None,
+                        );
+                    }
+                }
+            },
         }
     }
 

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
-use rayon::prelude::*;
 use vmemu_arch::ArchId;
 use vmemu_harness::cli::{Cli, Cmd, ColorWhen, Format};
 use vmemu_harness::lang::{ScriptError, Workload};
 use vmemu_harness::lint;
+use vmemu_harness::matrix::{self, Planned};
 use vmemu_harness::run::{self, Run, RunOptions};
 use vmemu_harness::workloads::BUILTIN;
 use vmemu_mm::KernelProfile;
@@ -22,19 +22,7 @@ use vmemu_mm::KernelProfile;
 struct Usage(String);
 
 fn parse_arches(v: &[String]) -> Result<Vec<ArchId>, Usage> {
-    let mut out = Vec::new();
-    for a in v {
-        if a == "main" {
-            out.extend(ArchId::MAIN);
-        } else if a == "all" {
-            out.extend(ArchId::ALL);
-        } else {
-            out.push(a.parse::<ArchId>().map_err(|e| Usage(e.to_string()))?);
-        }
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    matrix::parse_arches(v).map_err(Usage)
 }
 
 /// Whether diagnostics on stderr get ANSI styles (`--color`).
@@ -78,100 +66,13 @@ fn script_err(e: ScriptError) -> Usage {
     Usage(render_errors(&[e]))
 }
 
-/// One workload × arch × profile of a plan.
-#[derive(Debug, Clone)]
-struct Planned {
-    /// Index of the workload.
-    w: usize,
-    arch: ArchId,
-    kernel: KernelProfile,
-    /// Why it is not run (listed as a skip in KTAP, omitted elsewhere).
-    skip: Option<String>,
-}
-
-/// The start of the skip reason of a workload's `arches` line.
-const NOT_FOR_ARCH: &str = "not for this arch";
-
-/// Every (workload, arch, kernel) in a fixed order, with the combinations a
-/// workload does not apply to (its `arches` line) marked as skipped.
-fn plan(ws: &[Workload], arches: &[ArchId], kernels: &[KernelProfile]) -> Vec<Planned> {
-    let mut v = Vec::new();
-    for (i, w) in ws.iter().enumerate() {
-        let ks = if kernels.is_empty() {
-            run::default_kernels(w)
-        } else {
-            kernels.to_vec()
-        };
-        for &a in arches {
-            let skip = (!run::applies(w, a))
-                .then(|| format!("{NOT_FOR_ARCH} (arches {})", arch_names(&w.arches)));
-            for k in &ks {
-                v.push(Planned {
-                    w: i,
-                    arch: a,
-                    kernel: k.clone(),
-                    // An arch variant whose geometry this kernel lacks
-                    // (`KernelProfile::supports_arch`).
-                    skip: skip.clone().or_else(|| k.supports_arch(a).err()),
-                });
-            }
-        }
-    }
-    v
-}
-
 fn execute(
     ws: &[Workload],
     plan: &[Planned],
     format: Format,
     opts: &RunOptions,
 ) -> Result<Vec<Run>, Usage> {
-    let plan: Vec<&Planned> = plan.iter().filter(|p| p.skip.is_none()).collect();
-    let triples: Vec<(usize, ArchId, KernelProfile)> = plan
-        .iter()
-        .map(|p| (p.w, p.arch, p.kernel.clone()))
-        .collect();
-    run::check_step_budget(ws, &triples, opts.limits.max_steps).map_err(script_err)?;
-    // A progress bar on stderr, shown only once the runs take longer than a
-    // second, only on a terminal, and never with JSON output.
-    let bar = indicatif::ProgressBar::with_draw_target(
-        Some(plan.len() as u64),
-        indicatif::ProgressDrawTarget::hidden(),
-    );
-    let started = std::time::Instant::now();
-    let shown = std::sync::atomic::AtomicBool::new(false);
-    let out = plan
-        .par_iter()
-        .map(|p| {
-            let r = run::run_with(&ws[p.w], p.arch, &p.kernel, opts);
-            bar.inc(1);
-            if format == Format::Text
-                && started.elapsed().as_secs() >= 1
-                && std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && !shown.swap(true, std::sync::atomic::Ordering::Relaxed)
-            {
-                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            }
-            r
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(script_err);
-    bar.finish_and_clear();
-    out
-}
-
-/// The KTAP document of a plan and the runs of its non-skipped entries.
-fn ktap(ws: &[Workload], plan: &[Planned], runs: &[Run]) -> String {
-    use vmemu_harness::ktap;
-    let mut runs = runs.iter();
-    let tests: Vec<ktap::Test> = plan
-        .iter()
-        .filter_map(|p| match &p.skip {
-            Some(why) => Some(ktap::skipped(&ws[p.w].name, p.arch.name(), &p.kernel, why)),
-            None => runs.next().map(ktap::run_test),
-        })
-        .collect();
-    ktap::render(&tests)
+    matrix::execute(ws, plan, format, opts).map_err(script_err)
 }
 
 fn emit(
@@ -182,42 +83,49 @@ fn emit(
     color: bool,
     out: &mut impl Write,
 ) -> std::io::Result<()> {
-    if format == Format::Ktap {
-        return write!(out, "{}", ktap(ws, plan, runs));
-    }
-    for r in runs {
-        match format {
-            Format::Text => write!(out, "{}", run::format_run_with(r, color))?,
-            Format::Ktap => {}
-            Format::Json => {
-                for rec in &r.records {
-                    writeln!(out, "{}", serde_json::to_string(rec).unwrap_or_default())?;
-                }
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&r.summary).unwrap_or_default()
-                )?;
+    match format {
+        Format::Ktap => write!(out, "{}", matrix::ktap(ws, plan, runs)),
+        Format::Json => matrix::emit_json(ws, plan, runs, out),
+        Format::Text => {
+            for r in runs {
+                write!(out, "{}", run::format_run_with(r, color))?;
             }
+            Ok(())
         }
     }
-    Ok(())
 }
 
-/// `x86_64 arm64` for an `arches` line.
-fn arch_names(v: &[ArchId]) -> String {
-    let names: Vec<&str> = v.iter().map(|a| a.name()).collect();
-    names.join(" ")
-}
-
-fn collect_paths(paths: &[PathBuf]) -> Result<Vec<Workload>, Usage> {
-    if paths.is_empty() {
+/// The workloads `vmemu matrix` names: files, directories of `.vmw`
+/// files, or built-in workload names and globs (`kernel_ds_*`); none: every
+/// built-in workload.
+fn collect_workloads(args: &[String]) -> Result<Vec<Workload>, Usage> {
+    if args.is_empty() {
         return BUILTIN.iter().map(|(f, s)| parse_src(f, s)).collect();
     }
-    expand_paths(paths)?
-        .iter()
-        .map(|f| load(&f.to_string_lossy()))
-        .collect()
+    let mut ws = Vec::new();
+    for a in args {
+        let p = PathBuf::from(a);
+        if p.exists() {
+            for f in expand_paths(&[p])? {
+                ws.push(load(&f.to_string_lossy())?);
+            }
+            continue;
+        }
+        let found = matrix::builtin_matching(a);
+        if found.is_empty() {
+            let names = BUILTIN.iter().map(|(f, _)| f.trim_end_matches(".vmw"));
+            let hint = vmemu_harness::calls::suggest(a, names)
+                .map(|n| format!("; did you mean `{n}`?"))
+                .unwrap_or_default();
+            return Err(Usage(format!(
+                "{a}: no such file, and no built-in workload matches it (vmemu list names them){hint}"
+            )));
+        }
+        for (f, s) in found {
+            ws.push(parse_src(f, s)?);
+        }
+    }
+    Ok(ws)
 }
 
 /// Files and the `.vmw` files of directories, each directory sorted.
@@ -313,22 +221,26 @@ fn real_main() -> Result<bool, Usage> {
             kernels,
             format,
             check_invariants,
+            show_at,
             limits,
         } => {
             let opts = RunOptions {
                 check_invariants,
                 oracles: false,
                 limits,
+                show_at,
             };
             let arches = parse_arches(&arches)?;
             let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
-            let plan = plan(&ws, &arches, &kernels);
+            let plan = matrix::plan(&ws, &arches, &kernels, true);
             // Every combination refused because the kernel lacks the arch's
             // geometry (e.g. `--arch arm64-52 --kernel v4.10`): say so.
             if plan.iter().all(|p| p.skip.is_some())
-                && let Some(why) = plan
-                    .iter()
-                    .find_map(|p| p.skip.as_deref().filter(|s| !s.starts_with(NOT_FOR_ARCH)))
+                && let Some(why) = plan.iter().find_map(|p| {
+                    p.skip
+                        .as_deref()
+                        .filter(|s| !s.starts_with(matrix::NOT_FOR_ARCH))
+                })
             {
                 return Err(Usage(format!("nothing to run: {why}")));
             }
@@ -337,8 +249,10 @@ fn real_main() -> Result<bool, Usage> {
             Ok(runs.iter().all(|r| r.summary.passed))
         }
         Cmd::Matrix {
-            paths,
+            workloads,
             arches,
+            kernels,
+            jobs,
             check: _,
             format,
             check_invariants,
@@ -348,16 +262,25 @@ fn real_main() -> Result<bool, Usage> {
                 check_invariants,
                 oracles: false,
                 limits,
+                show_at: None,
             };
+            if let Some(n) = jobs {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n.max(1))
+                    .build_global()
+                    .map_err(|e| Usage(format!("-j {n}: {e}")))?;
+            }
             let arches = parse_arches(&arches)?;
-            let ws = collect_paths(&paths)?;
-            let plan = plan(&ws, &arches, &[]);
+            let ws = collect_workloads(&workloads)?;
+            let plan = matrix::plan(&ws, &arches, &kernels, false);
             let runs = execute(&ws, &plan, format, &opts)?;
             match format {
                 Format::Json | Format::Ktap => {
                     let _ = emit(&ws, &plan, &runs, format, color, &mut out);
                 }
-                Format::Text => print_matrix_table(&plan, &runs, color, &mut out),
+                Format::Text => {
+                    let _ = matrix::print_table(&ws, &plan, &runs, color, &mut out);
+                }
             }
             Ok(runs.iter().all(|r| r.summary.passed))
         }
@@ -382,10 +305,43 @@ fn real_main() -> Result<bool, Usage> {
             let _ = write!(out, "{text}");
             Ok(true)
         }
+        Cmd::Show {
+            addr,
+            arch,
+            kernel,
+            workload,
+            format,
+            svg,
+        } => {
+            let arch = arch.parse::<ArchId>().map_err(|e| Usage(e.to_string()))?;
+            let w = workload.as_deref().map(load).transpose()?;
+            let s =
+                vmemu_harness::show::show(w.as_ref(), arch, &kernel, &addr).map_err(script_err)?;
+            if let Some(path) = svg {
+                std::fs::write(&path, &s.svg)
+                    .map_err(|e| Usage(format!("{}: {e}", path.display())))?;
+            }
+            let _ = match format {
+                Format::Json => writeln!(out, "{}", s.view.json),
+                _ => writeln!(out, "{}", s.view.lines.join("\n")),
+            };
+            Ok(true)
+        }
         Cmd::Check { files } => check_files(&files, &mut out),
         Cmd::Bench(args) => vmemu_harness::bench::main(&args).map_err(Usage),
         Cmd::Fuzz(args) => vmemu_harness::fuzz::main(&args).map_err(Usage),
         Cmd::DiffHost(args) => vmemu_harness::diff_host::main(&args).map_err(Usage),
+        Cmd::Report {
+            html: Some(dir), ..
+        } => {
+            let cells = vmemu_harness::report_html::write_site(&dir).map_err(Usage)?;
+            let _ = writeln!(
+                out,
+                "{}: index.html ({cells} cells), claims.html, walks.html",
+                dir.display()
+            );
+            Ok(true)
+        }
         Cmd::Report {
             bugs: true,
             write,
@@ -398,6 +354,7 @@ fn real_main() -> Result<bool, Usage> {
             markdown,
             write,
             check,
+            html: None,
         } => vmemu_harness::report::main(markdown, write.as_deref(), check.as_deref(), &mut out)
             .map_err(Usage),
         Cmd::Completions { shell } => {
@@ -411,75 +368,6 @@ fn real_main() -> Result<bool, Usage> {
             Ok(true)
         }
     }
-}
-
-/// `vmemu matrix`'s text table: one line per run and a count line.
-fn print_matrix_table(plan: &[Planned], runs: &[Run], color: bool, out: &mut impl Write) {
-    let _ = writeln!(
-        out,
-        "{:<34} {:<9} {:<22} result",
-        "workload", "arch", "kernel"
-    );
-    for r in runs {
-        let s = &r.summary;
-        let res = if s.passed {
-            format!(
-                "{} ({} expects)",
-                run::paint("pass", run::PASS_STYLE, color),
-                s.expects
-            )
-        } else {
-            format!(
-                "{} ({} of {} expects failed, {} refs leaked{}{})",
-                run::paint("FAIL", run::FAIL_STYLE, color),
-                s.failed_expects,
-                s.expects,
-                s.leaked_refs,
-                if s.unexpected_events.is_empty() {
-                    ""
-                } else {
-                    ", unexpected events"
-                },
-                if s.invariant_violations == 0 {
-                    ""
-                } else {
-                    ", invariant violated"
-                }
-            )
-        };
-        let _ = writeln!(
-            out,
-            "{:<34} {:<9} {:<22} {res}",
-            s.workload, s.arch, s.kernel
-        );
-    }
-    let failed = runs.iter().filter(|r| !r.summary.passed).count();
-    let skipped = plan.iter().filter(|p| p.skip.is_some()).count();
-    let by_arch = plan
-        .iter()
-        .filter(|p| {
-            p.skip
-                .as_deref()
-                .is_some_and(|s| s.starts_with(NOT_FOR_ARCH))
-        })
-        .count();
-    let mut tail = String::new();
-    if by_arch > 0 {
-        tail = format!(", {by_arch} skipped (not for their arch)");
-    }
-    if skipped > by_arch {
-        tail += &format!(
-            ", {} skipped (arch geometry not in that kernel)",
-            skipped - by_arch
-        );
-    }
-    let _ = writeln!(
-        out,
-        "{} runs, {} passed, {} failed{tail}",
-        runs.len(),
-        runs.len() - failed,
-        failed,
-    );
 }
 
 /// `vmemu list`: arches, kernel profiles with their knobs, built-in workloads.

@@ -10,6 +10,7 @@ macro_rules! builtin {
 pub const BUILTIN: &[(&str, &str)] = builtin![
     "gup_fast_matrix",
     "kernel_ds_gup_fast",
+    "show_walk",
     "gup_fast_zero_and_alignment",
     "page_mkwrite_retry",
     "get_pages_stitching",

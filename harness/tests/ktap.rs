@@ -289,7 +289,7 @@ fn summaries(args: &[&str]) -> Vec<(String, bool, usize, u64, usize)> {
         .lines()
         .filter_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).expect("JSON line");
-            v.get("summary")?;
+            (v["type"] == "summary").then_some(())?;
             Some((
                 test_name(&[
                     v["workload"].as_str()?,

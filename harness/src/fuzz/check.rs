@@ -203,6 +203,7 @@ pub fn check_text(
         check_invariants: true,
         oracles: true,
         limits: *limits,
+        show_at: None,
     };
     let base = match run_caught(&w, arch, kernel, &opts) {
         Ran::Panic(p) => return Outcome::Fail("panic".into(), p),

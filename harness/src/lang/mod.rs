@@ -197,6 +197,21 @@ pub enum StmtKind {
     },
     /// `pipe NAME`: a pipe.
     Pipe(String),
+    /// `show ...`: print the state at this line ([`ShowWhat`]).
+    Show(ShowWhat),
+}
+
+/// What a `show` statement prints (`crate::show`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ShowWhat {
+    /// `show ADDR` / `show NAME`: the VMA, both walks with every entry's
+    /// named bits, and the `struct page` counts of the page mapped there.
+    Addr(Expr),
+    /// `show mm`: the mappings, `/proc/PID/maps` style with VMA flags.
+    Mm,
+    /// `show page NAME[i]`: page `i` of mapping `NAME`: its leaf entry and
+    /// `struct page` counts.
+    Page(String, Expr),
 }
 
 /// `repeat N step S` after an iterator's segment list: the list `count`
@@ -436,7 +451,7 @@ impl<'s> Parser<'s> {
             return self.close_block(&mut c, span);
         }
         let kw_pos = c.pos;
-        let kw = c.need_ident("a statement (map, file, touch, set_fs, expect, release, kernels, arches, mem, or a call)")?;
+        let kw = c.need_ident("a statement (map, file, touch, set_fs, expect, release, show, kernels, arches, mem, or a call)")?;
         let kind = match kw {
             "kernels" => return self.kernels(&mut c),
             "arches" => return self.arches(&mut c),
@@ -453,6 +468,7 @@ impl<'s> Parser<'s> {
             "pipe" => StmtKind::Pipe(c.need_ident("a pipe name")?.to_string()),
             "kbuf" => stmt::parse_kbuf(&mut c)?,
             "iter" => stmt::parse_iter(&mut c)?,
+            "show" => stmt::parse_show(&mut c)?,
             first => stmt::parse_call(&mut c, first, kw_pos)?,
         };
         let qual = stmt::parse_qual(&mut c)?;

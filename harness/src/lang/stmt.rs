@@ -7,16 +7,18 @@ use vmemu_mm::{EventKind, GupFlags, KernelProfile, MkwriteBehaviour, Prot};
 
 use super::cursor::Cursor;
 use super::expr::parse_expr;
-use super::{Arg, Expr, Field, MapSpec, Qual, ScriptError, SegRepeat, StmtKind, Target, Value};
+use super::{
+    Arg, Expr, Field, MapSpec, Qual, ScriptError, SegRepeat, ShowWhat, StmtKind, Target, Value,
+};
 use crate::calls::{self, ArgKind, CallDef};
 
 /// Where an argument starts and its length in characters.
 type ArgAt = (super::Span, usize);
 
 /// Statement keywords (for "did you mean" on an unknown word).
-pub(super) const KEYWORDS: [&str; 13] = [
+pub(super) const KEYWORDS: [&str; 14] = [
     "map", "file", "touch", "set_fs", "repeat", "expect", "release", "pipe", "kbuf", "iter",
-    "kernels", "arches", "mem",
+    "show", "kernels", "arches", "mem",
 ];
 
 /// The arch named `w` (`all`: every arch), or an error at its token.
@@ -192,6 +194,31 @@ pub(super) fn parse_touch(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
         _ => true,
     };
     Ok(StmtKind::Touch(name, write))
+}
+
+/// `show mm`, `show page NAME[i]`, `show ADDR` (a name is a mapping's
+/// start); the forms are listed in [`calls::SHOW_FORMS`].
+pub(super) fn parse_show(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
+    let what = match c.peek_word() {
+        Some("mm") => {
+            c.word();
+            ShowWhat::Mm
+        }
+        Some("page")
+            if !c.line[c.pos..].trim_start()[4..]
+                .trim_start()
+                .starts_with('(') =>
+        {
+            c.word();
+            let name = c.need_ident("a mapping name")?.to_string();
+            c.expect("[", "`[` and a page index, as in `show page buf[0]`")?;
+            let i = parse_expr(c)?;
+            c.expect("]", "`]`")?;
+            ShowWhat::Page(name, i)
+        }
+        _ => ShowWhat::Addr(parse_expr(c)?),
+    };
+    Ok(StmtKind::Show(what))
 }
 
 pub(super) fn parse_kbuf(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {

@@ -51,6 +51,12 @@ pub fn format_record_with(r: &Record, color: bool) -> String {
     if let Some(io) = &r.io {
         s.push_str(&format_io(io));
     }
+    if let Some(v) = &r.show {
+        for l in &v.lines {
+            s.push_str("\n       ");
+            s.push_str(l);
+        }
+    }
     for e in &r.events {
         s.push_str(&format!("\n       event {e}"));
     }

@@ -76,6 +76,9 @@ pub struct Record {
     /// have none.)
     #[serde(skip_serializing_if = "Option::is_none")]
     pub io: Option<Box<Io>>,
+    /// For `show`: what it printed (text lines and JSON; `crate::show`).
+    #[serde(skip)]
+    pub show: Option<Box<crate::show::View>>,
 }
 
 /// The I/O a caller model produced and its page-reference traffic.

@@ -169,6 +169,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 }
                 self.exec(s)?;
                 self.check_host_mem(s)?;
+                self.show_at(s)?;
                 if self.opts.oracles && !self.halted {
                     self.oracle_after(s)?;
                 }
@@ -351,6 +352,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             ok: None,
             detail: None,
             io: None,
+            show: None,
         }
     }
 
@@ -415,6 +417,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             ),
             StmtKind::Expect(t, eq, v) => self.exec_expect(s, t, *eq, v.as_ref()),
             StmtKind::Release(var) => self.exec_release(s, var),
+            StmtKind::Show(what) => self.exec_show(s, what),
         }
     }
 
