@@ -24,6 +24,8 @@ pub mod cli;
 pub mod concurrency;
 pub mod diag;
 pub mod diff_host;
+pub mod diff_kernel;
+pub mod export_c;
 pub mod fuzz;
 pub mod ktap;
 pub mod lang;
