@@ -128,12 +128,12 @@ pub fn known_difference(c: &Case, host: &Outcome, emu: &Outcome) -> Option<&'sta
     // 6.13 pipe_write() puts the new buffer in the ring before copying and
     // leaves it there, empty, when the first chunk faults: it takes a slot,
     // a later small write merges into it, and vmsplice to user memory stops
-    // at it (the actor's 0 ends the splice). The host kernel leaves no such
-    // buffer (observed: 16 page writes still fit after a faulting write);
-    // the commit was not identified.
+    // at it when it follows a consumed buffer. The host kernel leaves no
+    // such buffer (observed: 16 page writes still fit after a faulting
+    // write): O. Nesterov's pipe_write() rework of Feb 2025, after 6.13.
     if c.op.uses_pipe() && c.fill.contains(&0) {
         return Some(
-            "post-6.13 pipe_write: no empty buffer left in the ring by a faulting write (observed; commit not identified)",
+            "post-6.13 pipe_write (O. Nesterov, 2025): no empty buffer left in the ring by a faulting write",
         );
     }
     match c.op {

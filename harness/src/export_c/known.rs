@@ -8,12 +8,6 @@
 /// what changed).
 const KNOWN: &[(&str, &str, (u32, u32), &str)] = &[
     (
-        "vmsplice_syscall",
-        "expect z == 0",
-        (6, 13),
-        "after 6.13 pipe_write() leaves no empty buffer in the ring when its first copy faults, so vmsplice to user memory does not stop at one (observed on 6.18; commit not identified)",
-    ),
-    (
         "o_direct_blkdev",
         "expect p2 == -EINVAL",
         (6, 13),
