@@ -432,14 +432,20 @@ fn tally(t: &mut Tally, name: &str, v: &Verdict) {
     }
 }
 
-struct GuestExpect {
-    line: usize,
-    ok: bool,
-    skip: Option<String>,
+/// One expect result of an exported program's KTAP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuestExpect {
+    /// Its script line (`expect_L<line>`).
+    pub line: usize,
+    /// `ok` (a skip is `ok` too).
+    pub ok: bool,
+    /// The reason of a `# SKIP`.
+    pub skip: Option<String>,
 }
 
 /// The `ok N expect_LX [# SKIP why]` lines of an exported program's KTAP.
-fn parse_expects(text: &str) -> Vec<GuestExpect> {
+#[must_use]
+pub fn parse_expects(text: &str) -> Vec<GuestExpect> {
     let mut v = Vec::new();
     for l in text.lines() {
         let l = l.trim_start();
