@@ -189,7 +189,40 @@ fn iov_c(out: &mut String, v: &str, segs: &[Seg]) {
     }
 }
 
-/// One case as a C block.
+/// The system call of a case as a C expression (its remote iovecs, file
+/// set-up written to `out` first).
+fn call_c(out: &mut String, c: &Case) -> String {
+    let nl = c.iov.len();
+    match &c.op {
+        Op::Readv => format!("readv(p[0], iov, {nl})"),
+        Op::Writev => format!("writev(p[1], iov, {nl})"),
+        Op::VmspliceToPipe => format!("vmsplice(p[1], iov, {nl}, SPLICE_F_NONBLOCK)"),
+        Op::VmspliceToUser => format!("vmsplice(p[0], iov, {nl}, SPLICE_F_NONBLOCK)"),
+        Op::ProcessVmReadv { remote, flags } | Op::ProcessVmWritev { remote, flags } => {
+            iov_c(out, "rem", remote);
+            let f = if matches!(c.op, Op::ProcessVmReadv { .. }) {
+                "process_vm_readv"
+            } else {
+                "process_vm_writev"
+            };
+            format!("{f}(getpid(), iov, {nl}, rem, {}, {flags}UL)", remote.len())
+        }
+        Op::Preadv { size, pos } | Op::Pwritev { size, pos } => {
+            let _ = writeln!(out, "\t\tfd = make_file({size});");
+            let f = if matches!(c.op, Op::Preadv { .. }) {
+                "preadv"
+            } else {
+                "pwritev"
+            };
+            format!("{f}(fd, iov, {nl}, (off_t){pos}LL)")
+        }
+        Op::PreadvDirect { .. } | Op::PwritevDirect { .. } => {
+            unreachable!("O_DIRECT cases are not sent to the guest")
+        }
+    }
+}
+
+/// One case as a C function.
 fn case_c(out: &mut String, k: usize, c: &Case) {
     let _ = writeln!(
         out,
@@ -220,7 +253,6 @@ fn case_c(out: &mut String, k: usize, c: &Case) {
         c.regions.len()
     );
     iov_c(out, "iov", &c.iov);
-    let nl = c.iov.len();
     if c.op.uses_pipe() {
         let _ = writeln!(
             out,
@@ -231,33 +263,7 @@ fn case_c(out: &mut String, k: usize, c: &Case) {
         }
     }
     let _ = writeln!(out, "\t\tprotect();");
-    let call = match &c.op {
-        Op::Readv => format!("readv(p[0], iov, {nl})"),
-        Op::Writev => format!("writev(p[1], iov, {nl})"),
-        Op::VmspliceToPipe => format!("vmsplice(p[1], iov, {nl}, SPLICE_F_NONBLOCK)"),
-        Op::VmspliceToUser => format!("vmsplice(p[0], iov, {nl}, SPLICE_F_NONBLOCK)"),
-        Op::ProcessVmReadv { remote, flags } | Op::ProcessVmWritev { remote, flags } => {
-            iov_c(out, "rem", remote);
-            let f = if matches!(c.op, Op::ProcessVmReadv { .. }) {
-                "process_vm_readv"
-            } else {
-                "process_vm_writev"
-            };
-            format!("{f}(getpid(), iov, {nl}, rem, {}, {flags}UL)", remote.len())
-        }
-        Op::Preadv { size, pos } | Op::Pwritev { size, pos } => {
-            let _ = writeln!(out, "\t\tfd = make_file({size});");
-            let f = if matches!(c.op, Op::Preadv { .. }) {
-                "preadv"
-            } else {
-                "pwritev"
-            };
-            format!("{f}(fd, iov, {nl}, (off_t){pos}LL)")
-        }
-        Op::PreadvDirect { .. } | Op::PwritevDirect { .. } => {
-            unreachable!("O_DIRECT cases are not sent to the guest")
-        }
-    };
+    let call = call_c(out, c);
     let _ = writeln!(out, "\t\tret = rr({call});");
     let _ = writeln!(out, "\t\treadback();");
     if c.op.uses_pipe() {

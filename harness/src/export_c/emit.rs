@@ -176,15 +176,7 @@ impl<'w> Emitter<'w> {
                         "a file with ->page_mkwrite/->fault behaviour or a procfs file".into(),
                     ));
                 }
-                let size = self.cexpr(size)?;
-                let i = self.files.len() + 1;
-                self.files.insert(name.clone(), i);
-                let ps = self.page_size();
-                self.case(
-                    s,
-                    format!("S->ffd[{i}] = make_file((u64)({size}), {ps}ULL);"),
-                );
-                Ok(())
+                self.file(s, name, size)
             }
             StmtKind::Touch(name, write) => {
                 let i = self.map_index(name)?;
@@ -219,36 +211,54 @@ impl<'w> Emitter<'w> {
                 Ok(())
             }
             StmtKind::Iter {
-                name,
-                kind,
-                read: _,
-                segs,
-                pipe: _,
-            } => {
-                if kind != "iovec" && kind != "ubuf" {
-                    return Err(NotC::Internal(format!("an {kind} iov_iter")));
-                }
-                let off = self.niov;
-                self.niov += segs.len();
-                self.iters.insert(name.clone(), (off, segs.len()));
-                let mut body = String::new();
-                for (k, (a, l)) in segs.iter().enumerate() {
-                    let (a, l) = (self.cexpr(a)?, self.cexpr(l)?);
-                    let _ = write!(
-                        body,
-                        "S->iov[{}].iov_base = (void *)(uintptr_t)(u64)({a}); S->iov[{}].iov_len = (size_t)(u64)({l});\n\t\t",
-                        off + k,
-                        off + k
-                    );
-                }
-                self.case(s, body.trim_end().to_string());
-                Ok(())
-            }
+                name, kind, segs, ..
+            } => self.iter(s, name, kind, segs),
             StmtKind::Expect(t, eq, v) => self.expect(s, t, *eq, v.as_ref()),
             StmtKind::Call {
                 var, func, args, ..
             } => self.call(s, var.as_deref(), func, args),
         }
+    }
+
+    /// `file NAME SIZE`: a memfd holding the page-cache pattern.
+    fn file(&mut self, s: &Stmt, name: &str, size: &Expr) -> Result<(), NotC> {
+        let size = self.cexpr(size)?;
+        let i = self.files.len() + 1;
+        self.files.insert(name.to_string(), i);
+        let ps = self.page_size();
+        self.case(
+            s,
+            format!("S->ffd[{i}] = make_file((u64)({size}), {ps}ULL);"),
+        );
+        Ok(())
+    }
+
+    /// `iter NAME iovec|ubuf DIR [segments]`: the iovecs in `S->iov`.
+    fn iter(
+        &mut self,
+        s: &Stmt,
+        name: &str,
+        kind: &str,
+        segs: &[(Expr, Expr)],
+    ) -> Result<(), NotC> {
+        if kind != "iovec" && kind != "ubuf" {
+            return Err(NotC::Internal(format!("an {kind} iov_iter")));
+        }
+        let off = self.niov;
+        self.niov += segs.len();
+        self.iters.insert(name.to_string(), (off, segs.len()));
+        let mut body = String::new();
+        for (k, (a, l)) in segs.iter().enumerate() {
+            let (a, l) = (self.cexpr(a)?, self.cexpr(l)?);
+            let _ = write!(
+                body,
+                "S->iov[{}].iov_base = (void *)(uintptr_t)(u64)({a}); S->iov[{}].iov_len = (size_t)(u64)({l});\n\t\t",
+                off + k,
+                off + k
+            );
+        }
+        self.case(s, body.trim_end().to_string());
+        Ok(())
     }
 
     fn map(&mut self, s: &Stmt, name: &str, spec: &MapSpec) -> Result<(), NotC> {

@@ -12,7 +12,23 @@ pub(super) fn call(
     name: &str,
     args: &[Arg],
 ) -> Result<(), NotC> {
-    let line = s.span.line;
+    match name {
+        "new_process" | "fork" | "getpid" | "switch_to" | "exit" => {
+            process(em, var, name, args, s.span.line)
+        }
+        _ => io_call(em, s, var, name, args),
+    }
+}
+
+/// The process statements: run by the first process, which drives the
+/// others.
+fn process(
+    em: &mut Emitter<'_>,
+    var: Option<&str>,
+    name: &str,
+    args: &[Arg],
+    line: usize,
+) -> Result<(), NotC> {
     match name {
         "new_process" | "fork" => {
             if em.cur() != 0 {
@@ -38,7 +54,7 @@ pub(super) fn call(
             em.push_main(format!("S->v[{i}] = {pid};"));
             Ok(())
         }
-        "switch_to" | "exit" => {
+        _ => {
             let (p, _) = em.proc_of(&args[0]).ok_or_else(|| {
                 NotC::Unsupported(format!(
                     "{name}() of something that is not a process variable"
@@ -56,6 +72,19 @@ pub(super) fn call(
             }
             Ok(())
         }
+    }
+}
+
+/// The calls that move bytes, run in the current process.
+fn io_call(
+    em: &mut Emitter<'_>,
+    s: &Stmt,
+    var: Option<&str>,
+    name: &str,
+    args: &[Arg],
+) -> Result<(), NotC> {
+    let line = s.span.line;
+    match name {
         "open_blkdev" => {
             let size = expr(em, &args[0])?;
             let flags = open_flags(&args[1])?;
