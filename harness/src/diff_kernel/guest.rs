@@ -35,7 +35,10 @@ pub fn cross_cc(arch: ArchId) -> &'static str {
 #[must_use]
 pub fn qemu(arch: ArchId) -> (&'static str, &'static [&'static str], &'static str) {
     match arch {
-        ArchId::X86_64 => ("qemu-system-x86_64", &["-cpu", "max"], "ttyS0"),
+        // la57 off: Debian's amd64 kernels have CONFIG_X86_5LEVEL and would
+        // run with 5-level paging (TASK_SIZE_MAX 2^56 - 4096) on a CPU that
+        // has it; the emulator models 4-level paging.
+        ArchId::X86_64 => ("qemu-system-x86_64", &["-cpu", "max,la57=off"], "ttyS0"),
         ArchId::Arm64 => (
             "qemu-system-aarch64",
             &["-M", "virt", "-cpu", "max"],
