@@ -12,39 +12,29 @@ use vmemu_arch::ArchId;
 /// The C compiler that builds static programs for `arch`.
 #[must_use]
 pub fn cross_cc(arch: ArchId) -> &'static str {
-    match arch {
-        ArchId::X86_64 => {
-            if cfg!(target_arch = "x86_64") {
-                "cc"
-            } else {
-                "x86_64-linux-gnu-gcc"
-            }
-        }
-        ArchId::Arm64 => {
-            if cfg!(target_arch = "aarch64") {
-                "cc"
-            } else {
-                "aarch64-linux-gnu-gcc"
-            }
-        }
-        ArchId::Ppc64 | ArchId::Ppc64_4k => "powerpc64le-linux-gnu-gcc",
+    // Host tooling, looked up by the arch's name (not arch semantics).
+    match (arch.name(), std::env::consts::ARCH) {
+        ("x86_64", "x86_64") | ("arm64", "aarch64") => "cc",
+        ("x86_64", _) => "x86_64-linux-gnu-gcc",
+        ("arm64", _) => "aarch64-linux-gnu-gcc",
+        _ => "powerpc64le-linux-gnu-gcc",
     }
 }
 
 /// QEMU's binary, machine options and the kernel's console for `arch`.
 #[must_use]
 pub fn qemu(arch: ArchId) -> (&'static str, &'static [&'static str], &'static str) {
-    match arch {
+    match arch.name() {
         // la57 off: Debian's amd64 kernels have CONFIG_X86_5LEVEL and would
         // run with 5-level paging (TASK_SIZE_MAX 2^56 - 4096) on a CPU that
         // has it; the emulator models 4-level paging.
-        ArchId::X86_64 => ("qemu-system-x86_64", &["-cpu", "max,la57=off"], "ttyS0"),
-        ArchId::Arm64 => (
+        "x86_64" => ("qemu-system-x86_64", &["-cpu", "max,la57=off"], "ttyS0"),
+        "arm64" => (
             "qemu-system-aarch64",
             &["-M", "virt", "-cpu", "max"],
             "ttyAMA0",
         ),
-        ArchId::Ppc64 | ArchId::Ppc64_4k => (
+        _ => (
             "qemu-system-ppc64",
             &["-M", "pseries", "-cpu", "power9"],
             "hvc0",
