@@ -196,6 +196,20 @@ pub enum Cmd {
     /// Run syscall cases on the host kernel and on the emulator (x86_64, the profile nearest the host's kernel) and print every disagreement.
     #[command(after_help = "Example:\n  vmemu diff-host --cases 300 --seed 20261125")]
     DiffHost(crate::diff_host::DiffHostArgs),
+    /// Write a workload as a self-contained C program (libc only) that does
+    /// what it does through real system calls and prints KTAP
+    #[command(
+        name = "export-c",
+        after_help = "Examples:\n  vmemu export-c vmsplice_syscall > v.c && cc -O1 -Wall -o v v.c && ./v\n  vmemu export-c harness/workloads/kernel_ds_gup_fast.vmw --skip-internal --arch arm64"
+    )]
+    ExportC(crate::export_c::ExportArgs),
+    /// Compare the emulator with a real kernel booted under QEMU: the
+    /// exported workloads and random syscall cases, built for the guest arch
+    #[command(
+        name = "diff-kernel",
+        after_help = "Examples:\n  tools/fetch-kernels --arches arm64     QEMU, cross compiler, Debian's 6.12 kernel\n  vmemu diff-kernel --arch arm64 --kernel-image ~/.cache/vmemu/kernels/linux-image-6.12.*-arm64-unsigned/boot/vmlinuz-* --cases 1000 --seed 1"
+    )]
+    DiffKernel(crate::diff_kernel::DiffKernelArgs),
     /// Replay the 2017 thread: run each claim's workloads and print its outcome table and verdict.
     #[command(
         after_help = "Examples:\n  vmemu report                          one verdict line per claim\n  vmemu report --markdown               every claim's generated table\n  vmemu report --write docs/thread.md   refresh the tables between the claim markers\n  vmemu report --check docs/thread.md   exit 1 if any table there is stale\n  vmemu report --html site              a static site: matrix grid, claims, page walks"

@@ -25,6 +25,8 @@ pub mod complete;
 pub mod concurrency;
 pub mod diag;
 pub mod diff_host;
+pub mod diff_kernel;
+pub mod export_c;
 pub mod fuzz;
 pub mod json;
 pub mod ktap;

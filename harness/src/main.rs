@@ -331,6 +331,16 @@ fn real_main() -> Result<bool, Usage> {
         Cmd::Bench(args) => vmemu_harness::bench::main(&args).map_err(Usage),
         Cmd::Fuzz(args) => vmemu_harness::fuzz::main(&args).map_err(Usage),
         Cmd::DiffHost(args) => vmemu_harness::diff_host::main(&args).map_err(Usage),
+        Cmd::ExportC(args) => {
+            use vmemu_harness::export_c::{self, ExportError};
+            let w = load(&args.workload)?;
+            match export_c::main(&w, &args, &mut out) {
+                Ok(()) => Ok(true),
+                Err(ExportError::Statements(e)) => Err(Usage(render_errors(&e))),
+                Err(ExportError::Other(m)) => Err(Usage(m)),
+            }
+        }
+        Cmd::DiffKernel(args) => vmemu_harness::diff_kernel::main(&args).map_err(Usage),
         Cmd::Report {
             html: Some(dir), ..
         } => {

@@ -676,9 +676,12 @@ impl<A: Arch> Sys<A> {
     /// `vmsplice_to_user` (`__splice_from_pipe` with `pipe_to_user`):
     /// buffer by buffer, copy min(len, wanted) bytes; a short copy is
     /// `-EFAULT` for that buffer (not consumed; the bytes copied before it
-    /// are returned if any). Unlike `pipe_read`, a **zero-length buffer**
-    /// at the head ends the splice (the actor's 0 stops the feed). An empty
-    /// pipe returns what was spliced, 0 without writers, else `-EAGAIN`.
+    /// are returned if any). A **zero-length buffer** at the head when the
+    /// splice starts is released first (`splice_from_pipe_next` →
+    /// `eat_empty_buffer`, fs/splice.c, 6.1–6.13); one met after a buffer
+    /// was consumed ends the splice (`splice_from_pipe_feed`: the actor's 0
+    /// stops the feed). An empty pipe returns what was spliced, 0 without
+    /// writers, else `-EAGAIN`.
     pub fn vmsplice_to_user(
         &mut self,
         pipe: usize,
@@ -688,6 +691,9 @@ impl<A: Arch> Sys<A> {
         let _ = flags & SPLICE_F_NONBLOCK; // the model never sleeps
         let mut total_len = to.count;
         let mut num_spliced = 0u64;
+        // splice_from_pipe_next() runs before the first feed only: after it
+        // the feed goes on until the pipe is empty or the actor stops.
+        let mut next = true;
         loop {
             let p = &self.pipes[pipe];
             if p.nrbufs == 0 {
@@ -698,6 +704,11 @@ impl<A: Arch> Sys<A> {
             }
             let cur = p.curbuf;
             let b = p.bufs[cur];
+            if next && b.len == 0 {
+                self.pipe_consume_head(pipe);
+                continue;
+            }
+            next = false;
             let len = u64::from(b.len).min(total_len);
             if b.ops == BufOps::PageCache && !self.page_uptodate(b.page) {
                 return if num_spliced != 0 {

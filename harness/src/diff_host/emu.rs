@@ -1,12 +1,13 @@
 //! The emulator side of a differential case: x86_64 under the profile
-//! nearest the host's kernel ([`super::host_profile`]).
+//! nearest the host's kernel for `diff-host` ([`super::host_profile`]),
+//! any arch and profile for `diff-kernel`.
 
 use vmemu_arch::{Arch, VirtAddr, X86_64};
 use vmemu_iter::syscalls::{O_DIRECT, SPLICE_F_ALL};
 use vmemu_iter::{Iovec, Sys};
 use vmemu_mm::{Backing, Errno, KernelProfile, MapFlags, Prot};
 
-use super::{Addr, BDEV_SIZE, Case, Op, Outcome, PAGE, PageKind, Seg, fill_byte, user_byte};
+use super::{Addr, BDEV_SIZE, Case, Op, Outcome, PageKind, Seg, fill_byte, user_byte};
 
 /// `SPLICE_F_NONBLOCK`, as the host side passes it.
 const SPLICE_F_NONBLOCK: u32 = 0x02;
@@ -15,13 +16,21 @@ const SPLICE_F_NONBLOCK: u32 = 0x02;
 /// differential passes the one nearest the host's kernel).
 #[must_use]
 pub fn run(c: &Case, profile: &KernelProfile) -> Outcome {
-    let mut sys = Sys::<X86_64>::new(profile.clone(), 64 << 20).expect("64 MiB of emulated memory");
+    run_on::<X86_64>(c, profile.clone())
+}
+
+/// Runs `c` on a fresh emulated kernel of arch `A` under `profile` (pages,
+/// offsets and lengths of the case are in `A`'s page size).
+#[must_use]
+pub fn run_on<A: Arch>(c: &Case, profile: KernelProfile) -> Outcome {
+    let page = A::PAGE_SIZE;
+    let mut sys = Sys::<A>::new(profile, 64 << 20).expect("64 MiB of emulated memory");
     let mm = sys.m.current_mm();
     // The regions: all mapped first, then filled, then protected or
     // punched, so no region can land in another's hole.
     let mut bases = Vec::new();
     for (r, pages) in c.regions.iter().enumerate() {
-        let len = pages.len() as u64 * PAGE;
+        let len = pages.len() as u64 * page;
         let base = sys
             .m
             .mmap(
@@ -41,8 +50,8 @@ pub fn run(c: &Case, profile: &KernelProfile) -> Outcome {
             if *kind == PageKind::Untouched {
                 continue;
             }
-            let off = k as u64 * PAGE;
-            let bytes: Vec<u8> = (off..off + PAGE).map(|o| user_byte(r, o)).collect();
+            let off = k as u64 * page;
+            let bytes: Vec<u8> = (off..off + page).map(|o| user_byte(r, o)).collect();
             let left = sys.m.copy_to_user(bases[r].wrapping_add(off), &bytes);
             assert_eq!(left, 0, "filling a fresh region");
         }
@@ -51,11 +60,11 @@ pub fn run(c: &Case, profile: &KernelProfile) -> Outcome {
     fill_pipe(&mut sys, wfd, &c.fill);
     for (r, pages) in c.regions.iter().enumerate() {
         for (k, kind) in pages.iter().enumerate() {
-            let at = bases[r].wrapping_add(k as u64 * PAGE);
+            let at = bases[r].wrapping_add(k as u64 * page);
             let res = match kind {
-                PageKind::Ro => sys.m.mprotect(mm, at, PAGE, Prot::R),
-                PageKind::None => sys.m.mprotect(mm, at, PAGE, Prot::NONE),
-                PageKind::Hole => sys.m.munmap(mm, at, PAGE),
+                PageKind::Ro => sys.m.mprotect(mm, at, page, Prot::R),
+                PageKind::None => sys.m.mprotect(mm, at, page, Prot::NONE),
+                PageKind::Hole => sys.m.munmap(mm, at, page),
                 _ => Ok(()),
             };
             res.expect("mprotect/munmap of a region page");
@@ -125,8 +134,8 @@ pub fn run(c: &Case, profile: &KernelProfile) -> Outcome {
             if !kind.readable() {
                 continue;
             }
-            let va = bases[r].wrapping_add(k as u64 * PAGE);
-            let mut buf = vec![0u8; PAGE as usize];
+            let va = bases[r].wrapping_add(k as u64 * page);
+            let mut buf = vec![0u8; page as usize];
             if let Some(pa) = sys.m.user_pa(mm, va) {
                 sys.m.phys.read(pa, &mut buf).expect("page read");
             }
@@ -139,7 +148,7 @@ pub fn run(c: &Case, profile: &KernelProfile) -> Outcome {
             let mut out = Vec::new();
             for b in sys.pipes[p].occupied_bufs() {
                 let mut buf = vec![0u8; b.len as usize];
-                let pa = b.page.addr(X86_64::PAGE_SHIFT).add(u64::from(b.offset));
+                let pa = b.page.addr(A::PAGE_SHIFT).add(u64::from(b.offset));
                 sys.m.phys.read(pa, &mut buf).expect("pipe page read");
                 out.extend_from_slice(&buf);
             }
@@ -150,12 +159,12 @@ pub fn run(c: &Case, profile: &KernelProfile) -> Outcome {
             let mut out = Vec::with_capacity(size as usize);
             let mut pos = 0u64;
             while pos < size {
-                let n = (size - pos).min(PAGE);
-                let pfn = sys.shmem_get_page(f, pos / PAGE).expect("file page");
+                let n = (size - pos).min(page);
+                let pfn = sys.shmem_get_page(f, pos / page).expect("file page");
                 let mut buf = vec![0u8; n as usize];
                 sys.m
                     .phys
-                    .read(pfn.addr(X86_64::PAGE_SHIFT), &mut buf)
+                    .read(pfn.addr(A::PAGE_SHIFT), &mut buf)
                     .expect("file page read");
                 out.extend_from_slice(&buf);
                 pos += n;
@@ -175,13 +184,14 @@ enum After {
 }
 
 /// Puts the fill writes into the pipe through a scratch mapping.
-fn fill_pipe(sys: &mut Sys<X86_64>, wfd: i32, fill: &[u64]) {
+fn fill_pipe<A: Arch>(sys: &mut Sys<A>, wfd: i32, fill: &[u64]) {
     if fill.is_empty() {
         return;
     }
+    let page = A::PAGE_SIZE;
     let mm = sys.m.current_mm();
     let max = fill.iter().copied().max().unwrap_or(0).max(1);
-    let len = max.div_ceil(PAGE) * PAGE;
+    let len = max.div_ceil(page) * page;
     let scratch = sys
         .m
         .mmap(

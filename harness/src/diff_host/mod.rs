@@ -29,7 +29,7 @@ pub use compare::{
     host_release, host_support, known_difference,
 };
 pub use fixed::fixed_cases;
-pub use random::{random_case, random_cases};
+pub use random::{Geometry, HOST, random_case, random_case_for, random_cases};
 
 /// x86-64 page size (the only host the comparison runs on).
 pub const PAGE: u64 = 4096;
@@ -159,7 +159,9 @@ impl Op {
     pub fn needs_bdev(&self) -> bool {
         matches!(self, Op::PreadvDirect { .. } | Op::PwritevDirect { .. })
     }
-    fn uses_pipe(&self) -> bool {
+    /// Whether the case uses a pipe.
+    #[must_use]
+    pub fn uses_pipe(&self) -> bool {
         matches!(
             self,
             Op::Readv | Op::Writev | Op::VmspliceToPipe | Op::VmspliceToUser

@@ -35,7 +35,7 @@ mod shared;
 mod state;
 pub mod syscalls;
 
-use eval::eval_const;
+pub(crate) use eval::eval_const;
 pub(crate) use eval::to_u64;
 pub use explain::explain;
 pub use format::{
