@@ -1071,7 +1071,7 @@ pub static CALLS: &[CallDef] = &[
 /// The forms of the `show` statement, which inspects the state at its line
 /// without changing it (no call: no parentheses, no result). The parser
 /// reads them (`lang::stmt::parse_show`), the linter checks their names
-/// and expressions, `crate::show` prints them; `docs/workloads.md` and
+/// and expressions, `show.rs` prints them; `docs/workloads.md` and
 /// `docs/json.md` describe the output.
 pub const SHOW_FORMS: [&str; 4] = ["show ADDR", "show NAME", "show mm", "show page NAME[i]"];
 
