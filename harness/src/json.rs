@@ -183,7 +183,7 @@ pub fn summary(run: &Run, rerun: &str) -> Value {
         "findings": findings(run).len(),
     });
     if !s.passed {
-        let failed: Vec<Value> = crate::matrix::failed_expects(run)
+        let failed: Vec<Value> = crate::run::failed_expects(run)
             .into_iter()
             .map(|(line, text, got)| json!({"line": line, "text": text, "got": got}))
             .collect();

@@ -94,6 +94,6 @@ pub struct RunOptions {
     /// Resource bounds.
     pub limits: Limits,
     /// `--show-at LINE`: after the statement of that line, `show mm` and a
-    /// `show` of every mapping (`crate::show`).
+    /// `show` of every mapping (`show.rs`).
     pub show_at: Option<usize>,
 }

@@ -316,7 +316,7 @@ fn real_main() -> Result<bool, Usage> {
             let arch = arch.parse::<ArchId>().map_err(|e| Usage(e.to_string()))?;
             let w = workload.as_deref().map(load).transpose()?;
             let s =
-                vmemu_harness::show::show(w.as_ref(), arch, &kernel, &addr).map_err(script_err)?;
+                vmemu_harness::run::show(w.as_ref(), arch, &kernel, &addr).map_err(script_err)?;
             if let Some(path) = svg {
                 std::fs::write(&path, &s.svg)
                     .map_err(|e| Usage(format!("{}: {e}", path.display())))?;

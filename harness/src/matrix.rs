@@ -235,19 +235,7 @@ pub fn rerun_command(w: &Workload, r: &Run) -> String {
     )
 }
 
-/// The failed expects of a run: (line, text, what was seen).
-#[must_use]
-pub fn failed_expects(r: &Run) -> Vec<(usize, &str, &str)> {
-    r.records
-        .iter()
-        .filter(|x| x.ok == Some(false))
-        .map(|x| {
-            let got = x.detail.as_deref().unwrap_or("");
-            let got = got.strip_prefix("FAILED: got ").unwrap_or(got);
-            (x.line, x.text.as_str(), got)
-        })
-        .collect()
-}
+pub use crate::run::failed_expects;
 
 /// The known-bug classes a run's events show (its findings), in order,
 /// without repeats.

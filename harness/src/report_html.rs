@@ -221,7 +221,7 @@ fn write_walks(dir: &Path) -> Result<(), String> {
          levels where the walks read different entries are drawn in red.</p>\n",
     );
     for a in ArchId::MAIN {
-        let s = crate::show::show(Some(&w), a, &k, "kdirect(256)").map_err(|e| e.to_string())?;
+        let s = crate::run::show(Some(&w), a, &k, "kdirect(256)").map_err(|e| e.to_string())?;
         let _ = write!(body, "<h2>{a}</h2>\n{}\n", s.svg);
     }
     write_file(&dir.join("walks.html"), &page("Page walks", 0, &body))

@@ -201,7 +201,7 @@ pub enum StmtKind {
     Show(ShowWhat),
 }
 
-/// What a `show` statement prints (`crate::show`).
+/// What a `show` statement prints (see `show.rs`).
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum ShowWhat {
     /// `show ADDR` / `show NAME`: the VMA, both walks with every entry's

@@ -32,6 +32,7 @@ mod mm;
 pub(crate) mod oracle;
 mod pipe;
 mod shared;
+mod show;
 mod state;
 pub mod syscalls;
 
@@ -42,6 +43,7 @@ pub use format::{
     FAIL_STYLE, PASS_STYLE, format_record, format_record_with, format_run, format_run_with, paint,
 };
 pub use shared::Shared;
+pub use show::{Shown, show};
 
 /// One transcript line.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
@@ -420,6 +422,20 @@ pub(crate) fn err_at(w: &Workload, span: Span, msg: impl Into<String>) -> Script
         .nth(span.line.saturating_sub(1))
         .unwrap_or("");
     ScriptError::new(&w.file, span, msg, line)
+}
+
+/// The failed expects of a run: (line, text, what was seen).
+#[must_use]
+pub fn failed_expects(r: &Run) -> Vec<(usize, &str, &str)> {
+    r.records
+        .iter()
+        .filter(|x| x.ok == Some(false))
+        .map(|x| {
+            let got = x.detail.as_deref().unwrap_or("");
+            let got = got.strip_prefix("FAILED: got ").unwrap_or(got);
+            (x.line, x.text.as_str(), got)
+        })
+        .collect()
 }
 
 #[cfg(test)]
