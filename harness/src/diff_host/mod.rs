@@ -306,10 +306,11 @@ pub struct DiffHostArgs {
     pub verbose: bool,
 }
 
-/// Runs `vmemu diff-host`: `Ok(true)` when every compared case agrees.
-/// Where the host cannot run the cases, says why on stderr and succeeds.
-pub fn main(args: &DiffHostArgs) -> Result<bool, String> {
-    let seed = match args.seed {
+/// The seed of a differential run: `--seed`, else `VMEMU_SEED`, else the
+/// clock (printed, so the run can be replayed). Shared by `diff-host` and
+/// `diff-kernel`.
+pub(crate) fn resolve_seed(seed: Option<u64>) -> Result<u64, String> {
+    Ok(match seed {
         Some(s) => s,
         None => match std::env::var("VMEMU_SEED") {
             Ok(v) => v
@@ -319,7 +320,13 @@ pub fn main(args: &DiffHostArgs) -> Result<bool, String> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(1, |d| d.as_secs()),
         },
-    };
+    })
+}
+
+/// Runs `vmemu diff-host`: `Ok(true)` when every compared case agrees.
+/// Where the host cannot run the cases, says why on stderr and succeeds.
+pub fn main(args: &DiffHostArgs) -> Result<bool, String> {
+    let seed = resolve_seed(args.seed)?;
     println!(
         "seed {seed} (replay: vmemu diff-host --cases {} --seed {seed}); host kernel {}, emulated {}",
         args.cases,

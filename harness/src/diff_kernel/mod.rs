@@ -174,20 +174,6 @@ fn load_workloads(names: &[String]) -> Result<Vec<Workload>, String> {
         .collect()
 }
 
-fn seed_of(a: &DiffKernelArgs) -> Result<u64, String> {
-    Ok(match a.seed {
-        Some(s) => s,
-        None => match std::env::var("VMEMU_SEED") {
-            Ok(v) => v
-                .parse()
-                .map_err(|_| format!("VMEMU_SEED must be a number, found `{v}`"))?,
-            Err(_) => std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_secs()),
-        },
-    })
-}
-
 /// Runs `vmemu diff-kernel`: `Ok(true)` when nothing disagrees unexplained.
 pub fn main(a: &DiffKernelArgs) -> Result<bool, String> {
     let arch: ArchId = a
@@ -218,7 +204,7 @@ pub fn main(a: &DiffKernelArgs) -> Result<bool, String> {
         (None, Some(v)) => nearest_profile(v),
         (None, None) => KernelProfile::newest(),
     };
-    let seed = seed_of(a)?;
+    let seed = crate::diff_host::resolve_seed(a.seed)?;
     println!(
         "seed {seed} (replay: vmemu diff-kernel --arch {arch} --kernel-image {} --cases {} --seed {seed}); emulator {arch} under {}",
         a.kernel_image.display(),
