@@ -8,7 +8,7 @@
 //! `shown` when the probe fires, `not shown` when it does not. The list and
 //! the document print those cells, so a change to gup or iov_iter that
 //! opens or closes a bug changes them, and the staleness test
-//! (`harness/tests/bugs_doc.rs`) says so in review.
+//! (`harness/tests/all/bugs_doc.rs`) says so in review.
 
 use std::fmt::Write as _;
 

@@ -1,6 +1,6 @@
 //! The JSON Lines output of `vmemu run` and `vmemu matrix`: one typed
 //! record per line, described in `docs/json.md` and by the JSON Schema
-//! `docs/vmemu.schema.json` (`harness/tests/json_schema.rs` validates every
+//! `docs/vmemu.schema.json` (`harness/tests/all/json_schema.rs` validates every
 //! line of `vmemu matrix --format json` against it).
 //!
 //! Every record has a `type`: the first is the `header` with the schema

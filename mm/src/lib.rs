@@ -70,7 +70,7 @@ pub use vma::MapFlags;
 
 // `Machine` is defined here, at the root, so that the subsystem modules that
 // own its state (and add its methods) need not import each other through
-// one module that holds the struct: `mm/tests/structure.rs` keeps the
+// one module that holds the struct: `mm/tests/all/structure.rs` keeps the
 // module graph free of circles.
 
 /// Errors creating the machine or its objects (emulator limits).

@@ -266,7 +266,7 @@ fn access_ok_edge_table() {
 /// the limit, one byte past, and a wrapping range, under USER_DS and KERNEL_DS.
 #[test]
 fn access_ok_table_covers_every_arch_and_family() {
-    // The geometry variants' rows are in tests/geometry.rs.
+    // The geometry variants' rows are in geometry.rs.
     for arch in [X86, ARM, PPC, PPC4K] {
         for family in families() {
             let rows: Vec<_> = ACCESS_OK
@@ -1021,7 +1021,7 @@ fn level_tables() {
 #[test]
 fn named_entry_spans() {
     // §2.1 leaf huge sizes: PMD 2 MiB, PUD 1 GiB on all four; PGDIR_SIZE 512 GiB
-    // (the geometry variants: tests/geometry.rs).
+    // (the geometry variants: geometry.rs).
     for arch in [X86, ARM, PPC, PPC4K] {
         with_arch!(arch, A => {
             assert_eq!(A::entry_span(Level(0)), 512 << 30, "{arch}");
@@ -1356,7 +1356,7 @@ fn layout_constants() {
         };
         assert_eq!(l, want, "{arch} {family:?}");
     }
-    // The geometry variants' rows are in tests/geometry.rs.
+    // The geometry variants' rows are in geometry.rs.
     assert_eq!(LAYOUTS.len(), 4 * 2);
 }
 

@@ -16,7 +16,7 @@
 //!   one ended on a page boundary and this one starts on one, clipped to
 //!   maxsize), computed here independently of the emulator. The same layouts
 //!   run under `+layton` and every disagreement is counted and printed
-//!   (`cargo test -p vmemu-iter --test layton -- --nocapture`).
+//!   (`cargo test -p vmemu-iter --test all layton:: -- --nocapture`).
 //! * `posted_disagreement_shrinks_to`: proptest searches the same space for a
 //!   layout where the posted code breaks the contract and shrinks it; the
 //!   minimal examples it finds (any disagreement, wrong bytes, a page past

@@ -815,6 +815,7 @@ fn rss_measure() {
 
 /// Runs the measurement in a child process (this test binary, filtered to
 /// this test) so that tests running in parallel do not inflate the figure.
+/// The name is the test's path in the crate's one test binary (`tests/all`).
 #[test]
 fn rss_4gib_guest_1000_scattered_pages() {
     if std::env::var_os(RSS_CHILD).is_some() {
@@ -825,7 +826,7 @@ fn rss_4gib_guest_1000_scattered_pages() {
     let out = std::process::Command::new(exe)
         .args([
             "--exact",
-            "rss_4gib_guest_1000_scattered_pages",
+            "walker::rss_4gib_guest_1000_scattered_pages",
             "--nocapture",
             "--test-threads=1",
         ])

@@ -8,19 +8,52 @@
 //!
 //! Runs on Linux x86-64 hosts only; elsewhere it prints why it is skipped.
 //! The O_DIRECT cases need a loop device (root and `losetup`); without one
-//! they are skipped with the reason printed. Only one test here maps
-//! memory, so no other test thread of this binary can map something into a
-//! hole a case has punched.
-//! Replay a seed with `VMEMU_SEED=S cargo test -p vmemu-harness --test
-//! diff_host -- --nocapture`.
+//! they are skipped with the reason printed. The host side maps memory and
+//! punches holes in it, and every other test of this binary (`tests/all`)
+//! maps guest memory in threads of the same process: so the host comparison
+//! runs alone, in a child process of this binary filtered to that one test,
+//! where nothing else can map something into a hole a case has punched.
+//! Replay a seed with `VMEMU_SEED=S cargo test -p vmemu-harness --test all
+//! diff_host:: -- --nocapture`.
 
 use vmemu_harness::diff_host::{self, HostRunner};
 
 const DEFAULT_SEED: u64 = 20_261_125;
 const RANDOM_CASES: usize = 1000;
 
+/// Set in the child process that runs `host_and_emulator_agree` alone.
+const ALONE: &str = "VMEMU_DIFF_HOST_ALONE";
+
+/// Runs `host_and_emulator_agree` in a child process (this test binary,
+/// filtered to exactly that test, one thread) and checks that it passed;
+/// the child inherits `VMEMU_SEED` and `VMEMU_DIFF_NO_BDEV`.
+fn run_alone_in_child() {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args([
+            "--exact",
+            "diff_host::host_and_emulator_agree",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ALONE, "1")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("{stdout}");
+    eprintln!("{stderr}");
+    assert!(out.status.success(), "child failed: {stdout}\n{stderr}");
+    assert!(stdout.contains("diff_host: seed"), "the child ran the test");
+    assert!(stdout.contains("1 passed"), "{stdout}");
+}
+
 #[test]
 fn host_and_emulator_agree() {
+    if std::env::var_os(ALONE).is_none() {
+        run_alone_in_child();
+        return;
+    }
     let seed = std::env::var("VMEMU_SEED")
         .ok()
         .and_then(|v| v.parse().ok())

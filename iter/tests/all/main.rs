@@ -1,0 +1,12 @@
+//! The integration tests of `vmemu-iter`, in one binary.
+//!
+//! One test binary per crate (issue 23): each module below was a test binary
+//! of its own, each compiled and linked separately. Select a module's
+//! tests by its module path, e.g. `cargo test -p vmemu-iter --test all callers::`.
+
+mod callers;
+mod kunit;
+mod layton;
+mod pipe;
+mod semantics;
+mod syscalls;
