@@ -21,7 +21,7 @@
 //! | C1 | `copy_to_iter` to 16384 × 4 KiB user iovecs ÷ host `process_vm_readv` | ≤ 1.0 |
 //! | C3 | the same with 65536 × 512 B iovecs | ≤ 0.5 |
 //! | M1 | built-in matrix wall time ÷ 2.6 s (KUnit `iov_iter`, UML warm) | ≤ 0.05 |
-//! | M2 | matrix on 2 threads ÷ on 1 thread (local rayon pools) | ≤ 0.63 |
+//! | M2 | `vmemu matrix -j 2` ÷ `vmemu matrix -j 1`, each a whole process (start to exit) | ≤ 0.625 (1 / 1.6) |
 //! | S1 | peak RSS of a 1 TiB sparse mapping with 1000 touched pages ÷ 64 MiB | ≤ 1.0 |
 //!
 //! The gup group also yields the batch-size study: per-page cost of gup-fast
