@@ -151,8 +151,8 @@ impl<A: Arch> Runner<'_, A> {
             let mut buf = vec![0u8; len as usize];
             self.sys.m.access_remote_vm_read(mm, addr, &mut buf)
         } else if flags == GupFlags::FOLL_WRITE | GupFlags::FOLL_FORCE {
-            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
-            self.sys.m.access_remote_vm_write(mm, addr, &data)
+            let m = &mut self.sys.m;
+            crate::run::pattern::with_pattern(len, |data| m.access_remote_vm_write(mm, addr, data))
         } else {
             return Err(self.err(
                 s.span,

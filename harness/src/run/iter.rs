@@ -351,8 +351,8 @@ impl<'w, A: Arch> Runner<'w, A> {
         };
         Ok(match call {
             IterCall::CopyToIter => {
-                let src: Vec<u8> = (0..nums[0]).map(|i| (i % 251) as u8 + 1).collect();
-                Ok(sys.copy_to_iter(&src, it) as i64)
+                let n = super::pattern::with_pattern(nums[0], |src| sys.copy_to_iter(src, it));
+                Ok(n as i64)
             }
             IterCall::CopyFromIter => {
                 let mut dst = vec![0u8; nums[0] as usize];

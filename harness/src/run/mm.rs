@@ -187,8 +187,8 @@ impl<'w, A: Arch> Runner<'w, A> {
                     })?;
                 let left = match c {
                     MmCall::CopyToUser => {
-                        let buf: Vec<u8> = (0..len).map(|i| (i % 251) as u8 + 1).collect();
-                        self.sys.m.copy_to_user(a0, &buf)
+                        let m = &mut self.sys.m;
+                        super::pattern::with_pattern(len, |buf| m.copy_to_user(a0, buf))
                     }
                     MmCall::CopyFromUser => {
                         let mut buf = vec![0u8; len as usize];

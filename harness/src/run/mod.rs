@@ -30,6 +30,7 @@ mod hostmem;
 mod iter;
 mod mm;
 pub(crate) mod oracle;
+pub(crate) mod pattern;
 mod pipe;
 mod shared;
 mod show;

@@ -288,7 +288,7 @@ impl<A: Arch> Runner<'_, A> {
             .read_pieces(&done)
             .ok_or_else(|| format!("{func}: bytes reported copied are not mapped"))?;
         let want: Vec<u8> = match call {
-            IterCall::CopyToIter => (0..ret).map(|i| (i % 251) as u8 + 1).collect(),
+            IterCall::CopyToIter => super::pattern::pattern(ret),
             IterCall::IovIterZero => vec![0; ret as usize],
             _ => self.oracle.last_read.clone().unwrap_or_default(),
         };

@@ -2,7 +2,7 @@
 //! them, checked on return values and on the bytes that moved.
 
 use vmemu_arch::{Arch, VirtAddr, X86_64};
-use vmemu_iter::syscalls::{O_DIRECT, pattern_byte, pvm_max_user_pages};
+use vmemu_iter::syscalls::{O_DIRECT, pattern_byte, pattern_bytes, pvm_max_user_pages};
 use vmemu_iter::{Iovec, Sys};
 use vmemu_mm::{Backing, Errno, KernelProfile, MapFlags, Prot};
 
@@ -346,4 +346,18 @@ fn o_direct_alignment_and_partial_bios() {
         Ok(250 * P)
     );
     assert_eq!(s.m.held_total(), (0, 0), "every pin is released");
+}
+
+/// A block device's bytes, built a page at a time, are `pattern_byte` at
+/// every offset: whole pages, a partial last page, 4 KiB and 64 KiB pages,
+/// past the 256-byte period of the ramp.
+#[test]
+fn pattern_bytes_is_pattern_byte_at_every_offset() {
+    for page in [4096u64, 65536] {
+        for size in [0, 1, 511, page, page + 512, 5 * page - 1, 300 * page / 7] {
+            let got = pattern_bytes(size, page);
+            let want: Vec<u8> = (0..size).map(|o| pattern_byte(o, page)).collect();
+            assert_eq!(got, want, "size {size}, page {page}");
+        }
+    }
 }

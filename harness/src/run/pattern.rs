@@ -1,0 +1,102 @@
+//! The bytes a statement writes into user memory (`copy_to_user`,
+//! `copy_to_iter`, the `/proc/pid/mem` write of `access_remote_vm`): byte
+//! `i` of a write is `i % 251 + 1` (never 0, so a written byte differs from
+//! a fresh page's; 251 is prime, so the pattern never lines up with a page).
+//!
+//! Built by doubling a copy of one period (each step a `memcpy` of what is
+//! there) instead of computing byte by byte, and kept per thread up to
+//! [`KEEP`] bytes, so a copy-heavy run pays for its source once rather than
+//! per statement (issue 23: generating copy sources byte by byte was 94% of
+//! a copy-heavy `vmemu run`).
+
+use std::cell::RefCell;
+
+/// The pattern's period.
+const PERIOD: usize = 251;
+
+/// The longest pattern a thread keeps between statements (longer writes
+/// build their own and drop it).
+const KEEP: usize = 8 << 20;
+
+thread_local! {
+    static KEPT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Extends `v` (empty, or a whole number of periods long) to at least
+/// `len` bytes of the pattern.
+fn grow(v: &mut Vec<u8>, len: usize) {
+    if v.is_empty() {
+        v.extend((0..PERIOD).map(|i| i as u8 + 1));
+    }
+    while v.len() < len {
+        // `v` holds whole periods, so its copy continues the pattern.
+        let have = v.len();
+        v.extend_from_within(..have.min(len.next_multiple_of(PERIOD) - have));
+    }
+}
+
+/// The first `len` bytes of the pattern.
+#[must_use]
+pub(crate) fn pattern(len: u64) -> Vec<u8> {
+    let len = usize::try_from(len).expect("a write length fits in memory");
+    let mut v = Vec::with_capacity(len.next_multiple_of(PERIOD).max(PERIOD));
+    grow(&mut v, len);
+    v.truncate(len);
+    v
+}
+
+/// Calls `f` with the first `len` bytes of the pattern.
+pub(crate) fn with_pattern<R>(len: u64, f: impl FnOnce(&[u8]) -> R) -> R {
+    let n = usize::try_from(len).expect("a write length fits in memory");
+    if n > KEEP {
+        return f(&pattern(len));
+    }
+    KEPT.with(|k| {
+        let mut k = k.borrow_mut();
+        if k.len() < n {
+            // Grow to a power of two of periods: few regrowths.
+            let want = (n.div_ceil(PERIOD).next_power_of_two() * PERIOD).min(KEEP);
+            grow(&mut k, want.max(n));
+        }
+        f(&k[..n])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slow(len: usize) -> Vec<u8> {
+        (0..len).map(|i| (i % 251) as u8 + 1).collect()
+    }
+
+    /// The doubling build and the kept buffer give the byte-by-byte pattern,
+    /// at every length around the period and its powers of two, and after a
+    /// longer write has grown the kept buffer.
+    #[test]
+    fn pattern_is_the_byte_by_byte_one() {
+        for len in [
+            0,
+            1,
+            250,
+            251,
+            252,
+            501,
+            502,
+            503,
+            4096,
+            65_536,
+            1 << 20,
+            (1 << 20) + 7,
+        ] {
+            assert_eq!(pattern(len as u64), slow(len), "pattern({len})");
+            with_pattern(len as u64, |p| {
+                assert_eq!(p, &slow(len)[..], "with_pattern({len})")
+            });
+        }
+        with_pattern(3000, |p| assert_eq!(p, &slow(3000)[..]));
+        let big = KEEP + 1000;
+        with_pattern(big as u64, |p| assert_eq!(p.len(), big));
+        assert_eq!(pattern(big as u64), slow(big));
+    }
+}
