@@ -123,15 +123,51 @@ pub fn pattern_byte(offset: u64, page_size: u64) -> u8 {
 /// device was most of a block-device workload's instructions).
 #[must_use]
 pub fn pattern_bytes(size: u64, page_size: u64) -> Vec<u8> {
+    let mut data = Vec::new();
+    pattern_fill(&mut data, size, page_size);
+    data
+}
+
+/// [`pattern_bytes`] into `data` (cleared first; its allocation is reused).
+fn pattern_fill(data: &mut Vec<u8>, size: u64, page_size: u64) {
     let ps = usize::try_from(page_size).expect("a page fits in memory");
     let ramp: Vec<u8> = (0..ps + 256).map(|k| k as u8).collect();
-    let mut data = Vec::with_capacity(usize::try_from(size).expect("a device fits in memory"));
+    data.clear();
+    data.reserve(usize::try_from(size).expect("a device fits in memory"));
     for p in 0..size.div_ceil(page_size) {
         let start = ((p * 7) % 256) as usize;
         let len = (size - p * page_size).min(page_size) as usize;
         data.extend_from_slice(&ramp[start..start + len]);
     }
-    data
+}
+
+thread_local! {
+    /// The media of dropped block devices, for the next device created on
+    /// this thread: a fresh allocation of megabytes costs a host page fault
+    /// per page (issue 23: the devices were half the host page faults of
+    /// `vmemu matrix`, whose runs each create their own).
+    static SPARE_MEDIA: std::cell::RefCell<Vec<Vec<u8>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Media kept in [`SPARE_MEDIA`] per thread, and the largest kept.
+const SPARE_MAX: usize = 2;
+const SPARE_MAX_BYTES: usize = 64 << 20;
+
+impl Drop for BlockDev {
+    fn drop(&mut self) {
+        let data = std::mem::take(&mut self.data);
+        if data.capacity() == 0 || data.capacity() > SPARE_MAX_BYTES {
+            return;
+        }
+        // At thread exit the spares may be gone already: then just free.
+        let _ = SPARE_MEDIA.try_with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() < SPARE_MAX {
+                s.push(data);
+            }
+        });
+    }
 }
 
 impl<A: Arch> Sys<A> {
@@ -194,7 +230,17 @@ impl<A: Arch> Sys<A> {
     /// logical blocks) holding [`pattern_byte`]; returns its number.
     pub fn blkdev_create(&mut self, size: u64) -> usize {
         let size = size - size % BDEV_LOGICAL_BLOCK_SIZE;
-        let data = pattern_bytes(size, A::PAGE_SIZE);
+        // The largest spare medium of this thread, if any.
+        let mut data = SPARE_MEDIA
+            .try_with(|s| {
+                let mut s = s.borrow_mut();
+                let best = (0..s.len()).max_by_key(|&i| s[i].capacity())?;
+                Some(s.swap_remove(best))
+            })
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        pattern_fill(&mut data, size, A::PAGE_SIZE);
         self.bdevs.push(BlockDev {
             data,
             logical_block_size: BDEV_LOGICAL_BLOCK_SIZE,
