@@ -561,11 +561,37 @@ impl<A: Arch> Machine<A> {
     /// `ZERO`, `vsyscall`, `pt:L1#4`.
     #[must_use]
     pub fn page_name(&self, pfn: Pfn) -> String {
+        self.key_name(self.page_name_key(pfn))
+    }
+
+    /// What [`Machine::page_name`] of `pfn` is made of now, without
+    /// formatting it (no allocation): [`Machine::key_name`] turns it into
+    /// the same name later, whatever the frame became in between (mapping
+    /// names are never removed). For records that may be dropped unread.
+    #[must_use]
+    pub fn page_name_key(&self, pfn: Pfn) -> PageNameKey {
         if !self.phys.pfn_valid(pfn) {
-            return format!("pfn[{:#x}]", pfn.0);
+            return PageNameKey {
+                pfn,
+                owner: None,
+                sub: 0,
+            };
         }
         let head = self.phys.compound_head(pfn);
-        self.frame_name(pfn, self.phys.page(head).owner, pfn.0 - head.0)
+        PageNameKey {
+            pfn,
+            owner: Some(self.phys.page(head).owner),
+            sub: pfn.0 - head.0,
+        }
+    }
+
+    /// The name a [`PageNameKey`] stands for.
+    #[must_use]
+    pub fn key_name(&self, k: PageNameKey) -> String {
+        match k.owner {
+            None => format!("pfn[{:#x}]", k.pfn.0),
+            Some(owner) => self.frame_name(k.pfn, owner, k.sub),
+        }
     }
 
     /// The name of frame `pfn`, page `sub` of a compound page whose head has
@@ -588,6 +614,16 @@ impl<A: Arch> Machine<A> {
             Owner::Free | Owner::Reserved => format!("kdirect[{}]", pfn.0),
         }
     }
+}
+
+/// A page's symbolic name captured unformatted ([`Machine::page_name_key`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PageNameKey {
+    pfn: Pfn,
+    /// The compound head's owner; `None` for a pfn outside memory.
+    owner: Option<Owner>,
+    /// Index of the page in its compound page.
+    sub: u64,
 }
 
 /// Rounds `len` up to whole pages of `A`.

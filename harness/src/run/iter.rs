@@ -211,7 +211,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             Some((g, owned)) => (g.pages, g.pinned, owned, g.start),
             None => (Vec::new(), false, false, 0),
         };
-        r.pages = pages.iter().map(|p| self.sys.m.page_name(*p)).collect();
+        self.set_pages(&mut r, &pages);
         if start != 0 {
             r.detail = Some(format!("start {start:#x}"));
         }

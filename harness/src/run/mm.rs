@@ -102,7 +102,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             Ok(v) => r.ret = Some(v),
             Err(e) => set_err(&mut r, e),
         }
-        r.pages = pages.iter().map(|p| self.sys.m.page_name(*p)).collect();
+        self.set_pages(&mut r, &pages);
         let retv = r.ret.unwrap_or(0);
         if (pin || longterm) && var.is_some() {
             self.note_pins(a0, &pages);

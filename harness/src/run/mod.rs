@@ -82,6 +82,11 @@ pub struct Record {
     /// For `show`: what it printed (text lines and JSON; `crate::show`).
     #[serde(skip)]
     pub show: Option<Box<crate::show::View>>,
+    /// `pages` not yet named: set instead of `pages` for a statement in an
+    /// iteration a `repeat` may leave out of the transcript, named when the
+    /// record is kept (`Runner::exec_repeat`). Empty in a finished run.
+    #[serde(skip)]
+    pub(crate) page_keys: Vec<vmemu_mm::mm::PageNameKey>,
 }
 
 /// The I/O a caller model produced and its page-reference traffic.
@@ -379,6 +384,10 @@ pub(crate) struct Runner<'w, A: Arch> {
     pub(crate) opts: RunOptions,
     /// An invariant or oracle failed: the rest of the workload is skipped.
     pub(crate) halted: bool,
+    /// How many `repeat` iterations being run may be left out of the
+    /// transcript (neither the first nor the last of their block): records
+    /// made meanwhile carry page keys, named only if kept.
+    pub(crate) eliding: u32,
     pub(crate) violations: usize,
     /// The kind of the first violation of the check that halted the run.
     pub(crate) failed_check: Option<crate::run::oracle::CheckKind>,

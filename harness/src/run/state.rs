@@ -91,6 +91,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             callers: crate::run::callers::State::default(),
             opts,
             halted: false,
+            eliding: 0,
             violations: 0,
             failed_check: None,
             pipe_buffers: 0,
@@ -218,9 +219,11 @@ impl<'w, A: Arch> Runner<'w, A> {
                 break;
             }
             let before = self.records.len();
-            self.exec_block(body)?;
-            ran += 1;
-            if k > 0 && k + 1 < n && !self.halted {
+            let middle = k > 0 && k + 1 < n;
+            self.eliding += u32::from(middle);
+            let done = self.exec_block(body);
+            self.eliding -= u32::from(middle);
+            if middle && done.is_ok() && !self.halted {
                 let tail = self.records.split_off(before);
                 for rec in tail {
                     if rec.events.is_empty() && rec.ok != Some(false) {
@@ -230,6 +233,11 @@ impl<'w, A: Arch> Runner<'w, A> {
                     }
                 }
             }
+            if self.eliding == 0 {
+                self.name_kept_pages(before);
+            }
+            done?;
+            ran += 1;
         }
         let mut d = format!("{ran} iteration(s)");
         if elided > 0 {
@@ -353,6 +361,30 @@ impl<'w, A: Arch> Runner<'w, A> {
             detail: None,
             io: None,
             show: None,
+            page_keys: Vec::new(),
+        }
+    }
+
+    /// Sets the pages of `r`: their names, or, in an iteration a `repeat`
+    /// may leave out ([`Runner::eliding`]), their keys, named by
+    /// [`Runner::name_kept_pages`] if the record is kept (issue 23: naming
+    /// pages of records later dropped was most of a gup-heavy `vmemu run`).
+    pub(crate) fn set_pages(&self, r: &mut Record, pages: &[Pfn]) {
+        let m = &self.sys.m;
+        if self.eliding > 0 {
+            r.page_keys = pages.iter().map(|p| m.page_name_key(*p)).collect();
+        } else {
+            r.pages = pages.iter().map(|p| m.page_name(*p)).collect();
+        }
+    }
+
+    /// Names the pages of the records from `from` on that carry keys.
+    fn name_kept_pages(&mut self, from: usize) {
+        let m = &self.sys.m;
+        for r in &mut self.records[from..] {
+            if !r.page_keys.is_empty() {
+                r.pages = r.page_keys.drain(..).map(|k| m.key_name(k)).collect();
+            }
         }
     }
 
