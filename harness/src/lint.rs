@@ -21,7 +21,8 @@ use vmemu_mm::profile::Knobs;
 
 use crate::calls::{ArgKind, Call, CallDef, MmCall};
 use crate::lang::{
-    Arg, Expr, Field, MAX_ERRORS, ScriptError, Span, Stmt, StmtKind, Target, Value, Workload,
+    Arg, Expr, Field, MAX_ERRORS, ScriptError, SegRepeat, Span, Stmt, StmtKind, Target, Value,
+    Workload,
 };
 
 /// The values of an arch and profile that expressions may name.
@@ -269,46 +270,67 @@ impl Walk<'_> {
                 repeat,
                 pipe,
                 ..
-            } => {
-                self.iter_kind(s, *kind);
-                for (a, l) in segs {
-                    self.expr(a);
-                    self.expr(l);
-                }
-                if let Some(r) = repeat {
-                    self.expr(&r.step);
-                }
-                if let Some(p) = pipe
-                    && !self.scope.pipes.contains(p)
-                {
-                    self.undefined(s.span, s.text.chars().count(), "pipe", p);
-                }
-                self.scope.iters.insert(name.clone());
-                self.scope.stale.remove(name);
-                match pipe {
-                    Some(p) => self.scope.pipe_iters.insert(name.clone(), p.clone()),
-                    None => self.scope.pipe_iters.remove(name),
-                };
-            }
+            } => self.iter_decl(s, name, *kind, segs, repeat.as_deref(), pipe.as_deref()),
             StmtKind::Pipe(name) => {
                 self.scope.pipes.insert(name.clone());
             }
-            StmtKind::Show(what) => match what {
-                crate::lang::ShowWhat::Addr(e) => self.expr(e),
-                crate::lang::ShowWhat::Mm => {}
-                crate::lang::ShowWhat::Page(name, i) => {
-                    self.need_map(s, name);
-                    if self.eval(i).is_some_and(|v| v < 0) {
-                        let here = self.here();
-                        self.report(
-                            s.span,
-                            s.text.chars().count(),
-                            format!("a page index is not negative{here}"),
-                            None,
-                        );
-                    }
+            StmtKind::Show(what) => self.show(s, what),
+        }
+    }
+
+    /// An `iter` declaration: its flavour exists in the profile, its
+    /// segments' expressions and its pipe are defined; it replaces any
+    /// stale iterator of that name.
+    fn iter_decl(
+        &mut self,
+        s: &Stmt,
+        name: &str,
+        kind: IterType,
+        segs: &[(Expr, Expr)],
+        repeat: Option<&SegRepeat>,
+        pipe: Option<&str>,
+    ) {
+        self.iter_kind(s, kind);
+        for (a, l) in segs {
+            self.expr(a);
+            self.expr(l);
+        }
+        if let Some(r) = repeat {
+            self.expr(&r.step);
+        }
+        if let Some(p) = pipe
+            && !self.scope.pipes.contains(p)
+        {
+            self.undefined(s.span, s.text.chars().count(), "pipe", p);
+        }
+        self.scope.iters.insert(name.to_string());
+        self.scope.stale.remove(name);
+        match pipe {
+            Some(p) => self
+                .scope
+                .pipe_iters
+                .insert(name.to_string(), p.to_string()),
+            None => self.scope.pipe_iters.remove(name),
+        };
+    }
+
+    /// A `show` statement: its address or page index.
+    fn show(&mut self, s: &Stmt, what: &crate::lang::ShowWhat) {
+        match what {
+            crate::lang::ShowWhat::Addr(e) => self.expr(e),
+            crate::lang::ShowWhat::Mm => {}
+            crate::lang::ShowWhat::Page(name, i) => {
+                self.need_map(s, name);
+                if self.eval(i).is_some_and(|v| v < 0) {
+                    let here = self.here();
+                    self.report(
+                        s.span,
+                        s.text.chars().count(),
+                        format!("a page index is not negative{here}"),
+                        None,
+                    );
                 }
-            },
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -205,20 +205,11 @@ fn real_main() -> Result<bool, Usage> {
     // anstream's detection says so (stdout is a terminal that supports
     // colour, NO_COLOR unset; CLICOLOR_FORCE forces it). Styles are only
     // ever added to text output, never to JSON or KTAP.
-    let color = match cli.color {
-        ColorWhen::Always => true,
-        ColorWhen::Never => false,
-        ColorWhen::Auto => {
-            anstream::AutoStream::choice(&std::io::stdout()) != anstream::ColorChoice::Never
-        }
-    };
-    let _ = ERR_COLOR.set(match cli.color {
-        ColorWhen::Always => true,
-        ColorWhen::Never => false,
-        ColorWhen::Auto => {
-            anstream::AutoStream::choice(&std::io::stderr()) != anstream::ColorChoice::Never
-        }
-    });
+    let color = color_wanted(cli.color, anstream::AutoStream::choice(&std::io::stdout()));
+    let _ = ERR_COLOR.set(color_wanted(
+        cli.color,
+        anstream::AutoStream::choice(&std::io::stderr()),
+    ));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cli.cmd {
@@ -237,23 +228,7 @@ fn real_main() -> Result<bool, Usage> {
                 limits,
                 show_at,
             };
-            let arches = parse_arches(&arches)?;
-            let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
-            let plan = matrix::plan(&ws, &arches, &kernels, true);
-            // Every combination refused because the kernel lacks the arch's
-            // geometry (e.g. `--arch arm64-52 --kernel v4.10`): say so.
-            if plan.iter().all(|p| p.skip.is_some())
-                && let Some(why) = plan.iter().find_map(|p| {
-                    p.skip
-                        .as_deref()
-                        .filter(|s| !s.starts_with(matrix::NOT_FOR_ARCH))
-                })
-            {
-                return Err(Usage(format!("nothing to run: {why}")));
-            }
-            let runs = execute(&ws, &plan, format, &opts)?;
-            let _ = emit(&ws, &plan, &runs, format, color, &mut out);
-            Ok(runs.iter().all(|r| r.summary.passed))
+            cmd_run(&files, &arches, &kernels, format, &opts, color, &mut out)
         }
         Cmd::Matrix {
             workloads,
@@ -271,30 +246,9 @@ fn real_main() -> Result<bool, Usage> {
                 limits,
                 show_at: None,
             };
-            if let Some(n) = jobs {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n.max(1))
-                    .build_global()
-                    .map_err(|e| Usage(format!("-j {n}: {e}")))?;
-            }
-            let arches = parse_arches(&arches)?;
-            let ws = collect_workloads(&workloads)?;
-            let plan = matrix::plan(&ws, &arches, &kernels, false);
-            let runs = execute(&ws, &plan, format, &opts)?;
-            match format {
-                Format::Json | Format::Ktap => {
-                    let _ = emit(&ws, &plan, &runs, format, color, &mut out);
-                }
-                Format::Text => {
-                    let _ = matrix::print_table(&ws, &plan, &runs, color, &mut out);
-                }
-            }
-            let passed = runs.iter().all(|r| r.summary.passed);
-            // The process exits next: freeing every transcript would be
-            // serial work on the main thread (17% of its instructions in the
-            // matrix, issue 23); the exit gives the memory back at once.
-            std::mem::forget(runs);
-            Ok(passed)
+            cmd_matrix(
+                &workloads, &arches, &kernels, jobs, format, &opts, color, &mut out,
+            )
         }
         Cmd::List { bugs: true } => {
             let _ = write!(
@@ -324,21 +278,15 @@ fn real_main() -> Result<bool, Usage> {
             workload,
             format,
             svg,
-        } => {
-            let arch = arch.parse::<ArchId>().map_err(|e| Usage(e.to_string()))?;
-            let w = workload.as_deref().map(load).transpose()?;
-            let s =
-                vmemu_harness::run::show(w.as_ref(), arch, &kernel, &addr).map_err(script_err)?;
-            if let Some(path) = svg {
-                std::fs::write(&path, &s.svg)
-                    .map_err(|e| Usage(format!("{}: {e}", path.display())))?;
-            }
-            let _ = match format {
-                Format::Json => writeln!(out, "{}", s.view.json),
-                _ => writeln!(out, "{}", s.view.lines.join("\n")),
-            };
-            Ok(true)
-        }
+        } => cmd_show(
+            &addr,
+            &arch,
+            &kernel,
+            workload.as_deref(),
+            format,
+            svg.as_deref(),
+            &mut out,
+        ),
         Cmd::Check { files } => check_files(&files, &mut out),
         Cmd::Bench(args) => vmemu_harness::bench::main(&args).map_err(Usage),
         Cmd::Fuzz(args) => vmemu_harness::fuzz::main(&args).map_err(Usage),
@@ -354,31 +302,19 @@ fn real_main() -> Result<bool, Usage> {
         }
         Cmd::DiffKernel(args) => vmemu_harness::diff_kernel::main(&args).map_err(Usage),
         Cmd::Report {
-            html: Some(dir), ..
-        } => {
-            let cells = vmemu_harness::report_html::write_site(&dir).map_err(Usage)?;
-            let _ = writeln!(
-                out,
-                "{}: index.html ({cells} cells), claims.html, walks.html",
-                dir.display()
-            );
-            Ok(true)
-        }
-        Cmd::Report {
-            bugs: true,
-            write,
-            check,
-            ..
-        } => vmemu_harness::bugs_report::main(write.as_deref(), check.as_deref(), &mut out)
-            .map_err(Usage),
-        Cmd::Report {
-            bugs: false,
+            bugs,
             markdown,
             write,
             check,
-            html: None,
-        } => vmemu_harness::report::main(markdown, write.as_deref(), check.as_deref(), &mut out)
-            .map_err(Usage),
+            html,
+        } => cmd_report(
+            bugs,
+            markdown,
+            write.as_deref(),
+            check.as_deref(),
+            html.as_deref(),
+            &mut out,
+        ),
         Cmd::Completions { shell } => {
             clap_complete::aot::generate(shell, &mut Cli::command(), "vmemu", &mut out);
             Ok(true)
@@ -390,6 +326,135 @@ fn real_main() -> Result<bool, Usage> {
             Ok(true)
         }
     }
+}
+
+/// Whether a stream gets styles: `--color always`, or `auto` when
+/// anstream's detection says so (a terminal that supports colour, NO_COLOR
+/// unset; CLICOLOR_FORCE forces it). Styles only ever go to text output,
+/// never to JSON or KTAP.
+fn color_wanted(when: ColorWhen, detected: anstream::ColorChoice) -> bool {
+    match when {
+        ColorWhen::Always => true,
+        ColorWhen::Never => false,
+        ColorWhen::Auto => detected != anstream::ColorChoice::Never,
+    }
+}
+
+/// `vmemu run FILES`: each file on the arches and kernels asked for (or
+/// those the workload names).
+fn cmd_run(
+    files: &[String],
+    arches: &[String],
+    kernels: &[KernelProfile],
+    format: Format,
+    opts: &RunOptions,
+    color: bool,
+    out: &mut impl Write,
+) -> Result<bool, Usage> {
+    let arches = parse_arches(arches)?;
+    let ws: Vec<Workload> = files.iter().map(|f| load(f)).collect::<Result<_, _>>()?;
+    let plan = matrix::plan(&ws, &arches, kernels, true);
+    // Every combination refused because the kernel lacks the arch's
+    // geometry (e.g. `--arch arm64-52 --kernel v4.10`): say so.
+    if plan.iter().all(|p| p.skip.is_some())
+        && let Some(why) = plan.iter().find_map(|p| {
+            p.skip
+                .as_deref()
+                .filter(|s| !s.starts_with(matrix::NOT_FOR_ARCH))
+        })
+    {
+        return Err(Usage(format!("nothing to run: {why}")));
+    }
+    let runs = execute(&ws, &plan, format, opts)?;
+    let _ = emit(&ws, &plan, &runs, format, color, out);
+    Ok(runs.iter().all(|r| r.summary.passed))
+}
+
+/// `vmemu matrix [WORKLOADS]`: the built-in (or named) workloads on every
+/// arch and kernel they name, as a table, JSON Lines or KTAP.
+fn cmd_matrix(
+    workloads: &[String],
+    arches: &[String],
+    kernels: &[KernelProfile],
+    jobs: Option<usize>,
+    format: Format,
+    opts: &RunOptions,
+    color: bool,
+    out: &mut impl Write,
+) -> Result<bool, Usage> {
+    if let Some(n) = jobs {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(n.max(1))
+            .build_global()
+            .map_err(|e| Usage(format!("-j {n}: {e}")))?;
+    }
+    let arches = parse_arches(arches)?;
+    let ws = collect_workloads(workloads)?;
+    let plan = matrix::plan(&ws, &arches, kernels, false);
+    let runs = execute(&ws, &plan, format, opts)?;
+    match format {
+        Format::Json | Format::Ktap => {
+            let _ = emit(&ws, &plan, &runs, format, color, out);
+        }
+        Format::Text => {
+            let _ = matrix::print_table(&ws, &plan, &runs, color, out);
+        }
+    }
+    let passed = runs.iter().all(|r| r.summary.passed);
+    // The process exits next: freeing every transcript would be serial work
+    // on the main thread (17% of its instructions in the matrix, issue 23);
+    // the exit gives the memory back at once.
+    std::mem::forget(runs);
+    Ok(passed)
+}
+
+/// `vmemu show ADDR`: the mappings, both walks and the page's counts, as
+/// text or JSON, and the walk as SVG when asked.
+fn cmd_show(
+    addr: &str,
+    arch: &str,
+    kernel: &KernelProfile,
+    workload: Option<&str>,
+    format: Format,
+    svg: Option<&Path>,
+    out: &mut impl Write,
+) -> Result<bool, Usage> {
+    let arch = arch.parse::<ArchId>().map_err(|e| Usage(e.to_string()))?;
+    let w = workload.map(load).transpose()?;
+    let s = vmemu_harness::run::show(w.as_ref(), arch, kernel, addr).map_err(script_err)?;
+    if let Some(path) = svg {
+        std::fs::write(path, &s.svg).map_err(|e| Usage(format!("{}: {e}", path.display())))?;
+    }
+    let _ = match format {
+        Format::Json => writeln!(out, "{}", s.view.json),
+        _ => writeln!(out, "{}", s.view.lines.join("\n")),
+    };
+    Ok(true)
+}
+
+/// `vmemu report`: the HTML site, the known-bugs report or the thread
+/// report (written, checked against a file, or printed).
+fn cmd_report(
+    bugs: bool,
+    markdown: bool,
+    write: Option<&Path>,
+    check: Option<&Path>,
+    html: Option<&Path>,
+    out: &mut impl Write,
+) -> Result<bool, Usage> {
+    if let Some(dir) = html {
+        let cells = vmemu_harness::report_html::write_site(dir).map_err(Usage)?;
+        let _ = writeln!(
+            out,
+            "{}: index.html ({cells} cells), claims.html, walks.html",
+            dir.display()
+        );
+        return Ok(true);
+    }
+    if bugs {
+        return vmemu_harness::bugs_report::main(write, check, out).map_err(Usage);
+    }
+    vmemu_harness::report::main(markdown, write, check, out).map_err(Usage)
 }
 
 /// `vmemu list`: arches, kernel profiles with their knobs, built-in workloads.

@@ -20,8 +20,7 @@ fn explain_in<A: Arch>(
     addr: &str,
 ) -> Result<String, ScriptError> {
     use std::fmt::Write as _;
-    use vmemu_arch::PteFlags;
-    use vmemu_mm::pgtable::{self, RootSel, Step};
+    use vmemu_mm::pgtable::RootSel;
     let empty = Workload {
         name: "explain".into(),
         file: "<explain>".into(),
@@ -34,12 +33,8 @@ fn explain_in<A: Arch>(
     let e = crate::lang::parse_expr_str("<address>", addr)?;
     let va = r.addr(&e, Span { line: 1, col: 1 })?;
     let m = &r.sys.m;
-    let fam = m.family();
     let mut out = String::new();
     let _ = writeln!(out, "address {va} on {} under {kernel}", A::ID);
-    let root_name = A::hw_root_desc;
-    let mm = m.current_mm();
-    let roots = m.roots(mm);
     for (title, sel) in [
         (
             "software walk (gup: pgd_offset(current->mm, addr) and the level table's index masking)",
@@ -51,64 +46,88 @@ fn explain_in<A: Arch>(
         ),
     ] {
         let _ = writeln!(out, "{title}:");
-        if sel == RootSel::Hardware {
-            match A::hw_root(fam, va) {
-                Some(root) => {
-                    let _ = writeln!(out, "  root: {}", root_name(root));
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "  root: none: the MMU cannot translate this address (fault before any table is read)"
-                    );
-                    continue;
-                }
+        explain_walk::<A>(&mut out, m, va, sel);
+    }
+    explain_knobs::<A>(&mut out, m, va);
+    Ok(out)
+}
+
+/// One walk of `va` from the root `sel` names, a line per level and the
+/// translation or fault it ends in.
+fn explain_walk<A: Arch>(
+    out: &mut String,
+    m: &vmemu_mm::Machine<A>,
+    va: VirtAddr,
+    sel: vmemu_mm::pgtable::RootSel,
+) {
+    use std::fmt::Write as _;
+    use vmemu_arch::PteFlags;
+    use vmemu_mm::pgtable::{self, RootSel, Step};
+    let fam = m.family();
+    if sel == RootSel::Hardware {
+        match A::hw_root(fam, va) {
+            Some(root) => {
+                let _ = writeln!(out, "  root: {}", A::hw_root_desc(root));
             }
-        }
-        let mut steps: Vec<Step> = Vec::new();
-        let res = pgtable::walk::<A>(&m.phys, fam, roots, va, sel, |s| steps.push(*s));
-        for s in &steps {
-            let kind = if s.raw == 0 {
-                "none".to_string()
-            } else if s.pte.has(PteFlags::TABLE) {
-                format!("table -> {}", m.page_name(s.pte.pfn))
-            } else {
-                format!("leaf {:?}", s.pte.flags)
-            };
-            let _ = writeln!(
-                out,
-                "  {}[{}] at pa {} = {:#018x}  {kind}",
-                A::geom(s.level).name,
-                s.index,
-                s.entry_pa,
-                s.raw
-            );
-        }
-        match res {
-            Ok(t) => {
+            None => {
                 let _ = writeln!(
                     out,
-                    "  => {} byte page at level {}, page {}{}",
-                    t.page_size,
-                    A::geom(t.level).name,
-                    m.page_name(t.pfn),
-                    if t.eff.contains(PteFlags::USER) {
-                        " (user)"
-                    } else {
-                        " (kernel only)"
-                    }
+                    "  root: none: the MMU cannot translate this address (fault before any table is read)"
                 );
-            }
-            Err(f) => {
-                let _ = writeln!(
-                    out,
-                    "  => fault at level {}: {:?}",
-                    A::geom(f.level).name,
-                    f.kind
-                );
+                return;
             }
         }
     }
+    let mut steps: Vec<Step> = Vec::new();
+    let roots = m.roots(m.current_mm());
+    let res = pgtable::walk::<A>(&m.phys, fam, roots, va, sel, |s| steps.push(*s));
+    for s in &steps {
+        let kind = if s.raw == 0 {
+            "none".to_string()
+        } else if s.pte.has(PteFlags::TABLE) {
+            format!("table -> {}", m.page_name(s.pte.pfn))
+        } else {
+            format!("leaf {:?}", s.pte.flags)
+        };
+        let _ = writeln!(
+            out,
+            "  {}[{}] at pa {} = {:#018x}  {kind}",
+            A::geom(s.level).name,
+            s.index,
+            s.entry_pa,
+            s.raw
+        );
+    }
+    match res {
+        Ok(t) => {
+            let _ = writeln!(
+                out,
+                "  => {} byte page at level {}, page {}{}",
+                t.page_size,
+                A::geom(t.level).name,
+                m.page_name(t.pfn),
+                if t.eff.contains(PteFlags::USER) {
+                    " (user)"
+                } else {
+                    " (kernel only)"
+                }
+            );
+        }
+        Err(f) => {
+            let _ = writeln!(
+                out,
+                "  => fault at level {}: {:?}",
+                A::geom(f.level).name,
+                f.kind
+            );
+        }
+    }
+}
+
+/// The knobs of the profile that decide what gup and uaccess make of `va`.
+fn explain_knobs<A: Arch>(out: &mut String, m: &vmemu_mm::Machine<A>, va: VirtAddr) {
+    use std::fmt::Write as _;
+    let fam = m.family();
     let l = m.layout;
     let page = A::PAGE_SIZE;
     let ok_user = A::access_ok(fam, va, page, l.user_ds, SizeKind::Runtime);
@@ -149,5 +168,4 @@ fn explain_in<A: Arch>(
         "  set_fs = {}, numa_balancing = {}",
         k.set_fs, k.numa_balancing
     );
-    Ok(out)
 }

@@ -27,54 +27,7 @@ impl<'w, A: Arch> Runner<'w, A> {
         let it = match kind {
             IterType::Iovec => IovIter::init(&self.sys.m, dir, v, count),
             IterType::Kvec => IovIter::kvec(dir, v, count),
-            IterType::Bvec => {
-                let mut b = Vec::new();
-                for x in &v {
-                    let mm = self.sys.m.current_mm();
-                    let pa = self
-                        .sys
-                        .m
-                        .kernel_pa(x.base)
-                        .or_else(|| self.sys.m.user_pa(mm, x.base))
-                        .ok_or_else(|| {
-                            self.err(s.span, format!("bvec address {} is not mapped", x.base))
-                        })?;
-                    let len = u32::try_from(x.len)
-                        .map_err(|_| self.err(s.span, "bvec length must fit in 32 bits"))?;
-                    // A bio_vec covers physically contiguous memory: every
-                    // page of the segment must follow the previous frame.
-                    let first = pa.pfn(A::PAGE_SHIFT).0;
-                    let last_off = (pa.0 % A::PAGE_SIZE + u64::from(len)).saturating_sub(1);
-                    for k in 1..=last_off / A::PAGE_SIZE {
-                        let va = x
-                            .base
-                            .align_down(A::PAGE_SIZE)
-                            .wrapping_add(k * A::PAGE_SIZE);
-                        let p = self
-                            .sys
-                            .m
-                            .kernel_pa(va)
-                            .or_else(|| self.sys.m.user_pa(mm, va))
-                            .map(|p| p.pfn(A::PAGE_SHIFT).0);
-                        if p != Some(first + k) {
-                            return Err(self.err(
-                                s.span,
-                                format!(
-                                    "bvec segment at {} (+{len}) is not physically contiguous: page {k} is not the frame after page {}",
-                                    x.base,
-                                    k - 1
-                                ),
-                            ));
-                        }
-                    }
-                    b.push(BioVec {
-                        page: pa.pfn(A::PAGE_SHIFT),
-                        len,
-                        offset: (pa.0 % A::PAGE_SIZE) as u32,
-                    });
-                }
-                IovIter::bvec(dir, b, count)
-            }
+            IterType::Bvec => IovIter::bvec(dir, self.bvec_segments(s, &v)?, count),
             IterType::Ubuf => {
                 let [x] = v.as_slice() else {
                     return Err(self.err(s.span, "a ubuf iterator has exactly one segment"));
@@ -102,6 +55,58 @@ impl<'w, A: Arch> Runner<'w, A> {
         self.stale_iters.remove(name);
         self.iters.insert(name.to_string(), it);
         Ok(())
+    }
+
+    /// The `bio_vec`s of a bvec iterator: each segment's address translated
+    /// (kernel mapping first, then the current process's), its pages
+    /// physically contiguous as one `bio_vec` requires.
+    fn bvec_segments(&self, s: &Stmt, v: &[Iovec]) -> Result<Vec<BioVec>, ScriptError> {
+        let mut b = Vec::new();
+        for x in v {
+            let mm = self.sys.m.current_mm();
+            let pa = self
+                .sys
+                .m
+                .kernel_pa(x.base)
+                .or_else(|| self.sys.m.user_pa(mm, x.base))
+                .ok_or_else(|| {
+                    self.err(s.span, format!("bvec address {} is not mapped", x.base))
+                })?;
+            let len = u32::try_from(x.len)
+                .map_err(|_| self.err(s.span, "bvec length must fit in 32 bits"))?;
+            // A bio_vec covers physically contiguous memory: every
+            // page of the segment must follow the previous frame.
+            let first = pa.pfn(A::PAGE_SHIFT).0;
+            let last_off = (pa.0 % A::PAGE_SIZE + u64::from(len)).saturating_sub(1);
+            for k in 1..=last_off / A::PAGE_SIZE {
+                let va = x
+                    .base
+                    .align_down(A::PAGE_SIZE)
+                    .wrapping_add(k * A::PAGE_SIZE);
+                let p = self
+                    .sys
+                    .m
+                    .kernel_pa(va)
+                    .or_else(|| self.sys.m.user_pa(mm, va))
+                    .map(|p| p.pfn(A::PAGE_SHIFT).0);
+                if p != Some(first + k) {
+                    return Err(self.err(
+                        s.span,
+                        format!(
+                            "bvec segment at {} (+{len}) is not physically contiguous: page {k} is not the frame after page {}",
+                            x.base,
+                            k - 1
+                        ),
+                    ));
+                }
+            }
+            b.push(BioVec {
+                page: pa.pfn(A::PAGE_SHIFT),
+                len,
+                offset: (pa.0 % A::PAGE_SIZE) as u32,
+            });
+        }
+        Ok(b)
     }
 
     /// The segments of an `iter` statement, the repeat rule expanded into

@@ -109,14 +109,45 @@ impl<A: Arch> Runner<'_, A> {
             return Ok(());
         }
         let prev = self.oracle.prev_fast.take();
-        let kds = self.sys.m.under_kernel_ds();
-        // 17839856fd58 (5.8) left the IRQ-safe fast-only walk reading
-        // read-only entries while the slow path breaks COW on them: the two
-        // may rightly return different pages of a COW-shared range.
         let mm_call = match func.call {
             Call::Mm(c) => Some(c),
             _ => None,
         };
+        if self.oracle_fast_vs_slow(s, var.as_ref(), mm_call, prev) {
+            return Ok(());
+        }
+        if let Some((name, before)) = self.oracle.before.take() {
+            let ret = self.vars.get(var.as_deref().unwrap_or("")).map(|v| v.ret);
+            let ret = self.records.last().and_then(|r| r.ret).or(ret).unwrap_or(0);
+            if let Some(after) = self.iters.get(&name).cloned()
+                && let Call::Iter(call) = func.call
+                && let Err(msg) = self.check_iter_model(call, func.name, &before, &after, ret, s)
+            {
+                self.fail_check(
+                    s,
+                    CheckKind::IterModel,
+                    vec![format!("iterator `{name}`: {msg}")],
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// gup-fast against the slow path: a fast call remembers its arguments;
+    /// the slow call right after it with the same arguments (not under
+    /// KERNEL_DS, not with FOLL_FORCE, nothing interleaved) must return the
+    /// same pages where both succeed. Returns whether the check failed.
+    fn oracle_fast_vs_slow(
+        &mut self,
+        s: &Stmt,
+        var: Option<&String>,
+        mm_call: Option<MmCall>,
+        prev: Option<(String, String, bool, usize)>,
+    ) -> bool {
+        let kds = self.sys.m.under_kernel_ds();
+        // 17839856fd58 (5.8) left the IRQ-safe fast-only walk reading
+        // read-only entries while the slow path breaks COW on them: the two
+        // may rightly return different pages of a COW-shared range.
         let fast_only_reads_cow =
             self.sys.m.knobs.force_cow_on_read_pin && mm_call.is_some_and(MmCall::is_fast_only);
         let fast = matches!(
@@ -166,24 +197,10 @@ impl<A: Arch> Runner<'_, A> {
                     names(&b.pages[..k])
                 );
                 self.fail_check(s, CheckKind::FastVsSlow, vec![msg]);
-                return Ok(());
+                return true;
             }
         }
-        if let Some((name, before)) = self.oracle.before.take() {
-            let ret = self.vars.get(var.as_deref().unwrap_or("")).map(|v| v.ret);
-            let ret = self.records.last().and_then(|r| r.ret).or(ret).unwrap_or(0);
-            if let Some(after) = self.iters.get(&name).cloned()
-                && let Call::Iter(call) = func.call
-                && let Err(msg) = self.check_iter_model(call, func.name, &before, &after, ret, s)
-            {
-                self.fail_check(
-                    s,
-                    CheckKind::IterModel,
-                    vec![format!("iterator `{name}`: {msg}")],
-                );
-            }
-        }
-        Ok(())
+        false
     }
 
     /// Position of an iovec-like iterator: bytes consumed from its start.

@@ -30,35 +30,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             return Err(err_at(w, Span { line: 1, col: 1 }, why));
         }
         let profile = kernel.clone();
-        let mut size = DEFAULT_PHYS_SIZE;
-        if let Some(e) = &w.mem {
-            let layout = A::layout(profile.knobs.family);
-            let v = eval_const::<A>(
-                w,
-                e,
-                layout.page_offset,
-                layout.task_size_max,
-                layout.vmalloc_start,
-            )?;
-            let max = i128::from(opts.limits.max_mem);
-            if v < 16 << 20 {
-                return Err(err_at(
-                    w,
-                    mem_span(w),
-                    format!("mem must be at least 16M, found {v}"),
-                ));
-            }
-            if v > max {
-                return Err(err_at(
-                    w,
-                    mem_span(w),
-                    format!(
-                        "mem {v} is more than the limit of {max} bytes; raise it with --max-mem (at most 64G)"
-                    ),
-                ));
-            }
-            size = v as u64;
-        }
+        let size = phys_size::<A>(w, &profile, &opts)?;
         let sys = Sys::<A>::new(profile, size)
             .map_err(|e| err_at(w, Span { line: 1, col: 1 }, e.to_string()))?;
         Ok(Self {
@@ -81,7 +53,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             // One record per statement written (more with `repeat`):
             // reserved, so a long flat script's transcript does not carry
             // a doubling's slack.
-            records: Vec::with_capacity(count_statements(&w.stmts).min(1 << 20)),
+            records: Vec::with_capacity(n.min(1 << 20)),
             names: super::shared::RecordNames::new(&w.name, A::ID.name(), &kernel.to_string()),
             expected_events: BTreeSet::new(),
             seen_events: 0,
@@ -639,4 +611,43 @@ pub(crate) fn mem_span(w: &Workload) -> Span {
                 .map_or(0, |l| l.len() - l.trim_start().len())
                 + 1,
         })
+}
+
+/// Guest RAM for a run: the workload's `mem` line checked against
+/// `--max-mem`, else the default size.
+fn phys_size<A: Arch>(
+    w: &Workload,
+    kernel: &KernelProfile,
+    opts: &RunOptions,
+) -> Result<u64, ScriptError> {
+    let mut size = DEFAULT_PHYS_SIZE;
+    if let Some(e) = &w.mem {
+        let layout = A::layout(kernel.knobs.family);
+        let v = eval_const::<A>(
+            w,
+            e,
+            layout.page_offset,
+            layout.task_size_max,
+            layout.vmalloc_start,
+        )?;
+        let max = i128::from(opts.limits.max_mem);
+        if v < 16 << 20 {
+            return Err(err_at(
+                w,
+                mem_span(w),
+                format!("mem must be at least 16M, found {v}"),
+            ));
+        }
+        if v > max {
+            return Err(err_at(
+                w,
+                mem_span(w),
+                format!(
+                    "mem {v} is more than the limit of {max} bytes; raise it with --max-mem (at most 64G)"
+                ),
+            ));
+        }
+        size = v as u64;
+    }
+    Ok(size)
 }
