@@ -355,7 +355,9 @@ macro_rules! arm64_arch {
                 match family {
                     // PAGE_EXECONLY, PTE_USER clear: v4.10 and v4.17
                     // `pgtable-prot.h` `__P100`/`__S100` (since cab15ce604e5,
-                    // v4.9; reverted by 24cecc377463 in v5.0). EL1 reads it:
+                    // v4.9; reverted by 24cecc377463 "arm64: Revert support
+                    // for execute-only user mappings" in v5.5, Cc stable
+                    // 4.9.x-, so later 4.x stable releases lack it). EL1 reads it:
                     // privileged access is not denied by AP[1] = 0.
                     Family::Legacy => PteFlags::empty(),
                     // 6.13 `mmap.c`: protection_map[VM_EXEC] is

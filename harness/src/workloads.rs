@@ -53,4 +53,5 @@ pub const BUILTIN: &[(&str, &str)] = builtin![
     "post_6_13_changes",
     "dio_extract_align",
     "exec_only",
+    "get_pages2_empty_bvec",
 ];

@@ -384,6 +384,11 @@ impl<A: Arch> Sys<A> {
                 self.first_user_segment_pages(i, maxsize, maxpages, false)
             }
             IterType::Bvec => {
+                // 6.13 `__iov_iter_get_pages_alloc`, bvec branch (unchanged
+                // in mainline): `first_bvec_segment` takes the current
+                // element as it is, empty or not (`first_iovec_segment`
+                // skips empty ones), and `want_pages_array` sizes the array
+                // from DIV_ROUND_UP(size + start, PAGE_SIZE).
                 let Some(bv) = i.bvec.get(i.idx).copied() else {
                     return Ok(GotPages::default());
                 };
@@ -394,7 +399,8 @@ impl<A: Arch> Sys<A> {
                 let n = (start + size).div_ceil(A::PAGE_SIZE).min(maxpages);
                 if n == 0 {
                     // An empty current element at a page boundary:
-                    // want_pages_array() sizes a 0-entry array → -ENOMEM.
+                    // want_pages_array() sizes a 0-entry array (its
+                    // WARN_ON(!count)) → -ENOMEM, the iterator untouched.
                     return Err(Errno::ENOMEM);
                 }
                 let mut pages = Vec::new();
@@ -403,7 +409,30 @@ impl<A: Arch> Sys<A> {
                     pages.push(Pfn(page.0 + k));
                 }
                 let bytes = size.min(n * A::PAGE_SIZE - start);
-                self.iov_iter_advance(i, bytes);
+                if bytes == 0 {
+                    // An empty element inside a page: one slot, one
+                    // reference, 0 bytes. Callers count pages from the
+                    // bytes (and `_alloc2` kvfree()s the array on <= 0),
+                    // so nobody puts this reference.
+                    let name = self.m.page_name(page);
+                    self.m.event(
+                        EventKind::EmptyBvecPageRef,
+                        format!(
+                            "__iov_iter_get_pages_alloc: bvec element {} is empty (offset {start:#x} in {name}); 0 bytes returned with a reference on {name} that no caller puts",
+                            i.idx
+                        ),
+                    );
+                }
+                // The kernel's own bookkeeping, not iov_iter_advance(): it
+                // steps over the current element only when it is used up,
+                // and never over the empty elements after it.
+                i.count -= bytes;
+                i.iov_offset += bytes;
+                if i.iov_offset == u64::from(bv.len) {
+                    i.iov_offset = 0;
+                    i.idx += 1;
+                    i.nr_segs -= 1;
+                }
                 Ok(GotPages {
                     bytes,
                     pages,

@@ -433,8 +433,9 @@ impl<A: Arch> Sys<A> {
 
     /// Whether the pipe ring follows the modern rules: buffers are merged by
     /// `PIPE_BUF_FLAG_CAN_MERGE` (5.8, f6dd975583bd) and `pipe_write` puts
-    /// the new buffer in the ring before copying (the 5.5 head/tail rework;
-    /// release unverified). The knob `pipe_can_merge_flag` names the first;
+    /// the new buffer in the ring before copying (a194dfe6e6f6 "pipe:
+    /// Rearrange sequence in pipe_write() to preallocate slot", 5.5, of the
+    /// head/tail rework). The knob `pipe_can_merge_flag` names the first;
     /// among the modelled profiles the second coincides with it or with "no
     /// ITER_PIPE" (v6.13).
     pub(crate) fn modern_pipe_ring(&self) -> bool {

@@ -59,11 +59,18 @@ pub enum EventKind {
     /// writes into the page every zero mapping of every process shares
     /// (Huge Dirty COW, CVE-2017-1000405).
     ZeroPageCorrupted,
+    /// `iov_iter_get_pages2`/`_alloc2` met an empty current bvec element
+    /// (6.x `first_bvec_segment` does not skip it, unlike
+    /// `first_iovec_segment`): 0 bytes returned with a reference taken on
+    /// the element's page, which no caller puts (callers count pages from
+    /// the bytes; `_alloc2` frees the array). A narrow leak, not a general
+    /// data mismatch.
+    EmptyBvecPageRef,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::TableOverrun,
         EventKind::ZeroLengthWalk,
         EventKind::KernelBug,
@@ -78,6 +85,7 @@ impl EventKind {
         EventKind::PinDetached,
         EventKind::SharedPageReused,
         EventKind::ZeroPageCorrupted,
+        EventKind::EmptyBvecPageRef,
     ];
 
     /// The kind whose transcript name is `name`.
@@ -104,6 +112,7 @@ impl EventKind {
             EventKind::PinDetached => "pin_detached",
             EventKind::SharedPageReused => "shared_page_reused",
             EventKind::ZeroPageCorrupted => "zero_page_corrupted",
+            EventKind::EmptyBvecPageRef => "empty_bvec_page_ref",
         }
     }
 }

@@ -300,7 +300,8 @@ pub struct Knobs {
     /// Without it the `x86_64-la57` arch is refused.
     pub x86_5level: bool,
     /// 52-bit VAs with 4 KiB pages (`CONFIG_ARM64_VA_BITS_52` on FEAT_LPA2),
-    /// since v6.9 (6.1's Kconfig still has "depends on ARM64_64K_PAGES").
+    /// since v6.9 (352b0395b505 "arm64: Enable 52-bit virtual addressing for
+    /// 4k and 16k granule configs"; 6.1's Kconfig still has "depends on ARM64_64K_PAGES").
     /// Without it the `arm64-52` arch is refused.
     pub arm64_lpa2: bool,
 }
@@ -346,6 +347,10 @@ impl Knobs {
             BugClass::DataMismatch | BugClass::LeakedReference => {
                 self.get_pages_alloc == GetPagesAlloc::LaytonPosted
             }
+            // 6.x `__iov_iter_get_pages_alloc` (lib/iov_iter.c, 6.13 and
+            // mainline): an empty current bvec element gives 0 bytes and a
+            // referenced page (`first_bvec_segment`, `want_pages_array`).
+            BugClass::EmptyBvecPageRef => self.get_pages2,
         };
         BugClass::ALL.into_iter().filter(|&c| has(c)).collect()
     }
@@ -1081,7 +1086,7 @@ impl KernelProfile {
             (
                 "arm64_lpa2",
                 k.arm64_lpa2.to_string(),
-                "52-bit VA with 4 KiB pages (FEAT_LPA2, arch arm64-52): v6.9",
+                "52-bit VA with 4 KiB pages (FEAT_LPA2, arch arm64-52): 352b0395b505 (v6.9)",
             ),
         ]
     }

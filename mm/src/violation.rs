@@ -39,11 +39,17 @@ pub enum BugClass {
     /// not reach a page the array holds (the posted `+layton` patch's
     /// per-segment *start* subtraction, flaw (b)).
     LeakedReference,
+    /// 6.x `iov_iter_get_pages2`/`_alloc2` on a bvec iterator whose current
+    /// element is empty and not page-aligned: 0 bytes with one page
+    /// referenced, a reference no caller puts (`first_bvec_segment` does
+    /// not skip empty elements; `want_pages_array` sizes one slot for the
+    /// offset).
+    EmptyBvecPageRef,
 }
 
 impl BugClass {
     /// Every class, in catalogue order.
-    pub const ALL: [BugClass; 8] = [
+    pub const ALL: [BugClass; 9] = [
         BugClass::PageCacheCorrupted,
         BugClass::UseAfterFree,
         BugClass::Infoleak,
@@ -52,6 +58,7 @@ impl BugClass {
         BugClass::ZeroPageCorrupted,
         BugClass::DataMismatch,
         BugClass::LeakedReference,
+        BugClass::EmptyBvecPageRef,
     ];
 
     /// The name in transcripts and fuzz signatures (the event's name where
@@ -67,6 +74,7 @@ impl BugClass {
             BugClass::ZeroPageCorrupted => "zero_page_corrupted",
             BugClass::DataMismatch => "data_mismatch",
             BugClass::LeakedReference => "leaked_reference",
+            BugClass::EmptyBvecPageRef => "empty_bvec_page_ref",
         }
     }
 }
@@ -90,6 +98,7 @@ impl EventKind {
             EventKind::SharedPageReused => Some(BugClass::SharedPageReused),
             EventKind::ZeroPageCorrupted => Some(BugClass::ZeroPageCorrupted),
             EventKind::DataMismatch => Some(BugClass::DataMismatch),
+            EventKind::EmptyBvecPageRef => Some(BugClass::EmptyBvecPageRef),
             EventKind::TableOverrun
             | EventKind::ZeroLengthWalk
             | EventKind::KernelBug
@@ -199,6 +208,7 @@ mod tests {
             EventKind::PinDetached,
             EventKind::ZeroPageCorrupted,
             EventKind::DataMismatch,
+            EventKind::EmptyBvecPageRef,
         ] {
             assert_eq!(k.bug_class().map(BugClass::name), Some(k.name()));
         }

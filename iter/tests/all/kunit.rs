@@ -4,7 +4,9 @@
 //! `copy_from_kvec`, `copy_to_bvec`, `copy_from_bvec`, `extract_pages_kvec`,
 //! `extract_pages_bvec`), with the assertions of the spec's §5 "Assertion
 //! details" (`/work/shared/spec/iov-iter.md`). Every case runs on x86_64,
-//! arm64, ppc64 (64 KiB pages) and ppc64 with 4 KiB pages.
+//! arm64, ppc64 (64 KiB pages), ppc64 with 4 KiB pages and the geometry
+//! variants x86_64-la57, arm64-52 and arm64-16k (under the profiles whose
+//! kernel has them).
 //!
 //! Not ported, because the emulator has no such iterator kinds or helpers:
 //! the three FOLIOQ cases (`copy_to_folioq`, `copy_from_folioq`,
@@ -13,14 +15,16 @@
 //! `iter_to_sg_*` cases (`extract_iter_to_sg`, scatterlists).
 //!
 //! Profiles:
-//! - the copy cases run under v6.13 and v4.10. The KVEC copies hold in v4.10
-//!   (empty segments are skipped, the consumed last segment is stepped over).
-//!   The BVEC copies would hang in v4.10: element 0 of the BVEC table is
-//!   zero-length and the 4.x bvec walker makes no progress on it (§2.2,
-//!   CVE-2020-25641). Here they must stop with a `soft_lockup` event having
-//!   processed nothing, while the same case completes under v6.13;
-//! - the extraction cases run under v6.13 only: `iov_iter_extract_pages`
-//!   appeared in 6.3, v4.10 has nothing to compare it with.
+//! - the copy cases run under v6.13, v6.18, v4.17 and v4.10. The KVEC copies
+//!   hold in v4.x (empty segments are skipped, the consumed last segment is
+//!   stepped over). The BVEC copies would hang in v4.x: element 0 of the
+//!   BVEC table is zero-length and the 4.x bvec walker makes no progress on
+//!   it (§2.2, CVE-2020-25641, fixed in 5.9). Here they must stop with a
+//!   `soft_lockup` event having processed nothing, while the same case
+//!   completes under 6.x;
+//! - the extraction cases run under v6.13 and v6.18 only:
+//!   `iov_iter_extract_pages` appeared in 6.3, v4.x has nothing to compare
+//!   it with.
 //!
 //! Adaptations (the kernel test assumes nothing of the arch but its tables
 //! are written in 4 KiB units):
@@ -57,7 +61,9 @@
 //!   with `LONG_MAX`; here the call returns a `Vec`, so a slot the kernel
 //!   would find poisoned is a missing element, and `start` is always set.
 
-use vmemu_arch::{Arch, Arm64, Pfn, PhysAddr, Ppc64, Ppc64_4k, VirtAddr, X86_64};
+use vmemu_arch::{
+    Arch, Arm64, Arm64_16k, Arm64_52, Pfn, PhysAddr, Ppc64, Ppc64_4k, VirtAddr, X86_64, X86_64La57,
+};
 use vmemu_iter::iov_iter::kernel_read;
 use vmemu_iter::{BioVec, Dir, IovIter, Iovec, Sys};
 use vmemu_mm::{EventKind, KernelProfile, Machine};
@@ -661,56 +667,110 @@ fn extract_pages_bvec<A: Arch>(profile: &str, expect: Expect) {
 
 // ---------------------------------------------------------------------------
 // Instantiation: case × profile × arch.
+//
+// The geometry variants run the same vectors under every profile whose
+// kernel has them (`KernelProfile::supports_arch`): `x86_64-la57` needs
+// CONFIG_X86_5LEVEL (v4.14, so not v4.10) and `arm64-52` needs 52-bit VAs
+// with 4 KiB pages (LPA2, v6.9); `arm64-16k` exists in every profile. Their
+// expectations are those of the base arch: nothing in the vectors depends on
+// the VA width (the buffers are vmap'ed kernel memory, not user addresses),
+// and with 16 KiB pages the BVEC table behaves as with 64 KiB pages (table
+// pages 0-3 share buffer frame 0 and 4-7 frame 1, so the loader merges
+// [3+4+5+6] into one element: five elements, as `load_bvec` checks).
+// `geometry_variants_need_their_build_option` checks the refusals.
+
+macro_rules! kunit_arch_tests {
+    ($f:ident, $name:literal, $expect:expr; $($arch:ident = $ty:ty),+) => {
+        $(
+            #[test]
+            fn $arch() {
+                $f::<$ty>($name, $expect);
+            }
+        )+
+    };
+}
 
 macro_rules! kunit_case {
-    ($case:ident => $f:ident: $($prof:ident = ($name:literal, $expect:expr)),+ $(,)?) => {
+    ($case:ident => $f:ident: $($prof:ident = ($name:literal, $expect:expr) [$($arch:ident = $ty:ty),+]),+ $(,)?) => {
         mod $case {
             $(
                 mod $prof {
                     use super::super::*;
-                    #[test]
-                    fn x86_64() {
-                        $f::<X86_64>($name, $expect);
-                    }
-                    #[test]
-                    fn arm64() {
-                        $f::<Arm64>($name, $expect);
-                    }
-                    #[test]
-                    fn ppc64() {
-                        $f::<Ppc64>($name, $expect);
-                    }
-                    #[test]
-                    fn ppc64_4k() {
-                        $f::<Ppc64_4k>($name, $expect);
-                    }
+                    kunit_arch_tests!($f, $name, $expect; $($arch = $ty),+);
                 }
             )+
         }
     };
 }
 
-kunit_case!(copy_to_kvec => copy_to_kvec:
-    v6_13 = ("v6.13", Expect::Completes),
-    v4_10 = ("v4.10", Expect::Completes),
-);
-kunit_case!(copy_from_kvec => copy_from_kvec:
-    v6_13 = ("v6.13", Expect::Completes),
-    v4_10 = ("v4.10", Expect::Completes),
-);
-kunit_case!(copy_to_bvec => copy_to_bvec:
-    v6_13 = ("v6.13", Expect::Completes),
-    v4_10 = ("v4.10", Expect::SoftLockup),
-);
-kunit_case!(copy_from_bvec => copy_from_bvec:
-    v6_13 = ("v6.13", Expect::Completes),
-    v4_10 = ("v4.10", Expect::SoftLockup),
-);
-// v4.10 has no iov_iter_extract_pages (6.3+): the extraction cases have no
-// v4.10 counterpart and run under v6.13 only.
+/// A case under every base profile, each with the arches its kernel has;
+/// `$expect4` is the v4.x outcome.
+macro_rules! kunit_case_every_profile {
+    ($case:ident => $f:ident: $expect4:expr) => {
+        kunit_case!($case => $f:
+            v6_13 = ("v6.13", Expect::Completes) [
+                x86_64 = X86_64, arm64 = Arm64, ppc64 = Ppc64, ppc64_4k = Ppc64_4k,
+                x86_64_la57 = X86_64La57, arm64_52 = Arm64_52, arm64_16k = Arm64_16k
+            ],
+            v6_18 = ("v6.18", Expect::Completes) [
+                x86_64 = X86_64, arm64 = Arm64, ppc64 = Ppc64, ppc64_4k = Ppc64_4k,
+                x86_64_la57 = X86_64La57, arm64_52 = Arm64_52, arm64_16k = Arm64_16k
+            ],
+            v4_17 = ("v4.17", $expect4) [
+                x86_64 = X86_64, arm64 = Arm64, ppc64 = Ppc64, ppc64_4k = Ppc64_4k,
+                x86_64_la57 = X86_64La57, arm64_16k = Arm64_16k
+            ],
+            v4_10 = ("v4.10", $expect4) [
+                x86_64 = X86_64, arm64 = Arm64, ppc64 = Ppc64, ppc64_4k = Ppc64_4k,
+                arm64_16k = Arm64_16k
+            ],
+        );
+    };
+}
+
+kunit_case_every_profile!(copy_to_kvec => copy_to_kvec: Expect::Completes);
+kunit_case_every_profile!(copy_from_kvec => copy_from_kvec: Expect::Completes);
+// v4.10 and v4.17 hang on the zero-length bvec 0 (fixed in 5.9).
+kunit_case_every_profile!(copy_to_bvec => copy_to_bvec: Expect::SoftLockup);
+kunit_case_every_profile!(copy_from_bvec => copy_from_bvec: Expect::SoftLockup);
+// v4.x has no iov_iter_extract_pages (6.3+): the extraction cases have no
+// v4.x counterpart and run under the 6.x profiles only.
 kunit_case!(extract_pages_kvec => extract_pages_kvec:
-    v6_13 = ("v6.13", Expect::Completes),
+    v6_13 = ("v6.13", Expect::Completes) [
+        x86_64 = X86_64, arm64 = Arm64, ppc64 = Ppc64, ppc64_4k = Ppc64_4k,
+        x86_64_la57 = X86_64La57, arm64_52 = Arm64_52, arm64_16k = Arm64_16k
+    ],
+    v6_18 = ("v6.18", Expect::Completes) [
+        x86_64 = X86_64, arm64 = Arm64, ppc64 = Ppc64, ppc64_4k = Ppc64_4k,
+        x86_64_la57 = X86_64La57, arm64_52 = Arm64_52, arm64_16k = Arm64_16k
+    ],
 );
 kunit_case!(extract_pages_bvec => extract_pages_bvec:
-    v6_13 = ("v6.13", Expect::Completes),
+    v6_13 = ("v6.13", Expect::Completes) [
+        x86_64 = X86_64, arm64 = Arm64, ppc64 = Ppc64, ppc64_4k = Ppc64_4k,
+        x86_64_la57 = X86_64La57, arm64_52 = Arm64_52, arm64_16k = Arm64_16k
+    ],
+    v6_18 = ("v6.18", Expect::Completes) [
+        x86_64 = X86_64, arm64 = Arm64, ppc64 = Ppc64, ppc64_4k = Ppc64_4k,
+        x86_64_la57 = X86_64La57, arm64_52 = Arm64_52, arm64_16k = Arm64_16k
+    ],
 );
+
+/// The variants the v4.x rows leave out are those the profile refuses
+/// (`vmemu run`/`matrix` do not run them), for the reason the instantiation
+/// comment gives; the rows of the other profiles run every variant.
+#[test]
+fn geometry_variants_need_their_build_option() {
+    for (profile, la57, lpa2) in [
+        ("v4.10", false, false),
+        ("v4.17", true, false),
+        ("v6.13", true, true),
+        ("v6.18", true, true),
+    ] {
+        let p = KernelProfile::parse(profile).unwrap();
+        let has = |id| p.supports_arch(id).is_ok();
+        assert_eq!(has(<X86_64La57 as Arch>::ID), la57, "{profile}");
+        assert_eq!(has(<Arm64_52 as Arch>::ID), lpa2, "{profile}");
+        assert!(has(<Arm64_16k as Arch>::ID), "{profile}");
+    }
+}
