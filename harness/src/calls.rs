@@ -227,6 +227,8 @@ pub enum SysCall {
     },
     /// Open the block device.
     OpenBlkdev,
+    /// `open(2)` of a `file` (flags `O_DIRECT` or 0).
+    Open,
     /// A new process with its own mm.
     NewProcess,
     /// Run as another process.
@@ -721,6 +723,13 @@ pub static CALLS: &[CallDef] = &[
         &[K::Pid, K::Iter, K::Iter],
         S::Ret,
         Call::Syscall(SysCall::ProcessVmRw { write: true }),
+        Always,
+    ),
+    c(
+        "open",
+        &[K::File, K::OpenFlags],
+        S::Handle,
+        Call::Syscall(SysCall::Open),
         Always,
     ),
     c(

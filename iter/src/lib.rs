@@ -70,6 +70,9 @@ pub struct Sys<A: Arch> {
     /// (its size when the syscall layer first touched it): beyond it a
     /// freshly read page is zero.
     pub file_data_end: std::collections::BTreeMap<vmemu_mm::mm::FileId, u64>,
+    /// Per file, the file system it lives on (tmpfs when absent;
+    /// [`callers::iomap`]).
+    pub file_fs: std::collections::BTreeMap<vmemu_mm::mm::FileId, callers::iomap::FileFs>,
     /// Page-gathering traffic so far.
     pub gather: GatherStats,
     /// The workload declared `expect event infoleak`: pipe buffers holding
@@ -87,6 +90,7 @@ impl<A: Arch> Sys<A> {
             fds: Vec::new(),
             bdevs: Vec::new(),
             file_data_end: std::collections::BTreeMap::new(),
+            file_fs: std::collections::BTreeMap::new(),
             gather: GatherStats::default(),
             expect_infoleak: false,
         })

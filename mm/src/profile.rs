@@ -287,6 +287,36 @@ pub struct Knobs {
     /// faulted in first and a chunk that cannot be faulted at all is
     /// `-EFAULT` before `->write_begin`.
     pub write_prefault_after_copy: bool,
+    /// ext4 does direct I/O through `iomap_dio_rw` (ext4_dio_read_iter,
+    /// ext4_dio_write_iter): b1b4705d54ab "ext4: introduce direct I/O read
+    /// using iomap infrastructure" and 378f32bab371 "ext4: introduce direct
+    /// I/O write using iomap infrastructure" (v5.5). Before: `ext4_direct_IO`
+    /// → `__blockdev_direct_IO` (fs/direct-io.c), whose `dio_complete`
+    /// ignores `-EFAULT` once some I/O was done and which stops at the
+    /// block holding EOF; `generic_file_read_iter` reads the rest of a
+    /// short direct read through the page cache.
+    pub ext4_iomap_dio: bool,
+    /// `iomap_dio_rw` stops a read once `pos >= i_size` after an extent
+    /// (v4.17 fs/iomap.c): nothing past the block holding EOF is zeroed.
+    /// Not in v4.10 (the loop runs to the end of the request); gone again
+    /// with "iomap: switch iomap_dio_rw to use iomap_iter" (v5.15), where
+    /// `__iomap_dio_rw` iterates over the whole request, zero-fills the
+    /// holes past EOF (`iomap_dio_hole_iter`) and reverts the iterator to
+    /// `i_size` after the loop.
+    pub iomap_dio_read_stops_at_eof: bool,
+    /// A hole read's `iov_iter_zero` count is used: a short zeroing ends
+    /// the extent with what was zeroed, nothing zeroed is `-EFAULT` in 6.x
+    /// (`iomap_dio_hole_iter`). cfe057f7db1f "iomap_dio_actor(): fix
+    /// iov_iter bugs" (v4.15). Before (v4.10 `iomap_dio_actor`): the count
+    /// is ignored, the hole's whole length is added to `dio->size` and
+    /// returned, and a zeroing that cannot progress is retried at ever
+    /// larger file offsets while the iterator stays put.
+    pub iomap_dio_hole_zero_checked: bool,
+    /// tmpfs accepts `O_DIRECT` at open (`shmem_file_open` sets
+    /// `FMODE_CAN_ODIRECT`) and does the I/O buffered: e88e0d366f9c
+    /// "tmpfs: trivial support for direct IO" (v6.6). Before:
+    /// `do_dentry_open` refuses it (`-EINVAL`, no `->direct_IO`).
+    pub shmem_odirect: bool,
     /// Each extraction of a direct-I/O bio checks the iterator's current
     /// segment (address and remaining length) against the device's DMA
     /// alignment, and a misaligned one fails the whole I/O with `-EINVAL`,
@@ -501,6 +531,10 @@ impl Base {
                 dio_align_in_bio: false,
                 pipe_write_no_empty_buf: false,
                 write_prefault_after_copy: false,
+                ext4_iomap_dio: false,
+                iomap_dio_read_stops_at_eof: false,
+                iomap_dio_hole_zero_checked: false,
+                shmem_odirect: false,
                 dio_extract_align: false,
                 x86_5level: false,
                 arm64_lpa2: false,
@@ -514,6 +548,8 @@ impl Base {
                 ceph_dio_bvecs: true,
                 ceph_max_write_size: Some(16 << 20),
                 x86_5level: true,
+                iomap_dio_read_stops_at_eof: true,
+                iomap_dio_hole_zero_checked: true,
                 ..Base::V4_10.knobs()
             },
             Base::V6_13 => Knobs {
@@ -561,6 +597,10 @@ impl Base {
                 dio_align_in_bio: false,
                 pipe_write_no_empty_buf: false,
                 write_prefault_after_copy: false,
+                ext4_iomap_dio: true,
+                iomap_dio_read_stops_at_eof: false,
+                iomap_dio_hole_zero_checked: true,
+                shmem_odirect: true,
                 dio_extract_align: false,
             },
             Base::V6_18 => Knobs {
@@ -1077,6 +1117,26 @@ impl KernelProfile {
                 "write_prefault_after_copy",
                 k.write_prefault_after_copy.to_string(),
                 "generic_perform_write faults the source in after a 0-byte copy: 665575cff098 (v6.15)",
+            ),
+            (
+                "ext4_iomap_dio",
+                k.ext4_iomap_dio.to_string(),
+                "ext4 O_DIRECT through iomap_dio_rw, not fs/direct-io.c: b1b4705d54ab 378f32bab371 (v5.5)",
+            ),
+            (
+                "iomap_dio_read_stops_at_eof",
+                k.iomap_dio_read_stops_at_eof.to_string(),
+                "iomap_dio_rw ends a read at i_size, no zero-fill past the EOF block: v4.17 fs/iomap.c; removed by \"iomap: switch iomap_dio_rw to use iomap_iter\" (v5.15)",
+            ),
+            (
+                "iomap_dio_hole_zero_checked",
+                k.iomap_dio_hole_zero_checked.to_string(),
+                "a hole read uses iov_iter_zero's count (6.x: none zeroed is -EFAULT): cfe057f7db1f (v4.15)",
+            ),
+            (
+                "shmem_odirect",
+                k.shmem_odirect.to_string(),
+                "tmpfs accepts O_DIRECT and does buffered I/O: e88e0d366f9c (v6.6)",
             ),
             (
                 "x86_5level",

@@ -170,11 +170,18 @@ impl<'w> Emitter<'w> {
                 mkwrite,
                 fault_retry,
                 proc,
+                fs,
             } => {
                 if *mkwrite != vmemu_mm::MkwriteBehaviour::None || *fault_retry || *proc {
                     return Err(NotC::Internal(
                         "a file with ->page_mkwrite/->fault behaviour or a procfs file".into(),
                     ));
+                }
+                if *fs != vmemu_iter::callers::iomap::FileFs::Tmpfs {
+                    return Err(NotC::Internal(format!(
+                        "a file on {} (the C program's files are memfds, tmpfs)",
+                        fs.name()
+                    )));
                 }
                 self.file(s, name, size)
             }

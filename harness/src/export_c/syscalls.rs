@@ -130,6 +130,9 @@ fn io_call(
             );
             Ok(())
         }
+        SysCall::Open => Err(NotC::Unsupported(
+            "`open` of a file (the C program opens each file once, as a memfd)".into(),
+        )),
         _ => rw_call(em, s, var, call, name, args),
     }
 }

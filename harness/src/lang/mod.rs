@@ -142,7 +142,7 @@ pub enum Target {
 pub enum StmtKind {
     /// `map NAME SIZE [pages] [prot] [opts] [at ADDR]`.
     Map(String, MapSpec),
-    /// `file NAME SIZE [mkwrite=CODE] [fault_retry] [proc]`.
+    /// `file NAME SIZE [mkwrite=CODE] [fault_retry] [proc] [fs=ext4|xfs]`.
     File {
         /// Name.
         name: String,
@@ -155,6 +155,8 @@ pub enum StmtKind {
         /// A procfs-like file: no `->splice_read` (splice uses
         /// `default_file_splice_read`).
         proc: bool,
+        /// The file system (`fs=`; tmpfs by default).
+        fs: vmemu_iter::callers::iomap::FileFs,
     },
     /// `touch NAME [read|write]`: fault every page in through uaccess.
     Touch(String, bool),

@@ -142,6 +142,7 @@ pub(super) fn parse_file(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
     let name = c.need_ident("a file name")?.to_string();
     let size = parse_expr(c)?;
     let (mut mkwrite, mut fault_retry, mut proc) = (MkwriteBehaviour::None, false, false);
+    let mut fs = vmemu_iter::callers::iomap::FileFs::Tmpfs;
     while let Some(wd) = c.peek_word() {
         if let Some(v) = wd.strip_prefix("mkwrite=") {
             let parsed = if v == "ok" {
@@ -166,6 +167,16 @@ pub(super) fn parse_file(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
             fault_retry = true;
         } else if wd == "proc" {
             proc = true;
+        } else if let Some(v) = wd.strip_prefix("fs=") {
+            let Some(f) = vmemu_iter::callers::iomap::FileFs::from_name(v) else {
+                c.skip_ws();
+                return Err(c.err_tok(
+                    c.pos + "fs=".len(),
+                    v.len(),
+                    format!("expected tmpfs, ext4 or xfs, found `{v}`"),
+                ));
+            };
+            fs = f;
         } else {
             break;
         }
@@ -177,6 +188,7 @@ pub(super) fn parse_file(c: &mut Cursor<'_>) -> Result<StmtKind, ScriptError> {
         mkwrite,
         fault_retry,
         proc,
+        fs,
     })
 }
 

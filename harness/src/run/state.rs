@@ -384,7 +384,14 @@ impl<'w, A: Arch> Runner<'w, A> {
                 mkwrite,
                 fault_retry,
                 proc,
-            } => self.exec_file(s, name, size, *mkwrite, *fault_retry, *proc),
+                fs,
+            } => {
+                self.exec_file(s, name, size, *mkwrite, *fault_retry, *proc)?;
+                if let Some(&id) = self.files.get(name.as_str()) {
+                    self.sys.file_fs.insert(id, *fs);
+                }
+                Ok(())
+            }
             StmtKind::Touch(name, write) => self.exec_touch(s, name, *write),
             StmtKind::SetFs(kds, body) => self.exec_set_fs(s, *kds, body),
             StmtKind::Repeat(n, body) => self.exec_repeat(s, *n, body),

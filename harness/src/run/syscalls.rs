@@ -13,6 +13,7 @@
 //! | `r = sys_readv(p, v)`, `sys_writev(p, v)` | readv/writev |
 //! | `r = sys_preadv(f, v, pos)`, `sys_pwritev(f, v, pos)` | preadv/pwritev |
 //! | `r = sys_vmsplice(p, v, FLAGS)` | vmsplice; a `WRITE` iterator goes to the write end, `READ` reads from the read end |
+//! | `d = open(f, O_DIRECT)` | open a `file` (flags `O_DIRECT` or `0`): `O_DIRECT` on a `fs=ext4`/`fs=xfs` file makes its reads and writes direct (`iomap_dio_rw`), on tmpfs it is `-EINVAL` |
 //! | `d = open_blkdev(SIZE, O_DIRECT)` | a block device with 512-byte logical blocks, opened (flags `O_DIRECT` or `0`) |
 //! | `t = new_process()`, `switch_to(t)`, `me = getpid()` | a second process (its own mm); make a task current (`map` then maps there) |
 //! | `c = fork()`, `exit(c)` | fork the current process (the child's pid; the parent stays current); a task exits (its mm is torn down; if it was current, its parent becomes current) |
@@ -84,6 +85,20 @@ impl<A: Arch> Runner<'_, A> {
                 let end = if write { End::Write } else { End::Read };
                 let (fd, pipe) = self.fd_arg(s, &args[0], end)?;
                 *pipe_shown = pipe;
+                if let Ok(f) = self.sys.fdget(fd)
+                    && let FileKind::Regular(file) = f.kind
+                    && write
+                    && f.direct
+                    && !self.sys.file_dio_write_modelled(file)
+                {
+                    return Err(self.err(
+                        s.span,
+                        format!(
+                            "O_DIRECT writes of an ext4 file under {} (ext4_direct_IO_write over fs/direct-io.c) are not modelled",
+                            self.sys.m.profile
+                        ),
+                    ));
+                }
                 let iov = self.iov_arg(s, &args[1])?;
                 if positioned {
                     let pos = self.expr_arg(&args[2], s)?;
@@ -146,6 +161,14 @@ impl<A: Arch> Runner<'_, A> {
                 let flags = self.flag_arg(s, &args[1])?;
                 let dev = self.sys.blkdev_create(size);
                 self.sys.sys_open_bdev(dev, flags).map(|fd| fd as u64)
+            }
+            SysCall::Open => {
+                let n = self.name_arg(s, &args[0])?;
+                let Some(&f) = self.files.get(n) else {
+                    return Err(self.err(s.span, format!("undefined file `{n}`")));
+                };
+                let flags = self.flag_arg(s, &args[1])?;
+                self.sys.sys_open_file(f, flags).map(|fd| fd as u64)
             }
             SysCall::NewProcess => {
                 let mm = self

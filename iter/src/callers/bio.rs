@@ -82,12 +82,24 @@ impl Bio {
     }
 }
 
-/// A block device's medium that completed bios read or write: bytes from
-/// `pos` on of `Sys::bdevs[dev]`, in direction `dir` (READ fills the pages).
+/// Where the data of completed bios lives.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Medium {
+    /// A block device: its bytes, `Sys::bdevs[dev].data`.
+    Bdev(usize),
+    /// The blocks of a regular file of an iomap file system
+    /// ([`super::iomap`]); its page cache is modelled as coherent with them
+    /// (`iomap_dio_rw` writes back and invalidates the range around the
+    /// I/O), so the bios read and write the file's page cache pages.
+    File(vmemu_mm::mm::FileId),
+}
+
+/// The medium that completed bios read or write: bytes from `pos` on of
+/// `medium`, in direction `dir` (READ fills the pages).
 #[derive(Clone, Copy, Debug)]
 pub struct BdevIo {
-    /// Index in `Sys::bdevs`.
-    pub dev: usize,
+    /// The device or file.
+    pub medium: Medium,
     /// Device offset of the next byte.
     pub pos: u64,
     /// The iterator's direction.
@@ -329,8 +341,22 @@ impl<A: Arch> Sys<A> {
                 }
                 let n = left.min(A::PAGE_SIZE - off);
                 let pa = page.addr(A::PAGE_SHIFT).add(off);
+                self.medium_io(t, pa, n);
+                t.pos += n;
+                left -= n;
+                off = 0;
+            }
+        }
+    }
+
+    /// `n` bytes at `t.pos` of the medium to (READ) or from (WRITE) the
+    /// user page bytes at `pa`; `n` never crosses a page of either side
+    /// for a file (bvecs and file blocks are both page-split here).
+    fn medium_io(&mut self, t: &BdevIo, pa: vmemu_arch::PhysAddr, n: u64) {
+        match t.medium {
+            Medium::Bdev(dev) => {
                 let at = t.pos as usize;
-                let medium = &mut self.bdevs[t.dev].data[at..at + n as usize];
+                let medium = &mut self.bdevs[dev].data[at..at + n as usize];
                 match t.dir {
                     Dir::Read => {
                         let src = medium.to_vec();
@@ -340,9 +366,27 @@ impl<A: Arch> Sys<A> {
                         let _ = self.m.phys.read(pa, medium);
                     }
                 }
-                t.pos += n;
-                left -= n;
-                off = 0;
+            }
+            Medium::File(file) => {
+                let mut done = 0;
+                while done < n {
+                    let pos = t.pos + done;
+                    let off = pos % A::PAGE_SIZE;
+                    let len = (n - done).min(A::PAGE_SIZE - off);
+                    let Some(fp) = self.shmem_get_page(file, pos / A::PAGE_SIZE) else {
+                        return;
+                    };
+                    let fa = fp.addr(A::PAGE_SHIFT).add(off);
+                    let ua = pa.add(done);
+                    let mut buf = vec![0u8; len as usize];
+                    let (from, to) = match t.dir {
+                        Dir::Read => (fa, ua),
+                        Dir::Write => (ua, fa),
+                    };
+                    let _ = self.m.phys.read(from, &mut buf);
+                    let _ = self.m.phys.write(to, &buf);
+                    done += len;
+                }
             }
         }
     }
@@ -419,7 +463,11 @@ impl<A: Arch> Sys<A> {
             io: &mut io,
             bio_iov_loop: true,
             whole_error: true,
-            target: Some(BdevIo { dev, pos, dir }),
+            target: Some(BdevIo {
+                medium: Medium::Bdev(dev),
+                pos,
+                dir,
+            }),
         };
         self.blkdev_dio_bios(iter, nr, &mut dio)
     }
@@ -474,7 +522,7 @@ impl<A: Arch> Sys<A> {
     /// `__blkdev_direct_IO` / `iomap_dio_actor`: a bio sized by
     /// `iov_iter_npages(iter, 256)` per `bio_iov_iter_get_pages` call; a
     /// bio that gathers nothing ends the call as [`Dio::whole_error`] says.
-    fn bio_per_call_loop(
+    pub(crate) fn bio_per_call_loop(
         &mut self,
         iter: &mut IovIter,
         mut nr: u64,
@@ -522,7 +570,10 @@ impl<A: Arch> Sys<A> {
     /// syscall layer's device's, or the block size for the caller model.
     fn dio_dma_mask(&self, dio: &Dio<'_>) -> u64 {
         dio.target
-            .map_or(LOGICAL_BLOCK_SIZE - 1, |t| self.bdevs[t.dev].dma_alignment)
+            .map_or(LOGICAL_BLOCK_SIZE - 1, |t| match t.medium {
+                Medium::Bdev(dev) => self.bdevs[dev].dma_alignment,
+                Medium::File(_) => crate::syscalls::BDEV_DMA_ALIGNMENT,
+            })
     }
 
     /// `iomap_dio_rw` over one mapped extent covering the request

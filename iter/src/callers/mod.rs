@@ -6,6 +6,9 @@
 //!   `dio_cleanup` and the zero-page rule.
 //! * [`bio`]: `bio_iov_iter_get_pages`, the block device's
 //!   `__blkdev_direct_IO_simple`/`__blkdev_direct_IO` and `iomap_dio_actor`.
+//! * [`iomap`]: `O_DIRECT` reads and writes of a regular file on ext4/XFS
+//!   (`iomap_dio_rw`, and ext4's fs/direct-io.c path before v5.5) over the
+//!   bios of [`bio`].
 //! * [`nfs`]: `nfs_direct_{read,write}_schedule_iovec` and the `nfs_pageio`
 //!   coalescing of `fs/nfs/pagelist.c`.
 //! * [`ceph`]: ceph's O_DIRECT path, v4.10 (`dio_get_pagev_size`,
@@ -35,6 +38,7 @@ mod bio_align;
 pub mod ceph;
 pub mod dio;
 pub mod fuse;
+pub mod iomap;
 pub mod mmap_sem;
 pub mod net;
 pub mod nfs;
