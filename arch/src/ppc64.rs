@@ -347,7 +347,7 @@ macro_rules! ppc64_arch {
 
 // 64K pages: `CONFIG_PPC_64K_PAGES` page-table fragments; the hash MMU's
 // PTE fragment is 4 KiB (`H_PTE_FRAG_SIZE_SHIFT` 12, v4.10 hash-64k.h).
-ppc64_arch!(Ppc64, ArchId::Ppc64, 16, 5, None);
+ppc64_arch!(Ppc64, ArchId::Ppc64, 16, 5, Some(12));
 ppc64_arch!(Ppc64_4k, ArchId::Ppc64_4k, 12, 9, None);
 
 #[cfg(test)]

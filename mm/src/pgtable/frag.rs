@@ -279,3 +279,128 @@ pub fn table_order<A: Arch>(level: Level) -> u8 {
     let pages = A::table_bytes(level).div_ceil(A::PAGE_SIZE);
     pages.next_power_of_two().trailing_zeros() as u8
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::KernelProfile;
+    use vmemu_arch::{Ppc64, Ppc64_4k, X86_64};
+
+    fn knobs(p: &str) -> Knobs {
+        p.parse::<KernelProfile>().unwrap().knobs
+    }
+
+    fn phys<A: Arch>() -> PhysMem {
+        PhysMem::new::<A>(64 << 20).unwrap()
+    }
+
+    #[test]
+    fn geometry_per_profile_and_arch() {
+        let pte = Ppc64::leaf_level();
+        let pmd = Level(pte.0 - 1);
+        // v4.10: the hash MMU's 4 KiB PTE fragment; PMDs from a slab.
+        let t = TableAlloc::new::<Ppc64>(&knobs("v4.10"));
+        assert_eq!((t.frag_size(pte), t.frag_size(pmd)), (Some(4096), None));
+        // v4.17: the radix table's own 256 bytes.
+        let t = TableAlloc::new::<Ppc64>(&knobs("v4.17"));
+        assert_eq!((t.frag_size(pte), t.frag_size(pmd)), (Some(256), None));
+        // 6.13: PMD fragments too.
+        let t = TableAlloc::new::<Ppc64>(&knobs("v6.13"));
+        assert_eq!(
+            (t.frag_size(pte), t.frag_size(pmd)),
+            (Some(256), Some(4096))
+        );
+        assert_eq!(t.frag_size(Level(1)), None, "PUDs come from a slab");
+        // Page-sized tables are never fragments.
+        for p in ["v4.10", "v6.13"] {
+            let t = TableAlloc::new::<Ppc64_4k>(&knobs(p));
+            let x = TableAlloc::new::<X86_64>(&knobs(p));
+            for l in 0..4 {
+                assert_eq!(t.frag_size(Level(l)), None);
+                assert_eq!(x.frag_size(Level(l)), None);
+            }
+        }
+    }
+
+    /// Fragments come out of one page in address order, per mm; the count
+    /// is live + pending; the page goes back with the last fragment.
+    fn fragments_share_a_page(profile: &str) {
+        let k = knobs(profile);
+        let mut phys = phys::<Ppc64>();
+        let mut t = TableAlloc::new::<Ppc64>(&k);
+        let pte = Ppc64::leaf_level();
+        let size = t.frag_size(pte).unwrap();
+        let nr = (Ppc64::PAGE_SIZE / size) as u32;
+        let mm = Some(MmId(0));
+        let a = t.alloc::<Ppc64>(&mut phys, mm, pte).unwrap();
+        let b = t.alloc::<Ppc64>(&mut phys, mm, pte).unwrap();
+        let other = t.alloc::<Ppc64>(&mut phys, Some(MmId(1)), pte).unwrap();
+        assert_eq!(b, a.add(size), "the next fragment of the cached page");
+        assert_ne!(other.pfn(16), a.pfn(16), "each mm has its own cache");
+        let pfn = a.pfn(16);
+        let fp = *t.frag_page(pfn).unwrap();
+        assert_eq!(fp.count, nr);
+        assert_eq!(fp.live().count(), 2);
+        assert_eq!(t.pending::<Ppc64>(pfn), nr - 2);
+        assert_eq!(t.frag_index::<Ppc64>(b), Some(1));
+        assert!(t.is_live::<Ppc64>(b) && !t.is_live::<Ppc64>(b.add(size)));
+        let refs = |phys: &PhysMem| phys.page(pfn).refcount;
+        // v4.x: the count is _refcount; 6.x: pt_frag_refcount, one reference.
+        let expect_refs = if k.pt_frag_refcount { 1 } else { nr };
+        assert_eq!(refs(&phys), expect_refs);
+        // Hand out the rest: the cache empties at the end of the page.
+        let mut last = b;
+        for _ in 2..nr {
+            last = t.alloc::<Ppc64>(&mut phys, mm, pte).unwrap();
+        }
+        assert_eq!(last.pfn(16), pfn);
+        assert_eq!(t.pending::<Ppc64>(pfn), 0);
+        let next = t.alloc::<Ppc64>(&mut phys, mm, pte).unwrap();
+        assert_ne!(next.pfn(16), pfn, "a full page: a new one");
+        // Free all but one: the page stays, the freed fragments poisoned.
+        for i in 1..nr {
+            assert!(!t.free::<Ppc64>(&mut phys, a.add(u64::from(i) * size), 0x6b));
+        }
+        assert!(!phys.page(pfn).flags.contains(crate::phys::PageFlags::FREE));
+        assert_eq!(phys.read_entry(b).unwrap(), u64::from_ne_bytes([0x6b; 8]));
+        assert_eq!(phys.read_entry(a).unwrap(), 0, "a live fragment untouched");
+        assert_eq!(refs(&phys), 1);
+        assert!(
+            t.free::<Ppc64>(&mut phys, a, 0x6b),
+            "the last fragment frees the page"
+        );
+        assert!(phys.page(pfn).flags.contains(crate::phys::PageFlags::FREE));
+        assert!(t.frag_page(pfn).is_none());
+    }
+
+    #[test]
+    fn fragments_share_a_page_v4_10() {
+        fragments_share_a_page("v4.10");
+    }
+
+    #[test]
+    fn fragments_share_a_page_v4_17() {
+        fragments_share_a_page("v4.17");
+    }
+
+    #[test]
+    fn fragments_share_a_page_v6_13() {
+        fragments_share_a_page("v6.13");
+    }
+
+    /// A page whose fragments are all freed while the cache still points
+    /// into it stays allocated: the pending fragments hold it.
+    #[test]
+    fn pending_fragments_keep_the_page() {
+        let mut phys = phys::<Ppc64>();
+        let mut t = TableAlloc::new::<Ppc64>(&knobs("v6.13"));
+        let pte = Ppc64::leaf_level();
+        let a = t.alloc::<Ppc64>(&mut phys, None, pte).unwrap();
+        assert!(!t.free::<Ppc64>(&mut phys, a, 0x6b));
+        let pfn = a.pfn(16);
+        assert_eq!(t.frag_page(pfn).unwrap().count, t.pending::<Ppc64>(pfn));
+        // Freed fragments are not handed out again: the cache moves on.
+        let b = t.alloc::<Ppc64>(&mut phys, None, pte).unwrap();
+        assert_eq!(b, a.add(256));
+    }
+}
