@@ -5,8 +5,8 @@
 //! 16 KiB with 48-bit VA (four levels, 11-bit indices, a two-entry pgd).
 
 use crate::{
-    Arch, ArchId, Family, HwRoot, Layout, Level, LevelGeom, Pfn, Pte, PteFlags, SizeKind, VirtAddr,
-    bits,
+    Arch, ArchId, Family, HwRoot, Layout, Level, LevelGeom, Pfn, PhysAddr, Pte, PteFlags, SizeKind,
+    VirtAddr, bits,
 };
 
 /// arm64 with 4 KiB pages and 48-bit virtual addresses.
@@ -217,13 +217,13 @@ impl Cfg {
     }
 
     #[inline]
-    fn table_step(self, last: bool, raw: u64) -> Option<(Pfn, PteFlags)> {
+    fn table_step(self, last: bool, raw: u64) -> Option<(PhysAddr, PteFlags)> {
         // decode: TABLE = not the last level, VALID and the table bit set.
         let t = PTE_VALID | PTE_TABLE_BIT;
         if last || raw & t != t {
             return None;
         }
-        Some((self.pfn(raw), PteFlags::empty()))
+        Some((self.pfn(raw).addr(self.page_shift), PteFlags::empty()))
     }
 
     /// The leaf frame field as one mask: none with LPA2 (two fields).
@@ -418,7 +418,7 @@ macro_rules! arm64_arch {
             }
 
             #[inline]
-            fn table_step(_family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
+            fn table_step(_family: Family, level: Level, raw: u64) -> Option<(PhysAddr, PteFlags)> {
                 $cfg.table_step(level == Self::leaf_level(), raw)
             }
 

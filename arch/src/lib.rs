@@ -418,17 +418,53 @@ pub trait Arch: Copy + Default + Send + Sync + fmt::Debug + 'static {
 
     /// The walkers' fast path for an entry on the way down: if `raw` at
     /// `level` is a table entry ([`PteFlags::TABLE`] in [`Arch::decode`]), the
-    /// next table's frame and the entry's [`PteFlags::USER`] and
-    /// [`PteFlags::WRITE`] predicates; else `None`. Exactly what `decode`
-    /// says (arches override it with the few bit tests it takes; a test checks
-    /// them against `decode`), without computing the other predicates.
+    /// physical address of the next table and the entry's
+    /// [`PteFlags::USER`] and [`PteFlags::WRITE`] predicates; else `None`.
+    /// The address is the frame `decode` gives plus, where the format holds
+    /// one, the table's offset inside it (powerpc's next-level base keeps
+    /// bits 8 and up: a table may be a fragment of a page). Exactly what
+    /// `decode` says otherwise (arches override it with the few bit tests it
+    /// takes; a test checks them against `decode`), without computing the
+    /// other predicates.
     #[inline]
     #[must_use]
-    fn table_step(family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
+    fn table_step(family: Family, level: Level, raw: u64) -> Option<(PhysAddr, PteFlags)> {
         let p = Self::decode(family, level, raw);
-        p.has(PteFlags::TABLE)
-            .then_some((p.pfn, p.flags & (PteFlags::USER | PteFlags::WRITE)))
+        p.has(PteFlags::TABLE).then_some((
+            p.pfn.addr(Self::PAGE_SHIFT),
+            p.flags & (PteFlags::USER | PteFlags::WRITE),
+        ))
     }
+
+    /// The entry at `level` that links the next-level table at `table`
+    /// (`pmd_populate`, `pud_populate`, `p4d_populate`, `pgd_populate`).
+    /// The default encodes [`TABLE_ENTRY_FLAGS`] with `table`'s frame, which
+    /// must then be the table's start; powerpc keeps the offset of a table
+    /// that is a fragment of its page ([`Arch::table_step`] gives it back).
+    #[must_use]
+    fn table_entry(family: Family, level: Level, table: PhysAddr) -> u64 {
+        Self::encode(
+            family,
+            level,
+            Pte {
+                flags: TABLE_ENTRY_FLAGS,
+                pfn: table.pfn(Self::PAGE_SHIFT),
+            },
+        )
+    }
+
+    /// Whether the kernel may allocate tables smaller than a page as
+    /// fragments of one page (`pte_fragment_alloc`, `pmd_fragment_alloc`:
+    /// book3s64 with 64 KiB pages, `CONFIG_PPC_64K_PAGES`), and if so the
+    /// log2 size of the hash MMU's PTE fragment (`H_PTE_FRAG_SIZE_SHIFT`),
+    /// which v4.10's radix used for its PTE fragments too
+    /// (`radix__early_init_mmu` sets `__pte_frag_size_shift` from it).
+    /// Which levels are fragments, and of what size, is the kernel
+    /// profile's question; `None` (the default): every table takes whole
+    /// pages (x86 and arm64 tables are page-sized; powerpc with 4 KiB pages
+    /// allocates `pte_alloc_one` with `__get_free_page`, v4.17
+    /// `book3s/64/pgalloc.h`, and 6.13's `RADIX_PTE_FRAG_NR` is 1 there).
+    const TABLE_FRAGMENTS: Option<u32> = None;
 
     /// The frame-number field of a leaf entry at `level`, as `(mask, shift)`:
     /// for a leaf, `decode(raw).pfn == Pfn((raw & mask) >> shift)`, and the
@@ -504,6 +540,19 @@ pub trait Arch: Copy + Default + Send + Sync + fmt::Debug + 'static {
         }
     }
 }
+
+/// The flags of an entry that links a next-level table
+/// ([`Arch::table_entry`]): x86 `_PAGE_TABLE` is P|RW|USER|A|D (v4.10
+/// populates kernel tables this way too, which is what lets user mode reach
+/// the vsyscall page); the other formats drop what they cannot hold.
+pub const TABLE_ENTRY_FLAGS: PteFlags = PteFlags::VALID
+    .union(PteFlags::PRESENT)
+    .union(PteFlags::TABLE)
+    .union(PteFlags::WRITE)
+    .union(PteFlags::USER)
+    .union(PteFlags::YOUNG)
+    .union(PteFlags::DIRTY)
+    .union(PteFlags::EXEC);
 
 /// Mask of `n` low bits.
 pub(crate) const fn bits(n: u32) -> u64 {

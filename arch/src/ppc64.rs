@@ -8,8 +8,8 @@
 
 use crate::arm64::generic_access_ok;
 use crate::{
-    Arch, ArchId, Family, HwRoot, Layout, Level, LevelGeom, Pfn, Pte, PteFlags, SizeKind, VirtAddr,
-    bits,
+    Arch, ArchId, Family, HwRoot, Layout, Level, LevelGeom, Pfn, PhysAddr, Pte, PteFlags, SizeKind,
+    VirtAddr, bits,
 };
 
 /// powerpc64 radix with 64 KiB pages.
@@ -218,7 +218,7 @@ fn hw_root(va: VirtAddr) -> Option<HwRoot> {
 }
 
 macro_rules! ppc64_arch {
-    ($ty:ident, $id:expr, $shift:expr, $pte_bits:expr) => {
+    ($ty:ident, $id:expr, $shift:expr, $pte_bits:expr, $frag:expr) => {
         impl Arch for $ty {
             const ID: ArchId = $id;
             const PAGE_SHIFT: u32 = $shift;
@@ -308,18 +308,31 @@ macro_rules! ppc64_arch {
                 entry_bits(family, level == Self::leaf_level(), raw)
             }
             #[inline]
-            fn table_step(_family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
+            fn table_step(_family: Family, level: Level, raw: u64) -> Option<(PhysAddr, PteFlags)> {
                 // decode: TABLE = not the last level, _PAGE_PTE clear, PRESENT set.
                 if level == Self::leaf_level() || raw & (_PAGE_PTE | _PAGE_PRESENT) != _PAGE_PRESENT
                 {
                     return None;
                 }
-                Some((Pfn((raw & NLB_MASK) >> $shift), PteFlags::empty()))
+                // The next-level base keeps bits 8 and up: a PTE or PMD
+                // table may be a fragment of its page (`pte_fragment_alloc`).
+                Some((PhysAddr(raw & NLB_MASK), PteFlags::empty()))
             }
             #[inline]
             fn leaf_pfn_field(_level: Level) -> Option<(u64, u32)> {
                 Some((PTE_RPN_MASK & !bits($shift), $shift))
             }
+            fn table_entry(family: Family, level: Level, table: PhysAddr) -> u64 {
+                // pmd_populate / pud_populate: __pgtable_ptr_val(table) |
+                // *_VAL_BITS, the table's own address (a fragment's offset
+                // included) in the next-level base.
+                let pte = Pte {
+                    flags: crate::TABLE_ENTRY_FLAGS,
+                    pfn: table.pfn($shift),
+                };
+                Self::encode(family, level, pte) | (table.0 & NLB_MASK & bits($shift))
+            }
+            const TABLE_FRAGMENTS: Option<u32> = $frag;
             fn encode(family: Family, level: Level, pte: Pte) -> u64 {
                 let next = Self::LEVELS.get(level.index() + 1).map(|g| g.bits);
                 encode(family, $shift, next, pte)
@@ -332,8 +345,10 @@ macro_rules! ppc64_arch {
     };
 }
 
-ppc64_arch!(Ppc64, ArchId::Ppc64, 16, 5);
-ppc64_arch!(Ppc64_4k, ArchId::Ppc64_4k, 12, 9);
+// 64K pages: `CONFIG_PPC_64K_PAGES` page-table fragments; the hash MMU's
+// PTE fragment is 4 KiB (`H_PTE_FRAG_SIZE_SHIFT` 12, v4.10 hash-64k.h).
+ppc64_arch!(Ppc64, ArchId::Ppc64, 16, 5, Some(12));
+ppc64_arch!(Ppc64_4k, ArchId::Ppc64_4k, 12, 9, None);
 
 #[cfg(test)]
 mod tests {

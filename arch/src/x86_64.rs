@@ -2,8 +2,8 @@
 //! `page_64_types.h`, `pgtable_types.h`, `uaccess.h`).
 
 use crate::{
-    Arch, ArchId, Family, HwRoot, Layout, Level, LevelGeom, Pfn, Pte, PteFlags, SizeKind, VirtAddr,
-    bits,
+    Arch, ArchId, Family, HwRoot, Layout, Level, LevelGeom, Pfn, PhysAddr, Pte, PteFlags, SizeKind,
+    VirtAddr, bits,
 };
 
 /// x86-64 with 4-level page tables and 4 KiB pages.
@@ -146,7 +146,7 @@ fn decode(family: Family, last: bool, raw: u64) -> Pte {
 }
 
 #[inline]
-fn table_step(last: bool, raw: u64) -> Option<(Pfn, PteFlags)> {
+fn table_step(last: bool, raw: u64) -> Option<(PhysAddr, PteFlags)> {
     // decode: TABLE = not the last level, PRESENT set, PSE clear.
     if last || raw & (_PAGE_PRESENT | _PAGE_PSE) != _PAGE_PRESENT {
         return None;
@@ -154,7 +154,7 @@ fn table_step(last: bool, raw: u64) -> Option<(Pfn, PteFlags)> {
     let mut f = PteFlags::empty();
     f.set(PteFlags::WRITE, raw & _PAGE_RW != 0);
     f.set(PteFlags::USER, raw & _PAGE_USER != 0);
-    Some((Pfn((raw & PTE_PFN_MASK) >> 12), f))
+    Some((PhysAddr(raw & PTE_PFN_MASK), f))
 }
 
 fn encode(family: Family, last: bool, pte: Pte) -> u64 {
@@ -283,7 +283,7 @@ macro_rules! x86_arch {
             }
 
             #[inline]
-            fn table_step(_family: Family, level: Level, raw: u64) -> Option<(Pfn, PteFlags)> {
+            fn table_step(_family: Family, level: Level, raw: u64) -> Option<(PhysAddr, PteFlags)> {
                 table_step(level == Self::leaf_level(), raw)
             }
 

@@ -119,7 +119,10 @@ fn walk_view<A: Arch>(m: &Machine<A>, va: VirtAddr, sel: RootSel) -> WalkShown {
         let kind = if s.raw == 0 {
             "none".to_string()
         } else if s.pte.has(PteFlags::TABLE) {
-            format!("table -> {}", m.page_name(s.pte.pfn))
+            format!(
+                "table -> {}",
+                m.table_name(pgtable::next_table::<A>(fam, s.level, s.raw))
+            )
         } else {
             "leaf".to_string()
         };

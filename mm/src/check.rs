@@ -1,10 +1,13 @@
 //! The invariant checker: what must hold of a [`Machine`] between two
 //! operations, whatever the workload did.
 //!
-//! * **Page tables.** Every table page is reachable exactly once from the
+//! * **Page tables.** Every table is reachable exactly once from the
 //!   roots (`init_mm` and every mm), or waits in the deferred list while a
-//!   lockless walker is inside; every table entry points at a table page of
-//!   the next level; on x86 the kernel half of every pgd equals
+//!   lockless walker is inside: a whole table page once, a page cut into
+//!   page-table fragments once per live fragment (a page of N tables is
+//!   reached N times, at N offsets); its fragment count is its live
+//!   fragments plus those pending in an mm's fragment cache. Every table
+//!   entry points at the start of a live table of the next level; on x86 the kernel half of every pgd equals
 //!   `swapper_pg_dir`'s. Every present user leaf lies inside one VMA whose
 //!   permissions allow it (a writable leaf only in a `VM_WRITE` VMA, an
 //!   accessible leaf only in a VMA that is not `PROT_NONE`, a special leaf
@@ -38,7 +41,7 @@ pub use crate::pgtable::{TABLE_POISON, TABLE_POISON_BYTE};
 pub type ExtraRefs = BTreeMap<Pfn, u32>;
 
 struct Walk {
-    /// Table head pfn → times reached.
+    /// Table (physical address: a page, or a fragment of one) → times reached.
     tables: BTreeMap<u64, u32>,
     /// User leaves: (mm, va, level, pte).
     user: Vec<(MmId, u64, Level, Pte)>,
@@ -138,8 +141,7 @@ impl<A: Arch> Machine<A> {
     }
 
     fn walk_root(&self, w: &mut Walk, root: PhysAddr, mm: Option<MmId>) {
-        let head = root.pfn(A::PAGE_SHIFT);
-        *w.tables.entry(head.0).or_default() += 1;
+        *w.tables.entry(root.0).or_default() += 1;
         let top = match mm {
             Some(_) if A::TABLE_PERMS => {
                 A::pgd_index(vmemu_arch::VirtAddr(self.layout.page_offset))
@@ -176,10 +178,12 @@ impl<A: Arch> Machine<A> {
             let pte = A::decode(fam, level, raw);
             if pte.has(PteFlags::TABLE) && level != A::leaf_level() {
                 let next = Level(level.0 + 1);
-                let child = pte.pfn;
+                let child_pa = crate::pgtable::next_table::<A>(fam, level, raw);
+                let child = child_pa.pfn(A::PAGE_SHIFT);
                 let ok_owner = self.phys.pfn_valid(child)
                     && matches!(self.phys.page(child).owner, Owner::PageTable { level: l, .. } if l == next.0)
                     && !self.phys.page(child).flags.contains(PageFlags::FREE);
+                let side = if mm.is_some() { "user" } else { "kernel" };
                 if !ok_owner {
                     let what = if self.phys.pfn_valid(child) {
                         format!("{:?}", self.phys.page(child).owner)
@@ -187,22 +191,34 @@ impl<A: Arch> Machine<A> {
                         "no frame".into()
                     };
                     w.err(ViolationKind::PageTable, format!(
-                        "{} entry {i} of a level-{} table ({}) points at pfn {:#x} ({what}), not a level-{} table page",
-                        if mm.is_some() { "user" } else { "kernel" },
+                        "{side} entry {i} of a level-{} table ({}) points at pfn {:#x} ({what}), not a level-{} table page",
                         level.0,
-                        self.page_name(table.pfn(A::PAGE_SHIFT)),
+                        self.table_name(table),
                         child.0,
                         next.0
                     ));
                     continue;
                 }
-                let n = w.tables.entry(child.0).or_default();
+                // A page cut into fragments holds several tables: the entry
+                // must point at one handed out and not freed; a whole table
+                // page at its start.
+                if !self.tables.is_live::<A>(child_pa) {
+                    w.err(ViolationKind::PageTable, format!(
+                        "{side} entry {i} of a level-{} table ({}) points at {child_pa} in {}, which is not the start of a live level-{} table",
+                        level.0,
+                        self.table_name(table),
+                        self.page_name(child),
+                        next.0
+                    ));
+                    continue;
+                }
+                let n = w.tables.entry(child_pa.0).or_default();
                 *n += 1;
                 if *n > 1 {
                     // Reached twice: report, do not walk it again.
                     continue;
                 }
-                self.walk_table(w, child.addr(A::PAGE_SHIFT), next, va, A::entries(next), mm);
+                self.walk_table(w, child_pa, next, va, A::entries(next), mm);
                 continue;
             }
             match mm {
@@ -238,11 +254,7 @@ impl<A: Arch> Machine<A> {
     }
 
     fn check_tables(&self, w: &mut Walk) {
-        let deferred: BTreeMap<u64, ()> = self
-            .deferred_tables
-            .iter()
-            .map(|t| (t.pfn(A::PAGE_SHIFT).0, ()))
-            .collect();
+        let deferred: BTreeMap<u64, ()> = self.deferred_tables.iter().map(|t| (t.0, ())).collect();
         if self.lockless_walkers == 0 && !self.deferred_tables.is_empty() {
             w.err(
                 ViolationKind::PageTable,
@@ -256,28 +268,60 @@ impl<A: Arch> Machine<A> {
             let Owner::PageTable { level, .. } = page.owner else {
                 continue;
             };
-            let n = w.tables.get(&pfn.0).copied().unwrap_or(0);
-            let d = deferred.contains_key(&pfn.0);
-            let name = self.page_name(pfn);
-            match (n, d) {
-                (1, false) | (0, true) => {}
-                (0, false) => w.err(ViolationKind::PageTable, format!(
-                    "table page {name} (level {level}) is allocated but unreachable from every root (leaked)"
-                )),
-                (_, true) => w.err(ViolationKind::PageTable, format!(
-                    "table page {name} is both linked and waiting to be freed"
-                )),
-                (n, false) => w.err(ViolationKind::PageTable, format!(
-                    "table page {name} is reachable {n} times from the roots (must be exactly once)"
-                )),
+            let base = pfn.addr(A::PAGE_SHIFT);
+            // The tables this page holds: itself, or its live fragments.
+            let tables: Vec<PhysAddr> = match self.tables.frag_page(pfn) {
+                None => vec![base],
+                Some(fp) => {
+                    let size = self.tables.frag_size(Level(level)).unwrap_or(A::PAGE_SIZE);
+                    let live: Vec<PhysAddr> =
+                        fp.live().map(|i| base.add(i as u64 * size)).collect();
+                    // pt_frag_refcount (or _refcount, v4.x): the fragments
+                    // handed out and not freed, plus those still pending
+                    // in an mm's cache.
+                    let pending = self.tables.pending::<A>(pfn);
+                    let want = live.len() as u32 + pending;
+                    if fp.count != want {
+                        w.err(ViolationKind::PageTable, format!(
+                            "table page {} counts {} fragments but {} are live and {pending} pending in a cache",
+                            self.page_name(pfn),
+                            fp.count,
+                            live.len()
+                        ));
+                    }
+                    if want == 0 {
+                        w.err(ViolationKind::PageTable, format!(
+                            "table page {} holds no live fragment and no cache points into it, yet it is allocated",
+                            self.page_name(pfn)
+                        ));
+                    }
+                    live
+                }
+            };
+            for t in tables {
+                let n = w.tables.get(&t.0).copied().unwrap_or(0);
+                let d = deferred.contains_key(&t.0);
+                let name = self.table_name(t);
+                match (n, d) {
+                    (1, false) | (0, true) => {}
+                    (0, false) => w.err(ViolationKind::PageTable, format!(
+                        "table page {name} (level {level}) is allocated but unreachable from every root (leaked)"
+                    )),
+                    (_, true) => w.err(ViolationKind::PageTable, format!(
+                        "table page {name} is both linked and waiting to be freed"
+                    )),
+                    (n, false) => w.err(ViolationKind::PageTable, format!(
+                        "table page {name} is reachable {n} times from the roots (must be exactly once)"
+                    )),
+                }
             }
         }
-        for (&pfn, &n) in &w.tables {
-            let p = Pfn(pfn);
+        for (&pa, &n) in &w.tables {
+            let p = PhysAddr(pa).pfn(A::PAGE_SHIFT);
             if !self.phys.pfn_valid(p) || self.phys.page(p).flags.contains(PageFlags::FREE) {
                 w.errs.push(Violation::new(
                     ViolationKind::PageTable,
-                    format!("a freed frame {pfn:#x} is linked as a table ({n} times)"),
+                    format!("a freed frame {:#x} is linked as a table ({n} times)", p.0),
                 ));
             }
         }
@@ -538,6 +582,12 @@ impl<A: Arch> Machine<A> {
         for (pfn, page) in self.phys.allocated_heads() {
             let large = page.order > 0;
             let owner_ref: u64 = match page.owner {
+                // v4.x counts a fragment page's fragments in _refcount
+                // (`set_page_count(page, PTE_FRAG_NR)`).
+                Owner::PageTable { .. } if !self.tables.counts_in_ptdesc() => self
+                    .tables
+                    .frag_page(pfn)
+                    .map_or(1, |fp| u64::from(fp.count)),
                 Owner::PageTable { .. }
                 | Owner::Zero
                 | Owner::HugeZero

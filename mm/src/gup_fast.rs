@@ -189,10 +189,10 @@ impl<A: Arch> Machine<A> {
                 break;
             };
             // decode(raw).has(TABLE), by the fast path.
-            let Some((pfn, _)) = A::table_step(self.family(), Level(0), raw) else {
+            let Some((pud, _)) = A::table_step(self.family(), Level(0), raw) else {
                 break;
             };
-            if !self.gup_pud_range(pfn.addr(A::PAGE_SHIFT), addr, next, w) {
+            if !self.gup_pud_range(pud, addr, next, w) {
                 break;
             }
             addr = next;
@@ -263,8 +263,7 @@ impl<A: Arch> Machine<A> {
             }
             // A table entry (the common case) by the fast path; decode says
             // TABLE exactly then, and TABLE and LEAF exclude each other.
-            let ok = if let Some((pfn, _)) = A::table_step(self.family(), level, raw) {
-                let t = pfn.addr(A::PAGE_SHIFT);
+            let ok = if let Some((t, _)) = A::table_step(self.family(), level, raw) {
                 if level.0 + 2 == A::levels() as u8 {
                     self.leaf_cache = LeafCache {
                         valid: true,

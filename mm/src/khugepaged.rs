@@ -47,7 +47,7 @@ impl<A: Arch> Machine<A> {
             if !pte.has(PteFlags::TABLE) {
                 return None;
             }
-            let next = pte.pfn.addr(A::PAGE_SHIFT);
+            let next = crate::pgtable::next_table::<A>(self.family(), level, raw);
             if level == Self::pmd_level() {
                 return Some((entry, raw, next));
             }

@@ -149,7 +149,9 @@ pub struct Machine<A: Arch> {
     pub(crate) leaf_cache: gup_fast::LeafCache,
     /// uaccess's last translation; see `uaccess::UaccessCache`.
     pub(crate) uaccess_cache: uaccess::UaccessCache,
-    pub(crate) table_seq: u32,
+    /// The table allocator: table numbers, each mm's page-table fragment
+    /// cache and the pages cut into fragments (`pgtable::TableAlloc`).
+    pub(crate) tables: pgtable::TableAlloc,
     /// Next free offset in the vmalloc area.
     vmalloc_next: u64,
     /// The preemption hook and the walk it watches (`preempt`).

@@ -178,8 +178,9 @@ impl<A: Arch> Machine<A> {
         phys.reserve(Owner::Reserved)
             .ok_or(MachineError::NoMemory)?;
         let zero_pfn = phys.reserve(Owner::Zero).ok_or(MachineError::NoMemory)?;
-        let mut seq = 0;
-        let init_pgd = pgtable::alloc_table::<A>(&mut phys, Level(0), &mut seq)
+        let mut tables = pgtable::TableAlloc::new::<A>(&knobs);
+        let init_pgd = tables
+            .alloc::<A>(&mut phys, None, Level(0))
             .ok_or(MachineError::NoMemory)?;
         let mut m = Self {
             phys,
@@ -206,7 +207,7 @@ impl<A: Arch> Machine<A> {
             lockless_max_run: 0,
             leaf_cache: Default::default(),
             uaccess_cache: Default::default(),
-            table_seq: seq,
+            tables,
             vmalloc_next: 0,
             preempt: Default::default(),
             interleave_log: Vec::new(),
@@ -222,7 +223,8 @@ impl<A: Arch> Machine<A> {
             init_pgd,
             VirtAddr(layout.vmalloc_start),
             Level(1),
-            &mut m.table_seq,
+            &mut m.tables,
+            None,
         )?;
         if let Some(v) = layout.vsyscall {
             let pfn = m
@@ -257,7 +259,8 @@ impl<A: Arch> Machine<A> {
             va,
             level,
             pte,
-            &mut self.table_seq,
+            &mut self.tables,
+            None,
         )
         .map(|_| ())
     }
@@ -293,7 +296,10 @@ impl<A: Arch> Machine<A> {
     /// `swapper_pg_dir` (`pgd_ctor`); arm64 and powerpc keep kernel mappings in
     /// a separate root.
     pub fn mm_alloc(&mut self) -> Result<MmId, MachineError> {
-        let pgd = pgtable::alloc_table::<A>(&mut self.phys, Level(0), &mut self.table_seq)
+        let id = MmId(self.mms.len() as u32);
+        let pgd = self
+            .tables
+            .alloc::<A>(&mut self.phys, Some(id), Level(0))
             .ok_or(MachineError::NoMemory)?;
         if A::SHARED_KERNEL_PGD {
             let first = A::pgd_index(VirtAddr(self.layout.page_offset));
@@ -506,7 +512,8 @@ impl<A: Arch> Machine<A> {
             va,
             level,
             pte,
-            &mut self.table_seq,
+            &mut self.tables,
+            Some(mm),
         )
     }
 
@@ -519,14 +526,14 @@ impl<A: Arch> Machine<A> {
         }
     }
 
-    /// Frees the deferred table pages (poisoned first, so that a walker
-    /// still reading one is caught) and the deferred page references.
+    /// Frees the deferred tables (poisoned first, so that a walker still
+    /// reading one is caught; a fragment counted down and its page freed
+    /// with the last one: `TableAlloc::free`) and the deferred page
+    /// references.
     pub(crate) fn flush_deferred_tables(&mut self) {
         for t in std::mem::take(&mut self.deferred_tables) {
-            let pfn = t.pfn(A::PAGE_SHIFT);
-            let bytes = (A::PAGE_SIZE << self.phys.page(pfn).order) as usize;
-            let _ = self.phys.fill(t, bytes, pgtable::TABLE_POISON_BYTE);
-            let _ = self.phys.put_page(pfn, 1);
+            self.tables
+                .free::<A>(&mut self.phys, t, pgtable::TABLE_POISON_BYTE);
         }
         for p in std::mem::take(&mut self.deferred_pages) {
             if self.phys.put_page(p, 1).is_err() {
@@ -591,6 +598,18 @@ impl<A: Arch> Machine<A> {
         match k.owner {
             None => format!("pfn[{:#x}]", k.pfn.0),
             Some(owner) => self.frame_name(k.pfn, owner, k.sub),
+        }
+    }
+
+    /// Symbolic name of the table at `table`: its page's name (`pt:L3#7`)
+    /// and, where that page is cut into page-table fragments, the
+    /// fragment's index in it (`pt:L3#7.2`).
+    #[must_use]
+    pub fn table_name(&self, table: PhysAddr) -> String {
+        let name = self.page_name(table.pfn(A::PAGE_SHIFT));
+        match self.tables.frag_index::<A>(table) {
+            Some(i) => format!("{name}.{i}"),
+            None => name,
         }
     }
 

@@ -11,9 +11,13 @@
 
 use vmemu_arch::{Arch, Family, HwRoot, Level, Pfn, PhysAddr, Pte, PteFlags, VirtAddr};
 
-use crate::phys::{Owner, PhysMem};
+use crate::phys::PhysMem;
+use crate::sync::MmId;
 
-/// Byte written over every table frame when it is freed (`tlb_remove_table`
+mod frag;
+pub use frag::{FragPage, TableAlloc, table_order};
+
+/// Byte written over every table when it is freed (`tlb_remove_table`
 /// in `Machine::free_tables`), so that a lockless walker reading a freed
 /// table sees garbage that is recognised.
 pub const TABLE_POISON_BYTE: u8 = 0x6b;
@@ -119,51 +123,17 @@ pub enum MapError {
     Unaligned,
 }
 
-/// Allocation order for a table of `level` (tables larger than a page, such as
-/// the 64 KiB pgd of ppc64 with 4 KiB pages, take several contiguous frames).
-pub fn table_order<A: Arch>(level: Level) -> u8 {
-    let pages = A::table_bytes(level).div_ceil(A::PAGE_SIZE);
-    pages.next_power_of_two().trailing_zeros() as u8
-}
-
-/// Allocates a zeroed table for `level`; `seq` numbers tables for names.
-pub fn alloc_table<A: Arch>(phys: &mut PhysMem, level: Level, seq: &mut u32) -> Option<PhysAddr> {
-    let pfn = phys.alloc(
-        table_order::<A>(level),
-        Owner::PageTable {
-            level: level.0,
-            seq: *seq,
-        },
-    )?;
-    *seq += 1;
-    Some(pfn.addr(A::PAGE_SHIFT))
-}
-
-/// The table entry pointing at a next-level table.
+/// The table entry pointing at a next-level table (at `table`, a page or a
+/// fragment of one: [`Arch::table_entry`]).
 pub fn table_entry<A: Arch>(family: Family, level: Level, table: PhysAddr) -> u64 {
-    // x86 _PAGE_TABLE: P|RW|USER|A|D (v4.10 populates kernel tables this way
-    // too, which is what lets user mode reach the vsyscall page).
-    let flags = PteFlags::VALID
-        | PteFlags::PRESENT
-        | PteFlags::TABLE
-        | PteFlags::WRITE
-        | PteFlags::USER
-        | PteFlags::YOUNG
-        | PteFlags::DIRTY
-        | PteFlags::EXEC;
-    A::encode(
-        family,
-        level,
-        Pte {
-            flags,
-            pfn: table.pfn(A::PAGE_SHIFT),
-        },
-    )
+    A::table_entry(family, level, table)
 }
 
-/// Physical address of the table an entry points at.
-pub fn next_table<A: Arch>(pte: Pte) -> PhysAddr {
-    pte.pfn.addr(A::PAGE_SHIFT)
+/// Physical address of the table the entry `raw` at `level` points at
+/// ([`Arch::table_step`]; `raw` must be a table entry).
+#[inline]
+pub fn next_table<A: Arch>(family: Family, level: Level, raw: u64) -> PhysAddr {
+    A::table_step(family, level, raw).map_or(PhysAddr(0), |(pa, _)| pa)
 }
 
 /// Finds the entry slot for `va` at `leaf_level`, allocating missing tables.
@@ -174,7 +144,8 @@ pub fn ensure_slot<A: Arch>(
     pgd: PhysAddr,
     va: VirtAddr,
     leaf_level: Level,
-    seq: &mut u32,
+    tables: &mut TableAlloc,
+    mm: Option<MmId>,
 ) -> Result<PhysAddr, MapError> {
     let mut table = pgd;
     for l in 0..leaf_level.0 {
@@ -183,9 +154,11 @@ pub fn ensure_slot<A: Arch>(
         let raw = phys.read_entry(slot).map_err(|_| MapError::NoMemory)?;
         let pte = A::decode(family, level, raw);
         table = if pte.has(PteFlags::TABLE) {
-            next_table::<A>(pte)
+            next_table::<A>(family, level, raw)
         } else if raw == 0 {
-            let t = alloc_table::<A>(phys, Level(l + 1), seq).ok_or(MapError::NoMemory)?;
+            let t = tables
+                .alloc::<A>(phys, mm, Level(l + 1))
+                .ok_or(MapError::NoMemory)?;
             phys.write_entry(slot, table_entry::<A>(family, level, t))
                 .map_err(|_| MapError::NoMemory)?;
             t
@@ -204,7 +177,8 @@ pub fn set_leaf<A: Arch>(
     va: VirtAddr,
     level: Level,
     pte: Pte,
-    seq: &mut u32,
+    tables: &mut TableAlloc,
+    mm: Option<MmId>,
 ) -> Result<Pte, MapError> {
     if !A::geom(level).leaf_ok {
         return Err(MapError::BadLevel(level.0));
@@ -212,7 +186,7 @@ pub fn set_leaf<A: Arch>(
     if va.offset_in(A::entry_span(level)) != 0 {
         return Err(MapError::Unaligned);
     }
-    let slot = ensure_slot::<A>(phys, family, pgd, va, level, seq)?;
+    let slot = ensure_slot::<A>(phys, family, pgd, va, level, tables, mm)?;
     let old = phys.read_entry(slot).map_err(|_| MapError::NoMemory)?;
     let mut pte = pte;
     pte.flags |= PteFlags::LEAF;
@@ -249,7 +223,7 @@ pub fn lookup<A: Arch>(
         let raw = phys.read_entry(slot).ok()?;
         let pte = A::decode(family, level, raw);
         if pte.has(PteFlags::TABLE) && level != A::leaf_level() {
-            table = next_table::<A>(pte);
+            table = next_table::<A>(family, level, raw);
             continue;
         }
         return Some(LeafSlot {
@@ -286,7 +260,7 @@ pub fn hole_at<A: Arch>(phys: &PhysMem, family: Family, pgd: PhysAddr, va: VirtA
         };
         let pte = A::decode(family, level, raw);
         if pte.has(PteFlags::TABLE) && level != A::leaf_level() {
-            table = next_table::<A>(pte);
+            table = next_table::<A>(family, level, raw);
             continue;
         }
         if pte.has(PteFlags::LEAF) && pte.has(PteFlags::PRESENT) {
@@ -349,12 +323,12 @@ pub fn walk<A: Arch>(
             pte: A::decode(family, level, raw),
         });
         if level != leaf_level
-            && let Some((pfn, perms)) = A::table_step(family, level, raw)
+            && let Some((next, perms)) = A::table_step(family, level, raw)
         {
             if A::TABLE_PERMS {
                 eff &= perms | !(PteFlags::USER | PteFlags::WRITE);
             }
-            table_pa = pfn.addr(A::PAGE_SHIFT);
+            table_pa = next;
             continue;
         }
         let pte = A::decode(family, level, raw);
@@ -427,7 +401,7 @@ pub fn for_each_leaf<A: Arch>(
                 rec::<A>(
                     phys,
                     family,
-                    next_table::<A>(pte),
+                    next_table::<A>(family, level, raw),
                     Level(level.0 + 1),
                     va,
                     start,
@@ -455,7 +429,7 @@ pub fn for_each_leaf<A: Arch>(
 }
 
 /// Frees the tables below `pgd` that became empty inside `[start, end)` and
-/// clears the entries pointing at them; the freed table frames are returned
+/// clears the entries pointing at them; the freed tables are returned
 /// to the caller, which must free them only after every lockless walker that
 /// could see them has left (the RCU/IPI rule of gup-fast).
 pub fn prune_empty_tables<A: Arch>(
@@ -488,7 +462,7 @@ pub fn prune_empty_tables<A: Arch>(
             let pte = A::decode(family, level, raw);
             let inside = va < end && va + span > start;
             if inside && pte.has(PteFlags::TABLE) && level != A::leaf_level() {
-                let child = next_table::<A>(pte);
+                let child = next_table::<A>(family, level, raw);
                 if rec::<A>(
                     phys,
                     family,

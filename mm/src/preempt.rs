@@ -196,14 +196,27 @@ impl<A: Arch> Machine<A> {
         });
         let seq = self.preempt.tables[l].1;
         match self.table_seq_of(table) {
-            Some(now) if now == seq && !self.table_frame_free(table) => true,
+            Some(now)
+                if now == seq
+                    && !self.table_frame_free(table)
+                    && self.tables.is_live::<A>(table) =>
+            {
+                true
+            }
             _ => {
                 let pfn = table.pfn(A::PAGE_SHIFT).0;
                 let now = self.table_frame_owner(table);
+                let frag = self.freed_fragment(table);
+                let whose =
+                    if self.table_seq_of(table) == Some(seq) && !self.table_frame_free(table) {
+                        format!("a fragment of frame {pfn:#x}, which was freed")
+                    } else {
+                        format!("whose frame {pfn:#x} was freed{now}")
+                    };
                 self.event(
                     EventKind::UseAfterFree,
                     format!(
-                        "gup-fast read entry {idx} of a level-{} table (pt#{seq}) whose frame {pfn:#x} was freed{now}: a table freed while a lockless walker was inside",
+                        "gup-fast read entry {idx} of a level-{} table (pt#{seq}{frag}) {whose}: a table freed while a lockless walker was inside",
                         level.0
                     ),
                 );
@@ -221,6 +234,14 @@ impl<A: Arch> Machine<A> {
             Owner::PageTable { seq, .. } => Some(seq),
             _ => None,
         }
+    }
+
+    /// `table` as a fragment of its frame (`.2`, the frame still holding
+    /// live fragments), or nothing.
+    fn freed_fragment(&self, table: PhysAddr) -> String {
+        self.tables
+            .frag_index::<A>(table)
+            .map_or(String::new(), |i| format!(".{i}"))
     }
 
     fn table_frame_free(&self, table: PhysAddr) -> bool {

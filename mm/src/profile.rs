@@ -325,6 +325,26 @@ pub struct Knobs {
     /// 2026, Fixes: 5ff3f74e145a 7eac33186957): proposed, not in any
     /// modelled release (overlay `+dio-extract-align`).
     pub dio_extract_align: bool,
+    /// Where the arch cuts PTE tables from pages as fragments
+    /// (`Arch::TABLE_FRAGMENTS`: book3s64 with 64 KiB pages), radix uses
+    /// the hash MMU's 4 KiB fragment for its 256-byte PTE table, 16 per
+    /// page: v4.10 `radix__early_init_mmu` sets `__pte_frag_nr` and
+    /// `__pte_frag_size_shift` from `H_PTE_FRAG_NR` and
+    /// `H_PTE_FRAG_SIZE_SHIFT`. v4.17 has `RADIX_PTE_FRAG_SIZE_SHIFT`
+    /// (`radix-64k.h`: the table's own 256 bytes, 256 per page).
+    pub radix_pte_frag_hash_size: bool,
+    /// PMD tables are page fragments too (`pmd_fragment_alloc`,
+    /// `mm->context.pmd_frag`, 6.13 `arch/powerpc/mm/book3s64/pgtable.c`,
+    /// `RADIX_PMD_FRAG_SIZE_SHIFT`); v4.x takes them from the
+    /// `PGT_CACHE(PMD_CACHE_INDEX)` slab (`book3s/64/pgalloc.h`
+    /// `pmd_alloc_one`), a whole frame each here.
+    pub pmd_fragments: bool,
+    /// A fragment page counts its fragments in `ptdesc->pt_frag_refcount`
+    /// and holds one `_refcount` (6.13 `pgtable-frag.c`
+    /// `__alloc_for_ptecache`, `pte_fragment_free`); v4.x counts them in
+    /// `_refcount` itself (`set_page_count(page, PTE_FRAG_NR)`,
+    /// `put_page_testzero` in `pte_fragment_free`, `pgtable_64.c`).
+    pub pt_frag_refcount: bool,
     /// `CONFIG_X86_5LEVEL` exists: 5-level paging (LA57), since v4.14
     /// (77ef56e4f0fb; boot-time switchable in 4.17, `pgtable_l5_enabled`).
     /// Without it the `x86_64-la57` arch is refused.
@@ -538,6 +558,9 @@ impl Base {
                 dio_extract_align: false,
                 x86_5level: false,
                 arm64_lpa2: false,
+                radix_pte_frag_hash_size: true,
+                pmd_fragments: false,
+                pt_frag_refcount: false,
             },
             Base::V4_17 => Knobs {
                 x86_private_gup: false,
@@ -550,6 +573,7 @@ impl Base {
                 x86_5level: true,
                 iomap_dio_read_stops_at_eof: true,
                 iomap_dio_hole_zero_checked: true,
+                radix_pte_frag_hash_size: false,
                 ..Base::V4_10.knobs()
             },
             Base::V6_13 => Knobs {
@@ -602,6 +626,9 @@ impl Base {
                 iomap_dio_hole_zero_checked: true,
                 shmem_odirect: true,
                 dio_extract_align: false,
+                radix_pte_frag_hash_size: false,
+                pmd_fragments: true,
+                pt_frag_refcount: true,
             },
             Base::V6_18 => Knobs {
                 dio_align_in_bio: true,
@@ -1147,6 +1174,21 @@ impl KernelProfile {
                 "arm64_lpa2",
                 k.arm64_lpa2.to_string(),
                 "52-bit VA with 4 KiB pages (FEAT_LPA2, arch arm64-52): 352b0395b505 (v6.9)",
+            ),
+            (
+                "radix_pte_frag_hash_size",
+                k.radix_pte_frag_hash_size.to_string(),
+                "ppc64 64K radix PTE tables in the hash MMU's 4 KiB fragments, 16 per page (v4.10 radix__early_init_mmu); RADIX_PTE_FRAG_SIZE_SHIFT, 256 per page, by v4.17",
+            ),
+            (
+                "pmd_fragments",
+                k.pmd_fragments.to_string(),
+                "ppc64 64K PMD tables as page fragments (pmd_fragment_alloc, book3s64; v4.x: PGT_CACHE slab)",
+            ),
+            (
+                "pt_frag_refcount",
+                k.pt_frag_refcount.to_string(),
+                "a fragment page counts its fragments in ptdesc->pt_frag_refcount (6.13 pgtable-frag.c); v4.x in _refcount",
             ),
         ]
     }

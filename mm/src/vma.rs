@@ -291,7 +291,9 @@ impl<A: Arch> Machine<A> {
         }
         let level = slot.level;
         let child = Level(level.0 + 1);
-        let t = pgtable::alloc_table::<A>(&mut self.phys, child, &mut self.table_seq)
+        let t = self
+            .tables
+            .alloc::<A>(&mut self.phys, Some(mm), child)
             .ok_or(Errno::ENOMEM)?;
         let per = A::entry_span(child) / A::PAGE_SIZE;
         // __split_huge_zero_page_pmd: the small zero page in every pte,

@@ -119,7 +119,7 @@ impl Flat {
                     let child = rec::<A>(
                         phys,
                         fam,
-                        pgtable::next_table::<A>(pte),
+                        pgtable::next_table::<A>(fam, level, raw),
                         Level(level.0 + 1),
                         t,
                     );

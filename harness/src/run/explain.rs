@@ -85,7 +85,10 @@ fn explain_walk<A: Arch>(
         let kind = if s.raw == 0 {
             "none".to_string()
         } else if s.pte.has(PteFlags::TABLE) {
-            format!("table -> {}", m.page_name(s.pte.pfn))
+            format!(
+                "table -> {}",
+                m.table_name(pgtable::next_table::<A>(fam, s.level, s.raw))
+            )
         } else {
             format!("leaf {:?}", s.pte.flags)
         };
