@@ -79,6 +79,10 @@ pub struct Translation {
     pub eff: PteFlags,
     /// Which root the walk used.
     pub root: HwRoot,
+    /// The user and write bits the upper-level table entries allow (all of
+    /// them where the arch has no table permissions): what the leaf's bits
+    /// are ANDed with to make `eff`.
+    pub table_perms: PteFlags,
 }
 
 /// Why a walk stopped without a translation.
@@ -332,33 +336,116 @@ pub fn walk<A: Arch>(
             continue;
         }
         let pte = A::decode(family, level, raw);
-        if !pte.has(PteFlags::LEAF) || !pte.has(PteFlags::VALID) {
-            return Err(WalkFault {
-                va,
-                level,
-                raw,
-                entry_pa: Some(entry_pa),
-                kind: FaultKind::NotPresent,
-            });
-        }
-        let page_size = A::entry_span(level);
-        let off = va.offset_in(page_size);
-        let pa = pte.pfn.addr(A::PAGE_SHIFT).add(off);
-        let eff = (pte.flags & !(PteFlags::USER | PteFlags::WRITE))
-            | (pte.flags & eff & (PteFlags::USER | PteFlags::WRITE));
-        return Ok(Translation {
-            leaf: pte,
-            raw,
-            level,
-            entry_pa,
-            page_size,
-            pfn: pa.pfn(A::PAGE_SHIFT),
-            pa,
-            eff,
-            root,
-        });
+        return leaf_step::<A>(level, pte, raw, entry_pa, va, eff, root);
     }
     unreachable!("the leaf level always returns")
+}
+
+/// The walker's last step: the entry `raw` (decoded: `pte`) at `entry_pa`
+/// of a level-`level` table, reached with the table permissions
+/// `table_perms`, as the leaf.
+#[inline]
+fn leaf_step<A: Arch>(
+    level: Level,
+    pte: Pte,
+    raw: u64,
+    entry_pa: PhysAddr,
+    va: VirtAddr,
+    table_perms: PteFlags,
+    root: HwRoot,
+) -> Result<Translation, WalkFault> {
+    if !pte.has(PteFlags::LEAF) || !pte.has(PteFlags::VALID) {
+        return Err(WalkFault {
+            va,
+            level,
+            raw,
+            entry_pa: Some(entry_pa),
+            kind: FaultKind::NotPresent,
+        });
+    }
+    let page_size = A::entry_span(level);
+    let off = va.offset_in(page_size);
+    let pa = pte.pfn.addr(A::PAGE_SHIFT).add(off);
+    let eff = (pte.flags & !(PteFlags::USER | PteFlags::WRITE))
+        | (pte.flags & table_perms & (PteFlags::USER | PteFlags::WRITE));
+    Ok(Translation {
+        leaf: pte,
+        raw,
+        level,
+        entry_pa,
+        page_size,
+        pfn: pa.pfn(A::PAGE_SHIFT),
+        pa,
+        eff,
+        root,
+        table_perms,
+    })
+}
+
+/// The flags of the last leaf entry [`walk_from_leaf_table`] decoded, keyed
+/// by its bits outside the pfn field ([`Arch::leaf_pfn_field`]): the next
+/// entry with the same bits there has the same flags, so it needs no decode.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LeafMemo {
+    level: Level,
+    family: Family,
+    key: u64,
+    flags: PteFlags,
+}
+
+/// The last level of a [`walk`] of `va` whose upper levels are known: a
+/// walk of an address under the same table, with no page table changed
+/// since ([`PhysMem::generation`]), reaches `table` (the level-`level`
+/// table that held an earlier walk's leaf) with the same `table_perms`
+/// and `root`, so reading the one entry of `va` there gives what the whole
+/// walk gives. `None` where the walk would not stop at this level with a
+/// translation (a table entry, an empty or invalid entry, an unreadable
+/// table): the caller walks from the root, which reports the fault.
+/// `memo` carries the last decode across calls (it depends on nothing but
+/// the entry bits, the level and the family).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn walk_from_leaf_table<A: Arch>(
+    phys: &PhysMem,
+    family: Family,
+    table: PhysAddr,
+    level: Level,
+    table_perms: PteFlags,
+    root: HwRoot,
+    va: VirtAddr,
+    memo: &mut Option<LeafMemo>,
+) -> Option<Translation> {
+    let index = A::index(va, level);
+    let t = phys.table(table, A::entries(level)).ok()?;
+    let raw = t.get(index)?;
+    let field = A::leaf_pfn_field(level);
+    if let (Some((mask, shift)), Some(m)) = (field, *memo)
+        && m.key == raw & !mask
+        && m.level == level
+        && m.family == family
+    {
+        // The same flags as a leaf decoded before: a leaf too (not a
+        // table entry), with the pfn in the field.
+        let pte = Pte {
+            flags: m.flags,
+            pfn: Pfn((raw & mask) >> shift),
+        };
+        return leaf_step::<A>(level, pte, raw, t.entry_pa(index), va, table_perms, root).ok();
+    }
+    if level != A::leaf_level() && A::table_step(family, level, raw).is_some() {
+        return None;
+    }
+    let pte = A::decode(family, level, raw);
+    let tr = leaf_step::<A>(level, pte, raw, t.entry_pa(index), va, table_perms, root).ok()?;
+    if let Some((mask, _)) = field {
+        *memo = Some(LeafMemo {
+            level,
+            family,
+            key: raw & !mask,
+            flags: pte.flags,
+        });
+    }
+    Some(tr)
 }
 
 /// Visits every present or non-empty leaf entry in `[start, end)` of `pgd`,

@@ -19,10 +19,11 @@
 //! every block says why it is sound.
 //!
 //! Reuse: every write to guest memory marks the 4 KiB host pages it touches.
-//! When a `PhysMem` is dropped, exactly those pages are zeroed and the
-//! mapping goes to a small process-wide pool, from which the next `PhysMem`
-//! of the same size takes it: it reads as all-zero, like a fresh mapping, but
-//! its pages are already resident. Runs of the matrix (and the tests) thus do
+//! When a `PhysMem` is dropped, its mapping goes, as it is, to a small
+//! process-wide pool, from which the next `PhysMem` of the same size takes
+//! it, zeroing exactly the marked pages first (scrub on reuse, not on drop:
+//! nothing is zeroed for a mapping that is never reused): it reads as
+//! all-zero, like a fresh mapping, but its pages are already resident. Runs of the matrix (and the tests) thus do
 //! not pay a host page fault per touched page each time — on a virtual
 //! machine such faults cost microseconds and serialise threads.
 
@@ -159,7 +160,8 @@ static ZEROES: [u8; 65536] = [0; 65536];
 /// Granule of the dirty map.
 const DIRTY_SHIFT: u32 = 12;
 
-/// A guest memory mapping that reads as all zero, with its (clear) dirty map.
+/// A guest memory mapping of a dropped `PhysMem`, with its dirty map: the
+/// granules it marks are zeroed when the mapping is taken again.
 struct Pooled {
     mem: GuestMemoryMmap<()>,
     host: NonNull<u8>,
@@ -171,8 +173,8 @@ struct Pooled {
 // mapping is used by nobody until one `PhysMem` takes it out of the pool.
 unsafe impl Send for Pooled {}
 
-/// Mappings of dropped `PhysMem`s, scrubbed, waiting for the next `new` of
-/// the same size. Bounded: beyond it, mappings are unmapped as usual.
+/// Mappings of dropped `PhysMem`s, waiting for the next `new` of the same
+/// size (which scrubs them). Bounded: beyond it, mappings are unmapped as usual.
 static POOL: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());
 const POOL_MAX: usize = 16;
 
@@ -181,7 +183,9 @@ type Mapping = (GuestMemoryMmap<()>, NonNull<u8>, Vec<AtomicU64>);
 fn take_pooled(size: u64) -> Option<Mapping> {
     let mut pool = POOL.lock().ok()?;
     let i = pool.iter().position(|p| p.size == size)?;
-    let p = pool.swap_remove(i);
+    let mut p = pool.swap_remove(i);
+    drop(pool);
+    scrub(p.host, p.size, &mut p.dirty);
     Some((p.mem, p.host, p.dirty))
 }
 
@@ -218,21 +222,10 @@ fn map_guest(size: u64) -> Result<Mapping, PhysError> {
 
 impl Drop for PhysMem {
     fn drop(&mut self) {
-        // Zero what was written, so the mapping reads as fresh again.
-        for (w, word) in self.dirty.iter_mut().enumerate() {
-            let mut bits = std::mem::take(word.get_mut());
-            while bits != 0 {
-                let b = bits.trailing_zeros() as u64;
-                bits &= bits - 1;
-                let off = ((w as u64 * 64 + b) << DIRTY_SHIFT).min(self.size);
-                let len = (1u64 << DIRTY_SHIFT).min(self.size - off);
-                // SAFETY: `off + len <= size`, the mapping is `size` bytes and
-                // `&mut self` means no view of it is alive.
-                unsafe {
-                    std::ptr::write_bytes(self.host.as_ptr().add(off as usize), 0, len as usize)
-                };
-            }
-        }
+        // The mapping goes to the pool as it is; the next `PhysMem` that
+        // takes it zeroes what was written (`take_pooled`). Scrubbing here
+        // would be wasted on a mapping the pool has no room for and on
+        // those still pooled when the process exits.
         let Ok(mut pool) = POOL.lock() else {
             return;
         };
@@ -243,6 +236,30 @@ impl Drop for PhysMem {
                 size: self.size,
                 dirty: std::mem::take(&mut self.dirty),
             });
+        }
+    }
+}
+
+/// Zeroes the 4 KiB granules `dirty` marks in the `size`-byte mapping at
+/// `host` and clears the marks: the mapping then reads as fresh.
+fn scrub(host: NonNull<u8>, size: u64, dirty: &mut [AtomicU64]) {
+    for (w, word) in dirty.iter_mut().enumerate() {
+        let mut bits = std::mem::take(word.get_mut());
+        while bits != 0 {
+            let b = bits.trailing_zeros() as u64;
+            bits &= bits - 1;
+            // Runs of marked granules are zeroed with one call.
+            let mut run = 1;
+            while b + run < 64 && bits & (1 << (b + run)) != 0 {
+                bits &= !(1 << (b + run));
+                run += 1;
+            }
+            let off = ((w as u64 * 64 + b) << DIRTY_SHIFT).min(size);
+            let len = (run << DIRTY_SHIFT).min(size - off);
+            // SAFETY: `off + len <= size` and the mapping at `host` is `size`
+            // bytes; the caller owns the mapping exclusively (it was just
+            // taken out of the pool), so no view of it is alive.
+            unsafe { std::ptr::write_bytes(host.as_ptr().add(off as usize), 0, len as usize) };
         }
     }
 }

@@ -7,7 +7,7 @@
 //! accessible (the x86 and arm64 fixup paths finish a faulting copy with a
 //! byte-granular tail; the emulator reports that exact count on every arch).
 
-use vmemu_arch::{Arch, HwRoot, PhysAddr, PteFlags, SizeKind, VirtAddr};
+use vmemu_arch::{Arch, Family, HwRoot, Level, PhysAddr, PteFlags, SizeKind, VirtAddr};
 
 use crate::Machine;
 use crate::errno::Errno;
@@ -17,12 +17,32 @@ use crate::mm::VmFlags;
 use crate::pgtable::{self, RootSel};
 use crate::sync::MmId;
 
-/// The last translation uaccess made, for the next access to the same page:
-/// valid while no page table changed ([`PhysMem::generation`]) and the mm is
-/// the same. Only translations whose use has no side effect are kept: a
-/// readable page, and for writes only a page whose entry is already dirty (or
-/// a kernel page), so a hit returns exactly what the walk would, and the walk
-/// would write nothing. An emulator shortcut, invisible in results.
+/// uaccess's software TLB: the last translation, for the next access to the
+/// same page, and the table that held its leaf entry (a walk cache, as the
+/// MMU's paging-structure caches keep upper levels), for the next page under
+/// the same table: a copy across consecutive pages reads one entry per page
+/// instead of walking from the root.
+///
+/// Both are valid while no page table changed ([`PhysMem::generation`]),
+/// the roots are the same (switching mm, `set_fs` is `access_ok`'s, checked
+/// before every access) and the family is the same. The kernel flushes its
+/// TLB only after changing a table entry (`flush_tlb_range` after munmap,
+/// mprotect, a COW replacement, a migration or THP split, `MADV_DONTNEED`,
+/// fork's write-protect of the parent; `switch_mm`), and every such change
+/// here is an entry write or a table frame freed or reused, each of which
+/// bumps the generation: a cached translation is dropped at least wherever
+/// the kernel flushes, and a hit returns exactly what the walk from the root
+/// would. (The emulator models no stale-TLB window for uaccess: its walk
+/// always reads the current tables, and so does this cache. A fault handled
+/// inside a copy changes tables, so it invalidates too.)
+///
+/// Only translations whose use has no side effect are kept in the page
+/// entry: a readable page, and for writes only a page whose entry is
+/// already dirty (or a kernel page), so a hit writes nothing where the walk
+/// would write nothing. The table entry re-reads and re-decodes the leaf
+/// entry on every use, so the dirty-bit update is made as after a full
+/// walk; that one entry write is the only table change the cache survives.
+/// An emulator shortcut, invisible in results.
 ///
 /// [`PhysMem::generation`]: crate::phys::PhysMem::generation
 #[derive(Clone, Copy, Debug, Default)]
@@ -36,6 +56,27 @@ pub(crate) struct UaccessCache {
     pa: u64,
     /// A write needs no fault and no dirty-bit update.
     write: bool,
+    /// The table that held the last leaf.
+    walk: Option<WalkCache>,
+    /// The last leaf decoded through `walk` (independent of memory).
+    memo: Option<pgtable::LeafMemo>,
+}
+
+/// Where the last walk found its leaf, with what the levels above it
+/// contributed.
+#[derive(Clone, Copy, Debug)]
+struct WalkCache {
+    generation: u64,
+    roots: pgtable::Roots,
+    family: Family,
+    root: HwRoot,
+    /// First virtual address the table maps (full address).
+    base: u64,
+    /// Bytes the table maps.
+    span: u64,
+    table: PhysAddr,
+    level: Level,
+    table_perms: PteFlags,
 }
 
 impl<A: Arch> Machine<A> {
@@ -50,15 +91,44 @@ impl<A: Arch> Machine<A> {
     fn uaccess_translate(&mut self, va: VirtAddr, write: bool) -> Option<PhysAddr> {
         let mm = self.current_mm();
         let page = va.align_down(A::PAGE_SIZE);
-        let c = self.uaccess_cache;
+        let roots = self.roots(mm);
+        let generation = self.phys.generation();
+        let c = &self.uaccess_cache;
         if c.valid
             && c.page == page.0
             && (c.write || !write)
-            && c.generation == self.phys.generation()
-            && c.roots == Some(self.roots(mm))
+            && c.generation == generation
+            && c.roots == Some(roots)
         {
             return Some(PhysAddr(c.pa + va.offset_in(A::PAGE_SIZE)));
         }
+        if let Some(w) = c.walk
+            && w.generation == generation
+            && w.roots == roots
+            && w.family == self.family()
+            && va.0.wrapping_sub(w.base) < w.span
+            && A::hw_root(self.family(), va) == Some(w.root)
+        {
+            let mut memo = c.memo;
+            let t = pgtable::walk_from_leaf_table::<A>(
+                &self.phys,
+                w.family,
+                w.table,
+                w.level,
+                w.table_perms,
+                w.root,
+                va,
+                &mut memo,
+            );
+            self.uaccess_cache.memo = memo;
+            if let Some(t) = t
+                && let Some(pa) = self.uaccess_use(&t, va, write, roots)
+            {
+                return Some(pa);
+            }
+        }
+        // A miss, or a translation that needs the fault path: walk from
+        // the root (the same translation, for the latter) and go on there.
         for attempt in 0..3 {
             let roots = self.roots(mm);
             if let Ok(t) = pgtable::walk::<A>(
@@ -69,34 +139,20 @@ impl<A: Arch> Machine<A> {
                 RootSel::Hardware,
                 |_| {},
             ) {
-                let ok =
-                    t.eff.contains(PteFlags::READ) && (!write || t.eff.contains(PteFlags::WRITE));
-                if ok {
-                    let clean_write = t.eff.contains(PteFlags::WRITE)
-                        && (t.leaf.has(PteFlags::DIRTY) || t.root != HwRoot::Mm);
-                    self.uaccess_cache = UaccessCache {
-                        valid: true,
-                        generation: self.phys.generation(),
-                        roots: Some(roots),
-                        page: page.0,
-                        pa: t.pa.0 - va.offset_in(A::PAGE_SIZE),
-                        write: clean_write,
-                    };
-                    if write && !t.leaf.has(PteFlags::DIRTY) && t.root == HwRoot::Mm {
-                        // The hardware sets the dirty bit on a writable entry.
-                        let mut f = t.leaf.flags | PteFlags::DIRTY | PteFlags::YOUNG;
-                        f.remove(PteFlags::RDONLY);
-                        let raw = A::encode(
-                            self.family(),
-                            t.level,
-                            vmemu_arch::Pte {
-                                flags: f,
-                                pfn: t.leaf.pfn,
-                            },
-                        );
-                        let _ = self.phys.write_entry(t.entry_pa, raw);
-                    }
-                    return Some(t.pa);
+                let span = A::entries(t.level) as u64 * t.page_size;
+                self.uaccess_cache.walk = Some(WalkCache {
+                    generation: self.phys.generation(),
+                    roots,
+                    family: self.family(),
+                    root: t.root,
+                    base: va.0 & !(span - 1),
+                    span,
+                    table: PhysAddr(t.entry_pa.0 - A::index(va, t.level) as u64 * 8),
+                    level: t.level,
+                    table_perms: t.table_perms,
+                });
+                if let Some(pa) = self.uaccess_use(&t, va, write, roots) {
+                    return Some(pa);
                 }
                 if t.root == HwRoot::Kernel {
                     return None;
@@ -119,6 +175,55 @@ impl<A: Arch> Machine<A> {
             }
         }
         None
+    }
+
+    /// Uses the translation `t` of `va` (from a walk, or from the walk
+    /// cache) if it allows the access without a fault: caches it and sets
+    /// the dirty bit of a user entry written for the first time, as the
+    /// hardware does. `None` if the access faults.
+    #[inline(always)]
+    fn uaccess_use(
+        &mut self,
+        t: &pgtable::Translation,
+        va: VirtAddr,
+        write: bool,
+        roots: pgtable::Roots,
+    ) -> Option<PhysAddr> {
+        if !(t.eff.contains(PteFlags::READ) && (!write || t.eff.contains(PteFlags::WRITE))) {
+            return None;
+        }
+        let clean_write = t.eff.contains(PteFlags::WRITE)
+            && (t.leaf.has(PteFlags::DIRTY) || t.root != HwRoot::Mm);
+        let generation = self.phys.generation();
+        self.uaccess_cache.valid = true;
+        self.uaccess_cache.generation = generation;
+        self.uaccess_cache.roots = Some(roots);
+        self.uaccess_cache.page = va.align_down(A::PAGE_SIZE).0;
+        self.uaccess_cache.pa = t.pa.0 - va.offset_in(A::PAGE_SIZE);
+        self.uaccess_cache.write = clean_write;
+        if write && !t.leaf.has(PteFlags::DIRTY) && t.root == HwRoot::Mm {
+            // The hardware sets the dirty bit on a writable entry.
+            let mut f = t.leaf.flags | PteFlags::DIRTY | PteFlags::YOUNG;
+            f.remove(PteFlags::RDONLY);
+            let raw = A::encode(
+                self.family(),
+                t.level,
+                vmemu_arch::Pte {
+                    flags: f,
+                    pfn: t.leaf.pfn,
+                },
+            );
+            let _ = self.phys.write_entry(t.entry_pa, raw);
+            // That write changed one leaf entry, which the walk cache
+            // re-reads on every use: it stays valid if nothing else changed.
+            if let Some(w) = self.uaccess_cache.walk.as_mut()
+                && w.generation == generation
+                && self.phys.generation() == generation + 1
+            {
+                w.generation = generation + 1;
+            }
+        }
+        Some(t.pa)
     }
 
     /// The user-address part of `do_page_fault` for a kernel-mode access:

@@ -649,6 +649,16 @@ impl<A: Arch> CopyFix<A> {
     }
 }
 
+/// The local iovecs of one layout, 1024 (`IOV_MAX`) per system call, made
+/// before the clock starts (the emulator's iterator is built untimed too).
+fn host_calls(dst: &HostRegion, segs: usize, seg: usize) -> Result<Vec<Vec<UserIovec>>, String> {
+    let all = (0..segs)
+        .map(|i| dst.span(i * seg, seg))
+        .collect::<std::io::Result<Vec<_>>>()
+        .map_err(|e| err("iovec", e))?;
+    Ok(all.chunks(1024).map(<[UserIovec]>::to_vec).collect())
+}
+
 /// C1/C3's yardstick: `process_vm_readv(2)` on the bench's own pid into the
 /// same local layout as the emulator's iovecs, from a contiguous remote side
 /// (one remote iovec per call), as `copy_to_iter` copies from one contiguous
@@ -657,58 +667,105 @@ impl<A: Arch> CopyFix<A> {
 pub struct HostReadv {
     src: HostRegion,
     dst: HostRegion,
-    l4k: Vec<(usize, usize)>,
-    l512: Vec<(usize, usize)>,
+    l4k: Vec<Vec<UserIovec>>,
+    l512: Vec<Vec<UserIovec>>,
 }
 
 impl HostReadv {
     /// Two 64 MiB host buffers (4 KiB pages).
     pub fn new() -> Result<Self, String> {
         let len = (C1_SEGS * C1_LEN).max(C3_SEGS * C3_LEN);
-        let layout = |segs: usize, seg: usize| (0..segs).map(|i| (i * seg, seg)).collect();
+        let dst = host_buf(len, 0)?;
         Ok(Self {
             src: host_buf(len, 0x11)?,
-            dst: host_buf(len, 0)?,
-            l4k: layout(C1_SEGS, C1_LEN),
-            l512: layout(C3_SEGS, C3_LEN),
+            l4k: host_calls(&dst, C1_SEGS, C1_LEN)?,
+            l512: host_calls(&dst, C3_SEGS, C3_LEN)?,
+            dst,
         })
     }
 
     /// One pass over a layout; returns the time and the number of iovecs.
     pub fn pass(&mut self, small: bool) -> Result<(Duration, u64), String> {
-        let l = if small { &self.l512 } else { &self.l4k };
-        let want: usize = l.iter().map(|s| s.1).sum();
+        let (calls, want) = if small {
+            (&self.l512, C3_SEGS * C3_LEN)
+        } else {
+            (&self.l4k, C1_SEGS * C1_LEN)
+        };
+        let lent = std::slice::from_ref(&self.dst);
+        let mut total = 0usize;
         let t0 = Instant::now();
-        let n = readv_between(&self.dst, l, &self.src).map_err(|e| err("process_vm_readv", e))?;
-        let dt = t0.elapsed();
-        if n != want {
-            return Err(format!("process_vm_readv copied {n} of {want} bytes"));
+        for liov in calls {
+            let len = liov.iter().map(|s| s.len).sum();
+            let riov = [self
+                .src
+                .span(total, len)
+                .map_err(|e| err("process_vm_readv", e))?];
+            total += process_vm_readv_self(liov, &riov, 0, lent)
+                .map_err(|e| err("process_vm_readv", std::io::Error::from_raw_os_error(e)))?;
         }
-        Ok((dt, l.len() as u64))
+        let dt = t0.elapsed();
+        if total != want {
+            return Err(format!("process_vm_readv copied {total} of {want} bytes"));
+        }
+        Ok((dt, calls.iter().map(|c| c.len() as u64).sum()))
     }
 }
 
-/// `process_vm_readv(2)` on the bench's own pid: copies `src` from its
-/// start, contiguously, into the `local` segments (offsets and lengths in
-/// `dst`), at most 1024 (`IOV_MAX`) local segments and one remote segment
-/// per call, `dst` lent to each call. Returns the bytes copied.
-fn readv_between(
-    dst: &HostRegion,
-    local: &[(usize, usize)],
-    src: &HostRegion,
-) -> std::io::Result<usize> {
-    let lent = std::slice::from_ref(dst);
-    let mut total = 0usize;
-    let mut liov: Vec<UserIovec> = Vec::with_capacity(1024);
-    for lc in local.chunks(1024) {
-        liov.clear();
-        for &(o, l) in lc {
-            liov.push(dst.span(o, l)?);
+/// C3's second yardstick: `preadv(2)` from a memfd (tmpfs page cache, 4 KiB
+/// folios) into the same local layout, 1024 iovecs per call at increasing
+/// file offsets: the host kernel's own `copy_page_to_iter` from kernel
+/// pages into user iovecs, with no remote pages to pin. What it does beyond
+/// the emulator's `copy_to_iter` is the page-cache lookup per 4 KiB page
+/// and importing the iovec array per call.
+#[derive(Debug)]
+pub struct HostPreadv {
+    file: std::fs::File,
+    dst: HostRegion,
+    l4k: Vec<Vec<UserIovec>>,
+    l512: Vec<Vec<UserIovec>>,
+}
+
+impl HostPreadv {
+    /// A 64 MiB memfd, written (so its page cache is populated), and a
+    /// 64 MiB host buffer (4 KiB pages).
+    pub fn new() -> Result<Self, String> {
+        use std::io::Write;
+        let len = (C1_SEGS * C1_LEN).max(C3_SEGS * C3_LEN);
+        let mut file =
+            vmemu_host::memfd_create(c"vmemu-bench-c3", 0).map_err(|e| err("memfd_create", e))?;
+        let chunk = vec![0x11u8; 1 << 20];
+        for _ in 0..len / chunk.len() {
+            file.write_all(&chunk).map_err(|e| err("memfd write", e))?;
         }
-        let len = lc.iter().map(|s| s.1).sum();
-        let riov = [src.span(total, len)?];
-        total += process_vm_readv_self(&liov, &riov, 0, lent)
-            .map_err(std::io::Error::from_raw_os_error)?;
+        let dst = host_buf(len, 0)?;
+        Ok(Self {
+            file,
+            l4k: host_calls(&dst, C1_SEGS, C1_LEN)?,
+            l512: host_calls(&dst, C3_SEGS, C3_LEN)?,
+            dst,
+        })
     }
-    Ok(total)
+
+    /// One pass over a layout; returns the time and the number of iovecs.
+    pub fn pass(&mut self, small: bool) -> Result<(Duration, u64), String> {
+        use std::os::fd::AsFd;
+        let (calls, want) = if small {
+            (&self.l512, C3_SEGS * C3_LEN)
+        } else {
+            (&self.l4k, C1_SEGS * C1_LEN)
+        };
+        let lent = std::slice::from_ref(&self.dst);
+        let fd = self.file.as_fd();
+        let mut total = 0usize;
+        let t0 = Instant::now();
+        for liov in calls {
+            total += vmemu_host::preadv(fd, liov, total as i64, lent)
+                .map_err(|e| err("preadv", std::io::Error::from_raw_os_error(e)))?;
+        }
+        let dt = t0.elapsed();
+        if total != want {
+            return Err(format!("preadv copied {total} of {want} bytes"));
+        }
+        Ok((dt, calls.iter().map(|c| c.len() as u64).sum()))
+    }
 }

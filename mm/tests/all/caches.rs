@@ -42,6 +42,9 @@ on_every_arch!(
     gup_fast_after_a_byte_write_into_a_table,
     uaccess_after_mprotect_and_munmap,
     uaccess_read_translation_does_not_serve_a_write,
+    uaccess_walk_cache_sees_every_flush_point,
+    uaccess_walk_cache_switches_mm,
+    walk_from_leaf_table_is_the_walk,
     pooled_memory_reads_as_fresh,
 );
 
@@ -205,6 +208,157 @@ fn uaccess_read_translation_does_not_serve_a_write<A: Arch>() {
     let mut z = [1u8; 8];
     m.phys.read(zero, &mut z).unwrap();
     assert_eq!(z, [0u8; 8], "the zero page stays zero");
+}
+
+/// uaccess's walk cache (the table of the last leaf), warmed by a copy
+/// across consecutive pages, must see each change after which the kernel
+/// flushes the TLB: mprotect, MADV_DONTNEED, fork's write-protect of the
+/// parent (and the COW replacement of every page written then), munmap.
+fn uaccess_walk_cache_sees_every_flush_point<A: Arch>() {
+    const N: u64 = 8;
+    let mut m = machine::<A>("v6.13");
+    let mm = m.current_mm();
+    let base = map(&mut m, "buf", N);
+    let len = (N * A::PAGE_SIZE) as usize;
+    let at = |i: u64| base.wrapping_add(i * A::PAGE_SIZE);
+    assert_eq!(m.copy_to_user(base, &vec![1u8; len]), 0);
+    let mut back = vec![0u8; len];
+    assert_eq!(m.copy_from_user(&mut back, base), 0);
+    assert!(back.iter().all(|&b| b == 1));
+
+    m.mprotect(mm, at(3), A::PAGE_SIZE, Prot::R).unwrap();
+    assert_eq!(
+        m.copy_to_user(base, &vec![2u8; len]),
+        (N - 3) * A::PAGE_SIZE,
+        "the copy stops at the page made read-only"
+    );
+    m.mprotect(mm, at(3), A::PAGE_SIZE, Prot::RW).unwrap();
+
+    m.madvise_dontneed(mm, at(5), A::PAGE_SIZE).unwrap();
+    assert_eq!(m.copy_from_user(&mut back, base), 0);
+    let page = A::PAGE_SIZE as usize;
+    assert!(back[..3 * page].iter().all(|&b| b == 2));
+    assert!(back[3 * page..5 * page].iter().all(|&b| b == 1));
+    assert!(
+        back[5 * page..6 * page].iter().all(|&b| b == 0),
+        "MADV_DONTNEED dropped page 5: it reads as zero"
+    );
+
+    let before: Vec<_> = (0..N).map(|i| m.user_pa(mm, at(i)).unwrap()).collect();
+    m.fork().unwrap();
+    assert_eq!(m.copy_to_user(base, &vec![3u8; len]), 0);
+    for (i, old) in before.iter().enumerate() {
+        let new = m.user_pa(mm, at(i as u64)).unwrap();
+        assert_ne!(
+            new, *old,
+            "page {i}: written through the old page after fork"
+        );
+        let mut b = [0u8; 1];
+        m.phys.read(*old, &mut b).unwrap();
+        assert_ne!(b[0], 3, "page {i}: the child's page was written");
+    }
+
+    m.munmap(mm, at(6), A::PAGE_SIZE).unwrap();
+    assert_eq!(
+        m.copy_from_user(&mut back, base),
+        (N - 6) * A::PAGE_SIZE,
+        "the copy stops at the unmapped page"
+    );
+    assert!(back[..6 * page].iter().all(|&b| b == 3));
+
+    // The tables themselves go: munmap frees the leaf table the cache
+    // points into; a new mapping at the same place gets new tables.
+    m.munmap(mm, base, N * A::PAGE_SIZE).unwrap();
+    assert_eq!(
+        m.copy_from_user(&mut back, base),
+        len as u64,
+        "nothing mapped"
+    );
+    let again = m
+        .mmap(
+            mm,
+            Some(base),
+            N * A::PAGE_SIZE,
+            Prot::RW,
+            MapFlags::default(),
+            Backing::Anon,
+            "again",
+        )
+        .unwrap();
+    assert_eq!(again, base);
+    assert_eq!(m.copy_from_user(&mut back, base), 0);
+    assert!(back.iter().all(|&b| b == 0), "fresh anonymous memory");
+}
+
+/// The same user address in another mm (the child after fork) is another
+/// translation: the cache is keyed by the roots.
+fn uaccess_walk_cache_switches_mm<A: Arch>() {
+    let mut m = machine::<A>("v6.13");
+    let base = map(&mut m, "buf", 4);
+    let parent = m.current;
+    let (child, _) = m.fork().unwrap();
+    let len = (4 * A::PAGE_SIZE) as usize;
+    assert_eq!(m.copy_to_user(base, &vec![7u8; len]), 0);
+    m.current = child;
+    let mut back = vec![0u8; len];
+    assert_eq!(m.copy_from_user(&mut back, base), 0);
+    assert!(back.iter().all(|&b| b != 7), "the child sees its own pages");
+    m.current = parent;
+    assert_eq!(m.copy_from_user(&mut back, base), 0);
+    assert!(back.iter().all(|&b| b == 7));
+}
+
+/// The walk cache's last step gives exactly the walk's translation, for
+/// every address under the table of a leaf, mapped or not.
+fn walk_from_leaf_table_is_the_walk<A: Arch>() {
+    use vmemu_mm::pgtable::RootSel;
+    let mut m = machine::<A>("v6.13");
+    let mm = m.current_mm();
+    let base = map(&mut m, "buf", 6);
+    m.mprotect(
+        mm,
+        base.wrapping_add(2 * A::PAGE_SIZE),
+        A::PAGE_SIZE,
+        Prot::R,
+    )
+    .unwrap();
+    m.munmap(mm, base.wrapping_add(4 * A::PAGE_SIZE), A::PAGE_SIZE)
+        .unwrap();
+    let roots = m.roots(mm);
+    let fam = m.family();
+    let t = pgtable::walk::<A>(&m.phys, fam, roots, base, RootSel::Hardware, |_| {}).unwrap();
+    let table = PhysAddr(t.entry_pa.0 - A::index(base, t.level) as u64 * 8);
+    let mut hits = 0;
+    let span = A::entries(t.level) as u64 * t.page_size;
+    // Without and with the decode memo carried from entry to entry.
+    let mut memo = None;
+    for carry in [false, true] {
+        for i in 0..A::entries(t.level) as u64 {
+            let va = VirtAddr((base.0 & !(span - 1)) + i * t.page_size + 8);
+            let full = pgtable::walk::<A>(&m.phys, fam, roots, va, RootSel::Hardware, |_| {});
+            if !carry {
+                memo = None;
+            }
+            let cached = pgtable::walk_from_leaf_table::<A>(
+                &m.phys,
+                fam,
+                table,
+                t.level,
+                t.table_perms,
+                t.root,
+                va,
+                &mut memo,
+            );
+            match full {
+                Ok(f) => {
+                    assert_eq!(cached, Some(f), "{va}");
+                    hits += 1;
+                }
+                Err(_) => assert_eq!(cached, None, "{va}"),
+            }
+        }
+    }
+    assert_eq!(hits, 10, "five pages mapped, one of them read-only");
 }
 
 /// A dropped machine's memory goes back to the pool scrubbed: the next
