@@ -171,6 +171,14 @@ impl<A: Arch> Runner<'_, A> {
         let f = self.file_arg(s, &args[0])?;
         let mut pos = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
         if call == BugCall::FileByte {
+            // A one-byte read(2) at `pos`: rw_verify_area (fs/read_write.c,
+            // v4.10 and 6.13.7) rejects a position negative as loff_t, and
+            // one where pos + 1 overflows loff_t, with -EINVAL (a regular
+            // file has no FMODE_UNSIGNED_OFFSET) before any page-cache
+            // lookup.
+            if pos >= i64::MAX as u64 {
+                return Ok(Err(Errno::EINVAL));
+            }
             let mut b = [0u8];
             return Ok(self
                 .sys

@@ -31,6 +31,39 @@ use vmemu_arch::{Arch, Level, Pfn, PhysAddr, Pte, PteFlags};
 
 use crate::Machine;
 use crate::mm::{Backing, VmFlags};
+use crate::phys::WRITE_GRANULE;
+
+/// A page's name, formatted only when a violation message shows it (the
+/// checker runs after every statement and names nothing when all holds).
+struct PageName<'a, A: Arch>(&'a Machine<A>, Pfn);
+
+impl<A: Arch> std::fmt::Display for PageName<'_, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.page_name(self.1))
+    }
+}
+
+/// `mm N: leaf at VA (SPAN bytes, PAGE)`, formatted only for a violation.
+struct LeafAt<'a, A: Arch> {
+    m: &'a Machine<A>,
+    mm: u32,
+    va: u64,
+    span: u64,
+    pfn: Pfn,
+}
+
+impl<A: Arch> std::fmt::Display for LeafAt<'_, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "mm {}: leaf at {:#x} ({} bytes, {})",
+            self.mm,
+            self.va,
+            self.span,
+            self.m.page_name(self.pfn)
+        )
+    }
+}
 use crate::phys::{GUP_PIN_COUNTING_BIAS, Owner, PageFlags};
 use crate::sync::MmId;
 use crate::violation::{Violation, ViolationKind};
@@ -83,7 +116,7 @@ impl<A: Arch> Machine<A> {
                 }
             };
             if let Some(what) = what {
-                let name = self.page_name(pfn);
+                let name = PageName(self, pfn);
                 self.event(
                     crate::event::EventKind::KernelBug,
                     format!(
@@ -169,11 +202,33 @@ impl<A: Arch> Machine<A> {
             );
             return;
         };
-        for i in 0..limit.min(A::entries(level)) {
-            let raw = t.get(i).unwrap_or(0);
+        // The entries lying in a 4 KiB granule of guest memory never written
+        // since it was last all zero are all empty: skipped whole (most of
+        // a top-level table, and all of a 64 KiB ppc64 pgd but a few
+        // granules), so a check costs the entries in use, not every slot.
+        let end = limit.min(A::entries(level));
+        let mut i = 0;
+        let mut chunk_end = 0;
+        while i < end {
+            if i == chunk_end {
+                let pa = t.entry_pa(i);
+                let left = (WRITE_GRANULE - pa.0 % WRITE_GRANULE) / 8;
+                chunk_end = end.min(i + left as usize);
+                if !self.phys.may_be_written(pa, (chunk_end - i) as u64 * 8) {
+                    i = chunk_end;
+                    continue;
+                }
+            }
+            let Some(at) = t.next_nonzero(i, chunk_end) else {
+                i = chunk_end;
+                continue;
+            };
+            let raw = t.get(at).unwrap_or(0);
+            i = at + 1;
             if raw == 0 {
                 continue;
             }
+            let i = at;
             let va = base.wrapping_add(i as u64 * span);
             let pte = A::decode(fam, level, raw);
             if pte.has(PteFlags::TABLE) && level != A::leaf_level() {
@@ -301,17 +356,17 @@ impl<A: Arch> Machine<A> {
             for t in tables {
                 let n = w.tables.get(&t.0).copied().unwrap_or(0);
                 let d = deferred.contains_key(&t.0);
-                let name = self.table_name(t);
+                let name = || self.table_name(t);
                 match (n, d) {
                     (1, false) | (0, true) => {}
                     (0, false) => w.err(ViolationKind::PageTable, format!(
-                        "table page {name} (level {level}) is allocated but unreachable from every root (leaked)"
+                        "table page {} (level {level}) is allocated but unreachable from every root (leaked)", name()
                     )),
                     (_, true) => w.err(ViolationKind::PageTable, format!(
-                        "table page {name} is both linked and waiting to be freed"
+                        "table page {} is both linked and waiting to be freed", name()
                     )),
                     (n, false) => w.err(ViolationKind::PageTable, format!(
-                        "table page {name} is reachable {n} times from the roots (must be exactly once)"
+                        "table page {} is reachable {n} times from the roots (must be exactly once)", name()
                     )),
                 }
             }
@@ -336,12 +391,13 @@ impl<A: Arch> Machine<A> {
                 continue;
             }
             let span = A::entry_span(level);
-            let at = format!(
-                "mm {}: leaf at {va:#x} ({} bytes, {})",
-                mm.0,
+            let at = LeafAt {
+                m: self,
+                mm: mm.0,
+                va,
                 span,
-                self.page_name(pte.pfn)
-            );
+                pfn: pte.pfn,
+            };
             let Some(vma) = self.vma_at(mm, vmemu_arch::VirtAddr(va)) else {
                 w.err(ViolationKind::UserLeaf, format!("{at} lies in no VMA"));
                 continue;
@@ -475,6 +531,11 @@ impl<A: Arch> Machine<A> {
         let mut buf = vec![0u8; A::PAGE_SIZE as usize];
         for i in 0..pages {
             let pa = Pfn(hz.0 + i).addr(A::PAGE_SHIFT);
+            // A page never written since guest memory was last all zero
+            // reads as zero: only written ones are read and scanned.
+            if !self.phys.may_be_written(pa, A::PAGE_SIZE) {
+                continue;
+            }
             if self.phys.read(pa, &mut buf).is_err() {
                 continue;
             }
@@ -612,7 +673,7 @@ impl<A: Arch> Machine<A> {
                 hp * u64::from(GUP_PIN_COUNTING_BIAS)
             };
             let expected = owner_ref + map + kref + ext + dpg + hr + pin_refs;
-            let name = self.page_name(pfn);
+            let name = PageName(self, pfn);
             // `_refcount` holds the count modulo 2^refcount_bits (the
             // kernel's 32 bits never wrap in any workload; a narrow one does).
             let bits = self.phys.refcount_bits();

@@ -148,6 +148,28 @@ impl Table<'_> {
         })
     }
 
+    /// The first index in `from..to` (clamped to the table) whose entry is
+    /// not zero: a scan of raw words (zero in either byte order), four at a
+    /// time, for walks over sparse tables.
+    #[inline]
+    #[must_use]
+    pub fn next_nonzero(&self, from: usize, to: usize) -> Option<usize> {
+        let to = to.min(self.entries);
+        let word = |i: usize| {
+            // SAFETY: as in `get`: `i < to <= entries`, inside the checked
+            // view of guest memory; entry words are accessed atomically.
+            unsafe { (*self.ptr.as_ptr().add(i)).load(Ordering::Relaxed) }
+        };
+        let mut i = from;
+        while i + 4 <= to {
+            if word(i) | word(i + 1) | word(i + 2) | word(i + 3) != 0 {
+                break;
+            }
+            i += 4;
+        }
+        (i..to).find(|&j| word(j) != 0)
+    }
+
     /// Physical address of entry `i`.
     #[must_use]
     pub fn entry_pa(&self, i: usize) -> PhysAddr {
@@ -159,6 +181,10 @@ static ZEROES: [u8; 65536] = [0; 65536];
 
 /// Granule of the dirty map.
 const DIRTY_SHIFT: u32 = 12;
+
+/// Bytes per granule of the written-since-zero map
+/// ([`PhysMem::may_be_written`]).
+pub const WRITE_GRANULE: u64 = 1 << DIRTY_SHIFT;
 
 /// A guest memory mapping of a dropped `PhysMem`, with its dirty map: the
 /// granules it marks are zeroed when the mapping is taken again.
@@ -568,6 +594,23 @@ impl PhysMem {
             off += n;
         }
         Ok(())
+    }
+
+    /// Whether any byte of `len` bytes at `pa` may have been written since
+    /// the mapping was last all zero (`false`: all of them read as zero).
+    /// A range reaching outside guest memory counts as written.
+    #[must_use]
+    pub fn may_be_written(&self, pa: PhysAddr, len: u64) -> bool {
+        if len == 0 {
+            return false;
+        }
+        match pa.0.checked_add(len) {
+            Some(end) if end <= self.size => {
+                let (first, last) = (pa.0 >> DIRTY_SHIFT, (end - 1) >> DIRTY_SHIFT);
+                (first..=last).any(|g| self.is_dirty(g << DIRTY_SHIFT))
+            }
+            _ => true,
+        }
     }
 
     /// Whether the granule of `pa` (inside guest memory) was written since

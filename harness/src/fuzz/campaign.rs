@@ -241,9 +241,25 @@ fn print_banner(plan: &Plan, args: &FuzzArgs) {
     }
 }
 
+/// What a shard ran: the workloads that did not pass, in index order
+/// (every workload with `--print`, which shows them all), and how many
+/// ran. A pass is only counted, so a campaign's memory follows its
+/// failures and findings, not its size.
+struct Ran {
+    kept: Vec<Checked>,
+    total: usize,
+}
+
+impl Ran {
+    /// The passes not kept.
+    fn passes_dropped(&self) -> usize {
+        self.total - self.kept.len()
+    }
+}
+
 /// Checks the shard's workloads (in parallel, in chunks so that the
 /// deadline check stays cheap and the results stay in index order).
-fn run_all(plan: &Plan, args: &FuzzArgs) -> Vec<Checked> {
+fn run_all(plan: &Plan, args: &FuzzArgs) -> Ran {
     let (k, n) = plan.shard;
     let indices: Vec<u64> = match args.index {
         Some(i) => vec![i],
@@ -264,7 +280,10 @@ fn run_all(plan: &Plan, args: &FuzzArgs) -> Vec<Checked> {
     }
     let late = || plan.deadline.is_some_and(|d| Instant::now() >= d);
     let quiet = QuietPanics::new();
-    let mut results = Vec::new();
+    let mut results = Ran {
+        kept: Vec::new(),
+        total: 0,
+    };
     let mut progress = Progress::new(plan, args, indices.len());
     for chunk in indices.chunks(256) {
         progress.show(&results);
@@ -295,7 +314,12 @@ fn run_all(plan: &Plan, args: &FuzzArgs) -> Vec<Checked> {
                 })
             })
             .collect();
-        results.extend(part.into_iter().flatten());
+        for c in part.into_iter().flatten() {
+            results.total += 1;
+            if args.print || !matches!(c.outcome, Outcome::Pass) {
+                results.kept.push(c);
+            }
+        }
     }
     progress.done(&results);
     drop(quiet);
@@ -332,28 +356,28 @@ impl Progress {
         }
     }
 
-    fn line(&mut self, results: &[Checked]) -> String {
-        for c in &results[self.seen..] {
+    fn line(&mut self, results: &Ran) -> String {
+        for c in &results.kept[self.seen..] {
             match c.outcome {
                 Outcome::Fail(..) => self.fails += 1,
                 Outcome::Find(..) => self.finds += 1,
                 Outcome::Pass | Outcome::Rejected(_) => {}
             }
         }
-        self.seen = results.len();
+        self.seen = results.kept.len();
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         format!(
             "fuzz: seed {:#x}, {}/{} workloads, {:.0}/s, {} failures, {} findings",
             self.seed,
-            results.len(),
+            results.total,
             self.total,
-            results.len() as f64 / secs,
+            results.total as f64 / secs,
             self.fails,
             self.finds
         )
     }
 
-    fn show(&mut self, results: &[Checked]) {
+    fn show(&mut self, results: &Ran) {
         if !self.on || self.last.is_some_and(|t| t.elapsed().as_millis() < 200) {
             return;
         }
@@ -361,7 +385,7 @@ impl Progress {
         eprint!("\r{}", self.line(results));
     }
 
-    fn done(&mut self, results: &[Checked]) {
+    fn done(&mut self, results: &Ran) {
         if self.on {
             eprintln!("\r{}", self.line(results));
         }
@@ -382,8 +406,9 @@ fn rejection_reason(e: &str) -> String {
 
 /// Counts the results, shrinks the first failure or finding of each
 /// signature (the others are listed), prints them for people.
-fn tally(plan: &Plan, args: &FuzzArgs, results: &[Checked], started: Instant) -> ShardResult {
-    let (mut passed, mut rejected) = (0, 0);
+fn tally(plan: &Plan, args: &FuzzArgs, ran: &Ran, started: Instant) -> ShardResult {
+    let (mut passed, mut rejected) = (ran.passes_dropped() as u64, 0);
+    let results = &ran.kept;
     let mut reasons: std::collections::BTreeMap<String, u64> = Default::default();
     let mut failures: Vec<Found> = Vec::new();
     for c in results {
@@ -420,7 +445,7 @@ fn tally(plan: &Plan, args: &FuzzArgs, results: &[Checked], started: Instant) ->
     let result = ShardResult {
         seed: format!("{:#x}", plan.seed),
         shard: format!("{k}/{n}"),
-        workloads: results.len() as u64,
+        workloads: ran.total as u64,
         passed,
         rejected,
         failed: failures.iter().filter(|f| !f.finding).count() as u64,

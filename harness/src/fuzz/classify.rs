@@ -137,16 +137,18 @@ fn bug_event(r: &Run) -> Option<Verdict> {
     })
 }
 
-/// References left although every result was released: the class
+/// References left that no unreleased result holds: the class
 /// `leaked_reference` (the posted `+layton` patch's flaw (b)), a failure
-/// on a profile that does not declare it.
+/// on a profile that does not declare it. A result the workload never
+/// released (a mutant without its `release`) still holds its pages'
+/// references: held, not leaked ([`Run::unowned_refs`]).
 fn leak(r: &Run) -> Option<Verdict> {
-    if r.summary.leaked_refs == 0 || broken_kernel(r) {
+    if r.unowned_refs == 0 || broken_kernel(r) {
         return None;
     }
     let msg = format!(
-        "{} references still held although every result was released",
-        r.summary.leaked_refs
+        "{} references still held that no unreleased result accounts for",
+        r.unowned_refs
     );
     Some(Verdict::declared_or(
         Some(BugClass::LeakedReference),

@@ -194,6 +194,11 @@ pub struct Run {
     /// The known-bug classes the profile declares
     /// ([`vmemu_mm::profile::Knobs::known_bugs`]).
     pub known_bugs: Vec<vmemu_mm::BugClass>,
+    /// References and pins still held at the end that no unreleased result
+    /// of the workload accounts for (a result left unreleased holds its
+    /// pages' references: those are the workload's, not leaked by the
+    /// emulated kernel). The fuzzer's leak check counts these.
+    pub unowned_refs: u64,
 }
 
 /// Whether a workload applies to `arch` (its `arches` line).

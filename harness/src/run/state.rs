@@ -104,6 +104,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             .collect();
         unexpected.dedup();
         let leaked_pages = self.held_names(&self.held_pages(false));
+        let unowned_refs = self.held_pages(true).iter().map(|&(_, n)| n).sum();
         let passed = self.failed == 0
             && leaked == self.expected_leaks
             && unexpected.is_empty()
@@ -128,6 +129,7 @@ impl<'w, A: Arch> Runner<'w, A> {
             failed_check: self.failed_check,
             known_bugs: self.sys.m.knobs.known_bugs(),
             events: self.sys.m.events,
+            unowned_refs,
         })
     }
 
