@@ -13,8 +13,8 @@
 //! |---|---|---|
 //! | W1-seq, W1-rand | emulated walk ÷ flat `Vec<u64>` walk of the same tables | ≤ 3.0 |
 //! | W3-seq, W3-rand | arm64 or ppc64 walk ÷ x86_64 walk, same workload | ≤ 1.3 |
-//! | G1 | gup-fast per page at 512/call ÷ flat walk + plain refcount add + record | ≤ 3.5 |
-//! | G1 | the same ÷ flat walk + atomic refcount add (the kernel's `page_ref_inc`) + record | ≤ 2.0 |
+//! | G1 | gup-fast per page at 512/call ÷ flat walk + per page: entry test, plain checked try-get, entry re-read, `PG_referenced`, record | ≤ 3.5 |
+//! | G1 | the same ÷ the same flat walk with the kernel's atomics (`atomic_add_unless` CAS loop, atomic `set_bit`) | ≤ 2.0 |
 //! | G2 | gup-fast per page at 512/call ÷ host `vmsplice` per page (pipe drained, untimed) | ≤ 0.25 |
 //! | G3 | gup-fast per page at 1/call ÷ at 512/call | ≤ 4 |
 //! | G4 | gup-fast per page on PMD leaves ÷ on 4 KiB leaves, 512/call | ≤ 0.10 |
@@ -413,7 +413,7 @@ impl<A: Arch> Group for GupGroup<A> {
         }
         v.push("gup-fast PMD leaves 512/call".into());
         v.push("host vmsplice 512/call".into());
-        v.push("flat limit, atomic increments, 512/call".into());
+        v.push("flat limit, atomic (CAS try-get, set_bit), 512/call".into());
         v
     }
     fn pass(&mut self, i: usize) -> Result<(Duration, u64), String> {
@@ -464,7 +464,7 @@ fn gup_rows<A: Arch>(
             e512,
             G_FLAT + I512,
             "gup-fast, 512 pages/call",
-            "flat walk + plain (non-atomic) refcount add + record, 512/call",
+            "flat walk + plain checked try-get + entry re-read + PG_referenced + record, 512/call",
             3.5,
         ),
         (
@@ -472,7 +472,7 @@ fn gup_rows<A: Arch>(
             e512,
             G_ATOMIC,
             "gup-fast, 512 pages/call",
-            "flat walk + atomic refcount add (page_ref_inc) + record, 512/call",
+            "flat walk + atomic try-get (atomic_add_unless) + entry re-read + set_bit PG_referenced + record, 512/call",
             2.0,
         ),
         (

@@ -221,9 +221,10 @@ impl<A: Arch> Machine<A> {
             self.held.add(head, true, refs);
             return Some(head);
         }
-        // `page_ref_count()` of a 32-bit `atomic_t`, read signed.
-        let c = p.refcount as i32;
-        if checked && (c < 0 || (c == 0 && !speculative)) {
+        // `page_ref_count()` of a 32-bit `atomic_t`, read signed: a count
+        // above 0 passes every check below, so the common case is one test.
+        let c = p.refcount;
+        if (c as i32) <= 0 && !Self::grab_allowed(c, checked, pin, speculative) {
             return None;
         }
         let add = if pin && p.order == 0 {
@@ -231,16 +232,28 @@ impl<A: Arch> Machine<A> {
         } else {
             refs
         };
-        if (pin || speculative) && p.refcount == 0 {
-            // `folio_ref_try_add`: a free page takes no reference.
-            return None;
-        }
-        p.refcount = p.refcount.saturating_add(add);
+        p.refcount = c.saturating_add(add);
         if pin && p.order > 0 {
             p.pincount += refs;
         }
         self.held.add(head, pin, refs);
         Some(head)
+    }
+
+    /// Whether [`Machine::grab`] may take a reference on a head whose
+    /// 32-bit count `c` reads <= 0 as a signed value: with the 5.1 overflow
+    /// checks (`checked`) a count < 0 is refused, and 0 by every get but a
+    /// non-pinning plain `get_page`; without them, 0 is refused by a pin or
+    /// a speculative get (`folio_ref_try_add`: a free page takes no
+    /// reference).
+    #[cold]
+    #[inline(never)]
+    fn grab_allowed(c: u32, checked: bool, pin: bool, speculative: bool) -> bool {
+        let c = c as i32;
+        if checked && (c < 0 || (c == 0 && !speculative)) {
+            return false;
+        }
+        !((pin || speculative) && c == 0)
     }
 
     /// [`Machine::grab`] under a `_refcount` narrower than 32 bits (the

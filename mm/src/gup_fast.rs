@@ -71,7 +71,11 @@ struct FastWalk<'a> {
     /// profile unshares).
     unshare: bool,
     flavour: Flavour,
-    taken: u64,
+    /// `gup_fast_folio_allowed` (the long-term write part) or
+    /// `gup_must_unshare` may refuse a page of this walk: decided once per
+    /// call from the flags and the profile, as the kernel's tests of
+    /// `flags` are, so the page loop tests one bool.
+    folio_checks: bool,
     /// Leaf entries (PTEs and huge leaves) processed in this IRQ-off section.
     entries: u64,
     /// The pgd walked (for the leaf-table cache).
@@ -365,41 +369,67 @@ impl<A: Arch> Machine<A> {
             self.ungrab(Pfn(first), refs, w.pin);
             return false;
         }
-        if !self.gup_fast_folio_allowed(w, e.pfn)
-            || (w.unshare
-                && !e.has(PteFlags::WRITE)
-                && self.gup_must_unshare(None, w.longterm, e.pfn))
-        {
+        if w.folio_checks && !self.gup_fast_folio_checks(w, e.pfn, e.has(PteFlags::WRITE)) {
             self.ungrab(Pfn(first), refs, w.pin);
             return false;
         }
         w.pages.extend((first..first + u64::from(refs)).map(Pfn));
         let head = self.phys.compound_head(e.pfn);
         self.phys.page_mut(head).flags |= PageFlags::REFERENCED;
-        w.taken += u64::from(refs);
         true
     }
 
     /// `gup_pte_range`: one entry after the other of the leaf table; per page
-    /// one decode, one reference on the compound head (looked up once), one
-    /// re-read of the entry where the flavour is speculative.
+    /// one entry read, one reference on the compound head (looked up once),
+    /// one re-read of the entry where the flavour is speculative. What does
+    /// not change within a call (whether preemption points are armed,
+    /// whether the flavour is speculative, the folio checks) is decided once
+    /// per leaf table, not per page.
     #[inline]
     #[doc(alias = "gup_fast_pte_range")]
     fn gup_pte_range(
         &mut self,
         table: PhysAddr,
-        mut addr: VirtAddr,
+        addr: VirtAddr,
+        end: VirtAddr,
+        w: &mut FastWalk<'_>,
+    ) -> bool {
+        let speculative = w.flavour != Flavour::X86Private;
+        match (self.preempt.armed(), speculative) {
+            (false, true) => self.gup_pte_loop::<false, true>(table, addr, end, w),
+            (false, false) => self.gup_pte_loop::<false, false>(table, addr, end, w),
+            (true, true) => self.gup_pte_loop::<true, true>(table, addr, end, w),
+            (true, false) => self.gup_pte_loop::<true, false>(table, addr, end, w),
+        }
+    }
+
+    /// The page loop of [`Machine::gup_pte_range`], one copy per
+    /// combination of `PREEMPT` (preemption points armed) and `SPEC` (the
+    /// reference is speculative and the entry is re-read after it, v6.13
+    /// `gup_fast_pte_range`: `pte_val(pte) != pte_val(ptep_get(ptep))`).
+    #[inline(always)]
+    fn gup_pte_loop<const PREEMPT: bool, const SPEC: bool>(
+        &mut self,
+        table: PhysAddr,
+        addr: VirtAddr,
         end: VirtAddr,
         w: &mut FastWalk<'_>,
     ) -> bool {
         let level = A::leaf_level();
         let family = self.family();
-        let mut idx = A::index(addr, level);
-        let speculative = w.flavour != Flavour::X86Private;
+        let first = A::index(addr, level);
+        let mut idx = first;
+        // The loop ends where `addr` would reach `end` (both page aligned),
+        // counted in entries.
+        let stop = first.wrapping_add((end.0.wrapping_sub(addr.0) / A::PAGE_SIZE) as usize);
         // Entries that differ from the last accepted one only in the pfn
         // field have its flags (`Arch::leaf_pfn_field`), so they pass the
-        // same leaf test without a decode.
+        // same leaf test without a decode. An accepted entry has a present
+        // bit outside that field, so its key is never 0; `NO_KEY` (all
+        // ones) matches no entry, since the field's bits are cleared.
+        const NO_KEY: u64 = u64::MAX;
         let field = A::leaf_pfn_field(level);
+        let (mask, shift) = field.unwrap_or((0, 0));
         let test = LeafTestKey {
             flavour: w.flavour,
             write: w.write,
@@ -407,76 +437,86 @@ impl<A: Arch> Machine<A> {
             numa_balancing: self.knobs.numa_balancing,
             family,
         };
-        // Whether to pass preemption points, tested once per leaf table
-        // (the hot loop keeps it in a register).
-        let preemptible = self.preempt.armed();
-        let mut accepted = match self.leaf_cache.accepted {
-            Some((t, key)) if t == test => Some(key),
-            _ => None,
+        let mut key = match self.leaf_cache.accepted {
+            Some((t, key)) if t == test && key != 0 => key,
+            _ => NO_KEY,
         };
+        let (pin, folio_checks) = (w.pin, w.folio_checks);
         // The table is checked against guest memory once; each read then
         // costs an index check.
         let Ok(tref) = self.phys.table_ref(table, A::entries(level)) else {
             self.overrun(level, idx);
             return false;
         };
-        loop {
-            if preemptible && !self.preempt_read(level, table, idx, false) {
-                return false;
+        // Every exit below passes through here with the entries read.
+        let ok = loop {
+            if PREEMPT && !self.preempt_read(level, table, idx, false) {
+                break None;
             }
-            let Some(raw) = self.phys.entry(tref, idx) else {
+            let Some(raw) = self.phys.entry_of::<A>(tref, idx) else {
                 self.overrun(level, idx);
-                return false;
+                break None;
             };
-            w.entries += 1;
-            let pfn = match (field, accepted) {
-                (Some((mask, shift)), Some(key)) if raw != 0 && raw & !mask == key => {
-                    Pfn((raw & mask) >> shift)
+            let pfn = if field.is_some() && raw & !mask == key {
+                Pfn((raw & mask) >> shift)
+            } else {
+                let pte = A::decode(family, level, raw);
+                if !self.gup_fast_leaf_ok(w, pte) {
+                    break Some(false);
                 }
-                _ => {
-                    let pte = A::decode(family, level, raw);
-                    if !self.gup_fast_leaf_ok(w, pte) {
-                        return false;
-                    }
-                    if let Some((mask, _)) = field
-                        && raw != 0
-                    {
-                        accepted = Some(raw & !mask);
-                        self.leaf_cache.accepted = Some((test, raw & !mask));
-                    }
-                    pte.pfn
+                if field.is_some() && raw & !mask != 0 {
+                    key = raw & !mask;
+                    self.leaf_cache.accepted = Some((test, key));
                 }
+                pte.pfn
             };
             if !self.phys.pfn_valid(pfn) {
-                return false;
+                break Some(false);
             }
-            let Some(head) = self.grab(pfn, 1, w.pin, speculative) else {
-                return false;
+            let Some(head) = self.grab(pfn, 1, pin, SPEC) else {
+                break Some(false);
             };
-            if speculative
-                && ((preemptible && !self.preempt_read(level, table, idx, true))
-                    || self.phys.entry(tref, idx) != Some(raw))
+            if SPEC
+                && ((PREEMPT && !self.preempt_read(level, table, idx, true))
+                    || self.phys.entry_again::<A>(tref, idx) != Some(raw))
             {
-                self.ungrab(pfn, 1, w.pin);
-                return false;
+                self.ungrab(pfn, 1, pin);
+                break Some(false);
             }
-            if !self.gup_fast_folio_allowed(w, pfn)
-                || (w.unshare
-                    && !A::decode(family, level, raw).has(PteFlags::WRITE)
-                    && self.gup_must_unshare(None, w.longterm, pfn))
+            if folio_checks
+                && !self.gup_fast_folio_checks(
+                    w,
+                    pfn,
+                    A::decode(family, level, raw).has(PteFlags::WRITE),
+                )
             {
                 // gup_fast_folio_allowed / gup_must_unshare: leave it to
                 // the slow path.
-                self.ungrab(pfn, 1, w.pin);
-                return false;
+                self.ungrab(pfn, 1, pin);
+                break Some(false);
             }
             self.phys.set_referenced(head);
             w.pages.push(pfn);
-            w.taken += 1;
-            addr = addr.wrapping_add(A::PAGE_SIZE);
             idx += 1;
-            if addr == end {
-                return true;
+            if idx == stop {
+                break Some(true);
+            }
+        };
+        // Entries read: those taken, plus the one that stopped the loop
+        // after its read (`Some(false)`).
+        let read = idx.wrapping_sub(first) as u64;
+        match ok {
+            Some(true) => {
+                w.entries += read;
+                true
+            }
+            Some(false) => {
+                w.entries += read + 1;
+                false
+            }
+            None => {
+                w.entries += read;
+                false
             }
         }
     }
@@ -506,29 +546,38 @@ impl<A: Arch> Machine<A> {
             unshare: self.knobs.ro_pin_unshare
                 && flags & (GupFlags::FOLL_WRITE | GupFlags::FOLL_PIN) == GupFlags::FOLL_PIN,
             flavour: self.flavour(),
-            taken: 0,
+            folio_checks: false,
             entries: 0,
             pgd: PhysAddr(0),
         };
+        w.folio_checks = w.unshare
+            || (w.pin && w.longterm && w.write && self.knobs.longterm_write_needs_no_writeback);
+        let before = w.pages.len();
         self.gup_pgd_range(start, end, &mut w);
-        w.taken
+        // Every page taken was recorded, one entry per page.
+        (w.pages.len() - before) as u64
     }
 
-    /// 6.13 `gup_fast_folio_allowed`, the long-term write part (where the
+    /// The per-folio checks of a walk with `folio_checks`: 6.13
+    /// `gup_fast_folio_allowed`, the long-term write part (where the
     /// profile has `longterm_write_needs_no_writeback`): a FOLL_PIN |
     /// FOLL_LONGTERM | FOLL_WRITE walk takes anonymous and shmem folios
     /// only; any other page-cache folio goes to the slow path, whose
-    /// `check_vma_flags` decides with the VMA.
-    #[inline]
-    fn gup_fast_folio_allowed(&self, w: &FastWalk<'_>, pfn: Pfn) -> bool {
-        if !(w.pin && w.longterm && w.write && self.knobs.longterm_write_needs_no_writeback) {
-            return true;
+    /// `check_vma_flags` decides with the VMA. Then `gup_must_unshare` for
+    /// an entry that is not writable. `false`: leave the page to the slow
+    /// path.
+    #[cold]
+    #[inline(never)]
+    fn gup_fast_folio_checks(&self, w: &FastWalk<'_>, pfn: Pfn, writable: bool) -> bool {
+        if w.pin && w.longterm && w.write && self.knobs.longterm_write_needs_no_writeback {
+            let head = self.phys.compound_head(pfn);
+            if let Owner::File { file, .. } = self.phys.page(head).owner
+                && !self.files.iter().any(|f| f.name == file && f.shmem)
+            {
+                return false;
+            }
         }
-        let head = self.phys.compound_head(pfn);
-        match self.phys.page(head).owner {
-            Owner::File { file, .. } => self.files.iter().any(|f| f.name == file && f.shmem),
-            _ => true,
-        }
+        !(w.unshare && !writable && self.gup_must_unshare(None, w.longterm, pfn))
     }
 
     /// Capper's check: no wraparound and `end <= TASK_SIZE`.

@@ -468,6 +468,40 @@ impl PhysMem {
         })
     }
 
+    /// [`PhysMem::entry`] in the byte order of `A` known at compile time
+    /// (the byte order this memory was made with, [`PhysMem::new`]).
+    #[inline(always)]
+    #[must_use]
+    pub fn entry_of<A: Arch>(&self, t: TableRef, i: usize) -> Option<u64> {
+        if i >= t.entries {
+            return None;
+        }
+        self.entry_again::<A>(t, i)
+    }
+
+    /// Entry `i` of `t` read again, in `A`'s byte order, after
+    /// [`PhysMem::entry_of`] returned it (gup-fast's re-check of the entry
+    /// after taking a reference: `i` is known to be inside the table, so
+    /// only the memory bound is checked); `None` outside memory.
+    #[inline(always)]
+    #[must_use]
+    pub fn entry_again<A: Arch>(&self, t: TableRef, i: usize) -> Option<u64> {
+        debug_assert_eq!(self.big_endian, A::BIG_ENDIAN);
+        let off = t.off + i * 8;
+        if off as u64 + 8 > self.size {
+            return None;
+        }
+        // SAFETY: as in `entry`: `off + 8 <= size` checked just above, the
+        // mapping behind `host` is `size` bytes, `off` is 8-byte aligned.
+        let v =
+            unsafe { (*self.host.as_ptr().add(off).cast::<AtomicU64>()).load(Ordering::Acquire) };
+        Some(if A::BIG_ENDIAN {
+            u64::from_be(v)
+        } else {
+            u64::from_le(v)
+        })
+    }
+
     /// Reads the entry word at `pa` (arch byte order).
     #[inline]
     pub fn read_entry(&self, pa: PhysAddr) -> Result<u64, PhysError> {

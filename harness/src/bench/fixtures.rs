@@ -153,13 +153,18 @@ impl Flat {
         None
     }
 
-    /// The limit of an emulated gup-fast: walk down to the leaf table once
-    /// per table, then per page test the entry, add one to the page's
-    /// refcount and record the page. Returns the pages taken. With `[u32]`
-    /// the increment is the emulator's kind, a plain saturating add (a
-    /// machine is driven by one thread, so the emulator has no atomic
-    /// `_refcount` to pay for); with `[AtomicU32]` it is the kernel's
-    /// `page_ref_inc`, an atomic add (`lock xadd` on x86, LSE on arm64).
+    /// The limit of an emulated gup-fast, doing the work v6.13
+    /// `gup_fast_pte_range` does per page and no more: walk down to the
+    /// leaf table once per table, then per page read and test the entry,
+    /// take a reference with `try_get_folio`'s checks (refused on a count
+    /// below 0, the overflow check, or of 0, `folio_ref_try_add`), read the
+    /// entry again and compare (`pte_val(pte) != pte_val(ptep_get(ptep))`),
+    /// set `PG_referenced` (`folio_set_referenced`) and record the page.
+    /// Returns the pages taken. With [`FlatPage`]s the counter and flag
+    /// updates are the emulator's kind, plain (a machine is driven by one
+    /// thread, so the emulator has no atomic `_refcount` to pay for); with
+    /// [`AtomicFlatPage`]s they are the kernel's: `atomic_add_unless` (a
+    /// compare-and-swap loop) and an atomic `set_bit`.
     #[inline]
     pub fn gup<A: Arch, R: RefInc + ?Sized>(
         &self,
@@ -185,12 +190,22 @@ impl Flat {
             let mut idx = ((addr >> leaf.shift) & ((1 << leaf.bits) - 1)) as usize;
             let entries = 1usize << leaf.bits;
             while addr < end && idx < entries {
-                let e = self.t[base + idx];
+                let slot = &self.t[base + idx];
+                let e = *slot;
                 if e & 1 == 0 {
                     break 'tables;
                 }
                 let pfn = e >> 2;
-                refs.inc(pfn as usize);
+                if !refs.try_get(pfn as usize) {
+                    break 'tables;
+                }
+                // The re-read: through `black_box`, so that the compiler
+                // cannot reuse `e` (it knows nothing wrote the tables).
+                if *std::hint::black_box(slot) != e {
+                    refs.dec(pfn as usize);
+                    break 'tables;
+                }
+                refs.mark(pfn as usize);
                 out.push(pfn);
                 taken += 1;
                 idx += 1;
@@ -201,34 +216,80 @@ impl Flat {
     }
 }
 
-/// The refcount increment of a flat gup: plain or atomic.
+/// `PG_referenced` in the flat yardstick's flags word.
+const FLAT_REFERENCED: u32 = 1 << 2;
+
+/// The flat yardstick's `struct page`, plain: the reference count and the
+/// flags word, side by side as in the emulator's `Page`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct FlatPage {
+    /// `_refcount`.
+    pub refcount: u32,
+    /// `flags`.
+    pub flags: u32,
+}
+
+/// The flat yardstick's `struct page` with the kernel's atomics.
+#[derive(Debug, Default)]
+pub struct AtomicFlatPage {
+    /// `_refcount`.
+    pub refcount: AtomicU32,
+    /// `flags`.
+    pub flags: AtomicU32,
+}
+
+/// The reference and flag operations of a flat gup: plain or atomic.
 pub trait RefInc {
-    /// Adds one reference to frame `i`.
-    fn inc(&mut self, i: usize);
+    /// `try_get_folio` of one reference on frame `i`: refused (`false`)
+    /// when the count reads below 0 as a signed value or is 0.
+    fn try_get(&mut self, i: usize) -> bool;
+    /// `folio_set_referenced` on frame `i`.
+    fn mark(&mut self, i: usize);
     /// Drops one reference from frame `i`.
     fn dec(&mut self, i: usize);
 }
 
-impl RefInc for [u32] {
+impl RefInc for [FlatPage] {
     #[inline]
-    fn inc(&mut self, i: usize) {
-        let r = &mut self[i];
-        *r = r.saturating_add(1);
+    fn try_get(&mut self, i: usize) -> bool {
+        let p = &mut self[i];
+        if (p.refcount as i32) <= 0 {
+            return false;
+        }
+        p.refcount = p.refcount.saturating_add(1);
+        true
+    }
+    #[inline]
+    fn mark(&mut self, i: usize) {
+        self[i].flags |= FLAT_REFERENCED;
     }
     #[inline]
     fn dec(&mut self, i: usize) {
-        self[i] -= 1;
+        self[i].refcount -= 1;
     }
 }
 
-impl RefInc for [AtomicU32] {
+impl RefInc for [AtomicFlatPage] {
     #[inline]
-    fn inc(&mut self, i: usize) {
-        self[i].fetch_add(1, Ordering::Relaxed);
+    fn try_get(&mut self, i: usize) -> bool {
+        // `atomic_add_unless(&_refcount, 1, 0)` after the `< 0` check: a
+        // compare-and-swap loop (`lock cmpxchg` on x86, `casal` on arm64
+        // with LSE), fully ordered as the kernel's.
+        self[i]
+            .refcount
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |c| {
+                ((c as i32) > 0).then_some(c + 1)
+            })
+            .is_ok()
+    }
+    #[inline]
+    fn mark(&mut self, i: usize) {
+        // `set_bit`: an atomic or (`lock or` on x86).
+        self[i].flags.fetch_or(FLAT_REFERENCED, Ordering::Relaxed);
     }
     #[inline]
     fn dec(&mut self, i: usize) {
-        self[i].fetch_sub(1, Ordering::Relaxed);
+        self[i].refcount.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -373,10 +434,11 @@ pub struct GupFix<A: Arch> {
     pub thp_pages: u64,
     /// The tables, flat.
     pub flat: Flat,
-    /// The flat yardstick's refcounts, by pfn.
-    pub refs: Vec<u32>,
-    /// The same counts as atomics, for the atomic yardstick.
-    pub arefs: Vec<AtomicU32>,
+    /// The flat yardstick's `struct page`s, by pfn, with the emulator's
+    /// reference counts (a mapped page holds one).
+    pub refs: Vec<FlatPage>,
+    /// The same as atomics, for the atomic yardstick.
+    pub arefs: Vec<AtomicFlatPage>,
     out: Vec<Pfn>,
     flat_out: Vec<u64>,
 }
@@ -428,7 +490,12 @@ impl<A: Arch> GupFix<A> {
             }
         }
         let flat = Flat::from_tables::<A>(&m.phys, m.family(), m.mm(mm).pgd);
-        let refs = vec![0; m.phys.nr_frames() as usize];
+        let refs: Vec<FlatPage> = (0..m.phys.nr_frames())
+            .map(|p| FlatPage {
+                refcount: m.phys.page(Pfn(p)).refcount,
+                flags: 0,
+            })
+            .collect();
         let n = pages.max(thp_pages) as usize;
         Ok(Self {
             m,
@@ -437,7 +504,13 @@ impl<A: Arch> GupFix<A> {
             thp,
             thp_pages,
             flat,
-            arefs: refs.iter().map(|&r| AtomicU32::new(r)).collect(),
+            arefs: refs
+                .iter()
+                .map(|r| AtomicFlatPage {
+                    refcount: AtomicU32::new(r.refcount),
+                    flags: AtomicU32::new(r.flags),
+                })
+                .collect(),
             refs,
             out: Vec::with_capacity(n),
             flat_out: Vec::with_capacity(n),

@@ -249,6 +249,19 @@ impl PhysMem {
     /// scratch page whose changes are discarded).
     #[inline]
     pub fn page_mut(&mut self, pfn: Pfn) -> &mut Page {
+        // The array never extends past memory, so a frame it covers is a
+        // frame of memory: one bounds check on the common path.
+        let i = pfn.0 as usize;
+        if i < self.pages.len() {
+            return &mut self.pages[i];
+        }
+        self.page_mut_beyond(pfn)
+    }
+
+    /// [`PhysMem::page_mut`] of a frame the array does not cover yet.
+    #[cold]
+    #[inline(never)]
+    fn page_mut_beyond(&mut self, pfn: Pfn) -> &mut Page {
         if pfn.0 >= self.nr_frames {
             self.scratch = FREE_PAGE;
             return &mut self.scratch;
