@@ -8,8 +8,8 @@
 //! once a second and a last line at the end.
 
 use std::io::{IsTerminal as _, Write as _};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle, TermLike};
@@ -22,7 +22,7 @@ pub struct Bar {
     /// forced).
     allowed: bool,
     /// Drawn as plain lines: forced on a stderr that is not a terminal.
-    lines: bool,
+    lines: Option<Arc<Lines>>,
     /// How long the work runs before the bar appears.
     delay: Duration,
     shown: AtomicBool,
@@ -45,7 +45,7 @@ impl Bar {
         Self {
             bar,
             allowed: text && std::io::stderr().is_terminal(),
-            lines: false,
+            lines: None,
             delay: Duration::from_secs(1),
             shown: AtomicBool::new(false),
             started: Instant::now(),
@@ -58,7 +58,7 @@ impl Bar {
     pub fn forced(mut self, force: bool) -> Self {
         if force {
             self.allowed = true;
-            self.lines = !std::io::stderr().is_terminal();
+            self.lines = (!std::io::stderr().is_terminal()).then(Arc::default);
         }
         self
     }
@@ -95,12 +95,11 @@ impl Bar {
         {
             return;
         }
-        if self.lines {
+        if let Some(lines) = &self.lines {
             self.bar
-                .set_draw_target(ProgressDrawTarget::term_like_with_hz(
-                    Box::new(Lines::default()),
-                    1,
-                ));
+                .set_draw_target(ProgressDrawTarget::term_like(Box::new(LinesTarget(
+                    Arc::clone(lines),
+                ))));
         } else {
             self.bar.set_draw_target(ProgressDrawTarget::stderr());
             // ETA and elapsed time move during a long step too.
@@ -110,7 +109,12 @@ impl Bar {
 
     /// Clears the bar (on a terminal); as plain lines, prints the last.
     pub fn finish(&self) {
-        if self.lines && self.shown.load(Ordering::Relaxed) {
+        if let Some(lines) = self
+            .lines
+            .as_ref()
+            .filter(|_| self.shown.load(Ordering::Relaxed))
+        {
+            lines.last_one();
             self.bar.finish();
         } else {
             self.bar.finish_and_clear();
@@ -118,16 +122,50 @@ impl Bar {
     }
 }
 
-/// A draw target for a stderr that is not a terminal: each drawing of the
-/// bar becomes one plain line (no cursor movement, no `\r`).
+/// A draw target for a stderr that is not a terminal: a drawing of the
+/// bar becomes one plain line (no cursor movement, no `\r`), at most one a
+/// second, and the last one always.
 #[derive(Debug, Default)]
 struct Lines {
     line: Mutex<String>,
+    /// When the last line was written.
+    written: Mutex<Option<Instant>>,
+    /// The next drawing is the last: written whenever it comes.
+    last: AtomicBool,
 }
 
-impl TermLike for Lines {
+impl Lines {
+    fn last_one(&self) {
+        self.last.store(true, Ordering::Relaxed);
+    }
+
+    /// The line drawn since the last flush, if it is due.
+    fn take_due(&self) -> Option<String> {
+        let text = self
+            .line
+            .lock()
+            .map(|mut l| std::mem::take(&mut *l))
+            .unwrap_or_default();
+        let text = text.trim_end();
+        let mut written = self.written.lock().ok()?;
+        let due = self.last.load(Ordering::Relaxed)
+            || written.is_none_or(|t| t.elapsed() >= Duration::from_secs(1));
+        if text.is_empty() || !due {
+            return None;
+        }
+        *written = Some(Instant::now());
+        Some(text.to_string())
+    }
+}
+
+/// [`Lines`] as indicatif's draw target (the bar keeps the other handle,
+/// to mark the last drawing).
+#[derive(Debug)]
+struct LinesTarget(Arc<Lines>);
+
+impl TermLike for LinesTarget {
     fn width(&self) -> u16 {
-        100
+        160
     }
     fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
         Ok(())
@@ -146,7 +184,7 @@ impl TermLike for Lines {
         self.flush()
     }
     fn write_str(&self, s: &str) -> std::io::Result<()> {
-        if let Ok(mut l) = self.line.lock() {
+        if let Ok(mut l) = self.0.line.lock() {
             l.push_str(&s.replace('\r', ""));
         }
         Ok(())
@@ -155,16 +193,10 @@ impl TermLike for Lines {
         Ok(())
     }
     fn flush(&self) -> std::io::Result<()> {
-        let text = self
-            .line
-            .lock()
-            .map(|mut l| std::mem::take(&mut *l))
-            .unwrap_or_default();
-        let text = text.trim_end();
-        if text.is_empty() {
-            return Ok(());
+        match self.0.take_due() {
+            Some(text) => writeln!(std::io::stderr().lock(), "{text}"),
+            None => Ok(()),
         }
-        writeln!(std::io::stderr().lock(), "{text}")
     }
 }
 
@@ -172,18 +204,23 @@ impl TermLike for Lines {
 mod tests {
     use super::*;
 
-    /// A plain-lines drawing keeps no `\r` nor the padding to the width.
+    /// A plain-lines drawing keeps no `\r` nor the padding to the width;
+    /// a second drawing within the second is dropped, the last one is not.
     #[test]
-    fn lines_target_joins_one_drawing_into_one_line() {
-        let l = Lines::default();
-        l.write_str("\r").unwrap();
-        l.write_str("fuzz ###   3/10 ETA 2s x86_64").unwrap();
-        l.write_str("      ").unwrap();
+    fn lines_target_writes_one_line_a_second_and_the_last() {
+        let t = LinesTarget(Arc::default());
+        let l = &t.0;
+        t.write_str("\r").unwrap();
+        t.write_str("fuzz ###   3/10 ETA 2s x86_64").unwrap();
+        t.write_str("      ").unwrap();
         assert_eq!(
-            *l.line.lock().unwrap(),
-            "fuzz ###   3/10 ETA 2s x86_64      "
+            l.take_due().as_deref(),
+            Some("fuzz ###   3/10 ETA 2s x86_64")
         );
-        l.flush().unwrap();
-        assert!(l.line.lock().unwrap().is_empty());
+        t.write_str("fuzz ###   4/10").unwrap();
+        assert_eq!(l.take_due(), None, "within the second");
+        l.last_one();
+        t.write_str("fuzz ### 10/10").unwrap();
+        assert_eq!(l.take_due().as_deref(), Some("fuzz ### 10/10"));
     }
 }

@@ -109,7 +109,7 @@ pub struct FuzzArgs {
     /// Run only shard K of N (1-based): the workload indices i with i mod N = K-1.
     #[arg(long, value_name = "K/N", default_value = "1/1")]
     pub shard: String,
-    /// Output format: text, or one JSON object per shard.
+    /// Output format: text, or JSON (the header and one `fuzz_report` record; docs/json.md).
     #[arg(long, value_enum, default_value = "text")]
     pub format: FuzzFormat,
     /// Run only the workload of this index (with the seed, reproduces one workload).
@@ -163,10 +163,10 @@ pub enum FuzzAction {
         after_help = "Example:\n  for k in 1 2 3 4; do vmemu fuzz --seed 7 --count 4000 --shard $k/4 --format json > shard-$k.json; done\n  vmemu fuzz merge shard-*.json"
     )]
     Merge {
-        /// Shard reports (one JSON object per line; several per file are fine).
+        /// Shard reports (`fuzz_report` lines, headers between them; several per file are fine).
         #[arg(required = true)]
         files: Vec<String>,
-        /// Output format: text, or one JSON object.
+        /// Output format: text, or JSON (the header and the merged `fuzz_report`).
         #[arg(long, value_enum, default_value = "text")]
         format: FuzzFormat,
     },
@@ -177,7 +177,7 @@ pub enum FuzzAction {
 pub enum FuzzFormat {
     /// For people.
     Text,
-    /// One JSON object per shard.
+    /// JSON Lines: the header and one report per shard (docs/json.md).
     Json,
 }
 
