@@ -47,8 +47,8 @@ use fixtures::{
     THP_PAGES, WALK_PAGES, WalkFix,
 };
 
+use output::{Steps, load_average, names};
 pub use output::{format_rows, format_study};
-use output::{load_average, names, progress};
 pub use system::{matrix_once, peak_rss};
 use system::{matrix_rows, s1_probe, s1_rows};
 
@@ -57,7 +57,8 @@ use system::{matrix_rows, s1_probe, s1_rows};
 pub enum BenchFormat {
     /// A table of ratios for people.
     Text,
-    /// JSON Lines: one object per case, per batch-size point, and a summary.
+    /// JSON Lines (docs/json.md): the header, one `case` record per case,
+    /// one `batch` record per batch-size point, a `bench_summary`.
     Json,
 }
 
@@ -67,8 +68,8 @@ pub enum BenchFormat {
     after_help = "Cases: W1-seq W1-rand W3-seq W3-rand (walks), G1 G2 G3 G4 (gup-fast), batch (the batch-size study), C1 C3 (copy_to_iter), M1 M2 (matrix), S1 (sparse RSS).\n\nExamples:\n  vmemu bench                              every case on x86_64, arm64, ppc64\n  vmemu bench --arch x86_64 --filter G     the gup-fast cases and the batch-size study\n  vmemu bench --format json --svg docs/batch-size.svg"
 )]
 pub struct BenchArgs {
-    /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, or all (x86_64, arm64, ppc64).
-    #[arg(long = "arch", default_value = "all")]
+    /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, or all or main (x86_64, arm64, ppc64).
+    #[arg(long = "arch", default_value = "all", value_parser = crate::complete::arch_names(), hide_possible_values = true)]
     pub arches: Vec<String>,
     /// Run only the cases whose name contains NAME (case-insensitive), e.g. W1, G, C3, batch.
     #[arg(long, value_name = "NAME")]
@@ -310,13 +311,20 @@ impl Group for WalkGroup {
 /// W3's yardstick: the walk of every other arch is timed against this one's.
 const W3_BASELINE: ArchId = ArchId::X86_64;
 
+/// Which walk cases run: (W1, W3).
+fn walks_wanted(arches: &[ArchId], want: &dyn Fn(&str) -> bool) -> (bool, bool) {
+    let w1 = want("W1-seq") || want("W1-rand");
+    let w3 = (want("W3-seq") || want("W3-rand")) && arches.iter().any(|&x| x != W3_BASELINE);
+    (w1, w3)
+}
+
 fn walk_rows(
     arches: &[ArchId],
     want: &dyn Fn(&str) -> bool,
     a: &BenchArgs,
+    steps: &Steps,
 ) -> Result<Vec<Row>, String> {
-    let w1 = want("W1-seq") || want("W1-rand");
-    let w3 = (want("W3-seq") || want("W3-rand")) && arches.iter().any(|&x| x != W3_BASELINE);
+    let (w1, w3) = walks_wanted(arches, want);
     if !w1 && !w3 {
         return Ok(Vec::new());
     }
@@ -324,7 +332,7 @@ fn walk_rows(
     if w3 && !set.contains(&W3_BASELINE) {
         set.insert(0, W3_BASELINE);
     }
-    progress(&format!("walks of {WALK_PAGES} pages on {}", names(&set)));
+    steps.next(&format!("walks of {WALK_PAGES} pages on {}", names(&set)));
     let mut g = WalkGroup(Vec::new());
     for &arch in &set {
         let f: Box<dyn WalkAny> =
@@ -432,16 +440,19 @@ impl<A: Arch> Group for GupGroup<A> {
     }
 }
 
+/// The cases of the gup-fast group.
+const GUP_CASES: [&str; 5] = ["G1", "G2", "G3", "G4", "batch"];
+
 fn gup_rows<A: Arch>(
     want: &dyn Fn(&str) -> bool,
     a: &BenchArgs,
-    rows: &mut Vec<Row>,
-    study: &mut Vec<BatchPoint>,
+    (rows, study): (&mut Vec<Row>, &mut Vec<BatchPoint>),
+    steps: &Steps,
 ) -> Result<(), String> {
-    if !["G1", "G2", "G3", "G4", "batch"].iter().any(|c| want(c)) {
+    if !GUP_CASES.iter().any(|c| want(c)) {
         return Ok(());
     }
-    progress(&format!(
+    steps.next(&format!(
         "gup-fast on {} ({GUP_PAGES} pages of {} KiB, {THP_PAGES} on PMD leaves)",
         A::ID,
         A::PAGE_SIZE >> 10
@@ -585,11 +596,12 @@ fn copy_rows<A: Arch>(
     want: &dyn Fn(&str) -> bool,
     a: &BenchArgs,
     rows: &mut Vec<Row>,
+    steps: &Steps,
 ) -> Result<(), String> {
     if !want("C1") && !want("C3") {
         return Ok(());
     }
-    progress(&format!("copy_to_iter on {}", A::ID));
+    steps.next(&format!("copy_to_iter on {}", A::ID));
     let mut g = CopyGroup::<A> {
         f: CopyFix::<A>::new()?,
         host: HostReadv::new()?,
@@ -650,7 +662,7 @@ fn copy_rows<A: Arch>(
 fn parse_arches(v: &[String]) -> Result<Vec<ArchId>, String> {
     let mut out = Vec::new();
     for a in v {
-        if a == "all" {
+        if a == "all" || a == "main" {
             out.extend(ArchId::MAIN);
         } else {
             out.push(a.parse::<ArchId>().map_err(|e| e.to_string())?);
@@ -665,6 +677,19 @@ const CASES: [&str; 14] = [
     "W1-seq", "W1-rand", "W3-seq", "W3-rand", "G1", "G2", "G3", "G4", "batch", "C1", "C3", "M1",
     "M2", "S1",
 ];
+
+/// The groups of measurements a run has (the steps of its progress bar):
+/// the walks, per arch the gup-fast cases and the copies, the matrix, per
+/// arch S1.
+fn groups(arches: &[ArchId], want: &dyn Fn(&str) -> bool) -> u64 {
+    let per_arch = arches.len() as u64;
+    let (w1, w3) = walks_wanted(arches, want);
+    u64::from(w1 || w3)
+        + per_arch * u64::from(GUP_CASES.iter().any(|c| want(c)))
+        + per_arch * u64::from(want("C1") || want("C3"))
+        + u64::from(want("M1") || want("M2"))
+        + per_arch * u64::from(want("S1"))
+}
 
 /// Runs the subcommand; `Ok(true)` when every check passed.
 pub fn main(args: &BenchArgs) -> Result<bool, String> {
@@ -694,22 +719,23 @@ pub fn main(args: &BenchArgs) -> Result<bool, String> {
             CASES.join(" ")
         ));
     }
-    let gup_cases = ["G1", "G2", "G3", "G4", "batch"];
-    if args.svg.is_some() && !gup_cases.iter().any(|c| want(c)) {
+    if args.svg.is_some() && !GUP_CASES.iter().any(|c| want(c)) {
         return Err("--svg needs the batch-size study: include G or batch in --filter".into());
     }
     let load_before = load_average();
     let started = Instant::now();
-    let mut rows = walk_rows(&arches, &want, args)?;
+    let steps = Steps::new(groups(&arches, &want), args.format == BenchFormat::Text);
+    let mut rows = walk_rows(&arches, &want, args, &steps)?;
     let mut study = Vec::new();
     for &arch in &arches {
-        with_arch!(arch, A => gup_rows::<A>(&want, args, &mut rows, &mut study))?;
+        with_arch!(arch, A => gup_rows::<A>(&want, args, (&mut rows, &mut study), &steps))?;
     }
     for &arch in &arches {
-        with_arch!(arch, A => copy_rows::<A>(&want, args, &mut rows))?;
+        with_arch!(arch, A => copy_rows::<A>(&want, args, &mut rows, &steps))?;
     }
-    rows.extend(matrix_rows(&want, args)?);
-    rows.extend(s1_rows(&arches, &want)?);
+    rows.extend(matrix_rows(&want, args, &steps)?);
+    rows.extend(s1_rows(&arches, &want, &steps)?);
+    steps.finish();
     let passed = rows.iter().filter(|r| r.pass).count();
     let missed = rows.len() - passed;
     let load_after = load_average();
@@ -739,6 +765,7 @@ pub fn main(args: &BenchArgs) -> Result<bool, String> {
             }
         }
         BenchFormat::Json => {
+            println!("{}", crate::json::header());
             for r in &rows {
                 println!("{}", serde_json::to_string(r).unwrap_or_default());
             }
@@ -748,7 +775,7 @@ pub fn main(args: &BenchArgs) -> Result<bool, String> {
             println!(
                 "{}",
                 serde_json::json!({
-                    "type": "summary",
+                    "type": "bench_summary",
                     "cases": rows.len(),
                     "pass": passed,
                     "miss": missed,

@@ -148,13 +148,13 @@ pub enum Cmd {
         /// The address: a number or an expression such as kdirect(256) or PAGE_OFFSET + 0x1000.
         addr: String,
         /// Arch.
-        #[arg(long)]
+        #[arg(long, value_parser = crate::complete::arch_names(), hide_possible_values = true)]
         arch: String,
         /// Kernel profile.
-        #[arg(long, default_value_t = KernelProfile::newest())]
+        #[arg(long, default_value_t = KernelProfile::newest(), value_parser = crate::complete::profile_parser(), hide_possible_values = true)]
         kernel: KernelProfile,
         /// Run this workload first (its mappings are then in the address space).
-        #[arg(long)]
+        #[arg(long, value_parser = crate::complete::workload_names(), hide_possible_values = true)]
         workload: Option<String>,
     },
     /// Show an address after a workload: its VMA, both walks level by level with each entry's bits named as the arch's headers name them, and the struct page counts.

@@ -223,7 +223,8 @@ fn print_summary(
         elapsed_ms: started.elapsed().as_millis() as u64,
     };
     if opts.json {
-        println!("{}", serde_json::to_string(&out).unwrap_or_default());
+        println!("{}", crate::json::header());
+        println!("{}", crate::json::typed("concurrency_report", &out));
         return;
     }
     for f in failures {

@@ -31,6 +31,18 @@ pub fn header() -> Value {
     })
 }
 
+/// `value` (a record struct of `vmemu fuzz` or `vmemu bench`) as a
+/// record of type `kind`: its fields and `"type": kind`, keys in
+/// alphabetical order like every record of `vmemu matrix`.
+#[must_use]
+pub fn typed(kind: &str, value: &impl serde::Serialize) -> Value {
+    let mut v = serde_json::to_value(value).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut v {
+        o.insert("type".into(), json!(kind));
+    }
+    v
+}
+
 /// `v` as a JSON integer when it is exact in every consumer (32-bit range)
 /// and not an address, else as the `"0x…"` string of its 64 bits.
 #[must_use]

@@ -316,7 +316,11 @@ fn real_main() -> Result<bool, Usage> {
             &mut out,
         ),
         Cmd::Completions { shell } => {
-            clap_complete::aot::generate(shell, &mut Cli::command(), "vmemu", &mut out);
+            // Into a buffer first: clap_complete panics on a failed write
+            // (a closed pipe, `vmemu completions bash | head`).
+            let mut script = Vec::new();
+            clap_complete::aot::generate(shell, &mut Cli::command(), "vmemu", &mut script);
+            let _ = out.write_all(&script);
             Ok(true)
         }
         Cmd::Man => {

@@ -142,7 +142,7 @@ pub fn execute(
         .map(|p| (p.w, p.arch, p.kernel.clone()))
         .collect();
     run::check_step_budget(ws, &triples, opts.limits.max_steps)?;
-    let bar = crate::progress::Bar::new(plan.len() as u64, format == Format::Text);
+    let bar = crate::progress::Bar::new("matrix", plan.len() as u64, format == Format::Text);
     let out = plan
         .par_iter()
         .map(|p| {

@@ -1,5 +1,5 @@
 //! The output of `vmemu bench`: the table of ratios, the batch-size study,
-//! progress lines.
+//! progress bar.
 
 use std::fmt::Write as _;
 
@@ -20,8 +20,39 @@ pub(super) fn load_average() -> Option<String> {
     s.split_whitespace().next().map(str::to_string)
 }
 
-pub(super) fn progress(what: &str) {
-    eprintln!("bench: {what} ...");
+/// The progress bar of a bench run: one step per group of measurements
+/// (the walks; the gup-fast cases of one arch; ...), named by what the
+/// group measures.
+#[derive(Debug)]
+pub(super) struct Steps {
+    bar: crate::progress::Bar,
+    begun: std::cell::Cell<bool>,
+}
+
+impl Steps {
+    /// `len` groups; a bar only for text output on a terminal.
+    pub(super) fn new(len: u64, text: bool) -> Self {
+        Self {
+            bar: crate::progress::Bar::new("bench", len, text).at_once(),
+            begun: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The previous group is done, `what` begins.
+    pub(super) fn next(&self, what: &str) {
+        if self.begun.replace(true) {
+            self.bar.inc();
+        }
+        self.bar.start(what);
+    }
+
+    /// The last group is done.
+    pub(super) fn finish(&self) {
+        if self.begun.get() {
+            self.bar.inc();
+        }
+        self.bar.finish();
+    }
 }
 
 pub(super) fn names(v: &[ArchId]) -> String {

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use vmemu_arch::{Arch, ArchId, VirtAddr};
 use vmemu_mm::{Backing, Machine, MapFlags, Prot};
 
-use super::{BenchArgs, Den, Group, Row, Spec, fixtures, measure, median, progress, ratio_row};
+use super::{BenchArgs, Den, Group, Row, Spec, Steps, fixtures, measure, median, ratio_row};
 use crate::lang::{self, Workload};
 use crate::run;
 use crate::workloads::BUILTIN;
@@ -188,13 +188,17 @@ pub fn matrix_once() -> Result<usize, String> {
     Ok(plan.len())
 }
 
-pub(super) fn matrix_rows(want: &dyn Fn(&str) -> bool, a: &BenchArgs) -> Result<Vec<Row>, String> {
+pub(super) fn matrix_rows(
+    want: &dyn Fn(&str) -> bool,
+    a: &BenchArgs,
+    steps: &Steps,
+) -> Result<Vec<Row>, String> {
     if !want("M1") && !want("M2") {
         return Ok(Vec::new());
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut g = MatrixGroup::new(cores)?;
-    progress(&format!(
+    steps.next(&format!(
         "the built-in matrix ({} runs) in process on {cores} threads, and `vmemu matrix -j 2` and `-j 1` processes",
         g.plan.len(),
     ));
@@ -287,14 +291,18 @@ pub(super) fn s1_probe<A: Arch>() -> Result<u64, String> {
     peak_rss().ok_or_else(|| "no VmHWM in /proc/self/status".into())
 }
 
-pub(super) fn s1_rows(arches: &[ArchId], want: &dyn Fn(&str) -> bool) -> Result<Vec<Row>, String> {
+pub(super) fn s1_rows(
+    arches: &[ArchId],
+    want: &dyn Fn(&str) -> bool,
+    steps: &Steps,
+) -> Result<Vec<Row>, String> {
     if !want("S1") {
         return Ok(Vec::new());
     }
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
     for &arch in arches {
-        progress(&format!("1 TiB sparse mapping on {arch} (child process)"));
+        steps.next(&format!("1 TiB sparse mapping on {arch} (child process)"));
         let out = std::process::Command::new(&exe)
             .args(["bench", "--s1-child", arch.name()])
             .output()

@@ -34,7 +34,7 @@ pub use guest::cpio;
 #[derive(clap::Args, Debug, Clone)]
 pub struct DiffKernelArgs {
     /// The guest's arch: x86_64, arm64, ppc64 (64 KiB pages) or ppc64-4k.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::complete::arch_names(), hide_possible_values = true)]
     pub arch: String,
     /// The kernel image to boot (vmlinuz/Image for x86_64 and arm64,
     /// vmlinux for ppc64), e.g. from tools/fetch-kernels.
@@ -48,7 +48,7 @@ pub struct DiffKernelArgs {
     pub seed: Option<u64>,
     /// The emulator profile to compare with (default: the one nearest the
     /// version in the image's file name).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::complete::profile_parser(), hide_possible_values = true)]
     pub kernel: Option<KernelProfile>,
     /// Seconds the guest may run before it is killed (default: 300 plus
     /// half a second per case).
@@ -62,6 +62,7 @@ pub struct DiffKernelArgs {
     pub show_console: bool,
     /// Workloads to export and run (files or built-in names; default:
     /// every built-in workload export-c can express for the arch).
+    #[arg(value_parser = crate::complete::workload_names(), hide_possible_values = true)]
     pub workloads: Vec<String>,
 }
 

@@ -43,14 +43,15 @@ const PRELUDE: &str = include_str!("prelude.c");
 #[derive(clap::Args, Debug, Clone)]
 pub struct ExportArgs {
     /// The workload: a `.vmw` file or a built-in workload's name.
+    #[arg(value_parser = crate::complete::workload_names(), hide_possible_values = true)]
     pub workload: String,
     /// The arch whose page size and constants the program uses (the one it
     /// is meant to run on).
-    #[arg(long, default_value = "x86_64")]
+    #[arg(long, default_value = "x86_64", value_parser = crate::complete::arch_names(), hide_possible_values = true)]
     pub arch: String,
     /// The profile whose expects the program checks (default: the newest
     /// the workload names, else the newest built-in).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::complete::profile_parser(), hide_possible_values = true)]
     pub kernel: Option<KernelProfile>,
     /// Drop kernel-internal statements and the expects that depend on
     /// them instead of refusing the workload.

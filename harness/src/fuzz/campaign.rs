@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -49,8 +50,11 @@ pub struct Found {
     pub replay: String,
 }
 
-/// One shard's result (`--format json` prints one per shard; `vmemu fuzz
-/// merge` reads them back).
+/// The `type` of a [`ShardResult`] record (`docs/json.md`).
+pub const REPORT: &str = "fuzz_report";
+
+/// One shard's result (`--format json` prints the header and one
+/// `fuzz_report` record per shard; `vmemu fuzz merge` reads them back).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ShardResult {
     /// Base seed.
@@ -96,7 +100,7 @@ fn base_seed(args: &FuzzArgs) -> Result<u64, String> {
 fn arches_of(v: &[String]) -> Result<Vec<ArchId>, String> {
     let mut out = Vec::new();
     for a in v {
-        if a == "all" {
+        if a == "all" || a == "main" {
             out.extend(ArchId::MAIN);
         } else {
             out.push(a.parse::<ArchId>().map_err(|e| e.to_string())?);
@@ -206,7 +210,8 @@ pub fn main(args: &FuzzArgs) -> Result<bool, String> {
     let results = pool.install(|| run_all(&plan, args));
     let result = tally(&plan, args, &results, started);
     if plan.json {
-        println!("{}", serde_json::to_string(&result).unwrap_or_default());
+        println!("{}", crate::json::header());
+        println!("{}", crate::json::typed(REPORT, &result));
     }
     Ok(result.failed == 0)
 }
@@ -284,9 +289,10 @@ fn run_all(plan: &Plan, args: &FuzzArgs) -> Ran {
         kept: Vec::new(),
         total: 0,
     };
-    let mut progress = Progress::new(plan, args, indices.len());
+    let bar =
+        crate::progress::Bar::new("fuzz", indices.len() as u64, !plan.json).forced(args.progress);
+    let (fails, finds) = (AtomicU64::new(0), AtomicU64::new(0));
     for chunk in indices.chunks(256) {
-        progress.show(&results);
         if late() {
             break;
         }
@@ -297,6 +303,12 @@ fn run_all(plan: &Plan, args: &FuzzArgs) -> Ran {
                 if late() {
                     return None;
                 }
+                bar.start(&format!(
+                    "seed {:#x}, workload {i} on {arch} under {kernel}; {} failures, {} findings",
+                    plan.seed,
+                    fails.load(Ordering::Relaxed),
+                    finds.load(Ordering::Relaxed)
+                ));
                 let (outcome, text) = check_one(
                     plan.seed,
                     i,
@@ -305,6 +317,12 @@ fn run_all(plan: &Plan, args: &FuzzArgs) -> Ran {
                     (args.fork, args.mutate),
                     &args.limits,
                 );
+                match outcome {
+                    Outcome::Fail(..) => fails.fetch_add(1, Ordering::Relaxed),
+                    Outcome::Find(..) => finds.fetch_add(1, Ordering::Relaxed),
+                    Outcome::Pass | Outcome::Rejected(_) => 0,
+                };
+                bar.inc();
                 Some(Checked {
                     index: i,
                     outcome,
@@ -321,75 +339,16 @@ fn run_all(plan: &Plan, args: &FuzzArgs) -> Ran {
             }
         }
     }
-    progress.done(&results);
+    bar.start(&format!(
+        "seed {:#x}, {} workloads; {} failures, {} findings (before shrinking)",
+        plan.seed,
+        results.total,
+        fails.load(Ordering::Relaxed),
+        finds.load(Ordering::Relaxed)
+    ));
+    bar.finish();
     drop(quiet);
     results
-}
-
-/// The progress line on stderr (`\r`-rewritten): seed, workloads done,
-/// rate, failures and findings so far (before shrinking). Shown when stderr
-/// is a terminal or with `--progress`; at most every 200 ms.
-struct Progress {
-    on: bool,
-    seed: u64,
-    total: usize,
-    started: Instant,
-    last: Option<Instant>,
-    /// Results counted so far, and the failures and findings among them.
-    seen: usize,
-    fails: u64,
-    finds: u64,
-}
-
-impl Progress {
-    fn new(plan: &Plan, args: &FuzzArgs, total: usize) -> Self {
-        use std::io::IsTerminal as _;
-        Self {
-            on: args.progress || std::io::stderr().is_terminal(),
-            seed: plan.seed,
-            total,
-            started: Instant::now(),
-            last: None,
-            seen: 0,
-            fails: 0,
-            finds: 0,
-        }
-    }
-
-    fn line(&mut self, results: &Ran) -> String {
-        for c in &results.kept[self.seen..] {
-            match c.outcome {
-                Outcome::Fail(..) => self.fails += 1,
-                Outcome::Find(..) => self.finds += 1,
-                Outcome::Pass | Outcome::Rejected(_) => {}
-            }
-        }
-        self.seen = results.kept.len();
-        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
-        format!(
-            "fuzz: seed {:#x}, {}/{} workloads, {:.0}/s, {} failures, {} findings",
-            self.seed,
-            results.total,
-            self.total,
-            results.total as f64 / secs,
-            self.fails,
-            self.finds
-        )
-    }
-
-    fn show(&mut self, results: &Ran) {
-        if !self.on || self.last.is_some_and(|t| t.elapsed().as_millis() < 200) {
-            return;
-        }
-        self.last = Some(Instant::now());
-        eprint!("\r{}", self.line(results));
-    }
-
-    fn done(&mut self, results: &Ran) {
-        if self.on {
-            eprintln!("\r{}", self.line(results));
-        }
-    }
 }
 
 /// The first line of a script error, shortened: why a workload was rejected.

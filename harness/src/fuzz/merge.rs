@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use super::FuzzFormat;
-use super::campaign::{Found, ShardResult, repeated_replay};
+use super::campaign::{Found, REPORT, ShardResult, repeated_replay};
 
 /// Reads every report of `files` and merges them; prints the result.
 /// `Ok(false)` when the campaign has failures (exit 1), as a run would.
@@ -22,24 +22,53 @@ pub fn main(files: &[String], format: FuzzFormat) -> Result<bool, String> {
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|e| format!("{f}: {e}"))?;
         for (n, line) in text.lines().enumerate() {
-            if line.trim().is_empty() {
-                continue;
+            if let Some(r) = read_record(line).map_err(|e| format!("{f}:{}: {e}", n + 1))? {
+                shards.push(r);
             }
-            let r: ShardResult = serde_json::from_str(line).map_err(|e| {
-                format!(
-                    "{f}:{}: not a shard report of `vmemu fuzz --format json`: {e}",
-                    n + 1
-                )
-            })?;
-            shards.push(r);
         }
     }
     let m = merge(&shards)?;
     match format {
-        FuzzFormat::Json => println!("{}", serde_json::to_string(&m).unwrap_or_default()),
+        FuzzFormat::Json => {
+            println!("{}", crate::json::header());
+            println!("{}", crate::json::typed(REPORT, &m));
+        }
         FuzzFormat::Text => print_text(&m, shards.len()),
     }
     Ok(m.failed == 0)
+}
+
+/// One line of a shard file: a `fuzz_report` (or, from a vmemu older than
+/// the typed records, a report with no `type`); a `header` of a schema
+/// this vmemu reads is skipped, blank lines too. Anything else is an error
+/// that says what the line is.
+fn read_record(line: &str) -> Result<Option<ShardResult>, String> {
+    if line.trim().is_empty() {
+        return Ok(None);
+    }
+    let not_report = |e: &dyn std::fmt::Display| {
+        format!("not a shard report of `vmemu fuzz --format json`: {e}")
+    };
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| not_report(&e))?;
+    match v.get("type").and_then(serde_json::Value::as_str) {
+        Some("header") => {
+            let schema = v.get("schema").and_then(serde_json::Value::as_u64);
+            match schema {
+                Some(s) if s <= u64::from(crate::json::SCHEMA_VERSION) => Ok(None),
+                _ => Err(format!(
+                    "written with JSON schema {}, this vmemu reads schema {} and older (docs/json.md): merge with the vmemu that wrote the shards",
+                    schema.map_or_else(|| "?".into(), |s| s.to_string()),
+                    crate::json::SCHEMA_VERSION
+                )),
+            }
+        }
+        Some(REPORT) | None => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| not_report(&e)),
+        Some(other) => Err(not_report(&format_args!(
+            "a `{other}` record (the shards' files hold `header` and `{REPORT}` records)"
+        ))),
+    }
 }
 
 fn print_text(m: &ShardResult, n: usize) {
@@ -157,4 +186,43 @@ fn demote(f: &mut Found, base_seed: &str, mutate: bool) {
 
 fn shard_of(s: &str) -> Result<(u64, u64), String> {
     super::parse_shard(s).map_err(|e| format!("a report's shard: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const OLD: &str = r#"{"seed":"0x7","shard":"1/2","workloads":3,"passed":3,"rejected":0,"failed":0,"findings":0,"arches":["x86_64"],"kernels":["v6.13"],"elapsed_ms":5,"failures":[]}"#;
+
+    /// A shard file of a vmemu before the typed records (no header, no
+    /// `type`) still merges; a typed one too; the header is skipped.
+    #[test]
+    fn reads_old_and_typed_reports_and_skips_the_header() {
+        let old = read_record(OLD).unwrap().unwrap();
+        assert_eq!((old.shard.as_str(), old.workloads), ("1/2", 3));
+        let typed = crate::json::typed(REPORT, &old).to_string();
+        assert!(typed.contains(r#""type":"fuzz_report""#), "{typed}");
+        assert_eq!(read_record(&typed).unwrap(), Some(old));
+        let header = crate::json::header().to_string();
+        assert_eq!(read_record(&header).unwrap(), None);
+        assert_eq!(read_record("  ").unwrap(), None);
+    }
+
+    /// A newer schema, another record type or no JSON at all is an error
+    /// that says what the line is.
+    #[test]
+    fn other_lines_fail_clearly() {
+        let newer = r#"{"type":"header","schema":99,"generator":"vmemu 9"}"#;
+        let e = read_record(newer).unwrap_err();
+        assert!(
+            e.contains("schema 99") && e.contains("reads schema 1"),
+            "{e}"
+        );
+        let skip =
+            r#"{"type":"skip","workload":"w","arch":"x86_64","kernel":"v6.13","reason":"r"}"#;
+        let e = read_record(skip).unwrap_err();
+        assert!(e.contains("a `skip` record"), "{e}");
+        let e = read_record("fuzz: 10 workloads").unwrap_err();
+        assert!(e.starts_with("not a shard report"), "{e}");
+    }
 }

@@ -97,11 +97,11 @@ pub struct FuzzArgs {
     /// Number of workloads (or, with --concurrency, of schedules).
     #[arg(long, default_value_t = 1000)]
     pub count: u64,
-    /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, or all (the three main ones).
-    #[arg(long = "arch", default_value = "all")]
+    /// Arch (repeatable): x86_64, arm64, ppc64, ppc64-4k, or all or main (the three main ones).
+    #[arg(long = "arch", default_value = "all", value_parser = crate::complete::arch_names(), hide_possible_values = true)]
     pub arches: Vec<String>,
     /// Kernel profile (repeatable); default v4.10 and v6.13.
-    #[arg(long = "kernel")]
+    #[arg(long = "kernel", value_parser = crate::complete::profile_parser(), hide_possible_values = true)]
     pub kernels: Vec<vmemu_mm::KernelProfile>,
     /// Stop generating after this long (e.g. 30s, 5m); the workloads run so far are reported.
     #[arg(long, value_name = "DURATION")]
@@ -109,7 +109,7 @@ pub struct FuzzArgs {
     /// Run only shard K of N (1-based): the workload indices i with i mod N = K-1.
     #[arg(long, value_name = "K/N", default_value = "1/1")]
     pub shard: String,
-    /// Output format: text, or one JSON object per shard.
+    /// Output format: text, or JSON (the header and one `fuzz_report` record; docs/json.md).
     #[arg(long, value_enum, default_value = "text")]
     pub format: FuzzFormat,
     /// Run only the workload of this index (with the seed, reproduces one workload).
@@ -139,8 +139,10 @@ pub struct FuzzArgs {
     /// it: every workload's seed comes from the base seed and its index.
     #[arg(short = 'j', long = "jobs", value_name = "N")]
     pub jobs: Option<usize>,
-    /// Print a progress line on stderr (seed, workloads done, rate,
-    /// failures and findings so far); default: only when stderr is a terminal.
+    /// Draw the progress bar on stderr (workloads done, ETA, the current
+    /// workload, failures and findings so far) also when stderr is not a
+    /// terminal (as a plain line a second) or with --format json; default:
+    /// only on a terminal, for text output.
     #[arg(long)]
     pub progress: bool,
     #[command(flatten)]
@@ -161,10 +163,10 @@ pub enum FuzzAction {
         after_help = "Example:\n  for k in 1 2 3 4; do vmemu fuzz --seed 7 --count 4000 --shard $k/4 --format json > shard-$k.json; done\n  vmemu fuzz merge shard-*.json"
     )]
     Merge {
-        /// Shard reports (one JSON object per line; several per file are fine).
+        /// Shard reports (`fuzz_report` lines, headers between them; several per file are fine).
         #[arg(required = true)]
         files: Vec<String>,
-        /// Output format: text, or one JSON object.
+        /// Output format: text, or JSON (the header and the merged `fuzz_report`).
         #[arg(long, value_enum, default_value = "text")]
         format: FuzzFormat,
     },
@@ -175,7 +177,7 @@ pub enum FuzzAction {
 pub enum FuzzFormat {
     /// For people.
     Text,
-    /// One JSON object per shard.
+    /// JSON Lines: the header and one report per shard (docs/json.md).
     Json,
 }
 

@@ -376,6 +376,60 @@ fn completions_cover_the_subcommands() {
     assert_eq!(vmemu(&["completions", "tcsh"]).status.code(), Some(2));
 }
 
+/// Wherever a command takes an arch, a kernel profile or a workload, the
+/// completions offer the arch names, the built-in profiles and the
+/// built-in workloads (fish for options, zsh for positional arguments,
+/// which fish's generator does not complete).
+#[test]
+fn completions_offer_arches_profiles_and_workloads() {
+    let fish = String::from_utf8(vmemu(&["completions", "fish"]).stdout).unwrap();
+    // One `complete` command per option; its values, one a line, follow
+    // `-a "` as `VALUE\tHELP` (the option's help may name them too).
+    let offers = |sub: &str, flag: &str, word: &str| {
+        fish.split("\ncomplete -c vmemu ").any(|c| {
+            let cond = format!("__fish_vmemu_using_subcommand {sub}");
+            (c.contains(&format!("{cond}\"")) || c.contains(&format!("{cond};")))
+                && c.contains(&format!(" -l {flag} "))
+                && c.split_once(" -a \"").is_some_and(|(_, values)| {
+                    values.lines().any(|v| v.starts_with(&format!("{word}\\t")))
+                })
+        })
+    };
+    let subs = [
+        "run",
+        "matrix",
+        "show",
+        "explain",
+        "fuzz",
+        "bench",
+        "export-c",
+        "diff-kernel",
+    ];
+    for sub in subs {
+        assert!(offers(sub, "arch", "ppc64-4k"), "{sub} --arch");
+        if sub != "bench" {
+            assert!(offers(sub, "kernel", "v4.10+capper"), "{sub} --kernel");
+        }
+    }
+    for sub in ["show", "explain"] {
+        assert!(
+            offers(sub, "workload", "kernel_ds_gup_fast"),
+            "{sub} --workload"
+        );
+    }
+    let zsh = String::from_utf8(vmemu(&["completions", "zsh"]).stdout).unwrap();
+    for sub in ["run", "matrix", "export-c", "diff-kernel"] {
+        let start = zsh
+            .find(&format!("({sub})\n"))
+            .unwrap_or_else(|| panic!("no zsh case for {sub}"));
+        let block = zsh[start..].split(";;").next().unwrap_or_default();
+        assert!(
+            block.contains("kernel_ds_gup_fast"),
+            "{sub} WORKLOAD: {block}"
+        );
+    }
+}
+
 /// Caller-model records carry an `io` object (units and page traffic); every
 /// other record keeps the old fields only (no `io` key). The soft lockup of
 /// the ceph splice workload shows in the JSON events of every arch under
@@ -434,7 +488,8 @@ fn caller_io_in_json_and_ceph_lockup() {
 }
 
 /// `vmemu bench`: usage errors exit 2; the S1 probe (a child process) gives
-/// one JSON line per case with the documented fields and a summary. Only the
+/// the header, one JSON line per case with the documented fields and a
+/// summary. Only the
 /// shape is checked: no test asserts a timing or a ratio.
 #[test]
 fn bench_usage_and_json_shape() {
@@ -461,8 +516,9 @@ fn bench_usage_and_json_shape() {
         .lines()
         .map(|l| serde_json::from_str(l).expect("each line is JSON"))
         .collect();
-    assert_eq!(lines.len(), 2, "{text}");
-    let row = &lines[0];
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0]["type"], "header");
+    let row = &lines[1];
     for f in [
         "case",
         "arch",
@@ -480,8 +536,8 @@ fn bench_usage_and_json_shape() {
     }
     assert_eq!(row["case"], "S1");
     assert_eq!(row["type"], "case");
-    assert_eq!(lines[1]["type"], "summary");
-    assert_eq!(lines[1]["cases"], 1);
+    assert_eq!(lines[2]["type"], "bench_summary");
+    assert_eq!(lines[2]["cases"], 1);
 }
 
 /// A 100 MB script of one line: the error names the line and echoes only a

@@ -187,8 +187,11 @@ fn shards_concatenate() {
         assert_eq!(out.status.code(), Some(0));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let lines: Vec<&str> = stdout.lines().collect();
-        assert_eq!(lines.len(), 1, "{stdout}");
-        let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!(lines.len(), 2, "the header and the report: {stdout}");
+        let h: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        assert_eq!((&h["type"], &h["schema"]), (&"header".into(), &1.into()));
+        let v: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+        assert_eq!(v["type"], "fuzz_report");
         assert_eq!(v["shard"], shard.as_str());
         assert_eq!(v["seed"], "0x99");
         total += v["workloads"].as_u64().unwrap();
@@ -407,13 +410,17 @@ fn merged_shards_equal_one_run() {
         std::fs::write(&p, json(&["--shard", &shard, "-j", jobs])).unwrap();
         files.push(p.display().to_string());
     }
-    let whole: serde_json::Value = serde_json::from_str(json(&["-j", "2"]).trim()).unwrap();
+    // The last line of a report is the `fuzz_report` (after the header).
+    let report = |text: &str| -> serde_json::Value {
+        serde_json::from_str(text.trim().lines().last().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}: {text}"))
+    };
+    let whole = report(&json(&["-j", "2"]));
     let mut args = vec!["fuzz", "merge", "--format", "json"];
     args.extend(files.iter().map(String::as_str));
     let out = vmemu(&args, &[]);
     assert!(out.status.code().is_some_and(|c| c < 2), "{out:?}");
-    let merged: serde_json::Value =
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    let merged = report(&String::from_utf8_lossy(&out.stdout));
     let strip = |mut v: serde_json::Value| {
         v.as_object_mut().unwrap().remove("elapsed_ms");
         v

@@ -1,7 +1,9 @@
 //! Every line of `vmemu matrix --format json` validates against the JSON
 //! Schema `docs/vmemu.schema.json` (checked with the `boon` validator),
 //! the stream has the record types `docs/json.md` describes, and no
-//! number in it is outside the range every JSON reader holds exactly.
+//! number in it is outside the range every JSON reader holds exactly; the
+//! JSON of `vmemu fuzz`, `vmemu fuzz merge` and `vmemu bench` validates
+//! too, each stream opening with the header.
 
 use std::path::Path;
 use std::process::Command;
@@ -35,6 +37,109 @@ fn wide_numbers(v: &serde_json::Value, out: &mut Vec<String>) {
         serde_json::Value::Object(o) => o.values().for_each(|x| wide_numbers(x, out)),
         _ => {}
     }
+}
+
+/// Runs vmemu with `args`, checks that it exits with one of `codes`, that
+/// its first line is the header and every line validates; the count of
+/// records per type.
+fn validated(
+    (schemas, idx): &(boon::Schemas, boon::SchemaIndex),
+    args: &[&str],
+    codes: &[i32],
+) -> (String, std::collections::BTreeMap<String, usize>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vmemu"))
+        .args(args)
+        .output()
+        .expect("vmemu runs");
+    assert!(
+        out.status.code().is_some_and(|c| codes.contains(&c)),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let mut types = std::collections::BTreeMap::<String, usize>::new();
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+        if let Err(e) = schemas.validate(&v, *idx) {
+            panic!("{args:?} line {}: {line}\ndoes not validate: {e:#}", i + 1);
+        }
+        let t = v["type"].as_str().expect("a type").to_string();
+        if i == 0 {
+            assert_eq!(t, "header", "{args:?}: the first record is the header");
+            assert_eq!(v["schema"], 1);
+        }
+        *types.entry(t).or_default() += 1;
+    }
+    (text, types)
+}
+
+/// `vmemu fuzz` (plain and `--concurrency`), `vmemu fuzz merge` and
+/// `vmemu bench` (a case and the batch-size study): typed records that
+/// validate, the header first; the merge reads the shards' files back.
+#[test]
+fn fuzz_merge_and_bench_json_validate_against_the_schema() {
+    let s = schema();
+    let dir = std::env::temp_dir().join(format!("vmemu-schema-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut files = Vec::new();
+    for k in 1..=2 {
+        let shard = format!("{k}/2");
+        let args = [
+            "fuzz",
+            "--seed",
+            "0x5eed",
+            "--count",
+            "60",
+            "--arch",
+            "x86_64",
+            "--kernel",
+            "v4.10+layton",
+            "--shard",
+            &shard,
+            "--format",
+            "json",
+            "--out",
+        ];
+        let mut args = args.to_vec();
+        let out_dir = dir.display().to_string();
+        args.push(&out_dir);
+        let (text, types) = validated(&s, &args, &[0, 1]);
+        assert_eq!(types.get("fuzz_report"), Some(&1), "{types:?}");
+        let p = dir.join(format!("shard-{k}.json"));
+        std::fs::write(&p, text).unwrap();
+        files.push(p.display().to_string());
+    }
+    let mut args = vec!["fuzz", "merge", "--format", "json"];
+    args.extend(files.iter().map(String::as_str));
+    let (text, types) = validated(&s, &args, &[0, 1]);
+    assert_eq!(types.get("fuzz_report"), Some(&1), "{types:?}");
+    assert!(text.contains(r#""shard":"1/1""#), "{text}");
+    let conc = [
+        "fuzz",
+        "--concurrency",
+        "--seed",
+        "7",
+        "--count",
+        "4",
+        "--format",
+        "json",
+    ];
+    let (_, types) = validated(&s, &conc, &[0]);
+    assert_eq!(types.get("concurrency_report"), Some(&1), "{types:?}");
+    let bench = |filter| {
+        let args = [
+            "bench", "--filter", filter, "--arch", "x86_64", "--rounds", "3", "--ms", "1",
+            "--format", "json",
+        ];
+        validated(&s, &args, &[0, 1]).1
+    };
+    let types = bench("S1");
+    assert_eq!(
+        (types.get("case"), types.get("bench_summary")),
+        (Some(&1), Some(&1))
+    );
+    assert!(bench("batch").get("batch").is_some_and(|&n| n > 1));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
