@@ -56,7 +56,7 @@ pub const BIO_MAX_VECS: u64 = crate::callers::bio::BIO_MAX_PAGES;
 /// Logical block size of the emulated block devices.
 pub const BDEV_LOGICAL_BLOCK_SIZE: u64 = crate::callers::bio::LOGICAL_BLOCK_SIZE;
 /// `SECTOR_SIZE - 1`: the default `dma_alignment` of a request queue.
-pub const BDEV_DMA_ALIGNMENT: u64 = 511;
+pub const BDEV_DMA_ALIGNMENT: u64 = crate::callers::bio::DMA_ALIGNMENT;
 
 /// What an open file is.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

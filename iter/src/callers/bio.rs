@@ -47,6 +47,8 @@ pub const DIO_INLINE_BIO_VECS: u64 = 4;
 pub const BIO_MAX_PAGES: u64 = 256;
 /// Logical block size of the modelled block device.
 pub const LOGICAL_BLOCK_SIZE: u64 = 512;
+/// `SECTOR_SIZE - 1`: the default `dma_alignment` of a request queue.
+pub const DMA_ALIGNMENT: u64 = 511;
 
 /// A bio under construction.
 #[derive(Clone, Debug, Default)]
@@ -572,7 +574,7 @@ impl<A: Arch> Sys<A> {
         dio.target
             .map_or(LOGICAL_BLOCK_SIZE - 1, |t| match t.medium {
                 Medium::Bdev(dev) => self.bdevs[dev].dma_alignment,
-                Medium::File(_) => crate::syscalls::BDEV_DMA_ALIGNMENT,
+                Medium::File(_) => DMA_ALIGNMENT,
             })
     }
 

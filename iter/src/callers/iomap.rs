@@ -128,7 +128,7 @@ impl<A: Arch> Sys<A> {
         }
         if self.m.knobs.family == Family::Modern {
             // 6.13 bdev_iter_is_aligned(bdev, iter).
-            Self::iov_iter_is_aligned(iter, crate::syscalls::BDEV_DMA_ALIGNMENT, mask)
+            Self::iov_iter_is_aligned(iter, super::bio::DMA_ALIGNMENT, mask)
         } else {
             // v4.x: (pos | length | iov_iter_alignment(iter)).
             self.iov_iter_alignment(iter) & mask == 0
