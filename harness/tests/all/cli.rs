@@ -567,3 +567,57 @@ fn a_100_mb_line_is_echoed_as_a_window() {
     assert!(err.contains("long.vmw:2:"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// docs/performance.md names the commit its figures were measured at; once
+/// more than 20 commits touching the benched code (arch, mm, iter,
+/// harness/src) lie between it and HEAD, the figures are stale: rerun the
+/// bench and regenerate the tables. Skipped (with the reason printed) where
+/// the checkout has no git history.
+#[test]
+fn performance_figures_are_fresh() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let doc = std::fs::read_to_string(root.join("docs/performance.md")).unwrap();
+    let at = doc
+        .split("Measured at commit ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .expect("docs/performance.md says `Measured at commit HASH`");
+    assert!(
+        at.len() >= 7 && at.chars().all(|c| c.is_ascii_hexdigit()),
+        "`{at}` is not a commit hash"
+    );
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&root)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    if git(&["rev-parse", "--git-dir"]).is_none() {
+        eprintln!("skipped: no git history here to compare {at} with");
+        return;
+    }
+    let Some(_) = git(&["cat-file", "-e", &format!("{at}^{{commit}}")]) else {
+        panic!("docs/performance.md names {at}, which is not a commit of this repository");
+    };
+    let out = git(&[
+        "rev-list",
+        "--count",
+        &format!("{at}..HEAD"),
+        "--",
+        "arch",
+        "mm",
+        "iter",
+        "harness/src",
+    ])
+    .expect("git rev-list");
+    let behind: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(
+        behind <= 20,
+        "docs/performance.md was measured at {at}, {behind} commits of benched code ago: \
+         rerun `cargo run --release -- bench --format json --svg docs/batch-size.svg > \
+         docs/bench-figures.jsonl` and regenerate its tables"
+    );
+}
