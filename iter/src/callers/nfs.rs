@@ -268,7 +268,31 @@ impl<A: Arch> Sys<A> {
     /// at its position are, and raises one `data_mismatch` event listing
     /// every stretch that differs.
     fn nfs_check_rpc(&mut self, d: &Pageio, list: &[NfsPage]) {
-        let Some(all) = self.iter_locations(&d.orig, d.orig.count) else {
+        // Where the RPC's own bytes are (its requests are consecutive from
+        // the first one's position), and where the iterator's bytes on the
+        // requests' pages are: work for the bytes and pages of this RPC,
+        // not for the whole iterator each time.
+        let first = list.first().map_or(0, |r| r.pos);
+        let mut at = d.orig.clone();
+        self.iov_iter_advance(&mut at, first);
+        let Some(span) = self.iter_locations(&at, d.count) else {
+            return;
+        };
+        let truths: Vec<_> = list
+            .iter()
+            .map(|r| slice_locs(&span, r.pos - first, r.bytes))
+            .collect();
+        if list
+            .iter()
+            .zip(&truths)
+            .all(|(r, t)| compare_runs(&[(r.page, r.pgbase, r.bytes)], t, &[]).is_empty())
+        {
+            return;
+        }
+        // A request disagrees: where else the iterator's bytes lie on its
+        // pages, to tell the reader which bytes it carries instead.
+        let pages: Vec<Pfn> = list.iter().map(|r| r.page).collect();
+        let Some(all) = self.iter_locations_on(&d.orig, d.orig.count, &pages) else {
             return;
         };
         let verb = match d.dir {
@@ -276,16 +300,14 @@ impl<A: Arch> Sys<A> {
             NfsDir::Read => "land in",
         };
         let mut parts = Vec::new();
-        for r in list {
-            let truth = slice_locs(&all, r.pos, r.bytes);
-            for m in compare_runs(&[(r.page, r.pgbase, r.bytes)], &truth, &all) {
+        for (r, truth) in list.iter().zip(&truths) {
+            for m in compare_runs(&[(r.page, r.pgbase, r.bytes)], truth, &all) {
                 parts.push(self.describe_mismatch(&d.orig, &m, r.pos, verb));
             }
         }
         if parts.is_empty() {
             return;
         }
-        let first = list.first().map_or(0, |r| r.pos);
         self.m.event(
             EventKind::DataMismatch,
             format!(
