@@ -279,7 +279,18 @@ impl<A: Arch> Machine<A> {
         self.phys.page_mut(pfn).mapcount += 1;
         match self.set_user_leaf(mm, va, A::leaf_level(), Pte { flags: f, pfn }) {
             Ok(_) => VmFault::empty(),
-            Err(_) => VmFault::OOM,
+            Err(_) => {
+                // No memory for a page table. The kernel allocates the
+                // tables before the page (6.13 mm/memory.c
+                // `__handle_mm_fault` pmd_alloc, `do_anonymous_page`
+                // pte_alloc, both VM_FAULT_OOM), so the page the caller
+                // brought for this mapping goes back: its mapcount and the
+                // reference the leaf would have owned.
+                let p = self.phys.page_mut(pfn);
+                p.mapcount = p.mapcount.saturating_sub(1);
+                let _ = self.phys.put_page(pfn, 1);
+                VmFault::OOM
+            }
         }
     }
 
