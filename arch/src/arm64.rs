@@ -231,6 +231,7 @@ impl Cfg {
         (!self.lpa2).then_some((self.addr_low(), self.page_shift))
     }
 
+    #[inline]
     fn layout(self, family: Family) -> Layout {
         // TASK_SIZE_MAX = 1 << VA_BITS (`asm/processor.h`, both families).
         let task_size = 1u64 << self.va_bits;
@@ -390,6 +391,7 @@ macro_rules! arm64_arch {
                 }
             }
 
+            #[inline]
             fn layout(family: Family) -> Layout {
                 $cfg.layout(family)
             }

@@ -170,6 +170,7 @@ fn encode(family: Family, page_shift: u32, next_bits: Option<u32>, pte: Pte) -> 
     raw
 }
 
+#[inline]
 fn layout(family: Family, page_shift: u32) -> Layout {
     let (task_size_max, user_ds, kernel_ds) = match family {
         // TASK_SIZE_USER64 = 64 TiB; USER_DS = TASK_SIZE_USER64 - 1; KERNEL_DS = ~0.
@@ -281,6 +282,7 @@ macro_rules! ppc64_arch {
                 }
             }
 
+            #[inline]
             fn layout(family: Family) -> Layout {
                 layout(family, $shift)
             }

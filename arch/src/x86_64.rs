@@ -38,6 +38,7 @@ const _PAGE_NX: u64 = 1 << 63;
 const PTE_PFN_MASK: u64 = bits(52) & !bits(12);
 
 /// The address-space constants of 4-level (`la57` false) or 5-level paging.
+#[inline]
 fn layout(family: Family, la57: bool) -> Layout {
     // TASK_SIZE_MAX = 2^__VIRTUAL_MASK_SHIFT - PAGE_SIZE (the guard page below
     // the non-canonical hole; 4.17 and 6.13 `page_64_types.h`
@@ -255,6 +256,7 @@ macro_rules! x86_arch {
                 "CR3: the mm's pgd, whose kernel half is shared with init_mm"
             }
 
+            #[inline]
             fn layout(family: Family) -> Layout {
                 layout(family, $la57)
             }

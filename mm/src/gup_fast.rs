@@ -51,14 +51,37 @@ pub(crate) struct LeafCache {
     accepted: Option<(LeafTestKey, u64)>,
 }
 
-/// What `gup_fast_leaf_ok` depends on besides the entry's flags.
+/// What `gup_fast_leaf_ok` depends on besides the entry's flags, packed
+/// into one word (flavour, write, longterm, NUMA balancing, family) so the
+/// leaf-flags cache is checked with one comparison.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct LeafTestKey {
-    flavour: Flavour,
-    write: bool,
-    longterm: bool,
-    numa_balancing: bool,
-    family: vmemu_arch::Family,
+pub(crate) struct LeafTestKey(u32);
+
+impl LeafTestKey {
+    fn new(
+        flavour: Flavour,
+        write: bool,
+        longterm: bool,
+        numa_balancing: bool,
+        family: vmemu_arch::Family,
+    ) -> Self {
+        let flavour = match flavour {
+            Flavour::X86Private => 0,
+            Flavour::GenericNoUser => 1,
+            Flavour::AccessPermitted => 2,
+        };
+        let family = match family {
+            vmemu_arch::Family::Legacy => 0,
+            vmemu_arch::Family::Modern => 1,
+        };
+        Self(
+            flavour
+                | u32::from(write) << 2
+                | u32::from(longterm) << 3
+                | u32::from(numa_balancing) << 4
+                | family << 5,
+        )
+    }
 }
 
 /// State of one lockless walk.
@@ -80,6 +103,8 @@ struct FastWalk<'a> {
     entries: u64,
     /// The pgd walked (for the leaf-table cache).
     pgd: PhysAddr,
+    /// The key of this walk's leaf test (for the leaf-flags cache).
+    test: LeafTestKey,
 }
 
 impl<A: Arch> Machine<A> {
@@ -154,33 +179,27 @@ impl<A: Arch> Machine<A> {
         );
     }
 
+    /// The start of a walk over `[start, end)` (both page aligned) under
+    /// `pgd`: the leaf table when the leaf-table cache
+    /// holds it for the whole range (the walk from the pgd would read the
+    /// same three table entries and reach it), else `None`.
+    #[inline(always)]
+    fn cached_leaf_table(&self, pgd: PhysAddr, start: VirtAddr, end: VirtAddr) -> Option<PhysAddr> {
+        let span_shift = A::geom(Level(A::levels() as u8 - 2)).shift;
+        let c = &self.leaf_cache;
+        (c.valid
+            && start < end
+            && c.pgd == pgd
+            && c.generation == self.phys.generation()
+            && start.0 >> span_shift == c.base >> span_shift
+            && (end.0 - 1) >> span_shift == c.base >> span_shift)
+            .then_some(c.table)
+    }
+
     /// `gup_pgd_range`: the lockless walk from `pgd_offset(current->mm, addr)`.
     #[doc(alias = "gup_fast_pgd_range")]
     fn gup_pgd_range(&mut self, start: VirtAddr, end: VirtAddr, w: &mut FastWalk<'_>) {
-        let mm = self.current_mm();
-        let pgd = self.mm(mm).pgd;
-        w.pgd = pgd;
-        self.lockless_walkers += 1; // local_irq_save
-        let c = self.leaf_cache;
-        let span_shift = A::geom(Level(A::levels() as u8 - 2)).shift;
-        let preemptible = self.preempt.armed();
-        if preemptible {
-            self.preempt_walk_start();
-        }
-        if c.valid
-            && !preemptible
-            && c.pgd == pgd
-            && c.generation == self.phys.generation()
-            && start < end
-            && start.0 >> span_shift == c.base >> span_shift
-            && (end.0 - 1) >> span_shift == c.base >> span_shift
-        {
-            // The walk below would read the same three table entries and
-            // call gup_pte_range(c.table, start, end), then stop.
-            self.gup_pte_range(c.table, start, end, w);
-            self.leave_lockless(w);
-            return;
-        }
+        let pgd = w.pgd;
         let mut addr = start;
         let mut idx = A::pgd_index(start);
         loop {
@@ -205,7 +224,6 @@ impl<A: Arch> Machine<A> {
                 break;
             }
         }
-        self.leave_lockless(w);
     }
 
     #[inline]
@@ -340,6 +358,7 @@ impl<A: Arch> Machine<A> {
     /// `gup_huge_pmd` / `gup_huge_pud`: all subpages of `[addr, end)` in one
     /// step on the compound head, then re-check the entry.
     #[doc(alias = "gup_fast_pmd_leaf", alias = "gup_fast_pud_leaf")]
+    #[inline(always)]
     fn gup_huge_leaf(
         &mut self,
         level: Level,
@@ -430,13 +449,7 @@ impl<A: Arch> Machine<A> {
         const NO_KEY: u64 = u64::MAX;
         let field = A::leaf_pfn_field(level);
         let (mask, shift) = field.unwrap_or((0, 0));
-        let test = LeafTestKey {
-            flavour: w.flavour,
-            write: w.write,
-            longterm: w.longterm,
-            numa_balancing: self.knobs.numa_balancing,
-            family,
-        };
+        let test = w.test;
         let mut key = match self.leaf_cache.accepted {
             Some((t, key)) if t == test && key != 0 => key,
             _ => NO_KEY,
@@ -523,6 +536,7 @@ impl<A: Arch> Machine<A> {
 
     /// The gup-fast walk over `[start, end)`, with the zero-length hazard of
     /// the modelled versions reported instead of run.
+    #[inline(always)]
     fn gup_fast_walk(
         &mut self,
         start: VirtAddr,
@@ -548,12 +562,30 @@ impl<A: Arch> Machine<A> {
             flavour: self.flavour(),
             folio_checks: false,
             entries: 0,
-            pgd: PhysAddr(0),
+            pgd: self.mm(self.current_mm()).pgd,
+            test: LeafTestKey(0),
         };
         w.folio_checks = w.unshare
             || (w.pin && w.longterm && w.write && self.knobs.longterm_write_needs_no_writeback);
+        w.test = LeafTestKey::new(
+            w.flavour,
+            w.write,
+            w.longterm,
+            self.knobs.numa_balancing,
+            self.family(),
+        );
         let before = w.pages.len();
-        self.gup_pgd_range(start, end, &mut w);
+        // gup_fast(): local_irq_save, the walk from the pgd, local_irq_restore.
+        self.lockless_walkers += 1;
+        if self.preempt.armed() {
+            self.preempt_walk_start();
+            self.gup_pgd_range(start, end, &mut w);
+        } else if let Some(table) = self.cached_leaf_table(w.pgd, start, end) {
+            self.gup_pte_range(table, start, end, &mut w);
+        } else {
+            self.gup_pgd_range(start, end, &mut w);
+        }
+        self.leave_lockless(&w);
         // Every page taken was recorded, one entry per page.
         (w.pages.len() - before) as u64
     }
@@ -654,33 +686,17 @@ impl<A: Arch> Machine<A> {
         } else {
             flags
         };
-        let taken = match (self.knobs.gup_fast_range, self.flavour()) {
+        let permitted = match (self.knobs.gup_fast_range, self.flavour()) {
             (GupFastRange::TaskSizeMax, _) => {
                 return self.gup_fast_fallback(start, nr_pages, flags, pages);
             }
             // v4.10 arch/x86/mm/gup.c: wrap and __VIRTUAL_MASK_SHIFT, no access_ok.
             (GupFastRange::AccessOk, Flavour::X86Private) => {
                 let shift = self.layout.virtual_mask_shift.unwrap_or(64);
-                if end < start || end.0.checked_shr(shift).unwrap_or(0) != 0 {
-                    0
-                } else {
-                    self.gup_fast_walk(start, end, walk, pages)
-                }
+                end >= start && end.0.checked_shr(shift).unwrap_or(0) == 0
             }
-            (GupFastRange::Capper, _) => {
-                if self.capper_ok(start, end) {
-                    self.gup_fast_walk(start, end, walk, pages)
-                } else {
-                    0
-                }
-            }
-            (GupFastRange::AccessOk, _) => {
-                if self.access_ok(start, len, SizeKind::Runtime) {
-                    self.gup_fast_walk(start, end, walk, pages)
-                } else {
-                    0
-                }
-            }
+            (GupFastRange::Capper, _) => self.capper_ok(start, end),
+            (GupFastRange::AccessOk, _) => self.access_ok(start, len, SizeKind::Runtime),
             (GupFastRange::AccessOkThenPermitted, _) => {
                 // v4.17 (observed): a guard for nr_pages <= 0, and access_ok
                 // failure is -EFAULT here (0 in __get_user_pages_fast).
@@ -690,12 +706,13 @@ impl<A: Arch> Machine<A> {
                 if !self.access_ok(start, len, SizeKind::Runtime) {
                     return Err(Errno::EFAULT);
                 }
-                if self.gup_fast_permitted(start, end) {
-                    self.gup_fast_walk(start, end, walk, pages)
-                } else {
-                    0
-                }
+                self.gup_fast_permitted(start, end)
             }
+        };
+        let taken = if permitted {
+            self.gup_fast_walk(start, end, walk, pages)
+        } else {
+            0
         };
         let Some(rest) = self.gup_fast_rest(start, end, nr_pages, taken) else {
             return Ok(taken);
@@ -757,6 +774,7 @@ impl<A: Arch> Machine<A> {
     }
 
     /// 6.13 `gup_fast_fallback`.
+    #[inline(always)]
     fn gup_fast_fallback(
         &mut self,
         start: VirtAddr,

@@ -7,7 +7,7 @@
 use vmemu_arch::Arch;
 use vmemu_mm::GupFlags;
 
-use super::fixtures::{C1_SEGS, CopyFix, GUP_PAGES, GupFix, WALK_PAGES, WalkFix};
+use super::fixtures::{C1_SEGS, CopyFix, GUP_PAGES, GupFix, THP_PAGES, WALK_PAGES, WalkFix};
 use super::system::matrix_once;
 
 /// What a probe repeats.
@@ -16,6 +16,12 @@ pub enum Probe {
     /// `get_user_pages_fast(FOLL_WRITE)` in calls of 512 pages, references
     /// kept; unit: a page.
     GupFast,
+    /// `get_user_pages_fast(FOLL_WRITE)` of one page per call over the
+    /// same region (G3's numerator); unit: a call.
+    GupFastOne,
+    /// `get_user_pages_fast(FOLL_WRITE)` in calls of 512 pages over the
+    /// region mapped by PMD leaves (G4's numerator); unit: a page.
+    GupThp,
     /// `copy_to_iter` to 4 KiB user iovecs; unit: a page.
     Copy,
     /// A software walk of one address, root to leaf; unit: a walk.
@@ -44,6 +50,38 @@ pub fn run<A: Arch>(what: Probe, iters: u64) -> Result<u64, String> {
                 }
             }
             Ok(iters * GUP_PAGES)
+        }
+        Probe::GupFastOne => {
+            let mut f = GupFix::<A>::new(GUP_PAGES, 1)?;
+            let mut out = Vec::with_capacity(1);
+            for _ in 0..iters {
+                for page in 0..GUP_PAGES {
+                    out.clear();
+                    let start = f.base.wrapping_add(page * A::PAGE_SIZE);
+                    let got =
+                        f.m.get_user_pages_fast(start, 1, GupFlags::FOLL_WRITE, &mut out);
+                    if got != Ok(1) {
+                        return Err(format!("gup-fast of 1 page returned {got:?}"));
+                    }
+                }
+            }
+            Ok(iters * GUP_PAGES)
+        }
+        Probe::GupThp => {
+            let mut f = GupFix::<A>::new(512, THP_PAGES)?;
+            let mut out = Vec::with_capacity(512);
+            for _ in 0..iters {
+                for call in 0..THP_PAGES / 512 {
+                    out.clear();
+                    let start = f.thp.wrapping_add(call * 512 * A::PAGE_SIZE);
+                    let got =
+                        f.m.get_user_pages_fast(start, 512, GupFlags::FOLL_WRITE, &mut out);
+                    if got != Ok(512) {
+                        return Err(format!("gup-fast of 512 THP pages returned {got:?}"));
+                    }
+                }
+            }
+            Ok(iters * THP_PAGES)
         }
         Probe::Copy => {
             let mut f = CopyFix::<A>::new()?;
