@@ -1972,3 +1972,49 @@ fn advance_over_empty_segments<A: Arch>() {
     }
 }
 on_all_arches!(advance_over_empty_segments);
+
+// ---------------------------------------------------------------------------
+// A copy large enough to be written with streaming stores.
+
+/// `copy_to_iter` of more than `STREAM_COPY_MIN` (8 MiB) bytes, into iovecs
+/// at odd offsets and lengths, the last one running into an unmapped page:
+/// the bytes before the fault land exactly as a small copy would put them,
+/// nothing after it, and the count stops at the fault.
+fn big_copy_is_byte_exact<A: Arch>() {
+    let mut sys = boot::<A>("v6.13");
+    let len = (9 << 20) + 3 * A::PAGE_SIZE;
+    let pages = len.div_ceil(A::PAGE_SIZE);
+    // One mapping with room for the copy, then an unmapped hole after it.
+    let va = map_filled::<A>(&mut sys, pages + 1, "big");
+    let mm = sys.m.current_mm();
+    let hole = va.wrapping_add(pages * A::PAGE_SIZE);
+    sys.m.munmap(mm, hole, A::PAGE_SIZE).unwrap();
+    let src: Vec<u8> = (0..len).map(|x| pattern(x + 5) ^ 0x5a).collect();
+    // Odd-sized segments from offset 3; the last one crosses into the hole.
+    let mut v = Vec::new();
+    let mut at = 3;
+    while at < len - 8191 {
+        v.push(iov(va.wrapping_add(at), 8191));
+        at += 8191;
+    }
+    let last = len - at + A::PAGE_SIZE;
+    v.push(iov(va.wrapping_add(at), last));
+    let mut it = uiter(&sys, Dir::Read, v);
+    let fits = pages * A::PAGE_SIZE - 3;
+    let copied = sys.copy_to_iter(&src[..len as usize], &mut it);
+    assert_eq!(copied, fits.min(len), "stops at the unmapped page");
+    let mut back = vec![0u8; fits as usize + 3];
+    assert_eq!(sys.m.copy_from_user(&mut back, va), 0);
+    assert_eq!(&back[..3], &[pattern(0), pattern(1), pattern(2)]);
+    assert!(back[3..] == src[..fits as usize], "bytes differ");
+}
+
+#[test]
+fn big_copy_is_byte_exact_x86_64() {
+    big_copy_is_byte_exact::<vmemu_arch::X86_64>();
+}
+
+#[test]
+fn big_copy_is_byte_exact_ppc64() {
+    big_copy_is_byte_exact::<vmemu_arch::Ppc64>();
+}
