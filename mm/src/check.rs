@@ -95,6 +95,7 @@ impl<A: Arch> Machine<A> {
     /// kernel may write — a free frame, a page table, the zero page, a
     /// reserved frame — the kernel would corrupt itself: a `kernel_bug`
     /// event (the write still happens, as it would).
+    #[inline]
     pub fn note_kernel_write(&mut self, pa: PhysAddr, len: u64) {
         let mut off = 0;
         while off < len.max(1) {
@@ -116,18 +117,24 @@ impl<A: Arch> Machine<A> {
                 }
             };
             if let Some(what) = what {
-                let name = PageName(self, pfn);
-                self.event(
-                    crate::event::EventKind::KernelBug,
-                    format!(
-                        "a kernel write at pa {} lands in {what} ({name}): the kernel corrupts its own memory",
-                        pa.add(off)
-                    ),
-                );
+                self.kernel_write_corrupts(pa.add(off), pfn, what);
                 return;
             }
             off += A::PAGE_SIZE - pa.add(off).0 % A::PAGE_SIZE;
         }
+    }
+
+    /// The `kernel_bug` event of [`Machine::note_kernel_write`].
+    #[cold]
+    #[inline(never)]
+    fn kernel_write_corrupts(&mut self, pa: PhysAddr, pfn: Pfn, what: &str) {
+        let name = PageName(self, pfn);
+        self.event(
+            crate::event::EventKind::KernelBug,
+            format!(
+                "a kernel write at pa {pa} lands in {what} ({name}): the kernel corrupts its own memory"
+            ),
+        );
     }
 
     /// Checks every invariant of the module docs; `Err` lists the violations.

@@ -88,20 +88,33 @@ impl<A: Arch> Machine<A> {
 
     /// Translates `va` for a kernel-mode access, faulting a user page in as
     /// `do_page_fault` would. `None` means the exception-table fixup runs.
+    /// The page of the last translation (the TLB entry it left) is checked
+    /// here, inline; everything else is [`Machine::uaccess_translate_miss`].
+    #[inline]
     fn uaccess_translate(&mut self, va: VirtAddr, write: bool) -> Option<PhysAddr> {
         let mm = self.current_mm();
         let page = va.align_down(A::PAGE_SIZE);
         let roots = self.roots(mm);
-        let generation = self.phys.generation();
         let c = &self.uaccess_cache;
         if c.valid
             && c.page == page.0
             && (c.write || !write)
-            && c.generation == generation
+            && c.generation == self.phys.generation()
             && c.roots == Some(roots)
         {
             return Some(PhysAddr(c.pa + va.offset_in(A::PAGE_SIZE)));
         }
+        self.uaccess_translate_miss(va, write)
+    }
+
+    /// [`Machine::uaccess_translate`] past the last page's entry: from the
+    /// cached leaf table, else a walk from the root and the fault path.
+    #[inline(never)]
+    fn uaccess_translate_miss(&mut self, va: VirtAddr, write: bool) -> Option<PhysAddr> {
+        let mm = self.current_mm();
+        let roots = self.roots(mm);
+        let generation = self.phys.generation();
+        let c = &self.uaccess_cache;
         if let Some(w) = c.walk
             && w.generation == generation
             && w.roots == roots

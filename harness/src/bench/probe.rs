@@ -7,7 +7,9 @@
 use vmemu_arch::Arch;
 use vmemu_mm::GupFlags;
 
-use super::fixtures::{C1_SEGS, CopyFix, GUP_PAGES, GupFix, THP_PAGES, WALK_PAGES, WalkFix};
+use super::fixtures::{
+    C1_SEGS, C3_SEGS, CopyFix, GUP_PAGES, GupFix, THP_PAGES, WALK_PAGES, WalkFix,
+};
 use super::system::matrix_once;
 
 /// What a probe repeats.
@@ -24,6 +26,9 @@ pub enum Probe {
     GupThp,
     /// `copy_to_iter` to 4 KiB user iovecs; unit: a page.
     Copy,
+    /// `copy_to_iter` to 512-byte user iovecs (C3's numerator); unit: an
+    /// iovec.
+    CopySmall,
     /// A software walk of one address, root to leaf; unit: a walk.
     Walk,
     /// The built-in matrix, every run; unit: a whole matrix.
@@ -89,6 +94,13 @@ pub fn run<A: Arch>(what: Probe, iters: u64) -> Result<u64, String> {
                 f.pass(false)?;
             }
             Ok(iters * C1_SEGS as u64)
+        }
+        Probe::CopySmall => {
+            let mut f = CopyFix::<A>::new()?;
+            for _ in 0..iters {
+                f.pass(true)?;
+            }
+            Ok(iters * C3_SEGS as u64)
         }
         Probe::Walk => {
             let f = WalkFix::<A>::new(WALK_PAGES)?;
