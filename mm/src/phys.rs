@@ -68,6 +68,10 @@ pub struct PhysMem {
     dirty: Vec<AtomicU64>,
     /// Bits set in `dirty` by this `PhysMem` (granules it made resident).
     dirtied: AtomicU64,
+    /// One bit per 4 KiB granule written in an earlier life of a pooled
+    /// mapping (zeroed since, but still resident host memory): with `dirty`,
+    /// what the mapping costs the host if it goes back to the pool.
+    resident: Vec<u64>,
     page_shift: u32,
     big_endian: bool,
     size: u64,
@@ -194,8 +198,10 @@ unsafe fn stream_copy(dst: *mut u8, src: *const u8, len: usize) {
     {
         use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
         let head = dst.align_offset(16).min(len);
-        // SAFETY: `head <= len`: inside both ranges (the caller's contract).
-        unsafe { std::ptr::copy_nonoverlapping(src, dst, head) };
+        if head > 0 {
+            // SAFETY: `head <= len`: inside both ranges (the caller's contract).
+            unsafe { std::ptr::copy_nonoverlapping(src, dst, head) };
+        }
         let mut i = head;
         while i + 64 <= len {
             // SAFETY: `i + 64 <= len`, so the four 16-byte loads and stores
@@ -213,8 +219,10 @@ unsafe fn stream_copy(dst: *mut u8, src: *const u8, len: usize) {
             }
             i += 64;
         }
-        // SAFETY: `i <= len`: the tail lies inside both ranges.
-        unsafe { std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i) };
+        if i < len {
+            // SAFETY: `i < len`: the tail lies inside both ranges.
+            unsafe { std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i) };
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: the caller's contract.
@@ -246,6 +254,9 @@ struct Pooled {
     host: NonNull<u8>,
     size: u64,
     dirty: Vec<AtomicU64>,
+    resident: Vec<u64>,
+    /// Resident host bytes of the mapping (granules of `resident` or `dirty`).
+    bytes: u64,
 }
 
 // SAFETY: `host` points into the mapping owned by `mem` (`Send`); a pooled
@@ -256,16 +267,21 @@ unsafe impl Send for Pooled {}
 /// size (which scrubs them). Bounded: beyond it, mappings are unmapped as usual.
 static POOL: Mutex<Vec<Pooled>> = Mutex::new(Vec::new());
 const POOL_MAX: usize = 16;
+/// Resident host memory the pool may keep in all (a pooled mapping keeps the
+/// host pages its earlier lives wrote): beyond it, a dropped mapping is
+/// unmapped, so a campaign of many large runs costs what its runs in flight
+/// touch, not what sixteen of them once did.
+const POOL_BYTES_MAX: u64 = 64 << 20;
 
-type Mapping = (GuestMemoryMmap<()>, NonNull<u8>, Vec<AtomicU64>);
+type Mapping = (GuestMemoryMmap<()>, NonNull<u8>, Vec<AtomicU64>, Vec<u64>);
 
 fn take_pooled(size: u64) -> Option<Mapping> {
     let mut pool = POOL.lock().ok()?;
     let i = pool.iter().position(|p| p.size == size)?;
     let mut p = pool.swap_remove(i);
     drop(pool);
-    scrub(p.host, p.size, &mut p.dirty);
-    Some((p.mem, p.host, p.dirty))
+    scrub(p.host, p.size, &mut p.dirty, &mut p.resident);
+    Some((p.mem, p.host, p.dirty, p.resident))
 }
 
 /// A fresh anonymous `MAP_NORESERVE` mapping of `size` bytes.
@@ -293,10 +309,9 @@ fn map_guest(size: u64) -> Result<Mapping, PhysError> {
         });
     }
     let granules = size.div_ceil(1 << DIRTY_SHIFT);
-    let dirty = (0..granules.div_ceil(64))
-        .map(|_| AtomicU64::new(0))
-        .collect();
-    Ok((mem, host, dirty))
+    let words = granules.div_ceil(64) as usize;
+    let dirty = (0..words).map(|_| AtomicU64::new(0)).collect();
+    Ok((mem, host, dirty, vec![0; words]))
 }
 
 impl Drop for PhysMem {
@@ -305,25 +320,37 @@ impl Drop for PhysMem {
         // takes it zeroes what was written (`take_pooled`). Scrubbing here
         // would be wasted on a mapping the pool has no room for and on
         // those still pooled when the process exits.
+        let bytes = self
+            .resident
+            .iter()
+            .zip(&mut self.dirty)
+            .map(|(r, d)| u64::from((r | *d.get_mut()).count_ones()))
+            .sum::<u64>()
+            << DIRTY_SHIFT;
         let Ok(mut pool) = POOL.lock() else {
             return;
         };
-        if pool.len() < POOL_MAX {
+        let pooled: u64 = pool.iter().map(|p| p.bytes).sum();
+        if pool.len() < POOL_MAX && pooled + bytes <= POOL_BYTES_MAX {
             pool.push(Pooled {
                 mem: std::mem::take(&mut self.mem),
                 host: self.host,
                 size: self.size,
                 dirty: std::mem::take(&mut self.dirty),
+                resident: std::mem::take(&mut self.resident),
+                bytes,
             });
         }
     }
 }
 
 /// Zeroes the 4 KiB granules `dirty` marks in the `size`-byte mapping at
-/// `host` and clears the marks: the mapping then reads as fresh.
-fn scrub(host: NonNull<u8>, size: u64, dirty: &mut [AtomicU64]) {
+/// `host` and clears the marks: the mapping then reads as fresh. The marks
+/// move to `resident` (the host pages stay allocated).
+fn scrub(host: NonNull<u8>, size: u64, dirty: &mut [AtomicU64], resident: &mut [u64]) {
     for (w, word) in dirty.iter_mut().enumerate() {
         let mut bits = std::mem::take(word.get_mut());
+        resident[w] |= bits;
         while bits != 0 {
             let b = bits.trailing_zeros() as u64;
             bits &= bits - 1;
@@ -347,7 +374,7 @@ impl PhysMem {
     /// Guest memory of `size` bytes for arch `A` (rounded down to whole pages).
     pub fn new<A: Arch>(size: u64) -> Result<Self, PhysError> {
         let size = size & !(A::PAGE_SIZE - 1);
-        let (mem, host, dirty) = match take_pooled(size) {
+        let (mem, host, dirty, resident) = match take_pooled(size) {
             Some(b) => b,
             None => map_guest(size)?,
         };
@@ -357,6 +384,7 @@ impl PhysMem {
             host,
             dirty,
             dirtied: AtomicU64::new(0),
+            resident,
             page_shift: A::PAGE_SHIFT,
             big_endian: A::BIG_ENDIAN,
             size,
@@ -768,6 +796,44 @@ mod tests {
         let mut buf = [1u8; 64];
         m.read(b.addr(12), &mut buf).unwrap();
         assert_eq!(buf, [0u8; 64]);
+    }
+
+    /// Whether the pool holds a mapping of `size` bytes, and the resident
+    /// bytes it holds in all.
+    fn pool_state(size: u64) -> (bool, u64) {
+        let pool = POOL.lock().unwrap();
+        (
+            pool.iter().any(|p| p.size == size),
+            pool.iter().map(|p| p.bytes).sum(),
+        )
+    }
+
+    #[test]
+    fn the_pool_scrubs_and_unmaps_mappings_beyond_its_bytes() {
+        // Sizes no other test uses, so the pool's entries of these sizes are ours.
+        let (small, large) = ((3 << 20) + (5 << 12), (97 << 20) + (3 << 12));
+        let m = PhysMem::new::<X86_64>(small).unwrap();
+        m.write(PhysAddr(0x2000), &[1; 100]).unwrap();
+        drop(m);
+        // Pooled unless other tests filled the pool's sixteen places; either
+        // way the pool stays within its bytes.
+        assert!(pool_state(small).1 <= POOL_BYTES_MAX);
+        // Reused (or fresh): the byte written reads as zero again.
+        let m = PhysMem::new::<X86_64>(small).unwrap();
+        let mut b = [9u8; 1];
+        m.read(PhysAddr(0x2000), &mut b).unwrap();
+        assert_eq!(b, [0]);
+        drop(m);
+        // One byte in each of 65 MiB worth of granules: more resident host
+        // memory than the pool may keep, so the mapping is unmapped.
+        let m = PhysMem::new::<X86_64>(large).unwrap();
+        for g in 0..(65u64 << 20) / WRITE_GRANULE {
+            m.write(PhysAddr(g * WRITE_GRANULE), &[1]).unwrap();
+        }
+        drop(m);
+        let (held, bytes) = pool_state(large);
+        assert!(!held, "a mapping with 65 MiB resident is not pooled");
+        assert!(bytes <= POOL_BYTES_MAX, "pool holds {bytes} bytes");
     }
 
     #[test]
