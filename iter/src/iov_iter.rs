@@ -7,6 +7,8 @@ use vmemu_arch::{Arch, Pfn, PhysAddr, VirtAddr};
 use vmemu_mm::profile::Knobs;
 use vmemu_mm::{Errno, EventKind, Machine};
 
+use crate::segs::Segs;
+
 /// `UIO_MAXIOV`.
 pub const UIO_MAXIOV: usize = 1024;
 /// `MAX_RW_COUNT`: INT_MAX rounded down to a 4 KiB page.
@@ -82,14 +84,7 @@ pub enum Dir {
     Write,
 }
 
-/// An `iovec` / `kvec`: base address and length.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct Iovec {
-    /// `iov_base`.
-    pub base: VirtAddr,
-    /// `iov_len`.
-    pub len: u64,
-}
+pub use crate::segs::Iovec;
 
 /// A `bio_vec`.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -157,8 +152,8 @@ pub struct IovIter {
     pub iov_offset: u64,
     /// Bytes remaining.
     pub count: u64,
-    /// The segment array (IOVEC, KVEC, UBUF).
-    pub iov: Vec<Iovec>,
+    /// The segment array (IOVEC, KVEC, UBUF), as rules (`crate::segs`).
+    pub iov: Segs,
     /// The bio_vec array (BVEC).
     pub bvec: Vec<BioVec>,
     /// Index of the current segment in the array (the kernel's pointer).
@@ -189,7 +184,7 @@ impl IovIter {
             dir,
             iov_offset: 0,
             count,
-            iov: Vec::new(),
+            iov: Segs::default(),
             bvec: Vec::new(),
             idx: 0,
             nr_segs: 0,
@@ -202,7 +197,8 @@ impl IovIter {
     /// `iov_iter_init`: a user iovec iterator. In profiles with `set_fs`, a
     /// task under `KERNEL_DS` silently gets an `ITER_KVEC` (the array is
     /// reinterpreted as kernel addresses), as v4.10 does.
-    pub fn init<A: Arch>(m: &Machine<A>, dir: Dir, iov: Vec<Iovec>, count: u64) -> Self {
+    pub fn init<A: Arch>(m: &Machine<A>, dir: Dir, iov: impl Into<Segs>, count: u64) -> Self {
+        let iov = iov.into();
         let ty = if m.under_kernel_ds() {
             IterType::Kvec
         } else {
@@ -216,7 +212,8 @@ impl IovIter {
 
     /// `iov_iter_kvec`.
     #[must_use]
-    pub fn kvec(dir: Dir, kvec: Vec<Iovec>, count: u64) -> Self {
+    pub fn kvec(dir: Dir, kvec: impl Into<Segs>, count: u64) -> Self {
+        let kvec = kvec.into();
         let mut i = Self::new(IterType::Kvec, dir, count);
         i.nr_segs = kvec.len();
         i.iov = kvec;
@@ -243,7 +240,7 @@ impl IovIter {
             return Err(IterError::NotInProfile("ITER_UBUF"));
         }
         let mut i = Self::new(IterType::Ubuf, dir, len);
-        i.iov = vec![Iovec { base: addr, len }];
+        i.iov = vec![Iovec { base: addr, len }].into();
         i.nr_segs = 1;
         Ok(i)
     }
@@ -293,7 +290,7 @@ impl IovIter {
                 return Err(Errno::EFAULT);
             }
             let mut i = Self::new(IterType::Ubuf, dir, len);
-            i.iov = vec![Iovec { base: v.base, len }];
+            i.iov = vec![Iovec { base: v.base, len }].into();
             i.nr_segs = 1;
             return Ok(i);
         }
@@ -322,7 +319,7 @@ impl IovIter {
         if m.knobs.iter_modern_advance && iov.len() == 1 && !m.under_kernel_ds() {
             // 6.x: a single segment becomes ITER_UBUF.
             let mut i = Self::new(IterType::Ubuf, dir, total);
-            i.iov = iov;
+            i.iov = iov.into();
             i.nr_segs = 1;
             return Ok(i);
         }

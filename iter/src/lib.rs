@@ -34,6 +34,7 @@ pub mod iov_iter;
 pub mod iter_pipe;
 pub mod ops;
 pub mod pipe;
+pub mod segs;
 pub mod splice;
 pub mod syscalls;
 

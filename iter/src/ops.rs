@@ -263,8 +263,11 @@ impl<A: Arch> Sys<A> {
             // position are stepped over too.
             match i.ty {
                 IterType::Iovec | IterType::Kvec | IterType::Ubuf => {
-                    while i.nr_segs > 0 && i.iov.get(i.idx).is_some_and(|s| i.iov_offset >= s.len) {
-                        i.iov_offset -= i.iov[i.idx].len;
+                    while let Some(s) = i.iov.get(i.idx)
+                        && i.nr_segs > 0
+                        && i.iov_offset >= s.len
+                    {
+                        i.iov_offset -= s.len;
                         i.idx += 1;
                         i.nr_segs -= 1;
                     }
@@ -327,7 +330,7 @@ impl<A: Arch> Sys<A> {
             i.nr_segs += 1;
             let len = match i.ty {
                 IterType::Bvec => u64::from(i.bvec[i.idx].len),
-                _ => i.iov[i.idx].len,
+                _ => i.iov.get(i.idx).map_or(0, |s| s.len),
             };
             if n <= len {
                 i.iov_offset = len - n;
@@ -430,9 +433,7 @@ impl<A: Arch> Sys<A> {
             IterType::Bvec => {
                 n.bvec = i.bvec[i.idx..i.idx + i.nr_segs.min(i.bvec.len() - i.idx)].to_vec()
             }
-            _ => {
-                n.iov = i.iov[i.idx.min(i.iov.len())..(i.idx + i.nr_segs).min(i.iov.len())].to_vec()
-            }
+            _ => n.iov = i.iov.slice(i.idx, i.idx + i.nr_segs),
         }
         n.idx = 0;
         Some(n)

@@ -680,7 +680,7 @@ impl<A: Arch> Sys<A> {
         }
         let mut size = i.count;
         let mut skip = i.iov_offset;
-        for seg in &i.iov[i.idx..] {
+        for seg in i.iov.slice(i.idx, usize::MAX).iter() {
             let len = (seg.len - skip).min(size);
             if len & len_mask != 0 {
                 return false;

@@ -13,9 +13,7 @@ impl<A: Arch> Runner<'_, A> {
         let segs: usize = self
             .iters
             .values()
-            .map(|i| {
-                i.iov.capacity() * size_of::<Iovec>() + i.bvec.capacity() * size_of::<BioVec>()
-            })
+            .map(|i| i.iov.heap_bytes() + i.bvec.capacity() * size_of::<BioVec>())
             .sum();
         self.sys.m.phys.host_bytes() + segs as u64
     }

@@ -4,6 +4,7 @@
 use super::eval::binop;
 use super::*;
 use crate::lang::SegRepeat;
+use vmemu_iter::segs::Segs;
 
 impl<'w, A: Arch> Runner<'w, A> {
     pub(crate) fn exec_iter(
@@ -17,7 +18,7 @@ impl<'w, A: Arch> Runner<'w, A> {
     ) -> Result<(), ScriptError> {
         let dir = if read { Dir::Read } else { Dir::Write };
         let v = self.iter_segments(s, name, segs.0, segs.1)?;
-        let count = v.iter().fold(0u64, |acc, x| acc.wrapping_add(x.len));
+        let count = v.total_len();
         let not_here = |what: &str| {
             format!(
                 "{what} does not exist in kernel {}: qualify the statement with `kernel ...`",
@@ -27,9 +28,9 @@ impl<'w, A: Arch> Runner<'w, A> {
         let it = match kind {
             IterType::Iovec => IovIter::init(&self.sys.m, dir, v, count),
             IterType::Kvec => IovIter::kvec(dir, v, count),
-            IterType::Bvec => IovIter::bvec(dir, self.bvec_segments(s, &v)?, count),
+            IterType::Bvec => IovIter::bvec(dir, self.bvec_segments(s, &v.to_vec())?, count),
             IterType::Ubuf => {
-                let [x] = v.as_slice() else {
+                let (1, Some(x)) = (v.len(), v.get(0)) else {
                     return Err(self.err(s.span, "a ubuf iterator has exactly one segment"));
                 };
                 IovIter::ubuf(&self.sys.m, dir, x.base, x.len)
@@ -109,17 +110,21 @@ impl<'w, A: Arch> Runner<'w, A> {
         Ok(b)
     }
 
-    /// The segments of an `iter` statement, the repeat rule expanded into
-    /// 16 bytes per segment (each expression evaluated once; a copy's
-    /// address is `a + k * step` with the arithmetic checks of the
-    /// expression it stands for); at most `--max-iovecs` of them.
+    /// The segments of an `iter` statement; a repeat rule stays a rule
+    /// ([`Segs::repeat`]: copy 0 written out, the copies computed when
+    /// read), at most `--max-iovecs` segments. Each expression is evaluated
+    /// once, in the order the written-out copies would evaluate them (copy
+    /// 0 segment by segment: address, step, length). A copy's address is
+    /// `a + k * step` with the arithmetic checks of the expression it stands
+    /// for: the first copy whose address would not fit gets the error the
+    /// written-out copy would have raised.
     fn iter_segments(
         &self,
         s: &Stmt,
         name: &str,
         segs: &[(Expr, Expr)],
         repeat: Option<&SegRepeat>,
-    ) -> Result<Vec<Iovec>, ScriptError> {
+    ) -> Result<Segs, ScriptError> {
         let copies = repeat.map_or(1, |r| r.count);
         let total = (segs.len() as u64).saturating_mul(copies);
         let max = self.opts.limits.max_iovecs;
@@ -131,48 +136,68 @@ impl<'w, A: Arch> Runner<'w, A> {
                 ),
             ));
         }
-        let mut v = Vec::with_capacity(total as usize);
+        let mut group = Vec::with_capacity(segs.len());
         let Some(r) = repeat else {
             for (a, l) in segs {
                 let a = self.addr(a, s.span)?;
                 let l = to_u64(self.w, self.eval(l)?, s.span)?;
-                v.push(Iovec { base: a, len: l });
+                group.push(Iovec { base: a, len: l });
             }
-            return Ok(v);
+            return Ok(group.into());
         };
-        // Evaluated in the order the written-out copies would be: copy 0
-        // segment by segment (address, step, length), then the cached values.
-        let mut vals: Vec<(i128, u64)> = Vec::with_capacity(segs.len());
+        let mut addrs: Vec<i128> = Vec::with_capacity(segs.len());
         let mut step = None;
-        for k in 0..r.count {
-            for (j, (a, l)) in segs.iter().enumerate() {
-                if k == 0 {
-                    let av = self.eval(a)?;
-                    let sv = match step {
-                        Some(sv) => sv,
-                        None => *step.insert(self.eval(&r.step)?),
-                    };
-                    let off = binop(self.w, '*', 0, sv, r.span)?;
-                    let base = to_u64(self.w, binop(self.w, '+', av, off, r.span)?, s.span)?;
-                    let len = to_u64(self.w, self.eval(l)?, s.span)?;
-                    vals.push((av, len));
-                    v.push(Iovec {
-                        base: VirtAddr(base),
-                        len,
-                    });
-                    continue;
-                }
-                let (av, len) = vals[j];
-                let sv = step.unwrap_or_default();
-                let off = binop(self.w, '*', i128::from(k), sv, r.span)?;
-                let base = to_u64(self.w, binop(self.w, '+', av, off, r.span)?, s.span)?;
-                v.push(Iovec {
-                    base: VirtAddr(base),
-                    len,
-                });
-            }
+        for (a, l) in segs {
+            let av = self.eval(a)?;
+            let sv = match step {
+                Some(sv) => sv,
+                None => *step.insert(self.eval(&r.step)?),
+            };
+            let base = self.copy_base(s, r, av, sv, 0)?;
+            let len = to_u64(self.w, self.eval(l)?, s.span)?;
+            addrs.push(av);
+            group.push(Iovec {
+                base: VirtAddr(base),
+                len,
+            });
         }
-        Ok(v)
+        let sv = step.unwrap_or_default();
+        // Copy k of segment j is valid for k below a bound, as its checks
+        // are linear in k: `binop` keeps `k * step` and the sum inside
+        // [-2^64, 2^64), `to_u64` the sum inside [-2^63, 2^64). The
+        // written-out copies fail first at the smallest such k, lowest j on
+        // a tie; copy 0 passed, so `av` is inside [-2^63, 2^64).
+        let top = (1i128 << 64) - 1;
+        let first_bad = addrs
+            .iter()
+            .enumerate()
+            .filter_map(|(j, &av)| {
+                let k = match sv.signum() {
+                    1 => (top - av.max(0)) / sv + 1,
+                    -1 => (1i128 << 64).min(av + (1i128 << 63)) / -sv + 1,
+                    _ => return None,
+                };
+                (k < i128::from(r.count)).then_some((k, j))
+            })
+            .min();
+        if let Some((k, j)) = first_bad {
+            self.copy_base(s, r, addrs[j], sv, k)?;
+        }
+        Ok(Segs::repeat(group, sv as u64, r.count as usize))
+    }
+
+    /// The address of copy `k` of a segment at `av`, as the written-out
+    /// copy's expression `av + k * step` computes it.
+    fn copy_base(
+        &self,
+        s: &Stmt,
+        r: &SegRepeat,
+        av: i128,
+        sv: i128,
+        k: i128,
+    ) -> Result<u64, ScriptError> {
+        let off = binop(self.w, '*', k, sv, r.span)?;
+        to_u64(self.w, binop(self.w, '+', av, off, r.span)?, s.span)
     }
 
     pub(crate) fn exec_iter_call(

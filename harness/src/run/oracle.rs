@@ -205,7 +205,8 @@ impl<A: Arch> Runner<'_, A> {
 
     /// Position of an iovec-like iterator: bytes consumed from its start.
     fn flat_pos(it: &IovIter) -> u64 {
-        it.iov[..it.idx.min(it.iov.len())]
+        it.iov
+            .slice(0, it.idx)
             .iter()
             .fold(0u64, |a, v| a.wrapping_add(v.len))
             .wrapping_add(it.iov_offset)

@@ -56,7 +56,7 @@ impl<'w, A: Arch> Runner<'w, A> {
                 .ok_or_else(|| self.err(s.span, format!("undefined iterator `{iname}`")))?;
             let res = match call {
                 PipeCall::Vmsplice => {
-                    let iov = it.iov[it.idx.min(it.iov.len())..].to_vec();
+                    let iov = it.iov.slice(it.idx, usize::MAX).to_vec();
                     self.sys.vmsplice(pipe, iov, 0)
                 }
                 PipeCall::Readv => self.sys.pipe_read(pipe, &mut it),

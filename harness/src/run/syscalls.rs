@@ -276,7 +276,7 @@ impl<A: Arch> Runner<'_, A> {
         ) {
             return Err(self.err(s.span, format!("`{n}` is not an iovec iterator")));
         }
-        Ok(it.iov[it.idx.min(it.iov.len())..].to_vec())
+        Ok(it.iov.slice(it.idx, usize::MAX).to_vec())
     }
 
     /// `O_DIRECT`, `SPLICE_F_*` or a number.

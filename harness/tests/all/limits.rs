@@ -182,6 +182,15 @@ fn status_kib(field: &str) -> u64 {
 /// (`echo 5 > /proc/self/clear_refs`, Linux 4.0+); where that is refused,
 /// the growth of the old peak is all that can be seen.
 fn run_measured(name: &str, src: &str) -> (vmemu_harness::run::Run, u64) {
+    run_measured_with(name, src, &vmemu_harness::limits::RunOptions::default())
+}
+
+/// [`run_measured`] with run options (raised limits).
+fn run_measured_with(
+    name: &str,
+    src: &str,
+    opts: &vmemu_harness::limits::RunOptions,
+) -> (vmemu_harness::run::Run, u64) {
     use vmemu_harness::{lang, run};
     let w = lang::parse(name, src).unwrap_or_else(|e| panic!("{e}"));
     let kernel = run::default_kernels(&w)[0].clone();
@@ -191,7 +200,8 @@ fn run_measured(name: &str, src: &str) -> (vmemu_harness::run::Run, u64) {
     } else {
         status_kib("VmHWM:")
     };
-    let r = run::run(&w, vmemu_arch::ArchId::X86_64, &kernel).unwrap_or_else(|e| panic!("{e}"));
+    let r = run::run_with(&w, vmemu_arch::ArchId::X86_64, &kernel, opts)
+        .unwrap_or_else(|e| panic!("{e}"));
     let grew = status_kib("VmHWM:").saturating_sub(before) >> 10;
     (r, grew)
 }
@@ -232,6 +242,24 @@ fn cost_follows_the_pages_touched() {
     );
     assert!(r.summary.passed, "{:?}", &r.records[r.records.len() - 3..]);
     assert!(mib <= 64, "65536 segments: {mib} MiB");
+
+    // 2M segments (the issue's case; --max-iovecs raised to allow them):
+    // the repeat rule stays a rule, so the iterator and its copy kept per
+    // call cost one segment each, not 32 MiB each. A get_pages call reads
+    // the one segment it needs, the last advance crosses 2M - 1 of them.
+    let mut opts = vmemu_harness::limits::RunOptions::default();
+    opts.limits.max_iovecs = 1 << 21;
+    let (r, mib) = run_measured_with(
+        "segs2m.vmw",
+        "kernels v6.13\nmap buf 1 page rw\ntouch buf write\n\
+         iter v iovec WRITE [buf : 1] repeat 2097152 step 0\nr = copy_from_iter(v, 100)\n\
+         expect r == 100\nexpect v.nr_segs == 2097052\n\
+         g = iov_iter_get_pages2(v, 4096, 1)\nexpect g == 1\nrelease g\n\
+         iov_iter_advance(v, 2097050)\nexpect v.count == 1\n",
+        &opts,
+    );
+    assert!(r.summary.passed, "{:?}", &r.records[r.records.len() - 3..]);
+    assert!(mib <= 16, "2M segments: {mib} MiB");
 
     // 60000 mappings, each placed top-down right below the previous one
     // (mm/mmap.c: vm_unmapped_area, topdown).

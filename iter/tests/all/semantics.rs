@@ -1738,7 +1738,7 @@ fn prop_advance_revert<A: Arch>() {
                 for k in 0..i.nr_segs {
                     let l = match kind {
                         Kind::Bvec => u64::from(i.bvec[k].len),
-                        _ => i.iov[k].len,
+                        _ => i.iov.get(k).map_or(0, |s| s.len),
                     };
                     bounds.push(bounds[k] + l);
                 }
