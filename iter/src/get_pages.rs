@@ -50,6 +50,11 @@ impl<A: Arch> Sys<A> {
 
     /// The first non-empty piece within `maxsize` (v4.10 step 2).
     fn first_piece(&mut self, i: &IovIter, maxsize: u64) -> Option<Piece> {
+        if matches!(i.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec) {
+            // The segment walk has no side effects for these kinds: stop at
+            // the first piece instead of walking all of `maxsize`.
+            return i.first_iov_piece(maxsize);
+        }
         let mut first = None;
         i.iterate(&mut self.m, maxsize, &mut |_, p, _| {
             if first.is_none() && !p.is_empty() {

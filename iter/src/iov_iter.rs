@@ -503,6 +503,29 @@ impl IovIter {
         self.walk(m, n, step).0
     }
 
+    /// The first non-empty piece of the next `n` bytes of an iovec, ubuf or
+    /// kvec iterator, found without walking the rest (`None` for other
+    /// kinds, and when there is none): what [`IovIter::walk`] hands its step
+    /// first, for callers that look at one segment only.
+    #[must_use]
+    pub fn first_iov_piece(&self, n: u64) -> Option<Piece> {
+        if !matches!(self.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec) || n == 0 {
+            return None;
+        }
+        let user = self.ty != IterType::Kvec;
+        let mut skip = self.iov_offset;
+        let mut idx = self.idx;
+        loop {
+            let seg = self.iov.get(idx)?;
+            let len = n.min(seg.len.saturating_sub(skip));
+            if len > 0 {
+                return Some(mk_piece(user, seg.base.wrapping_add(skip), len));
+            }
+            idx += 1;
+            skip = 0;
+        }
+    }
+
     /// Every piece of the next `n` bytes, without side effects (queries).
     pub fn pieces<A: Arch>(&self, m: &mut Machine<A>, n: u64) -> Vec<Piece> {
         let mut v = Vec::new();
