@@ -292,6 +292,7 @@ fn run_all(plan: &Plan, args: &FuzzArgs) -> Ran {
     let bar =
         crate::progress::Bar::new("fuzz", indices.len() as u64, !plan.json).forced(args.progress);
     let (fails, finds) = (AtomicU64::new(0), AtomicU64::new(0));
+    let mut seen = std::collections::HashSet::new();
     for chunk in indices.chunks(256) {
         if late() {
             break;
@@ -332,11 +333,27 @@ fn run_all(plan: &Plan, args: &FuzzArgs) -> Ran {
                 })
             })
             .collect();
-        for c in part.into_iter().flatten() {
+        for mut c in part.into_iter().flatten() {
             results.total += 1;
-            if args.print || !matches!(c.outcome, Outcome::Pass) {
-                results.kept.push(c);
+            if !args.print {
+                // What `tally` reads of a result: the first line of a
+                // rejection's error, and the workload only of the first
+                // failure or finding of each signature (the one it shrinks);
+                // the rest would hold a campaign's memory for nothing.
+                match &mut c.outcome {
+                    Outcome::Pass => continue,
+                    Outcome::Rejected(e) => {
+                        e.truncate(e.find('\n').unwrap_or(e.len()));
+                        c.text = String::new();
+                    }
+                    Outcome::Fail(sig, _) | Outcome::Find(sig, _) => {
+                        if !seen.insert(sig.clone()) {
+                            c.text = String::new();
+                        }
+                    }
+                }
             }
+            results.kept.push(c);
         }
     }
     bar.start(&format!(
