@@ -226,7 +226,7 @@ impl<A: Arch> Machine<A> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn leave_lockless(&mut self, w: &FastWalk<'_>) {
         self.lockless_max_run = self.lockless_max_run.max(w.entries);
         self.lockless_walkers -= 1; // local_irq_restore
