@@ -4,7 +4,7 @@
 //! by the difference of their units is the instructions per unit — what
 //! `tools/icount-guard` compares with its budgets.
 
-use vmemu_arch::Arch;
+use vmemu_arch::{Arch, VirtAddr};
 use vmemu_mm::GupFlags;
 
 use super::fixtures::{
@@ -38,55 +38,22 @@ pub enum Probe {
 /// Runs `iters` repetitions; returns the units done.
 pub fn run<A: Arch>(what: Probe, iters: u64) -> Result<u64, String> {
     match what {
+        // The references are kept (a probe process ends right after):
+        // releasing them would count put_page as well.
         Probe::GupFast => {
-            // The references are kept (a probe process ends right after):
-            // releasing them would count put_page as well.
             let mut f = GupFix::<A>::new(GUP_PAGES, 1)?;
-            let mut out = Vec::with_capacity(512);
-            for _ in 0..iters {
-                for call in 0..GUP_PAGES / 512 {
-                    out.clear();
-                    let start = f.base.wrapping_add(call * 512 * A::PAGE_SIZE);
-                    let got =
-                        f.m.get_user_pages_fast(start, 512, GupFlags::FOLL_WRITE, &mut out);
-                    if got != Ok(512) {
-                        return Err(format!("gup-fast of 512 pages returned {got:?}"));
-                    }
-                }
-            }
-            Ok(iters * GUP_PAGES)
+            let base = f.base;
+            gup_passes(&mut f, base, GUP_PAGES, 512, iters)
         }
         Probe::GupFastOne => {
             let mut f = GupFix::<A>::new(GUP_PAGES, 1)?;
-            let mut out = Vec::with_capacity(1);
-            for _ in 0..iters {
-                for page in 0..GUP_PAGES {
-                    out.clear();
-                    let start = f.base.wrapping_add(page * A::PAGE_SIZE);
-                    let got =
-                        f.m.get_user_pages_fast(start, 1, GupFlags::FOLL_WRITE, &mut out);
-                    if got != Ok(1) {
-                        return Err(format!("gup-fast of 1 page returned {got:?}"));
-                    }
-                }
-            }
-            Ok(iters * GUP_PAGES)
+            let base = f.base;
+            gup_passes(&mut f, base, GUP_PAGES, 1, iters)
         }
         Probe::GupThp => {
             let mut f = GupFix::<A>::new(512, THP_PAGES)?;
-            let mut out = Vec::with_capacity(512);
-            for _ in 0..iters {
-                for call in 0..THP_PAGES / 512 {
-                    out.clear();
-                    let start = f.thp.wrapping_add(call * 512 * A::PAGE_SIZE);
-                    let got =
-                        f.m.get_user_pages_fast(start, 512, GupFlags::FOLL_WRITE, &mut out);
-                    if got != Ok(512) {
-                        return Err(format!("gup-fast of 512 THP pages returned {got:?}"));
-                    }
-                }
-            }
-            Ok(iters * THP_PAGES)
+            let thp = f.thp;
+            gup_passes(&mut f, thp, THP_PAGES, 512, iters)
         }
         Probe::Copy => {
             let mut f = CopyFix::<A>::new()?;
@@ -118,4 +85,30 @@ pub fn run<A: Arch>(what: Probe, iters: u64) -> Result<u64, String> {
             Ok(iters)
         }
     }
+}
+
+/// `iters` passes of `get_user_pages_fast(FOLL_WRITE)` over the `pages`
+/// pages from `base`, `per_call` pages a call; returns the pages taken.
+fn gup_passes<A: Arch>(
+    f: &mut GupFix<A>,
+    base: VirtAddr,
+    pages: u64,
+    per_call: u64,
+    iters: u64,
+) -> Result<u64, String> {
+    let mut out = Vec::with_capacity(per_call as usize);
+    for _ in 0..iters {
+        for call in 0..pages / per_call {
+            out.clear();
+            let start = base.wrapping_add(call * per_call * A::PAGE_SIZE);
+            let got =
+                f.m.get_user_pages_fast(start, per_call as i64, GupFlags::FOLL_WRITE, &mut out);
+            if got != Ok(per_call) {
+                return Err(format!(
+                    "gup-fast of {per_call} pages at {start} returned {got:?}"
+                ));
+            }
+        }
+    }
+    Ok(iters * pages)
 }
