@@ -53,7 +53,7 @@ impl<A: Arch> Sys<A> {
         if matches!(i.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec) {
             // The segment walk has no side effects for these kinds: stop at
             // the first piece instead of walking all of `maxsize`.
-            return i.first_iov_piece(maxsize);
+            return i.iov_pieces(maxsize).next();
         }
         let mut first = None;
         i.iterate(&mut self.m, maxsize, &mut |_, p, _| {

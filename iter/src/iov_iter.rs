@@ -503,27 +503,29 @@ impl IovIter {
         self.walk(m, n, step).0
     }
 
-    /// The first non-empty piece of the next `n` bytes of an iovec, ubuf or
-    /// kvec iterator, found without walking the rest (`None` for other
-    /// kinds, and when there is none): what [`IovIter::walk`] hands its step
-    /// first, for callers that look at one segment only.
-    #[must_use]
-    pub fn first_iov_piece(&self, n: u64) -> Option<Piece> {
-        if !matches!(self.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec) || n == 0 {
-            return None;
-        }
+    /// The pieces of the next `n` bytes of an iovec, ubuf or kvec iterator,
+    /// cut as [`IovIter::walk`] cuts them (one per segment, from the current
+    /// position), computed lazily: a query that stops early (the first
+    /// piece, `npages` up to `maxpages`) reads only the segments it needs.
+    /// Empty for other kinds, whose walk may raise events.
+    pub fn iov_pieces(&self, n: u64) -> impl Iterator<Item = Piece> + '_ {
         let user = self.ty != IterType::Kvec;
-        let mut skip = self.iov_offset;
-        let mut idx = self.idx;
-        loop {
-            let seg = self.iov.get(idx)?;
-            let len = n.min(seg.len.saturating_sub(skip));
-            if len > 0 {
-                return Some(mk_piece(user, seg.base.wrapping_add(skip), len));
+        let lazy = matches!(self.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec);
+        let (mut left, mut skip, mut idx) = (if lazy { n } else { 0 }, self.iov_offset, self.idx);
+        std::iter::from_fn(move || {
+            while left > 0 {
+                let seg = self.iov.get(idx)?;
+                let len = left.min(seg.len.saturating_sub(skip));
+                let base = seg.base.wrapping_add(skip);
+                idx += 1;
+                skip = 0;
+                if len > 0 {
+                    left -= len;
+                    return Some(mk_piece(user, base, len));
+                }
             }
-            idx += 1;
-            skip = 0;
-        }
+            None
+        })
     }
 
     /// Every piece of the next `n` bytes, without side effects (queries).

@@ -405,36 +405,22 @@ impl<A: Arch> Sys<A> {
             return self.pipe_npages(i).min(maxpages);
         }
         let mut npages = 0u64;
-        if matches!(i.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec) {
-            // iov_npages: segment by segment from the current one, stopping
-            // once maxpages is reached (a bio loop calls this per bio, so
-            // walking every remaining segment each time would be quadratic).
-            let (mut left, mut skip, mut idx) = (i.count, i.iov_offset, i.idx);
-            while left > 0 {
-                let Some(seg) = i.iov.get(idx) else {
-                    break;
-                };
-                let len = left.min(seg.len.saturating_sub(skip));
-                if len > 0 {
-                    let a = seg.base.0.wrapping_add(skip);
-                    npages = npages
-                        .wrapping_add(a.wrapping_add(len).div_ceil(A::PAGE_SIZE))
-                        .wrapping_sub(a / A::PAGE_SIZE);
-                    left -= len;
-                    if npages >= maxpages {
-                        return maxpages;
-                    }
-                }
-                idx += 1;
-                skip = 0;
-            }
-            return npages;
-        }
-        for p in i.pieces(&mut self.m, i.count) {
+        // iov_npages: from the current segment, stopping once maxpages is
+        // reached (a bio loop calls this per bio, so collecting every
+        // remaining segment each time would be quadratic). Other kinds are
+        // walked whole, as their walk may raise events.
+        let walked = if matches!(i.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec) {
+            Vec::new()
+        } else {
+            i.pieces(&mut self.m, i.count)
+        };
+        for p in i.iov_pieces(i.count).chain(walked) {
             npages += match p {
-                Piece::User { addr, len } | Piece::Kernel { addr, len } => {
-                    (addr.0 + len).div_ceil(A::PAGE_SIZE) - addr.0 / A::PAGE_SIZE
-                }
+                Piece::User { addr, len } | Piece::Kernel { addr, len } => addr
+                    .0
+                    .wrapping_add(len)
+                    .div_ceil(A::PAGE_SIZE)
+                    .wrapping_sub(addr.0 / A::PAGE_SIZE),
                 Piece::Page { .. } => 1,
             };
             if npages >= maxpages {
