@@ -4,11 +4,10 @@
 //! on request (`__GFP_ZERO`). No `unsafe` here: guest memory is the parent
 //! module's.
 
-use vm_memory::{Bytes, GuestAddress};
-use vmemu_arch::Pfn;
+use vmemu_arch::{Pfn, PhysAddr};
 
+use super::PhysMem;
 use super::page::{FREE_PAGE, Owner, Page, PageFlags};
-use super::{PhysMem, ZEROES};
 
 impl PhysMem {
     /// Allocates `2^order` contiguous, naturally aligned, zeroed frames; the
@@ -45,18 +44,15 @@ impl PhysMem {
             // No byte changes, but the frame may have been a page table.
             self.tables_changed();
         } else if !fresh {
-            let bytes = (n << self.page_shift) as usize;
+            // Only the granules written since the mapping was last all zero
+            // need zeroes; the rest read as zero already, and writing them
+            // would cost host pages the workload never touched.
             self.tables_changed();
-            self.wrote_clamped(pfn << self.page_shift, bytes as u64);
-            let pa = pfn << self.page_shift;
-            let mut off = 0;
-            while off < bytes {
-                let len = (bytes - off).min(ZEROES.len());
-                self.mem
-                    .write_slice(&ZEROES[..len], GuestAddress(pa + off as u64))
-                    .ok()?;
-                off += len;
-            }
+            self.zero(
+                PhysAddr(pfn << self.page_shift),
+                (n << self.page_shift) as usize,
+            )
+            .ok()?;
         }
         self.grow(pfn + n - 1);
         for i in 0..n {
