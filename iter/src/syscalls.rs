@@ -30,6 +30,8 @@
 //! `readv` on files beyond a plain `f_pos`, credentials (`mm_access` always
 //! succeeds), compat iovecs.
 
+use std::collections::BTreeMap;
+
 use vmemu_arch::{Arch, Pfn, VirtAddr};
 use vmemu_mm::mm::FileId;
 use vmemu_mm::sync::TaskId;
@@ -100,16 +102,106 @@ impl OpenFile {
     }
 }
 
-/// An emulated block device: a medium of `data.len()` bytes with
+/// An emulated block device: a [`Medium`] with
 /// [`BDEV_LOGICAL_BLOCK_SIZE`]-byte logical blocks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BlockDev {
     /// The medium.
-    pub data: Vec<u8>,
+    pub data: Medium,
     /// `bdev_logical_block_size`.
     pub logical_block_size: u64,
     /// `bdev_dma_alignment`.
     pub dma_alignment: u64,
+}
+
+/// Bytes of a [`Medium`] stored per written chunk.
+const MEDIUM_CHUNK: usize = 4096;
+
+/// A block device's medium: `len` bytes that hold [`pattern_byte`] until
+/// written. Only the 4 KiB chunks written are stored, so host memory and
+/// time follow the bytes a workload reads and writes, not the size it
+/// gives the device (a fresh 4 MiB device allocated and filled its 4 MiB
+/// for every run: a fifth of `vmemu matrix`'s host page faults).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Medium {
+    len: u64,
+    page_size: u64,
+    written: BTreeMap<u64, Box<[u8]>>,
+}
+
+impl Medium {
+    /// `len` bytes of [`pattern_byte`] for pages of `page_size` bytes.
+    #[must_use]
+    pub fn new(len: u64, page_size: u64) -> Self {
+        Self {
+            len,
+            page_size,
+            written: BTreeMap::new(),
+        }
+    }
+
+    /// The size in bytes.
+    #[must_use]
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether the medium has no bytes.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The chunks of `buf.len()` bytes from `at`: (chunk index, offset in
+    /// the chunk, offset in `buf`, length).
+    fn pieces(at: u64, len: usize) -> impl Iterator<Item = (u64, usize, usize, usize)> {
+        let mut off = 0;
+        std::iter::from_fn(move || {
+            (off < len).then(|| {
+                let pos = at + off as u64;
+                let in_chunk = (pos % MEDIUM_CHUNK as u64) as usize;
+                let n = (MEDIUM_CHUNK - in_chunk).min(len - off);
+                let piece = (pos / MEDIUM_CHUNK as u64, in_chunk, off, n);
+                off += n;
+                piece
+            })
+        })
+    }
+
+    /// Copies the bytes at `at..at + buf.len()` (inside the medium) into
+    /// `buf`.
+    pub fn read(&self, at: u64, buf: &mut [u8]) {
+        assert!(at + buf.len() as u64 <= self.len, "read past the medium");
+        for (chunk, in_chunk, off, n) in Self::pieces(at, buf.len()) {
+            let out = &mut buf[off..off + n];
+            match self.written.get(&chunk) {
+                Some(c) => out.copy_from_slice(&c[in_chunk..in_chunk + n]),
+                None => fill_pattern(out, at + off as u64, self.page_size),
+            }
+        }
+    }
+
+    /// Stores `buf` at `at..at + buf.len()` (inside the medium).
+    pub fn write(&mut self, at: u64, buf: &[u8]) {
+        assert!(at + buf.len() as u64 <= self.len, "write past the medium");
+        for (chunk, in_chunk, off, n) in Self::pieces(at, buf.len()) {
+            let page_size = self.page_size;
+            let c = self.written.entry(chunk).or_insert_with(|| {
+                let mut c = vec![0u8; MEDIUM_CHUNK].into_boxed_slice();
+                fill_pattern(&mut c, chunk * MEDIUM_CHUNK as u64, page_size);
+                c
+            });
+            c[in_chunk..in_chunk + n].copy_from_slice(&buf[off..off + n]);
+        }
+    }
+
+    /// Every byte, in order.
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut v = vec![0u8; usize::try_from(self.len).expect("a medium fits in memory")];
+        self.read(0, &mut v);
+        v
+    }
 }
 
 /// The byte a fresh file page or block device holds at `offset`: the same
@@ -120,56 +212,38 @@ pub fn pattern_byte(offset: u64, page_size: u64) -> u8 {
     ((offset / page_size) * 7 + offset % page_size) as u8
 }
 
-/// The first `size` bytes of [`pattern_byte`], a page at a time: page `p`
-/// is the window starting at `p * 7 mod 256` of the ramp 0, 1, .., 255,
-/// 0, 1, ..., copied whole instead of computed byte by byte (a 64 MiB
-/// device was most of a block-device workload's instructions).
+/// The first `size` bytes of [`pattern_byte`].
 #[must_use]
 pub fn pattern_bytes(size: u64, page_size: u64) -> Vec<u8> {
-    let mut data = Vec::new();
-    pattern_fill(&mut data, size, page_size);
+    let mut data = vec![0u8; usize::try_from(size).expect("a device fits in memory")];
+    fill_pattern(&mut data, 0, page_size);
     data
 }
 
-/// [`pattern_bytes`] into `data` (cleared first; its allocation is reused).
-fn pattern_fill(data: &mut Vec<u8>, size: u64, page_size: u64) {
-    let ps = usize::try_from(page_size).expect("a page fits in memory");
-    let ramp: Vec<u8> = (0..ps + 256).map(|k| k as u8).collect();
-    data.clear();
-    data.reserve(usize::try_from(size).expect("a device fits in memory"));
-    for p in 0..size.div_ceil(page_size) {
-        let start = ((p * 7) % 256) as usize;
-        let len = (size - p * page_size).min(page_size) as usize;
-        data.extend_from_slice(&ramp[start..start + len]);
-    }
-}
-
-thread_local! {
-    /// The media of dropped block devices, for the next device created on
-    /// this thread: a fresh allocation of megabytes costs a host page fault
-    /// per page (issue 23: the devices were half the host page faults of
-    /// `vmemu matrix`, whose runs each create their own).
-    static SPARE_MEDIA: std::cell::RefCell<Vec<Vec<u8>>> =
-        const { std::cell::RefCell::new(Vec::new()) };
-}
-
-/// Media kept in [`SPARE_MEDIA`] per thread, and the largest kept.
-const SPARE_MAX: usize = 2;
-const SPARE_MAX_BYTES: usize = 64 << 20;
-
-impl Drop for BlockDev {
-    fn drop(&mut self) {
-        let data = std::mem::take(&mut self.data);
-        if data.capacity() == 0 || data.capacity() > SPARE_MAX_BYTES {
-            return;
+/// Fills `buf` with [`pattern_byte`] from `offset` on, copying runs of the
+/// ramp 0, 1, .., 255, 0, 1, .. instead of computing byte by byte: within
+/// a page the pattern is that ramp, starting at `index * 7 mod 256`.
+fn fill_pattern(buf: &mut [u8], offset: u64, page_size: u64) {
+    const RAMP: [u8; 512] = {
+        let mut r = [0u8; 512];
+        let mut i = 0;
+        while i < 512 {
+            r[i] = i as u8;
+            i += 1;
         }
-        // At thread exit the spares may be gone already: then just free.
-        let _ = SPARE_MEDIA.try_with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() < SPARE_MAX {
-                s.push(data);
-            }
-        });
+        r
+    };
+    let mut off = 0;
+    while off < buf.len() {
+        let pos = offset + off as u64;
+        let to_page_end = page_size - pos % page_size;
+        let n = usize::try_from(to_page_end)
+            .unwrap_or(usize::MAX)
+            .min(buf.len() - off)
+            .min(256);
+        let start = usize::from(pattern_byte(pos, page_size));
+        buf[off..off + n].copy_from_slice(&RAMP[start..start + n]);
+        off += n;
     }
 }
 
@@ -238,17 +312,7 @@ impl<A: Arch> Sys<A> {
     /// logical blocks) holding [`pattern_byte`]; returns its number.
     pub fn blkdev_create(&mut self, size: u64) -> usize {
         let size = size - size % BDEV_LOGICAL_BLOCK_SIZE;
-        // The largest spare medium of this thread, if any.
-        let mut data = SPARE_MEDIA
-            .try_with(|s| {
-                let mut s = s.borrow_mut();
-                let best = (0..s.len()).max_by_key(|&i| s[i].capacity())?;
-                Some(s.swap_remove(best))
-            })
-            .ok()
-            .flatten()
-            .unwrap_or_default();
-        pattern_fill(&mut data, size, A::PAGE_SIZE);
+        let data = Medium::new(size, A::PAGE_SIZE);
         self.bdevs.push(BlockDev {
             data,
             logical_block_size: BDEV_LOGICAL_BLOCK_SIZE,
@@ -548,7 +612,7 @@ impl<A: Arch> Sys<A> {
         to: &mut IovIter,
         direct: bool,
     ) -> Result<u64, Errno> {
-        let size = self.bdevs[dev].data.len() as u64;
+        let size = self.bdevs[dev].data.len();
         let mut shorted = 0;
         if *pos + to.count > size {
             if *pos >= size {
@@ -579,7 +643,8 @@ impl<A: Arch> Sys<A> {
             // filemap_read on the device's page cache.
             let avail = (size - *pos).min(to.count) as usize;
             let start = *pos as usize;
-            let src = self.bdevs[dev].data[start..start + avail].to_vec();
+            let mut src = vec![0u8; avail];
+            self.bdevs[dev].data.read(start as u64, &mut src);
             let n = self.copy_to_iter(&src, to);
             *pos += n;
             if n == 0 && avail > 0 && already == 0 {
@@ -606,7 +671,7 @@ impl<A: Arch> Sys<A> {
         from: &mut IovIter,
         direct: bool,
     ) -> Result<u64, Errno> {
-        let size = self.bdevs[dev].data.len() as u64;
+        let size = self.bdevs[dev].data.len();
         if from.count == 0 {
             return Ok(0);
         }
@@ -662,8 +727,7 @@ impl<A: Arch> Sys<A> {
         if n == 0 {
             return Err(Errno::EFAULT);
         }
-        let start = *pos as usize;
-        self.bdevs[dev].data[start..start + n as usize].copy_from_slice(&buf[..n as usize]);
+        self.bdevs[dev].data.write(*pos, &buf[..n as usize]);
         *pos += n;
         Ok(n)
     }

@@ -171,7 +171,7 @@ pub fn run_on<A: Arch>(c: &Case, profile: KernelProfile) -> Outcome {
             }
             out
         }
-        After::Bdev(d) => sys.bdevs[d].data.clone(),
+        After::Bdev(d) => sys.bdevs[d].data.to_vec(),
     };
     Outcome { ret, mem, after }
 }

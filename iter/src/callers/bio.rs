@@ -357,15 +357,18 @@ impl<A: Arch> Sys<A> {
     fn medium_io(&mut self, t: &BdevIo, pa: vmemu_arch::PhysAddr, n: u64) {
         match t.medium {
             Medium::Bdev(dev) => {
-                let at = t.pos as usize;
-                let medium = &mut self.bdevs[dev].data[at..at + n as usize];
+                let medium = &mut self.bdevs[dev].data;
+                let mut bytes = vec![0u8; n as usize];
+                medium.read(t.pos, &mut bytes);
                 match t.dir {
                     Dir::Read => {
-                        let src = medium.to_vec();
-                        let _ = self.m.phys.write(pa, &src);
+                        let _ = self.m.phys.write(pa, &bytes);
                     }
                     Dir::Write => {
-                        let _ = self.m.phys.read(pa, medium);
+                        // What a failed read leaves in `bytes` (nothing, or
+                        // the part before guest memory ends) is stored.
+                        let _ = self.m.phys.read(pa, &mut bytes);
+                        medium.write(t.pos, &bytes);
                     }
                 }
             }
