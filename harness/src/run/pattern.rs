@@ -4,13 +4,15 @@
 //! a fresh page's; 251 is prime, so the pattern never lines up with a page).
 //!
 //! Built by doubling a copy of one period (each step a `memcpy` of what is
-//! there) instead of computing byte by byte, and kept per thread up to
-//! [`KEEP`] bytes (the most one statement may write), so a copy-heavy run
-//! pays for its source once rather than per statement (issue 23:
-//! generating copy sources byte by byte was 94% of a copy-heavy
-//! `vmemu run`). A thread keeps as much as the longest write it served.
+//! there) instead of computing byte by byte, and kept for the whole
+//! process up to [`KEEP`] bytes (the most one statement may write), so a
+//! copy-heavy run pays for its source once rather than per statement
+//! (issue 23: generating copy sources byte by byte was 94% of a copy-heavy
+//! `vmemu run`). The process keeps as much as the longest write it served;
+//! the threads of `vmemu matrix -j N` share that one copy (one per thread
+//! was a seventh of the matrix's host page faults, paid once per thread).
 
-use std::cell::RefCell;
+use std::sync::{Arc, PoisonError, RwLock};
 
 /// The pattern's period.
 const PERIOD: usize = 251;
@@ -20,9 +22,9 @@ const PERIOD: usize = 251;
 /// runner refuses first, would build their own and drop it).
 const KEEP: usize = 64 << 20;
 
-thread_local! {
-    static KEPT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-}
+/// The kept pattern. A longer one replaces it; callers still reading the
+/// old one hold their own reference.
+static KEPT: RwLock<Option<Arc<Vec<u8>>>> = RwLock::new(None);
 
 /// Extends `v` (empty, or a whole number of periods long) to at least
 /// `len` bytes of the pattern.
@@ -53,15 +55,32 @@ pub(crate) fn with_pattern<R>(len: u64, f: impl FnOnce(&[u8]) -> R) -> R {
     if n > KEEP {
         return f(&pattern(len));
     }
-    KEPT.with(|k| {
-        let mut k = k.borrow_mut();
-        if k.len() < n {
-            // Grow to a power of two of periods: few regrowths.
-            let want = (n.div_ceil(PERIOD).next_power_of_two() * PERIOD).min(KEEP);
-            grow(&mut k, want.max(n));
+    let kept = KEPT
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+        .filter(|k| k.len() >= n);
+    let kept = kept.unwrap_or_else(|| {
+        let mut slot = KEPT.write().unwrap_or_else(PoisonError::into_inner);
+        match slot.as_ref() {
+            // Another thread grew it meanwhile.
+            Some(k) if k.len() >= n => Arc::clone(k),
+            old => {
+                // Whole periods, at least a quarter more than before (few
+                // regrowths), but no power-of-two headroom: every byte
+                // built is host memory faulted in and kept.
+                let had = old.map_or(0, |k| k.len());
+                let want = n.max(had + had / 4).next_multiple_of(PERIOD).min(KEEP);
+                let mut v = Vec::with_capacity(want.max(n));
+                v.extend_from_slice(old.map_or(&[][..], |k| &k[..]));
+                grow(&mut v, want.max(n));
+                let k = Arc::new(v);
+                *slot = Some(Arc::clone(&k));
+                k
+            }
         }
-        f(&k[..n])
-    })
+    });
+    f(&kept[..n])
 }
 
 #[cfg(test)]

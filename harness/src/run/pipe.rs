@@ -3,6 +3,14 @@
 
 use super::*;
 
+thread_local! {
+    /// The buffer `splice_write` statements write into.
+    static SPLICE_SINK: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The largest [`SPLICE_SINK`] a thread keeps.
+const SPLICE_SINK_KEEP: usize = 16 << 20;
+
 impl<'w, A: Arch> Runner<'w, A> {
     /// A pipe's state as records show it: `pipe: N buffers, B bytes`.
     pub(crate) fn pipe_detail(&self, pipe: usize) -> String {
@@ -44,8 +52,18 @@ impl<'w, A: Arch> Runner<'w, A> {
         let mut r = self.record(s, func);
         let res = if call == PipeCall::SpliceWrite {
             let len = to_u64(self.w, self.expr_arg(&args[1], s)?, s.span)?;
-            let mut out = Vec::new();
-            self.sys.splice_to_vec(pipe, len, &mut out)
+            // The file's bytes are not looked at: a kept buffer takes them,
+            // so the host memory behind it is not allocated afresh and
+            // faulted in for every call.
+            SPLICE_SINK.with(|out| {
+                let mut out = out.borrow_mut();
+                out.clear();
+                let r = self.sys.splice_to_vec(pipe, len, &mut out);
+                if out.capacity() > SPLICE_SINK_KEEP {
+                    *out = Vec::new();
+                }
+                r
+            })
         } else {
             let iname = name_of(&args[1]).ok_or_else(|| {
                 self.err(s.span, format!("`{func}` takes an iterator name second"))
