@@ -322,22 +322,47 @@ pub fn check_step_budget(
     let mut total = 0u64;
     for (i, a, k) in plan {
         let w = &ws[*i];
-        let cap = usize::try_from(max_steps.saturating_sub(total).saturating_add(1))
-            .unwrap_or(usize::MAX);
-        for span in executed_spans_capped(w, *a, k, cap) {
-            total += 1;
-            if total > max_steps {
-                return Err(err_at(
-                    w,
-                    span,
-                    format!(
-                        "the runs would execute more than {max_steps} statements in total (on {a} under {k}); raise the limit with --max-steps"
-                    ),
-                ));
-            }
+        let n = executed_count(&w.stmts, qual_arch(w, *a), k);
+        if total.saturating_add(n) > max_steps {
+            // Only now the statement past the bound is looked for.
+            let cap = usize::try_from(max_steps - total + 1).unwrap_or(usize::MAX);
+            let span = *executed_spans_capped(w, *a, k, cap)
+                .last()
+                .expect("the run executes past the bound");
+            return Err(err_at(
+                w,
+                span,
+                format!(
+                    "the runs would execute more than {max_steps} statements in total (on {a} under {k}); raise the limit with --max-steps"
+                ),
+            ));
         }
+        total += n;
     }
     Ok(())
+}
+
+/// How many statements [`executed_spans`] would give (saturating): a
+/// `repeat` multiplies its body's count instead of walking it each time.
+fn executed_count(stmts: &[Stmt], arch: ArchId, kernel: &KernelProfile) -> u64 {
+    let mut n = 0u64;
+    for s in stmts {
+        let q = &s.qual;
+        let arch_ok = q.arches.is_empty() || q.arches.contains(&arch);
+        let kernel_ok = q.kernels.is_empty() || q.kernels.contains(kernel);
+        if !(arch_ok && kernel_ok) {
+            continue;
+        }
+        let body = match &s.kind {
+            StmtKind::SetFs(_, body) => executed_count(body, arch, kernel),
+            StmtKind::Repeat(times, body) => {
+                executed_count(body, arch, kernel).saturating_mul(u64::from(*times))
+            }
+            _ => 0,
+        };
+        n = n.saturating_add(1).saturating_add(body);
+    }
+    n
 }
 
 pub(crate) struct Var {

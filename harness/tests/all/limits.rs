@@ -11,8 +11,12 @@ fn vmemu(args: &[&str]) -> Output {
         .expect("vmemu runs")
 }
 
+/// Writes `body` to a file named `name` in a directory of its own (tests
+/// run in parallel and may use the same name).
 fn script(name: &str, body: &str) -> String {
-    let dir = std::env::temp_dir().join(format!("vmemu-limits-{}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("vmemu-limits-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(name);
     std::fs::write(&p, body).unwrap();
@@ -106,6 +110,15 @@ fn steps_over_all_runs() {
         &format!("{body}touch a\n"),
         ":6:1:",
     );
+}
+
+/// A `repeat` counts itself and its body once per iteration: map, repeat
+/// and 3 * 2 touches are 8 steps, within a bound of 8; with a fourth
+/// iteration the statement past the bound is its first touch (line 3).
+#[test]
+fn steps_count_repeat_bodies_per_iteration() {
+    let body = |n: u32| format!("map a 1 page\nrepeat {n} {{\ntouch a\ntouch a\n}}\n");
+    boundary("--max-steps", "8", &body(3), &body(4), ":3:1:");
 }
 
 #[test]
