@@ -501,6 +501,9 @@ fn list(out: &mut impl Write) -> bool {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: each heap then grows in few steps (see
+    // `vmemu_host::set_malloc_top_pad`; issue 23's M2).
+    vmemu_host::set_malloc_top_pad(vmemu_host::TOP_PAD);
     match real_main() {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),

@@ -13,6 +13,9 @@
 //!   into a pipe ([`HostPipe`]) and `process_vm_readv(2)` on the bench's own
 //!   pid between two regions.
 //!
+//! The harness also sets one parameter of the C library's allocator at
+//! start-up ([`set_malloc_top_pad`], `mallopt(3)`).
+//!
 //! Both use the same small safe API: system calls that take user addresses
 //! as plain `usize`s ([`UserIovec`], [`readv`], [`vmsplice`],
 //! [`process_vm_readv_self`], …) and [`HostRegion`], an owned anonymous
@@ -74,6 +77,7 @@
 mod calls;
 #[cfg(target_os = "linux")]
 mod check;
+mod malloc;
 #[cfg(target_os = "linux")]
 mod pipe;
 #[cfg(target_os = "linux")]
@@ -84,6 +88,7 @@ pub use calls::{
     SPLICE_F_NONBLOCK, SysResult, UserIovec, memfd_create, page_size, preadv,
     process_vm_readv_self, process_vm_writev_self, pwritev, readv, vmsplice, write_from, writev,
 };
+pub use malloc::{TOP_PAD, set_malloc_top_pad};
 #[cfg(target_os = "linux")]
 pub use pipe::{HostPipe, pipe2};
 #[cfg(target_os = "linux")]
