@@ -43,6 +43,9 @@ struct MatrixGroup {
     compute: Vec<(usize, rayon::ThreadPool)>,
 }
 
+/// The matrix group's time per measurement per round, in units of `--ms`.
+const MATRIX_MS_FACTOR: u64 = 10;
+
 /// `vmemu matrix -j N` processes of M2 (2 threads, then 1).
 const M2_JOBS: [usize; 2] = [2, 1];
 
@@ -202,7 +205,12 @@ pub(super) fn matrix_rows(
         "the built-in matrix ({} runs) in process on {cores} threads, and `vmemu matrix -j 2` and `-j 1` processes",
         g.plan.len(),
     ));
-    let m = measure(&mut g, a.rounds as usize, Duration::from_millis(a.ms))?;
+    // A pass here is a whole matrix (20-45 ms): at `--ms` every measurement
+    // would get one pass per round, and the fastest of one pass filters no
+    // noise. Ten times `--ms` gives each a few passes per round, as every
+    // other group gets.
+    let per_round = Duration::from_millis(a.ms.saturating_mul(MATRIX_MS_FACTOR));
+    let m = measure(&mut g, a.rounds as usize, per_round)?;
     let mut rows = Vec::new();
     if want("M1") {
         rows.push(ratio_row(
