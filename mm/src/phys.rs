@@ -816,6 +816,8 @@ impl PhysMem {
 mod tests {
     use super::*;
     use crate::errno::Errno;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
     use vmemu_arch::{Pfn, Ppc64, X86_64};
 
     #[test]
@@ -931,13 +933,8 @@ mod tests {
         for life in 0..2 {
             let m = PhysMem::new::<X86_64>(SIZE).unwrap();
             let mut model = vec![0u8; SIZE as usize];
-            let mut x = 0x9e37_79b9_7f4a_7c15u64 + life;
-            let mut next = |n: u64| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x % n
-            };
+            let mut rng = ChaCha8Rng::seed_from_u64(0x5eed + life);
+            let mut next = |n: u64| rng.random_range(0..n);
             for step in 0..400u64 {
                 let at = next(SIZE - 3 * WRITE_GRANULE);
                 let len = next(3 * WRITE_GRANULE) as usize;

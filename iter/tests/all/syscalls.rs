@@ -1,6 +1,8 @@
 //! The syscall layer: argument checks and partial results as 6.13 has
 //! them, checked on return values and on the bytes that moved.
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use vmemu_arch::{Arch, VirtAddr, X86_64};
 use vmemu_iter::syscalls::{Medium, O_DIRECT, pattern_byte, pattern_bytes, pvm_max_user_pages};
 use vmemu_iter::{Iovec, Sys};
@@ -379,13 +381,8 @@ fn a_sparse_medium_reads_like_a_byte_array() {
         let len = 40 * 4096 + 512;
         let mut m = Medium::new(len, page);
         let mut model = pattern_bytes(len, page);
-        let mut x = 0x2545_f491_4f6c_dd1du64 ^ page;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut rng = ChaCha8Rng::seed_from_u64(page);
+        let mut next = |n: u64| rng.random_range(0..n);
         for step in 0..300u64 {
             let at = next(len);
             let n = next((len - at).min(3 * 4096) + 1) as usize;
