@@ -9,7 +9,7 @@ pub const TOP_PAD: usize = 4 << 20;
 /// when it is trimmed. Without it the heap of each thread grew a few pages at
 /// a time, one `mprotect(2)` each (725 for a `vmemu matrix -j 2`, each taking
 /// the process's memory-map lock for writing, which a page fault on the other
-/// thread then waits for); with 4 MiB, a dozen. The pages are only reserved:
+/// thread then waits for); with 4 MiB, about forty. The pages are only reserved:
 /// host memory still follows the bytes touched. Returns whether the C library
 /// took the setting (`false` on a C library other than glibc, where nothing
 /// changes).
