@@ -94,14 +94,15 @@ impl<A: Arch> Machine<A> {
     /// `KERNEL_DS`, a kvec or bvec): if it lands in memory no pointer of the
     /// kernel may write — a free frame, a page table, the zero page, a
     /// reserved frame — the kernel would corrupt itself: a `kernel_bug`
-    /// event (the write still happens, as it would).
+    /// event (the write still happens, as it would). Returns whether the
+    /// write landed in ordinary memory (no event).
     #[inline]
-    pub fn note_kernel_write(&mut self, pa: PhysAddr, len: u64) {
+    pub fn note_kernel_write(&mut self, pa: PhysAddr, len: u64) -> bool {
         let mut off = 0;
         while off < len.max(1) {
             let pfn = pa.add(off).pfn(A::PAGE_SHIFT);
             if !self.phys.pfn_valid(pfn) {
-                return;
+                return true;
             }
             let head = self.phys.compound_head(pfn);
             let p = self.phys.page(head);
@@ -118,10 +119,11 @@ impl<A: Arch> Machine<A> {
             };
             if let Some(what) = what {
                 self.kernel_write_corrupts(pa.add(off), pfn, what);
-                return;
+                return false;
             }
             off += A::PAGE_SIZE - pa.add(off).0 % A::PAGE_SIZE;
         }
+        true
     }
 
     /// The `kernel_bug` event of [`Machine::note_kernel_write`].

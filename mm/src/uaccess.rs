@@ -60,6 +60,11 @@ pub(crate) struct UaccessCache {
     walk: Option<WalkCache>,
     /// The last leaf decoded through `walk` (independent of memory).
     memo: Option<pgtable::LeafMemo>,
+    /// `note_kernel_write` found the page's frame an ordinary one. What it
+    /// looks at (free, a page table, the zero page, reserved) changes only
+    /// when frames are freed or allocated again, which changes the
+    /// generation and so this entry.
+    noted: bool,
 }
 
 /// Where the last walk found its leaf, with what the levels above it
@@ -214,6 +219,7 @@ impl<A: Arch> Machine<A> {
         self.uaccess_cache.page = va.align_down(A::PAGE_SIZE).0;
         self.uaccess_cache.pa = t.pa.0 - va.offset_in(A::PAGE_SIZE);
         self.uaccess_cache.write = clean_write;
+        self.uaccess_cache.noted = false;
         if write && !t.leaf.has(PteFlags::DIRTY) && t.root == HwRoot::Mm {
             // The hardware sets the dirty bit on a writable entry.
             let mut f = t.leaf.flags | PteFlags::DIRTY | PteFlags::YOUNG;
@@ -237,6 +243,19 @@ impl<A: Arch> Machine<A> {
             }
         }
         Some(t.pa)
+    }
+
+    /// [`Machine::note_kernel_write`] for `len` bytes at `pa` in the page of
+    /// the last translation: checked once per translation, not per access.
+    #[inline]
+    fn note_uaccess_write(&mut self, pa: PhysAddr, len: u64) {
+        let page = pa.0 & !(A::PAGE_SIZE - 1);
+        if self.uaccess_cache.noted && self.uaccess_cache.pa == page {
+            return;
+        }
+        if self.note_kernel_write(pa, len) && self.uaccess_cache.pa == page {
+            self.uaccess_cache.noted = true;
+        }
     }
 
     /// The user-address part of `do_page_fault` for a kernel-mode access:
@@ -324,7 +343,7 @@ impl<A: Arch> Machine<A> {
                 break;
             };
             if write {
-                self.note_kernel_write(pa, chunk);
+                self.note_uaccess_write(pa, chunk);
             }
             if !op(self, pa, done as usize, chunk as usize) {
                 break;

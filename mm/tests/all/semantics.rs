@@ -47,6 +47,7 @@ macro_rules! on_every_arch {
 }
 
 on_every_arch!(
+    kernel_writes_are_checked_per_write,
     claim_h_gupf_never_returns_zero,
     zero_length_gupf,
     unaligned_start_same_pages,
@@ -1815,4 +1816,52 @@ fn narrow_refcount_gup_wrap<A: Arch>() {
         assert_eq!(m.held_total(), (0, 0), "{profile}");
         assert_eq!(m.phys.stale_frames(), Vec::new(), "{profile}");
     }
+}
+
+/// A kernel-mode write into a page table (`copy_to_user` under KERNEL_DS to
+/// its direct-map address) is a `kernel_bug` every time, not only the first
+/// time the translation is made; writes to an ordinary user page are none,
+/// also after the page was unmapped and its frame reused for a page table
+/// that a later write then hits through the same user address's new page.
+fn kernel_writes_are_checked_per_write<A: Arch>() {
+    let mut m = machine::<A>("v4.10");
+    let mm = m.current_mm();
+    let buf = anon::<A>(&mut m, 1, Prot::RW, "buf");
+    write_fault::<A>(&mut m, buf, 1);
+    for _ in 0..3 {
+        assert_eq!(m.copy_to_user(buf, &[1; 16]), 0);
+    }
+    assert_eq!(count(&m, EventKind::KernelBug), 0, "{:?}", m.events);
+    // The newest page-table frame (the leaf table of `buf`).
+    let table = (0..m.phys.high_water())
+        .rev()
+        .find(|&f| matches!(m.phys.page(Pfn(f)).owner, Owner::PageTable { .. }))
+        .expect("a page-table frame");
+    let old = m.set_fs(true);
+    let at = kaddr::<A>(&m, table);
+    for k in 1..=3 {
+        assert_eq!(m.copy_to_user(at, &[0; 8]), 0);
+        assert_eq!(
+            count(&m, EventKind::KernelBug),
+            k,
+            "write {k}: {:?}",
+            m.events
+        );
+    }
+    // The user page's frame freed, then the same user address again: a
+    // fresh page, written without an event.
+    m.restore_fs(old);
+    m.munmap(mm, buf, A::PAGE_SIZE).unwrap();
+    let again = map::<A>(
+        &mut m,
+        Some(buf.0),
+        1,
+        Prot::RW,
+        MapFlags::default(),
+        Backing::Anon,
+        "again",
+    );
+    assert_eq!(again, buf);
+    assert_eq!(m.copy_to_user(buf, &[2; 16]), 0);
+    assert_eq!(count(&m, EventKind::KernelBug), 3, "{:?}", m.events);
 }
