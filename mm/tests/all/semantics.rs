@@ -1820,9 +1820,10 @@ fn narrow_refcount_gup_wrap<A: Arch>() {
 
 /// A kernel-mode write into a page table (`copy_to_user` under KERNEL_DS to
 /// its direct-map address) is a `kernel_bug` every time, not only the first
-/// time the translation is made; writes to an ordinary user page are none,
-/// also after the page was unmapped and its frame reused for a page table
-/// that a later write then hits through the same user address's new page.
+/// time the translation is made (uaccess checks a frame once per cached
+/// translation, and a frame found bad is never taken as checked); writes
+/// to an ordinary user page are none, also once the address is unmapped
+/// and mapped again (a new page, a new translation).
 fn kernel_writes_are_checked_per_write<A: Arch>() {
     let mut m = machine::<A>("v4.10");
     let mm = m.current_mm();
