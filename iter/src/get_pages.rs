@@ -50,7 +50,7 @@ impl<A: Arch> Sys<A> {
 
     /// The first non-empty piece within `maxsize` (v4.10 step 2).
     fn first_piece(&mut self, i: &IovIter, maxsize: u64) -> Option<Piece> {
-        if matches!(i.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec) {
+        if i.ty.has_segments() {
             // The segment walk has no side effects for these kinds: stop at
             // the first piece instead of walking all of `maxsize`.
             return i.iov_pieces(maxsize).next();

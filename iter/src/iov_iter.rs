@@ -32,6 +32,13 @@ pub enum IterType {
 }
 
 impl IterType {
+    /// An iovec, ubuf or kvec: address ranges (`iov`), whose walk reads
+    /// nothing and raises no event, so a query may stop it early.
+    #[must_use]
+    pub fn has_segments(self) -> bool {
+        matches!(self, IterType::Iovec | IterType::Ubuf | IterType::Kvec)
+    }
+
     /// Every flavour, in the order workloads list them.
     pub const ALL: [IterType; 6] = [
         IterType::Iovec,
@@ -477,9 +484,7 @@ impl IovIter {
             return 0;
         }
         let (done, mut idx, mut off) = self.walk(m, n, step);
-        if matches!(self.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec)
-            && self.iov.get(idx).is_some_and(|s| off == s.len)
-        {
+        if self.ty.has_segments() && self.iov.get(idx).is_some_and(|s| off == s.len) {
             idx += 1;
             off = 0;
         }
@@ -510,8 +515,8 @@ impl IovIter {
     /// Empty for other kinds, whose walk may raise events.
     pub fn iov_pieces(&self, n: u64) -> impl Iterator<Item = Piece> + '_ {
         let user = self.ty != IterType::Kvec;
-        let lazy = matches!(self.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec);
-        let (mut left, mut skip, mut idx) = (if lazy { n } else { 0 }, self.iov_offset, self.idx);
+        let left = if self.ty.has_segments() { n } else { 0 };
+        let (mut left, mut skip, mut idx) = (left, self.iov_offset, self.idx);
         std::iter::from_fn(move || {
             while left > 0 {
                 let seg = self.iov.get(idx)?;

@@ -409,7 +409,7 @@ impl<A: Arch> Sys<A> {
         // reached (a bio loop calls this per bio, so collecting every
         // remaining segment each time would be quadratic). Other kinds are
         // walked whole, as their walk may raise events.
-        let walked = if matches!(i.ty, IterType::Iovec | IterType::Ubuf | IterType::Kvec) {
+        let walked = if i.ty.has_segments() {
             Vec::new()
         } else {
             i.pieces(&mut self.m, i.count)
