@@ -184,8 +184,7 @@ impl Walk<'_> {
     }
 
     fn applies(&self, s: &Stmt) -> bool {
-        (s.qual.arches.is_empty() || s.qual.arches.contains(&self.arch))
-            && (s.qual.kernels.is_empty() || s.qual.kernels.contains(self.kernel))
+        s.qual.applies(self.arch, self.kernel)
     }
 
     fn mem(&mut self) {

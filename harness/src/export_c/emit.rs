@@ -86,8 +86,7 @@ impl<'w> Emitter<'w> {
     }
 
     fn applies(&self, s: &Stmt) -> bool {
-        (s.qual.arches.is_empty() || s.qual.arches.contains(&self.arch))
-            && (s.qual.kernels.is_empty() || s.qual.kernels.contains(&self.kernel))
+        s.qual.applies(self.arch, &self.kernel)
     }
 
     fn error(&mut self, s: &Stmt, msg: String) {

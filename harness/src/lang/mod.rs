@@ -45,6 +45,15 @@ pub struct Qual {
     pub kernels: Vec<KernelProfile>,
 }
 
+impl Qual {
+    /// Whether a statement so qualified runs on `arch` under `kernel`.
+    #[must_use]
+    pub fn applies(&self, arch: ArchId, kernel: &KernelProfile) -> bool {
+        (self.arches.is_empty() || self.arches.contains(&arch))
+            && (self.kernels.is_empty() || self.kernels.contains(kernel))
+    }
+}
+
 /// Options of `map`.
 #[derive(Clone, PartialEq, Eq, Debug, Default)]
 pub struct MapSpec {

@@ -289,10 +289,7 @@ fn executed_spans_capped(
             if out.len() >= cap {
                 return;
             }
-            let q = &s.qual;
-            let arch_ok = q.arches.is_empty() || q.arches.contains(&arch);
-            let kernel_ok = q.kernels.is_empty() || q.kernels.contains(kernel);
-            if arch_ok && kernel_ok {
+            if s.qual.applies(arch, kernel) {
                 out.push(s.span);
                 match &s.kind {
                     StmtKind::SetFs(_, body) => rec(body, arch, kernel, out, cap),
@@ -347,10 +344,7 @@ pub fn check_step_budget(
 fn executed_count(stmts: &[Stmt], arch: ArchId, kernel: &KernelProfile) -> u64 {
     let mut n = 0u64;
     for s in stmts {
-        let q = &s.qual;
-        let arch_ok = q.arches.is_empty() || q.arches.contains(&arch);
-        let kernel_ok = q.kernels.is_empty() || q.kernels.contains(kernel);
-        if !(arch_ok && kernel_ok) {
+        if !s.qual.applies(arch, kernel) {
             continue;
         }
         let body = match &s.kind {

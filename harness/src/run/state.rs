@@ -73,9 +73,7 @@ impl<'w, A: Arch> Runner<'w, A> {
     }
 
     pub(crate) fn applies(&self, q: &Qual) -> bool {
-        let arch_ok = q.arches.is_empty() || q.arches.contains(&self.qual_arch);
-        let kernel_ok = q.kernels.is_empty() || q.kernels.contains(&self.sys.m.profile);
-        arch_ok && kernel_ok
+        q.applies(self.qual_arch, &self.sys.m.profile)
     }
 
     pub(crate) fn run(mut self) -> Result<Run, ScriptError> {
