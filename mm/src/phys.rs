@@ -637,9 +637,9 @@ impl PhysMem {
             let mut off = 0;
             while off < buf.len() {
                 let at = pa.0 + off as u64;
-                let n = self.same_state_run(at, buf.len() - off);
+                let (n, dirty) = self.same_state_run(at, buf.len() - off);
                 let out = &mut buf[off..off + n];
-                if self.is_dirty(at) {
+                if dirty {
                     // SAFETY: `src..src+len` is inside the mapping (checked
                     // by `bytes`), which lives as long as `self`, and
                     // `off + n <= len`; `out` is a distinct host buffer.
@@ -773,16 +773,17 @@ impl PhysMem {
 
     /// The bytes from `pa` (inside guest memory), at most `len`, whose
     /// granules are all written since the mapping was last all zero or all
-    /// not: the next run [`PhysMem::read`] copies or fills with zeroes.
+    /// not, and which of the two: the next run [`PhysMem::read`] copies or
+    /// fills with zeroes.
     #[inline]
-    fn same_state_run(&self, pa: u64, len: usize) -> usize {
+    fn same_state_run(&self, pa: u64, len: usize) -> (usize, bool) {
         let end = pa + len as u64;
         let dirty = self.is_dirty(pa);
         let mut at = ((pa >> DIRTY_SHIFT) + 1) << DIRTY_SHIFT;
         while at < end && self.is_dirty(at) == dirty {
             at += 1 << DIRTY_SHIFT;
         }
-        (at.min(end) - pa) as usize
+        ((at.min(end) - pa) as usize, dirty)
     }
 
     /// Whether the granule of `pa` (inside guest memory) was written since
