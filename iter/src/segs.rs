@@ -37,7 +37,16 @@ impl Rule {
     }
 
     fn get(&self, i: usize) -> Iovec {
-        let (k, j) = (i / self.group.len(), i % self.group.len());
+        let n = self.group.len();
+        // No division in the two common shapes: a plain array (one copy of
+        // its group) and one segment repeated.
+        let (k, j) = if i < n {
+            (0, i)
+        } else if n == 1 {
+            (i, 0)
+        } else {
+            (i / n, i % n)
+        };
         let s = self.group[j];
         Iovec {
             base: s.base.wrapping_add((k as u64).wrapping_mul(self.step)),
@@ -186,8 +195,20 @@ mod tests {
         assert_eq!(s.total_len(), 90);
         assert_eq!(s.slice(1, 4).total_len(), 20 + 10 + 20);
         assert_eq!(s, Segs::from(written.clone()));
-        assert_eq!(s.get(5), Some(iov(0x23000, 20)));
+        for (i, w) in written.iter().enumerate() {
+            assert_eq!(s.get(i), Some(*w), "segment {i}");
+        }
         assert_eq!(s.get(6), None);
+        // One segment repeated: copy k is segment k.
+        let one = Segs::repeat(vec![iov(0x1000, 8)], 0x200, 5);
+        for i in 0..5 {
+            assert_eq!(
+                one.get(i),
+                Some(iov(0x1000 + 0x200 * i as u64, 8)),
+                "copy {i}"
+            );
+        }
+        assert_eq!(one.get(5), None);
         let t = s.slice(3, 99);
         assert_eq!(t.to_vec(), written[3..].to_vec());
         assert_eq!(t.slice(1, 2).to_vec(), vec![written[4]]);

@@ -324,6 +324,7 @@ impl<A: Arch> Machine<A> {
     /// Copies between kernel memory and user memory page by page; `op` gets the
     /// physical address and the offset/length within the kernel buffer.
     /// Returns the bytes not done.
+    #[inline(always)]
     fn uaccess(
         &mut self,
         addr: VirtAddr,
