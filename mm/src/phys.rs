@@ -974,8 +974,8 @@ mod tests {
         kinds.dedup();
         for (w, &kind) in kinds.iter().enumerate() {
             // Every head alignment (0..32), and lengths below, at and above
-            // a 64- and a 128-byte block, so the plain head, the streamed body and the
-            // plain tail each get exercised, alone and together.
+            // a 64- and a 128-byte block, so the plain head, the streamed
+            // body and the plain tail each get exercised, alone and together.
             for (k, len) in [
                 0usize, 1, 15, 16, 31, 32, 63, 64, 65, 127, 128, 129, 200, 4096, 8999,
             ]
