@@ -209,6 +209,47 @@ impl Stream {
     }
 }
 
+/// The shape both streaming copies share: plain copies for the head up to
+/// an `ALIGN`-byte boundary of `dst` and for the tail, and `block` for each
+/// `STEP`-byte block between them, at a `dst` that is `ALIGN`-aligned.
+///
+/// # Safety
+/// `src..src+len` readable, `dst..dst+len` writable, not overlapping;
+/// `block(s, d)` reads `STEP` bytes at `s` and writes `STEP` bytes at `d`,
+/// and needs no more alignment than `ALIGN` at `d`.
+#[inline(always)]
+unsafe fn stream_blocks<const ALIGN: usize, const STEP: usize>(
+    dst: *mut u8,
+    src: *const u8,
+    len: usize,
+    block: impl Fn(*const u8, *mut u8),
+) {
+    let head = dst.align_offset(ALIGN).min(len);
+    if head > 0 {
+        // SAFETY: `head <= len`: inside both ranges (the caller's contract).
+        unsafe { std::ptr::copy_nonoverlapping(src, dst, head) };
+    }
+    let blocks = (len - head) / STEP;
+    // SAFETY: `head <= len`: both pointers stay inside their ranges.
+    let (mut s, mut d) = unsafe { (src.add(head), dst.add(head)) };
+    for _ in 0..blocks {
+        // Each of the `blocks` steps stays inside both ranges
+        // (`head + STEP * blocks <= len`); `d` stays `ALIGN`-aligned
+        // (`head` aligned it, and `STEP` is a multiple of `ALIGN`).
+        block(s, d);
+        // SAFETY: at most one past the last block: inside both ranges.
+        unsafe {
+            s = s.add(STEP);
+            d = d.add(STEP);
+        }
+    }
+    let tail = len - head - blocks * STEP;
+    if tail > 0 {
+        // SAFETY: the last `tail` bytes of both ranges.
+        unsafe { std::ptr::copy_nonoverlapping(s, d, tail) };
+    }
+}
+
 /// Copies `len` bytes from `src` to `dst` with non-temporal stores where
 /// the host has them (x86-64: SSE2 `movntdq`, part of the base
 /// instruction set), plain copies for the unaligned head and the tail.
@@ -220,19 +261,12 @@ unsafe fn stream_copy(dst: *mut u8, src: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_stream_si128};
-        let head = dst.align_offset(16).min(len);
-        if head > 0 {
-            // SAFETY: `head <= len`: inside both ranges (the caller's contract).
-            unsafe { std::ptr::copy_nonoverlapping(src, dst, head) };
-        }
-        let mut i = head;
-        while i + 64 <= len {
-            // SAFETY: `i + 64 <= len`, so the four 16-byte loads and stores
-            // stay inside both ranges; `dst + i` is 16-byte aligned (`head`
-            // aligned it and `i` advances by 64), as `movntdq` needs.
+        let block = |s: *const u8, d: *mut u8| {
+            // SAFETY: `stream_blocks` hands over 64 readable bytes at `s`
+            // and 64 writable, 16-byte aligned bytes at `d`, as `movntdq`
+            // needs.
             unsafe {
-                let s = src.add(i).cast::<__m128i>();
-                let d = dst.add(i).cast::<__m128i>();
+                let (s, d) = (s.cast::<__m128i>(), d.cast::<__m128i>());
                 let (a, b) = (_mm_loadu_si128(s), _mm_loadu_si128(s.add(1)));
                 let (c, e) = (_mm_loadu_si128(s.add(2)), _mm_loadu_si128(s.add(3)));
                 _mm_stream_si128(d, a);
@@ -240,12 +274,9 @@ unsafe fn stream_copy(dst: *mut u8, src: *const u8, len: usize) {
                 _mm_stream_si128(d.add(2), c);
                 _mm_stream_si128(d.add(3), e);
             }
-            i += 64;
-        }
-        if i < len {
-            // SAFETY: `i < len`: the tail lies inside both ranges.
-            unsafe { std::ptr::copy_nonoverlapping(src.add(i), dst.add(i), len - i) };
-        }
+        };
+        // SAFETY: the caller's contract; `block` is as `stream_blocks` needs.
+        unsafe { stream_blocks::<16, 64>(dst, src, len, block) };
     }
     #[cfg(not(target_arch = "x86_64"))]
     // SAFETY: the caller's contract.
@@ -254,8 +285,7 @@ unsafe fn stream_copy(dst: *mut u8, src: *const u8, len: usize) {
     }
 }
 
-/// [`stream_copy`] with 32-byte AVX2 streaming stores, 128 bytes a step: a
-/// quarter of the loop steps and half the loads and stores.
+/// [`stream_copy`] with 32-byte AVX2 streaming stores, 128 bytes a step.
 ///
 /// # Safety
 /// As [`stream_copy`], and the CPU has AVX2 ([`Stream::widest`]).
@@ -263,36 +293,21 @@ unsafe fn stream_copy(dst: *mut u8, src: *const u8, len: usize) {
 #[target_feature(enable = "avx2")]
 unsafe fn stream_copy_avx2(dst: *mut u8, src: *const u8, len: usize) {
     use std::arch::x86_64::{__m256i, _mm256_loadu_si256, _mm256_stream_si256};
-    let head = dst.align_offset(32).min(len);
-    if head > 0 {
-        // SAFETY: `head <= len`: inside both ranges (the caller's contract).
-        unsafe { std::ptr::copy_nonoverlapping(src, dst, head) };
-    }
-    let blocks = (len - head) / 128;
-    // SAFETY: `head <= len`: both pointers stay inside their ranges.
-    let (mut s, mut d) = unsafe { (src.add(head), dst.add(head)) };
-    for _ in 0..blocks {
-        // SAFETY: each of the `blocks` steps reads and writes 128 bytes
-        // inside both ranges (`head + 128 * blocks <= len`); `d` is 32-byte
-        // aligned (`head` aligned it and it advances by 128), as `vmovntdq`
-        // needs.
+    let block = |s: *const u8, d: *mut u8| {
+        // SAFETY: `stream_blocks` hands over 128 readable bytes at `s` and
+        // 128 writable, 32-byte aligned bytes at `d`, as `vmovntdq` needs.
         unsafe {
-            let (sv, dv) = (s.cast::<__m256i>(), d.cast::<__m256i>());
-            let (a, b) = (_mm256_loadu_si256(sv), _mm256_loadu_si256(sv.add(1)));
-            let (c, e) = (_mm256_loadu_si256(sv.add(2)), _mm256_loadu_si256(sv.add(3)));
-            _mm256_stream_si256(dv, a);
-            _mm256_stream_si256(dv.add(1), b);
-            _mm256_stream_si256(dv.add(2), c);
-            _mm256_stream_si256(dv.add(3), e);
-            s = s.add(128);
-            d = d.add(128);
+            let (s, d) = (s.cast::<__m256i>(), d.cast::<__m256i>());
+            let (a, b) = (_mm256_loadu_si256(s), _mm256_loadu_si256(s.add(1)));
+            let (c, e) = (_mm256_loadu_si256(s.add(2)), _mm256_loadu_si256(s.add(3)));
+            _mm256_stream_si256(d, a);
+            _mm256_stream_si256(d.add(1), b);
+            _mm256_stream_si256(d.add(2), c);
+            _mm256_stream_si256(d.add(3), e);
         }
-    }
-    let tail = len - head - blocks * 128;
-    if tail > 0 {
-        // SAFETY: the last `tail` bytes of both ranges.
-        unsafe { std::ptr::copy_nonoverlapping(s, d, tail) };
-    }
+    };
+    // SAFETY: the caller's contract; `block` is as `stream_blocks` needs.
+    unsafe { stream_blocks::<32, 128>(dst, src, len, block) };
 }
 
 /// Orders the streaming stores of [`stream_copy`] before later stores.
